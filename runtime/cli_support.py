@@ -1,0 +1,37 @@
+"""What every gclf command shares: user errors become one sentence and an exit code."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Callable, TypeVar
+
+import click
+
+from gclf.runtime.errors import EXIT_INTERRUPTED, GclfError
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+def report_errors(fn: F) -> F:
+    """Turn `GclfError` into `error: <message>` on stderr and the error's exit code.
+
+    Anything else is a bug in gclf and keeps its traceback.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GclfError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)

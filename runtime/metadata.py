@@ -1,0 +1,105 @@
+"""What a gclf ONNX file says about itself, stored as JSON strings in `metadata_props`.
+
+Keys (all required unless noted):
+- `gclf.format_version`: "1"
+- `gclf.preprocess`: the `PreprocessSpec` as JSON
+- `gclf.class_names`: JSON list of class names, in output order
+- `gclf.variant`: "fp32" or "int8"
+- `gclf.training`: JSON object, a short training summary (init, epochs, accuracy, ...)
+- `gclf.quantization`: JSON object, only (and always) on int8 files
+
+The runtime refuses a file whose metadata is missing or inconsistent; it never falls back to
+defaults, because a wrong mean or channel order fails silently as lower accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from gclf.runtime.errors import BadModelError
+from gclf.runtime.preprocess import PreprocessSpec
+
+FORMAT_VERSION = "1"
+KEY_FORMAT = "gclf.format_version"
+KEY_PREPROCESS = "gclf.preprocess"
+KEY_CLASSES = "gclf.class_names"
+KEY_VARIANT = "gclf.variant"
+KEY_TRAINING = "gclf.training"
+KEY_QUANTIZATION = "gclf.quantization"
+VARIANTS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class ModelMetadata:
+    spec: PreprocessSpec
+    class_names: tuple[str, ...]
+    variant: str = "fp32"
+    training: dict[str, Any] = field(default_factory=dict)
+    quantization: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        problems = _problems(self)
+        if problems:
+            raise BadModelError("gclf metadata is inconsistent: " + "; ".join(problems))
+
+    def to_props(self) -> dict[str, str]:
+        props = {
+            KEY_FORMAT: FORMAT_VERSION,
+            KEY_PREPROCESS: self.spec.to_json(),
+            KEY_CLASSES: json.dumps(list(self.class_names)),
+            KEY_VARIANT: self.variant,
+            KEY_TRAINING: json.dumps(self.training, sort_keys=True),
+        }
+        if self.quantization is not None:
+            props[KEY_QUANTIZATION] = json.dumps(self.quantization, sort_keys=True)
+        return props
+
+    @classmethod
+    def from_props(cls, props: Mapping[str, str], *, source: str = "model") -> "ModelMetadata":
+        """Parse and validate; raises `BadModelError` with a sentence naming `source`."""
+        if KEY_FORMAT not in props:
+            raise BadModelError(
+                f"{source} has no gclf metadata: it was not written by gclf-export "
+                "(a gclf model carries its preprocessing and class names inside the file)"
+            )
+        if props[KEY_FORMAT] != FORMAT_VERSION:
+            raise BadModelError(f"{source}: gclf metadata version {props[KEY_FORMAT]!r} is not supported (expected {FORMAT_VERSION})")
+        missing = [k for k in (KEY_PREPROCESS, KEY_CLASSES, KEY_VARIANT, KEY_TRAINING) if k not in props]
+        if missing:
+            raise BadModelError(f"{source}: gclf metadata is missing {', '.join(missing)}")
+        try:
+            spec = PreprocessSpec.from_json(props[KEY_PREPROCESS])
+            classes = _json(props[KEY_CLASSES], KEY_CLASSES, list)
+            training = _json(props[KEY_TRAINING], KEY_TRAINING, dict)
+            quant = _json(props[KEY_QUANTIZATION], KEY_QUANTIZATION, dict) if KEY_QUANTIZATION in props else None
+            return cls(spec=spec, class_names=tuple(classes), variant=props[KEY_VARIANT], training=training, quantization=quant)
+        except BadModelError as exc:
+            raise BadModelError(f"{source}: {exc}") from None
+
+
+def _json(text: str, key: str, kind: type) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadModelError(f"{key} is not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise BadModelError(f"{key} must be a JSON {kind.__name__}")
+    return value
+
+
+def _problems(meta: ModelMetadata) -> list[str]:
+    problems = []
+    names = meta.class_names
+    if len(names) < 2:
+        problems.append(f"a classifier needs at least 2 class names, got {len(names)}")
+    if not all(isinstance(n, str) and n for n in names):
+        problems.append("class names must be non-empty strings")
+    elif len(set(names)) != len(names):
+        problems.append("class names must be unique")
+    if meta.variant not in VARIANTS:
+        problems.append(f"variant must be one of {list(VARIANTS)}, got {meta.variant!r}")
+    if (meta.variant == "int8") != (meta.quantization is not None):
+        problems.append("int8 files (and only they) carry quantization metadata")
+    return problems

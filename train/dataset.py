@@ -1,0 +1,160 @@
+"""Reading a folder-per-class image set: decode every file once, report what is unusable.
+
+Layout: DATA/<class>/<images...> (images in nested sub-folders of a class count for that
+class). Unreadable files are reported by name and skipped; exact duplicates (same bytes)
+are grouped so that the split can keep each group inside one split; a file whose copies
+are filed under two classes is a labelling conflict, excluded and reported.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from gclf.runtime.errors import BadDataError, ImageDecodeError
+from gclf.runtime.files import is_hidden, list_images
+from gclf.runtime.preprocess import PreprocessSpec, decode_image, read_image_bytes, resize_to_input
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: Path
+    label: int  # index into the class list
+    sha256: str
+    split: str | None = None  # set when the folder is pre-split into train/val/test
+
+
+@dataclass
+class ScanResult:
+    class_names: list[str]
+    samples: list[Sample]
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    duplicate_groups: list[list[str]] = field(default_factory=list)  # same bytes, same class
+    conflicts: list[list[str]] = field(default_factory=list)  # same bytes, different classes
+    presplit: bool = False
+
+    def class_counts(self) -> dict[str, int]:
+        counts = {name: 0 for name in self.class_names}
+        for s in self.samples:
+            counts[self.class_names[s.label]] += 1
+        return counts
+
+
+class ImageStore:
+    """Decoded images kept in memory (up to a budget), so each file is decoded once.
+
+    Images beyond the budget are decoded again from disk when needed, with the same
+    function, so results do not depend on the budget. The resized-to-input copy used by
+    evaluation is always kept (it is small: 150 KB at 224x224).
+    """
+
+    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30) -> None:
+        self.spec = spec
+        self.budget = memory_budget_bytes
+        self.used = 0
+        self._decoded: dict[Path, np.ndarray] = {}
+        self._resized: dict[Path, np.ndarray] = {}
+
+    def add(self, path: Path, rgb: np.ndarray) -> None:
+        self._resized[path] = resize_to_input(rgb, self.spec)
+        if self.used + rgb.nbytes <= self.budget:
+            self._decoded[path] = rgb
+            self.used += rgb.nbytes
+
+    def decoded(self, path: Path) -> np.ndarray:
+        img = self._decoded.get(path)
+        return img if img is not None else decode_image(path)
+
+    def resized(self, path: Path) -> np.ndarray:
+        img = self._resized.get(path)
+        return img if img is not None else resize_to_input(decode_image(path), self.spec)
+
+
+def _class_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p))
+
+
+def is_presplit(root: Path) -> bool:
+    """A folder whose sub-folders are train/ (required), val/ and test/ is pre-split."""
+    names = {p.name for p in _class_folders(root)}
+    return "train" in names and names <= set(SPLIT_NAMES)
+
+
+def scan_folders(
+    roots: Sequence[Path],
+    store: ImageStore,
+    *,
+    on_skip: Callable[[str, str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ScanResult:
+    """Scan one or more DATA folders (same class names) and decode every image once."""
+    entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
+    presplit_flags = set()
+    for root in roots:
+        root = Path(root)
+        if not root.is_dir():
+            raise BadDataError(f"{root}: no such folder")
+        presplit = is_presplit(root)
+        presplit_flags.add(presplit)
+        split_dirs = [(root / s, s) for s in SPLIT_NAMES if (root / s).is_dir()] if presplit else [(root, None)]
+        for split_dir, split in split_dirs:
+            for class_dir in _class_folders(split_dir):
+                for path in list_images(class_dir):
+                    entries.append((path, class_dir.name, split))
+    if len(presplit_flags) > 1:
+        raise BadDataError("cannot combine pre-split (train/val/test) folders with folder-per-class folders")
+    class_names = sorted({name for _, name, _ in entries})
+    if len(class_names) < 2:
+        where = ", ".join(map(str, roots))
+        raise BadDataError(
+            f"{where}: found {len(class_names)} class folder(s) with images; gclf needs one sub-folder "
+            "per class with at least 2 classes (e.g. DATA/cats/*.jpg and DATA/dogs/*.jpg)"
+        )
+    index = {name: i for i, name in enumerate(class_names)}
+    result = ScanResult(class_names, [], presplit=presplit_flags == {True})
+    by_hash: dict[str, list[tuple[Path, int]]] = defaultdict(list)
+    for i, (path, name, split) in enumerate(entries):
+        if progress:
+            progress(i, len(entries))
+        try:
+            data = read_image_bytes(path)
+            rgb = decode_image(data, name=str(path))
+        except ImageDecodeError as exc:
+            reason = str(exc).removeprefix(f"{path}: ")
+            result.skipped.append((str(path), reason))
+            if on_skip:
+                on_skip(str(path), reason)
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        store.add(path, rgb)
+        result.samples.append(Sample(path, index[name], digest, split))
+        by_hash[digest].append((path, index[name]))
+    _find_duplicates(result, by_hash)
+    counts = result.class_counts()
+    empty = [name for name, n in counts.items() if n == 0]
+    if empty:
+        raise BadDataError(f"class folder(s) {', '.join(empty)} have no usable images (see skipped files above)")
+    return result
+
+
+def _find_duplicates(result: ScanResult, by_hash: dict[str, list[tuple[Path, int]]]) -> None:
+    conflicted: set[str] = set()
+    for digest, items in by_hash.items():
+        if len(items) < 2:
+            continue
+        paths = [str(p) for p, _ in items]
+        if len({label for _, label in items}) > 1:
+            result.conflicts.append(paths)
+            conflicted.add(digest)
+        else:
+            result.duplicate_groups.append(paths)
+    if conflicted:
+        # The same picture under two labels teaches nothing but noise: leave it out.
+        result.samples = [s for s in result.samples if s.sha256 not in conflicted]

@@ -1,0 +1,97 @@
+"""One training epoch and one evaluation pass; nothing here knows about files or CLIs."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from gclf.runtime.errors import TrainingDivergedError
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int
+    iteration: int  # global, 1-based
+    batch_loss: float
+    batch_accuracy: float
+    learn_rate: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    accuracy: float
+    labels: np.ndarray  # (N,) true class indices
+    probabilities: np.ndarray  # (N, C) softmax
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    *,
+    epoch: int,
+    first_iteration: int,
+    started: float,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> tuple[float, float]:
+    """Returns (mean loss, accuracy) over the epoch's training batches.
+
+    Raises `TrainingDivergedError` at the first non-finite loss, before the optimizer step,
+    so the weights last saved stay the last good ones.
+    """
+    model.train()
+    loss_fn = nn.CrossEntropyLoss()
+    total_loss, correct, seen = 0.0, 0, 0
+    for step, (x, y) in enumerate(loader):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        if not torch.isfinite(loss):
+            lr = optimizer.param_groups[0]["lr"]
+            raise TrainingDivergedError(
+                f"training diverged: the loss became {loss.item()} at epoch {epoch}, iteration "
+                f"{first_iteration + step} (learn rate {lr:g}); the learn rate is too high for this "
+                "model and data, try a lower --learn-rate (e.g. 0.001)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        batch_correct = int((logits.argmax(1) == y).sum())
+        total_loss += loss.item() * len(y)
+        correct += batch_correct
+        seen += len(y)
+        if on_step:
+            on_step(StepInfo(epoch, first_iteration + step, loss.item(), batch_correct / len(y), optimizer.param_groups[0]["lr"], time.monotonic() - started))
+    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> EvalResult:
+    model.eval()
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    total_loss, labels, probs = 0.0, [], []
+    for x, y in loader:
+        x, y = x.to(device), y.to(device)
+        logits = model(x)
+        total_loss += loss_fn(logits, y).item()
+        labels.append(y.cpu().numpy())
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    n = sum(len(l) for l in labels)
+    if n == 0:
+        return EvalResult(math.nan, math.nan, np.empty(0, dtype=np.int64), np.empty((0, 0)))
+    labels_arr, probs_arr = np.concatenate(labels), np.concatenate(probs)
+    accuracy = float((probs_arr.argmax(1) == labels_arr).mean())
+    return EvalResult(total_loss / n, accuracy, labels_arr, probs_arr)

@@ -1,0 +1,112 @@
+"""torchvision's GoogLeNet with its 1000-class head replaced, and where its weights come from.
+
+`--weights` accepts:
+- "imagenet": torchvision's ImageNet weights, via torchvision's own download-and-cache
+  (`$TORCH_HOME/hub/checkpoints/googlenet-1378be20.pth`; a file already there is used offline).
+- a path: a torchvision-format GoogLeNet state dict, or a gclf checkpoint (any class count).
+- "none": random initialisation.
+
+Note on `transform_input`: torchvision's ImageNet GoogLeNet weights were trained on inputs
+normalised as (x - 0.5) / 0.5, so torchvision rebuilds that inside the model from ImageNet
+mean/std normalised input. We keep that flag as part of the model (it is traced into the
+ONNX graph, so PyTorch and ONNX compute the same thing) and record it in checkpoints.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import GoogLeNet, GoogLeNet_Weights
+
+from gclf.runtime.errors import UsageError, WeightsUnavailableError
+from gclf.train.checkpoint import is_gclf_checkpoint, load_checkpoint_file
+
+IMAGENET_WEIGHTS = GoogLeNet_Weights.IMAGENET1K_V1
+
+
+@dataclass(frozen=True)
+class ModelInit:
+    """How the backbone was initialised, for reports and metadata."""
+
+    kind: str  # "imagenet", "torchvision-state-dict", "gclf-checkpoint", "random"
+    source: str  # file or URL it came from ("" for random)
+    transform_input: bool
+
+    def describe(self) -> str:
+        return {
+            "imagenet": "ImageNet (torchvision GoogLeNet IMAGENET1K_V1)",
+            "torchvision-state-dict": f"GoogLeNet state dict {self.source}",
+            "gclf-checkpoint": f"gclf checkpoint {self.source}",
+            "random": "random initialisation (from scratch)",
+        }[self.kind]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "source": self.source, "transform_input": self.transform_input, "description": self.describe()}
+
+
+def new_googlenet(num_classes: int, *, transform_input: bool, init_weights: bool = False) -> GoogLeNet:
+    """GoogLeNet without the auxiliary classifiers (used only in ImageNet training)."""
+    return GoogLeNet(num_classes=num_classes, aux_logits=False, transform_input=transform_input, init_weights=init_weights)
+
+
+def replace_head(model: GoogLeNet, num_classes: int) -> None:
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+
+
+def _backbone_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in state.items() if not k.startswith(("fc.", "aux1.", "aux2."))}
+
+
+def _load_backbone(model: GoogLeNet, state: dict[str, torch.Tensor], source: str) -> None:
+    missing, unexpected = model.load_state_dict(_backbone_only(state), strict=False)
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise UsageError(
+            f"{source} is not a GoogLeNet state dict: {len(missing)} missing and {len(unexpected)} "
+            f"unexpected keys (e.g. {(missing + unexpected)[:3]})"
+        )
+
+
+def imagenet_state_dict() -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet GoogLeNet weights from its cache, downloading if needed."""
+    try:
+        return IMAGENET_WEIGHTS.get_state_dict(progress=True, check_hash=True)
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        raise WeightsUnavailableError(
+            f"ImageNet weights for GoogLeNet could not be loaded from torchvision's cache or downloaded "
+            f"({type(exc).__name__}: {str(exc)[:120]}); pass --weights PATH with a GoogLeNet state dict "
+            "or gclf checkpoint, or --weights none to train from random initialisation"
+        ) from None
+
+
+def build_model(num_classes: int, weights: str) -> tuple[GoogLeNet, ModelInit]:
+    """A GoogLeNet with a fresh `num_classes` head on the requested backbone weights."""
+    if weights == "none":
+        model = new_googlenet(num_classes, transform_input=False, init_weights=True)
+        return model, ModelInit("random", "", False)
+    if weights == "imagenet":
+        state = imagenet_state_dict()
+        model = new_googlenet(1000, transform_input=True)
+        _load_backbone(model, state, IMAGENET_WEIGHTS.url)
+        replace_head(model, num_classes)
+        return model, ModelInit("imagenet", IMAGENET_WEIGHTS.url, True)
+    path = Path(weights)
+    if not path.is_file():
+        raise UsageError(f"--weights: {weights!r} is not 'imagenet', 'none' or an existing file")
+    loaded = load_checkpoint_file(path)
+    if is_gclf_checkpoint(loaded):
+        transform_input = bool(loaded["arch"]["transform_input"])
+        state, kind = loaded["state_dict"], "gclf-checkpoint"
+    else:
+        # A plain torchvision-format state dict: assumed trained like torchvision's weights.
+        transform_input, state, kind = True, loaded, "torchvision-state-dict"
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"{path} holds no state dict of tensors")
+    model = new_googlenet(num_classes, transform_input=transform_input, init_weights=True)
+    _load_backbone(model, state, str(path))
+    replace_head(model, num_classes)  # any class count: the head is always new
+    return model, ModelInit(kind, str(path), transform_input)
