@@ -1,0 +1,39 @@
+"""`gclf-export`: write a trained run as a self-describing ONNX model, optionally int8 too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gclf.runtime.cli_support import report_errors
+from gclf.train.cli import require_training_extra
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for model.onnx / model.int8.onnx [default: the run folder].")
+@click.option("--quantize", is_flag=True, help="Also write model.int8.onnx (static QDQ int8, calibrated on training images).")
+@click.option("--calibration-size", type=click.IntRange(min=1), default=300, help="Training images used to calibrate int8 (class-balanced).")
+@click.option("--calibration-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]), default="MinMax")
+@click.option("--per-channel/--per-tensor", default=True, help="Per-channel weight quantization.")
+@report_errors
+def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool) -> None:
+    """Export SOURCE (a gclf run folder or checkpoint) to ONNX.
+
+    The model file carries its preprocessing and class names, so it is all a device needs:
+    `gclf-infer RUN_DIR/model.onnx photos/`.
+    """
+    require_training_extra()
+    from gclf.export.pipeline import export_fp32, export_int8, locate_run
+    from gclf.export.quantize import QuantizeOptions
+
+    run = locate_run(source)
+    out = out or run.checkpoint.parent
+    fp32 = export_fp32(run, out / "model.onnx", log=click.echo)
+    if quantize:
+        export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel), calibration_size, log=click.echo)
+
+
+if __name__ == "__main__":
+    main()

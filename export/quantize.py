@@ -1,0 +1,61 @@
+"""int8 copy of a gclf ONNX model with onnxruntime's own static QDQ quantization.
+
+Calibration images come from the training split only, through the runtime's preprocessing.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess
+
+
+@dataclass(frozen=True)
+class QuantizeOptions:
+    method: str = "MinMax"  # onnxruntime CalibrationMethod name: MinMax, Entropy, Percentile
+    per_channel: bool = True
+    batch_size: int = 8
+
+
+class ImageCalibrationReader:
+    """onnxruntime `CalibrationDataReader` over image files, preprocessed like the runtime does."""
+
+    def __init__(self, paths: Sequence[Path], spec: PreprocessSpec, input_name: str, batch_size: int) -> None:
+        self._batches = self._iter(paths, spec, input_name, batch_size)
+
+    @staticmethod
+    def _iter(paths, spec, input_name, batch_size) -> Iterator[dict[str, np.ndarray]]:
+        for start in range(0, len(paths), batch_size):
+            batch = np.stack([preprocess(decode_image(p), spec) for p in paths[start : start + batch_size]])
+            yield {input_name: batch}
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._batches, None)
+
+
+def quantize_int8(fp32_path: Path, dest: Path, calibration: Sequence[Path], spec: PreprocessSpec, input_name: str, options: QuantizeOptions) -> None:
+    """fp32 ONNX -> int8 QDQ ONNX at `dest` (metadata is set by the caller)."""
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="gclf-quant-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        # Shape inference and graph optimisation (fuses Conv+BatchNorm) before quantizing,
+        # as onnxruntime recommends: quantization parameters then match the fused weights.
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        quantize_static(
+            str(pre),
+            str(dest),
+            ImageCalibrationReader(list(calibration), spec, input_name, options.batch_size),
+            quant_format=QuantFormat.QDQ,
+            per_channel=options.per_channel,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=getattr(CalibrationMethod, options.method),
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
