@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 from torchvision.models import GoogLeNet, GoogLeNet_Weights
 
 from gclf.runtime.errors import UsageError, WeightsUnavailableError
@@ -53,10 +52,6 @@ def new_googlenet(num_classes: int, *, transform_input: bool, init_weights: bool
     return GoogLeNet(num_classes=num_classes, aux_logits=False, transform_input=transform_input, init_weights=init_weights)
 
 
-def replace_head(model: GoogLeNet, num_classes: int) -> None:
-    model.fc = nn.Linear(model.fc.in_features, num_classes)
-
-
 def _backbone_only(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith(("fc.", "aux1.", "aux2."))}
 
@@ -83,17 +78,21 @@ def imagenet_state_dict() -> dict[str, torch.Tensor]:
         ) from None
 
 
-def build_model(num_classes: int, weights: str) -> tuple[GoogLeNet, ModelInit]:
-    """A GoogLeNet with a fresh `num_classes` head on the requested backbone weights."""
+@dataclass(frozen=True)
+class BackboneWeights:
+    """Resolved `--weights`: the state dict to start from (None: random) and how it was made."""
+
+    state: dict[str, torch.Tensor] | None
+    init: ModelInit
+
+
+def resolve_weights(weights: str) -> BackboneWeights:
+    """Load what `--weights` names. Called before the data is scanned, so a missing file or
+    unreachable download fails in seconds, not after minutes of decoding."""
     if weights == "none":
-        model = new_googlenet(num_classes, transform_input=False, init_weights=True)
-        return model, ModelInit("random", "", False)
+        return BackboneWeights(None, ModelInit("random", "", False))
     if weights == "imagenet":
-        state = imagenet_state_dict()
-        model = new_googlenet(1000, transform_input=True)
-        _load_backbone(model, state, IMAGENET_WEIGHTS.url)
-        replace_head(model, num_classes)
-        return model, ModelInit("imagenet", IMAGENET_WEIGHTS.url, True)
+        return BackboneWeights(imagenet_state_dict(), ModelInit("imagenet", IMAGENET_WEIGHTS.url, True))
     path = Path(weights)
     if not path.is_file():
         raise UsageError(f"--weights: {weights!r} is not 'imagenet', 'none' or an existing file")
@@ -104,9 +103,16 @@ def build_model(num_classes: int, weights: str) -> tuple[GoogLeNet, ModelInit]:
     else:
         # A plain torchvision-format state dict: assumed trained like torchvision's weights.
         transform_input, state, kind = True, loaded, "torchvision-state-dict"
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{path} holds no state dict of tensors")
-    model = new_googlenet(num_classes, transform_input=transform_input, init_weights=True)
-    _load_backbone(model, state, str(path))
-    replace_head(model, num_classes)  # any class count: the head is always new
-    return model, ModelInit(kind, str(path), transform_input)
+    # Check the keys now, against a throwaway model, rather than after the scan.
+    _load_backbone(new_googlenet(2, transform_input=transform_input), state, str(path))
+    return BackboneWeights(state, ModelInit(kind, str(path), transform_input))
+
+
+def build_model(num_classes: int, weights: BackboneWeights) -> GoogLeNet:
+    """A GoogLeNet with a fresh `num_classes` head on the given backbone weights."""
+    model = new_googlenet(num_classes, transform_input=weights.init.transform_input, init_weights=True)
+    if weights.state is not None:
+        _load_backbone(model, weights.state, weights.init.source)
+    return model

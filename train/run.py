@@ -34,7 +34,7 @@ from gclf.train.data import ImageDataset
 from gclf.train.dataset import ImageStore, ScanResult, scan_folders
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.metrics import classification_report
-from gclf.train.model import build_model
+from gclf.train.model import build_model, resolve_weights
 from gclf.train.split import SplitFractions, manifest, split_samples
 
 Log = Callable[[str], None]
@@ -117,17 +117,19 @@ def scan_and_split(config: TrainConfig, spec: PreprocessSpec, log: Log) -> tuple
 
 
 def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
-    prepare_run_dir(config.out)
     spec = PreprocessSpec(input_height=config.image_size, input_width=config.image_size)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
+    prepare_run_dir(config.out)
+    weights = resolve_weights(config.weights)
+    init = weights.init
     scan, splits, store = scan_and_split(config, spec, log)
     roots = [str(Path(p).resolve()) for p in config.data]
     write_json_atomic(config.out / "manifest.json", manifest(scan, splits, seed=config.seed, fractions=None if scan.presplit else config.split, roots=roots))
     write_json_atomic(config.out / "config.json", config.to_dict())
     log("split (seed %d): %s" % (config.seed, ", ".join(f"{k} {len(v)}" for k, v in splits.items())))
 
-    model, init = build_model(len(scan.class_names), config.weights)
+    model = build_model(len(scan.class_names), weights)
     if init.kind == "random":
         log("warning: training from random initialisation (--weights none): expect lower accuracy than from ImageNet weights")
     log(f"model: GoogLeNet, {len(scan.class_names)}-class head; init: {init.describe()}; device: {device}")
