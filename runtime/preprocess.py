@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +104,10 @@ class PreprocessSpec:
             raise BadModelError(
                 f"preprocessing spec has missing fields {missing} or unknown fields {unknown}"
             )
+        values = dict(d)
+        for key in ("mean_01", "std_01"):
+            values[key] = _number_tuple(d[key], key)
         try:
-            values = dict(d)
-            values["mean_01"] = tuple(float(v) for v in d["mean_01"])
-            values["std_01"] = tuple(float(v) for v in d["std_01"])
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise BadModelError(f"preprocessing spec is invalid: {exc}") from None
@@ -117,6 +118,14 @@ class PreprocessSpec:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise BadModelError(f"preprocessing spec is not valid JSON: {exc}") from None
+
+
+def _number_tuple(value: Any, name: str) -> tuple[float, ...]:
+    # Only a list of numbers: a JSON string such as "123" would otherwise iterate into
+    # (1.0, 2.0, 3.0), and true/false would pass as 1/0; a spec is never guessed.
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        raise BadModelError(f"preprocessing spec is invalid: {name} must be a list of three numbers, got {value!r}")
+    return tuple(float(v) for v in value)
 
 
 def _spec_problems(spec: PreprocessSpec) -> list[str]:
@@ -139,8 +148,9 @@ def _spec_problems(spec: PreprocessSpec) -> list[str]:
             problems.append(f"{name} must be one of {list(allowed)}, got {getattr(spec, name)!r}")
     for name in ("mean_01", "std_01"):
         value = getattr(spec, name)
-        if len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
-            problems.append(f"{name} must be three numbers")
+        # NaN would pass every comparison below and turn the whole input into NaN.
+        if len(value) != 3 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in value):
+            problems.append(f"{name} must be three finite numbers")
     if len(spec.std_01) == 3 and any(v <= 0 for v in spec.std_01):
         problems.append("std_01 values must be > 0")
     if spec.version != SPEC_VERSION:

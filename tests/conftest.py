@@ -1,0 +1,73 @@
+"""Shared fixtures: generated images, tiny hand-built ONNX models, and one tiny trained run.
+
+Everything is generated in temporary folders and kept small (2 CPU cores): images are a few
+dozen pixels, the trained run is one epoch at 64x64 on 20 images, and the tiny ONNX models
+are three-node graphs that load in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from gclf_testutil import build_tiny_onnx, write_image_file
+
+
+@pytest.fixture
+def write_image() -> Callable[..., Path]:
+    """`write_image(path, array, params=())`: encode with OpenCV by the path's extension."""
+    return write_image_file
+
+
+@pytest.fixture
+def tiny_onnx(tmp_path: Path) -> Callable[..., Path]:
+    """`tiny_onnx(name="tiny.onnx", **build_tiny_onnx options)` -> path of a tiny ONNX model."""
+
+    def make(name: str = "tiny.onnx", **options) -> Path:
+        return build_tiny_onnx(tmp_path / "models" / name, **options)
+
+    return make
+
+
+# --- one tiny trained and exported run, shared by the end-to-end tests -------------------
+
+
+@dataclass(frozen=True)
+class TinyRun:
+    data: Path  # generated shapes set: circles/ and squares/
+    run_dir: Path  # gclf-train's --out
+    fp32: Path
+    int8: Path
+    train_output: str
+    export_output: str
+    image_size: int  # --image-size
+    per_class: int  # images per class in `data`
+    calibration_size: int  # gclf-export --calibration-size
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+    """gclf-train (1 epoch, 64x64, random init) then gclf-export --quantize, both via their CLIs."""
+    from click.testing import CliRunner
+
+    from gclf.export.cli import main as export_main
+    from gclf.train.cli import main as train_main
+    from gclf.train.synthetic import make_shapes_dataset
+
+    image_size, per_class, calibration_size = 64, 10, 8
+    root = tmp_path_factory.mktemp("tiny-run")
+    data = make_shapes_dataset(root / "data", per_class=per_class, grey_share=0.3, min_side=40, max_side=96)
+    run_dir = root / "run"
+    runner = CliRunner()
+    train = runner.invoke(
+        train_main,
+        ["--data", str(data), "--out", str(run_dir), "--weights", "none", "--image-size", str(image_size),
+         "--max-epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"],
+    )
+    assert train.exit_code == 0, train.output
+    export = runner.invoke(export_main, [str(run_dir), "--quantize", "--calibration-size", str(calibration_size)])
+    assert export.exit_code == 0, export.output
+    return TinyRun(data, run_dir, run_dir / "model.onnx", run_dir / "model.int8.onnx", train.output, export.output, image_size, per_class, calibration_size)

@@ -1,0 +1,102 @@
+"""Helpers the tests import: generated images and tiny hand-built ONNX classifiers.
+
+Imported by conftest.py and the test modules (pytest puts tests/ on sys.path).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import cv2
+import numpy as np
+
+
+# Colour of each tiny-model class, as an RGB channel index: the tiny model's logit for a
+# class is the mean (normalised) value of that channel, so a pure-red image is "red".
+TINY_CLASS_CHANNEL = {"red": 0, "green": 1, "blue": 2}
+TINY_TRAINING_SUMMARY = {"note": "hand-built test model"}
+
+
+def encode_image(image: np.ndarray, ext: str, params: Sequence[int] = ()) -> bytes:
+    """BGR(A)/grey uint8 or uint16 array -> file bytes in the format of `ext` (".png", ".jpg")."""
+    ok, data = cv2.imencode(ext, image, list(params))
+    assert ok, f"OpenCV could not encode {image.dtype} {image.shape} as {ext}"
+    return data.tobytes()
+
+
+def write_image_file(path: Path, image: np.ndarray, params: Sequence[int] = ()) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(encode_image(image, path.suffix, params))
+    return path
+
+
+def solid_bgr(rgb: tuple[int, int, int], height: int = 12, width: int = 16) -> np.ndarray:
+    """An image of one colour given as RGB, in OpenCV's BGR order (what cv2.imencode expects)."""
+    img = np.empty((height, width, 3), dtype=np.uint8)
+    img[:] = rgb[::-1]
+    return img
+
+
+def noise_bgr(seed: int, height: int = 10, width: int = 12) -> np.ndarray:
+    """A small random image; different seeds give different bytes (for distinct samples)."""
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def build_tiny_onnx(
+    path: Path,
+    *,
+    class_names: Sequence[str] = ("red", "blue"),
+    input_hw: tuple[int, int] = (32, 32),
+    graph_hw: tuple[int, int] | None = None,
+    graph_classes: int | None = None,
+    with_metadata: bool = True,
+    props_update: Mapping[str, str | None] | None = None,
+) -> Path:
+    """Write a three-node ONNX classifier: GlobalAveragePool -> Flatten -> MatMul.
+
+    `graph_hw`/`graph_classes` make the graph disagree with its metadata; `props_update`
+    overwrites (or, with None, deletes) raw `metadata_props` entries after gclf's are set.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gclf.export.onnx_export import set_metadata
+    from gclf.runtime.metadata import ModelMetadata
+    from gclf.runtime.preprocess import PreprocessSpec
+
+    gh, gw = graph_hw or input_hw
+    n_out = graph_classes or len(class_names)
+    weights = np.zeros((3, n_out), dtype=np.float32)
+    for i in range(n_out):
+        name = class_names[i] if i < len(class_names) else ""
+        weights[TINY_CLASS_CHANNEL.get(name, i % 3), i] = 1.0
+    graph = helper.make_graph(
+        [
+            helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
+            helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
+            helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, gh, gw])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", n_out])],
+        initializer=[numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    if with_metadata:
+        spec = PreprocessSpec(input_height=input_hw[0], input_width=input_hw[1])
+        set_metadata(model, ModelMetadata(spec=spec, class_names=tuple(class_names), variant="fp32", training=dict(TINY_TRAINING_SUMMARY)))
+    if props_update:
+        props = {p.key: p.value for p in model.metadata_props}
+        for key, value in props_update.items():
+            if value is None:
+                props.pop(key, None)
+            else:
+                props[key] = value
+        del model.metadata_props[:]
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model, full_check=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path))
+    return path
