@@ -44,6 +44,8 @@ def require_training_extra() -> None:
 @click.option("--batch-size", "--mini-batch-size", "batch_size", type=click.IntRange(min=1), default=4)
 @click.option("--learn-rate", "--initial-learn-rate", "learn_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
 @click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9)
+@click.option("--optimizer", type=click.Choice(["sgdm", "adam", "adamw"]), default="sgdm", help="sgdm: SGD with momentum (the study's).")
+@click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle"]), default="none", help="Learn-rate schedule, stepped every iteration.")
 @click.option("--l2", type=click.FloatRange(min=0), default=1e-4, help="L2 regularisation (weight decay).")
 @click.option("--split", type=SplitParam(), default="0.8,0.1,0.1", help="Train, validation and test fractions.")
 @click.option("--seed", type=int, default=0, help="Seed for the split, initialisation and shuffling.")

@@ -51,6 +51,8 @@ class TrainConfig:
     batch_size: int = 4
     learn_rate: float = 1e-3
     momentum: float = 0.9
+    optimizer: str = "sgdm"  # "sgdm" (the study's), "adam", "adamw"
+    lr_schedule: str = "none"  # "none" (constant, the study's), "cosine", "onecycle" (per iteration)
     l2: float = 1e-4  # L2 regularisation (weight decay), MATLAB trainingOptions' default
     seed: int = 0
     split: SplitFractions = field(default_factory=SplitFractions)
@@ -140,7 +142,8 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     train_loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
     eval_loader = lambda name: DataLoader(ImageDataset(splits[name], store, spec), batch_size=max(config.batch_size, 32))
     val_loader = eval_loader("val")
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.learn_rate, momentum=config.momentum, weight_decay=config.l2)
+    optimizer = make_optimizer(model, config)
+    scheduler = make_scheduler(optimizer, config, steps=config.max_epochs * len(train_loader))
 
     ckpt_common = dict(class_names=scan.class_names, spec=spec.to_dict(), init=init.to_dict(), transform_input=init.transform_input)
     history: list[dict] = []
@@ -158,7 +161,7 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     try:
         for epoch in range(1, config.max_epochs + 1):
             train_ds.epoch = epoch
-            train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, epoch=epoch, first_iteration=iteration, started=started, on_step=on_step)
+            train_loss, train_acc = train_one_epoch(model, train_loader, optimizer, device, epoch=epoch, first_iteration=iteration, started=started, scheduler=scheduler, on_step=on_step)
             iteration += iters_per_epoch
             val = evaluate(model, val_loader, device)
             if not math.isfinite(val.loss):
@@ -201,6 +204,28 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     }
     write_json_atomic(config.out / "metrics.json", summary)
     return TrainResult(config.out, config.out / "best.pt", report, best_epoch, init.describe(), history)
+
+
+def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params, lr, l2 = model.parameters(), config.learn_rate, config.l2
+    if config.optimizer == "sgdm":
+        return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=l2)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=l2)
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=l2)
+    raise UsageError(f"--optimizer must be sgdm, adam or adamw, got {config.optimizer!r}")
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per iteration; --learn-rate is the peak (onecycle) or starting (cosine) rate."""
+    if config.lr_schedule == "none":
+        return None
+    if config.lr_schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    if config.lr_schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learn_rate, total_steps=max(steps, 1))
+    raise UsageError(f"--lr-schedule must be none, cosine or onecycle, got {config.lr_schedule!r}")
 
 
 def evaluation_report(result: EvalResult, class_names: list[str]) -> dict:
