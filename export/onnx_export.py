@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import onnx
 import torch
 
-from gclf.runtime.errors import GclfError
-from gclf.runtime.files import write_atomic_with
 from gclf.runtime.metadata import ModelMetadata
 
 OPSET = 18
@@ -20,9 +17,6 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 MAX_LOGIT_DIFF = 1e-4  # torch vs onnxruntime, absolute, on real images
 
-
-class ExportError(GclfError):
-    pass
 
 
 def set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
@@ -57,12 +51,6 @@ def to_onnx_model(model: torch.nn.Module, input_hw: tuple[int, int]) -> onnx.Mod
             external_data=False,
         )
     return program.model_proto
-
-
-def save_onnx_atomic(model: onnx.ModelProto, dest: Path) -> None:
-    """Full-check the model, then write it atomically (a failure leaves `dest` untouched)."""
-    onnx.checker.check_model(model, full_check=True)
-    write_atomic_with(dest, lambda tmp: onnx.save_model(model, str(tmp)))
 
 
 def max_logit_difference(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray) -> float:

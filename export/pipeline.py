@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
-from gclf.runtime.errors import UsageError
+from gclf.runtime.errors import ExportCheckError, UsageError
 from gclf.runtime.files import atomic_path, sha256_file
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess_batch
@@ -24,7 +24,6 @@ from gclf.export.onnx_export import (
     INPUT_NAME,
     MAX_LOGIT_DIFF,
     OPSET,
-    ExportError,
     max_logit_difference,
     read_metadata,
     set_metadata,
@@ -140,7 +139,7 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
         diff = max_logit_difference(model, tmp, batch)
         log(f"torch vs onnxruntime: max |logit difference| {diff:.2e} on {what} (limit {MAX_LOGIT_DIFF:.0e})")
         if not diff <= MAX_LOGIT_DIFF:
-            raise ExportError(f"the ONNX model disagrees with PyTorch (max logit difference {diff:.2e} > {MAX_LOGIT_DIFF:.0e}); nothing was written")
+            raise ExportCheckError(f"the ONNX model disagrees with PyTorch (max logit difference {diff:.2e} > {MAX_LOGIT_DIFF:.0e}); nothing was written")
     log(f"wrote {dest} (opset {OPSET}, fp32, {dest.stat().st_size / 1e6:.1f} MB)")
     return ExportResult(dest, diff, len(batch))
 
@@ -153,7 +152,7 @@ def evaluate_files(model_path: Path, files: Sequence[tuple[Path, int]]) -> np.nd
     preds = []
     for result in clf.classify_files([p for p, _ in files], batch_size=32):
         if result.prediction is None:
-            raise ExportError(f"cannot evaluate: {result.error}")
+            raise ExportCheckError(f"cannot evaluate: {result.error}")
         preds.append(int(np.argmax(result.prediction.probabilities)))
     return np.asarray(preds, dtype=np.int64)
 
@@ -169,7 +168,7 @@ def export_int8(fp32_path: Path, run: RunFiles, dest: Path, options: QuantizeOpt
     calib_names = sorted(str(p) for p, _ in calib)
     overlap = {str(p) for p, _ in calib} & {str(p) for p, _ in test}
     if overlap:
-        raise ExportError(f"calibration and test images overlap ({len(overlap)} files); the split is broken")
+        raise ExportCheckError(f"calibration and test images overlap ({len(overlap)} files); the split is broken")
     per_class = {c: sum(1 for _, y in calib if y == i) for i, c in enumerate(metadata.class_names)}
     log(f"calibrating int8 on {len(calib)} training-split images ({', '.join(f'{c} {n}' for c, n in per_class.items())}); disjoint from the {len(test)} test images")
     quant = {

@@ -17,6 +17,7 @@ EXIT_BAD_MODEL = 6
 EXIT_WEIGHTS_UNAVAILABLE = 7
 EXIT_MISSING_DEPENDENCY = 8
 EXIT_QUALITY_GATE = 9
+EXIT_EXPORT_CHECK = 10
 EXIT_INTERRUPTED = 130
 
 
@@ -67,3 +68,9 @@ class MissingDependencyError(GclfError):
 
 class QualityGateError(GclfError):
     exit_code = EXIT_QUALITY_GATE
+
+
+class ExportCheckError(GclfError):
+    """An exported model failed its own verification (e.g. ONNX disagrees with PyTorch)."""
+
+    exit_code = EXIT_EXPORT_CHECK

@@ -20,6 +20,7 @@ import gclf.export.pipeline
 from gclf.export.cli import main as export_main
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.cli import main as infer_main
+from gclf.runtime.errors import EXIT_EXPORT_CHECK
 from gclf.runtime.files import list_images, sha256_file
 from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess_batch
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
@@ -162,7 +163,7 @@ def test_a_failed_export_leaves_the_existing_model_byte_identical(tiny_run, tmp_
 
     result = CliRunner().invoke(export_main, [str(tiny_run.run_dir), "--out", str(out)])
 
-    assert result.exit_code != 0 and isinstance(result.exception, SystemExit)
+    assert result.exit_code == EXIT_EXPORT_CHECK
     assert "disagrees with PyTorch" in result.stderr and "nothing was written" in result.stderr
     assert "Traceback" not in result.output
     assert existing.read_bytes() == before
