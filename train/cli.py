@@ -30,6 +30,7 @@ def require_training_extra() -> None:
     try:
         import torch  # noqa: F401
         import torchvision  # noqa: F401
+        import matplotlib  # noqa: F401  (run reports; checked here so it fails before training, not after)
     except ImportError as exc:
         raise MissingDependencyError(
             f"gclf-train needs the training extra ({exc.name} is not installed): pip install 'gclf[train]'"

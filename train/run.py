@@ -7,6 +7,9 @@ Run folder contents (all written atomically):
   best.pt        checkpoint with the lowest validation loss (what gclf-export uses)
   last.pt        checkpoint after the last completed epoch
   metrics.json   test-split accuracy, per-class precision/recall, confusion matrix
+  training_progress.png, confusion_matrix.png, test_predictions.png, summary.md
+                 figures and a Markdown summary for people (see gclf.train.reports);
+                 without a test split only the progress plot and the summary
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from gclf.train.dataset import ImageStore, ScanResult, scan_folders
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.metrics import classification_report
 from gclf.train.model import build_model, resolve_weights
+from gclf.train.reports import write_run_reports
 from gclf.train.split import SplitFractions, manifest, split_samples
 
 Log = Callable[[str], None]
@@ -186,9 +190,10 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
 
     best = load_gclf_checkpoint(config.out / "best.pt")
     best_model = model_from_checkpoint(best).to(device)
+    test: EvalResult | None = None
     report = None
     if splits["test"]:
-        test = evaluate(best_model, eval_loader("test"), device)
+        test = evaluate(best_model, eval_loader("test"), device)  # unshuffled: rows follow splits["test"]
         report = evaluation_report(test, scan.class_names)
     summary = {
         "test": report,
@@ -203,6 +208,18 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
     write_json_atomic(config.out / "metrics.json", summary)
+    try:
+        written = write_run_reports(
+            config.out, data=roots, class_names=scan.class_names, splits=splits, spec=spec, init=init.describe(),
+            options=config.to_dict(), history=history, best_epoch=best_epoch, test=test, test_report=report,
+            wall_time_s=summary["wall_time_s"],
+        )
+    except Exception:
+        # Not swallowed: the error propagates. The checkpoints and metrics.json are complete
+        # by now and nothing here removes them, so the trained model is kept.
+        log(f"error: writing the run reports failed; the trained model ({config.out / 'best.pt'}) and metrics.json are kept")
+        raise
+    log("reports: " + ", ".join(p.name for p in written))
     return TrainResult(config.out, config.out / "best.pt", report, best_epoch, init.describe(), history)
 
 
