@@ -59,7 +59,7 @@ def main(out: Path, per_class: int, max_epochs: int) -> None:
     report = result.test_report or {}
     click.echo("\nSummary")
     click.echo(f"  data         {data} ({2 * per_class} generated images; split 80/10/10, seed 0)")
-    click.echo(f"  run folder   {result.run_dir} (manifest, history.csv, metrics.json, best.pt)")
+    click.echo(f"  run folder   {result.run_dir} (manifest, history, metrics, summary.md and plots, best.pt)")
     click.echo(f"  models       model.onnx ({fp32.fp32_path.stat().st_size / 1e6:.1f} MB), model.int8.onnx ({(result.run_dir / 'model.int8.onnx').stat().st_size / 1e6:.1f} MB)")
     click.echo(f"  init         {result.init_description}, {len(result.history)} epochs, best epoch {result.best_epoch}")
     click.echo(f"  test split   PyTorch {report.get('accuracy', float('nan')) * 100:.1f}% | int8 runtime {correct}/{len(test)} = {correct / max(len(test), 1) * 100:.1f}% (agreement with fp32 {quant.get('top1_agreement', float('nan')) * 100:.1f}%)")
