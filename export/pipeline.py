@@ -105,7 +105,8 @@ def training_summary(ckpt: dict, metrics: dict | None) -> dict:
         "val_accuracy": ckpt.get("val_accuracy"),
     }
     config = ckpt.get("train_config") or {}
-    for key in ("max_epochs", "batch_size", "learn_rate", "seed"):
+    summary["input_kind"] = config.get("input_kind", "whole_image")  # followed by the live runtime
+    for key in ("max_epochs", "batch_size", "learn_rate", "optimizer", "lr_schedule", "image_size", "seed"):
         if key in config:
             summary[key] = config[key]
     if metrics and metrics.get("test"):

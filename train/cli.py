@@ -51,6 +51,7 @@ def require_training_extra() -> None:
 @click.option("--split", type=SplitParam(), default="0.8,0.1,0.1", help="Train, validation and test fractions.")
 @click.option("--seed", type=int, default=0, help="Seed for the split, initialisation and shuffling.")
 @click.option("--image-size", type=click.IntRange(32, 1024), default=224, help="Square input size the images are squashed to.")
+@click.option("--input-kind", type=click.Choice(["whole_image", "faces"]), default="whole_image", help="What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'.")
 @click.option("--device", default="auto", help="'auto' (GPU when present), 'cpu' or 'cuda'.")
 @click.option("--verbose/--quiet", default=True, help="Print the verbose table of iterations (as the study's verbose option).")
 @click.option("--verbose-frequency", type=click.IntRange(min=1), default=50, help="Iterations between verbose rows.")

@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     split: SplitFractions = field(default_factory=SplitFractions)
     image_size: int = 224
+    input_kind: str = "whole_image"  # "whole_image" or "faces": what the runtime must feed the model
     device: str = "auto"
     verbose: bool = True
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
