@@ -1,0 +1,57 @@
+"""`gclf-bench`: how fast each way of running a gclf model is on this machine, side by side."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from gclf.runtime.cli_support import report_errors
+from gclf.runtime.errors import UsageError
+
+
+def _default_images(model: Path) -> list[Path]:
+    """The run's test split (JPEGs first), when the model sits in its run folder."""
+    manifest = model.parent / "manifest.json"
+    if not manifest.is_file():
+        return []
+    splits = json.loads(manifest.read_text())["splits"]
+    files = [Path(p) for p, _ in splits.get("test", []) + splits.get("val", [])]
+    return sorted(files, key=lambda p: p.suffix.lower() not in (".jpg", ".jpeg"))
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--int8", "int8", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="int8 model to compare [default: model.int8.onnx beside MODEL, if present].")
+@click.option("--images", type=click.Path(exists=True, path_type=Path), default=None, help="Folder of images for the file->label rows [default: the run's test split].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8)
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="Threads per engine (0: one per CPU).")
+@click.option("--repeats", type=click.IntRange(min=5), default=30, help="Timed batch-1 runs per engine.")
+@report_errors
+def main(model: Path, int8: Path | None, images: Path | None, batch_size: int, threads: int, repeats: int) -> None:
+    """Benchmark MODEL (and its int8 copy) against PyTorch, OpenCV DNN and bare onnxruntime."""
+    from gclf.runtime.bench import end_to_end_vs_bare, format_table, peak_rss_mb, recommend, run_benchmark, stage_breakdown, startup_seconds
+    from gclf.runtime.files import expand_inputs
+
+    if int8 is None and (model.parent / "model.int8.onnx").is_file() and model.name != "model.int8.onnx":
+        int8 = model.parent / "model.int8.onnx"
+    files = expand_inputs([images]) if images else _default_images(model)
+    if not files:
+        raise UsageError("no images to benchmark with: pass --images DIR")
+    files = files[: max(4 * batch_size, 32)]
+    rows = run_benchmark(model, int8, files, batch_size=batch_size, threads=threads, repeats=repeats, log=click.echo)
+    click.echo(format_table(rows))
+    for name, path in (("fp32", model), ("int8", int8)):
+        if path is not None:
+            ratio = end_to_end_vs_bare(path, files, batch_size, threads)
+            click.echo(f"gclf file->label {name} images/s vs bare session.run on pre-decoded tensors, batch {batch_size} (paired rounds): {ratio:.2f}x")
+    stages = stage_breakdown(model, files[:16], threads or 0)
+    total = sum(stages.values())
+    click.echo("where the time goes, fp32, batch 1 (median ms per image): " + ", ".join(f"{k} {v:.2f} ({v / total * 100:.0f}%)" for k, v in stages.items()))
+    click.echo(f"start-up: `gclf-infer --help` takes {startup_seconds():.2f} s; peak memory of this benchmark process {peak_rss_mb() or 0:.0f} MB")
+    click.echo("recommendation: " + recommend(rows))
+
+
+if __name__ == "__main__":
+    main()
