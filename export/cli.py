@@ -17,8 +17,9 @@ from gclf.train.cli import require_training_extra
 @click.option("--calibration-size", type=click.IntRange(min=1), default=300, help="Training images used to calibrate int8 (class-balanced).")
 @click.option("--calibration-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]), default="MinMax")
 @click.option("--per-channel/--per-tensor", default=True, help="Per-channel weight quantization.")
+@click.option("--force", is_flag=True, help="Write the int8 model even if it fails the parity gate (agreement >= 99%, accuracy drop <= 0.5 points).")
 @report_errors
-def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool) -> None:
+def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool, force: bool) -> None:
     """Export SOURCE (a gclf run folder or checkpoint) to ONNX.
 
     The model file carries its preprocessing and class names, so it is all a device needs:
@@ -32,7 +33,7 @@ def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, 
     out = out or run.checkpoint.parent
     fp32 = export_fp32(run, out / "model.onnx", log=click.echo)
     if quantize:
-        export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel), calibration_size, log=click.echo)
+        export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel), calibration_size, log=click.echo, force=force)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import onnx
 
-from gclf.runtime.errors import ExportCheckError, UsageError
+from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
 from gclf.runtime.files import atomic_path, sha256_file
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess_batch
@@ -145,37 +145,99 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
     return ExportResult(dest, diff, len(batch))
 
 
-def evaluate_files(model_path: Path, files: Sequence[tuple[Path, int]]) -> np.ndarray:
-    """Predicted class index per file, through the runtime itself."""
+def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]]) -> np.ndarray:
+    """Softmax probabilities (N, C) per file, through the runtime itself."""
     from gclf.runtime.classifier import Classifier
 
     clf = Classifier(model_path)
-    preds = []
+    probs = []
     for result in clf.classify_files([p for p, _ in files], batch_size=32):
         if result.prediction is None:
             raise ExportCheckError(f"cannot evaluate: {result.error}")
-        preds.append(int(np.argmax(result.prediction.probabilities)))
-    return np.asarray(preds, dtype=np.int64)
+        probs.append(result.prediction.probabilities)
+    return np.asarray(probs, dtype=np.float64)
 
 
-def export_int8(fp32_path: Path, run: RunFiles, dest: Path, options: QuantizeOptions, calibration_size: int, log: Log) -> dict:
+# The parity gate: an int8 file is written only if it is this close to its fp32 parent.
+MIN_TOP1_AGREEMENT = 0.99
+MAX_ACCURACY_DROP = 0.005  # 0.5 accuracy points
+
+
+def measure_parity(p32: np.ndarray, p8: np.ndarray, labels: np.ndarray) -> dict:
+    """int8 vs fp32 on the same images: agreement, both accuracies, top-class probability shift."""
+    top32, top8 = p32.argmax(1), p8.argmax(1)
+    rows = np.arange(len(labels))
+    shift = np.abs(p32[rows, top32] - p8[rows, top32])  # probability of fp32's top class
+    return {
+        "images": int(len(labels)),
+        "top1_agreement": float((top32 == top8).mean()),
+        "fp32_accuracy": float((top32 == labels).mean()),
+        "int8_accuracy": float((top8 == labels).mean()),
+        "max_abs_top_prob_diff": float(shift.max()),
+        "mean_abs_top_prob_diff": float(shift.mean()),
+    }
+
+
+def gate_failures(parity: dict) -> list[str]:
+    """Why `parity` fails the gate (empty: it passes)."""
+    problems = []
+    if parity["top1_agreement"] < MIN_TOP1_AGREEMENT:
+        problems.append(f"top-1 agreement {parity['top1_agreement'] * 100:.2f}% < {MIN_TOP1_AGREEMENT * 100:.0f}%")
+    drop = parity["fp32_accuracy"] - parity["int8_accuracy"]
+    if drop > MAX_ACCURACY_DROP + 1e-12:
+        problems.append(f"accuracy drop {drop * 100:.2f} points > {MAX_ACCURACY_DROP * 100:.1f}")
+    return problems
+
+
+def remedies(options: QuantizeOptions) -> list[tuple[str, QuantizeOptions]]:
+    """What to try, in order, until the gate passes: the request, then the usual remedies."""
+    tries = [("as requested", options)]
+    ends = replace(options, keep_ends_float=True)
+    tries.append(("first convolution and classifier kept in float", ends))
+    if not options.per_channel:
+        tries.append(("per-channel weights, ends in float", replace(ends, per_channel=True)))
+    if options.method != "Percentile":
+        tries.append(("Percentile calibration, per-channel, ends in float", replace(ends, method="Percentile", per_channel=True)))
+    return tries
+
+
+def export_int8(
+    fp32_path: Path,
+    run: RunFiles,
+    dest: Path,
+    options: QuantizeOptions,
+    calibration_size: int,
+    log: Log,
+    *,
+    force: bool = False,
+    calibration_override: Sequence[Path] | None = None,
+) -> dict:
+    """Quantize, check against fp32 on the test split, and write `dest` only if it passes.
+
+    `calibration_override` replaces the training-split sample (tests use it to make a
+    deliberately bad calibration set); users calibrate on the training split.
+    """
     fp32 = onnx.load(str(fp32_path))
     metadata = read_metadata(fp32, str(fp32_path))
     train = split_files(run.manifest, "train", metadata.class_names)
     if not train:
         raise UsageError("--quantize needs the run's manifest.json beside the checkpoint (calibration uses training-split images)")
     test = split_files(run.manifest, "test", metadata.class_names)
-    calib = balanced_sample(train, calibration_size, seed=0)
+    check_name = "test"
+    if not test:
+        test, check_name = split_files(run.manifest, "val", metadata.class_names), "validation"
+        log("warning: the run has no test split; int8 parity is checked on the validation split")
+    calib = balanced_sample(train, calibration_size, seed=0) if calibration_override is None else [(Path(p), -1) for p in calibration_override]
     calib_names = sorted(str(p) for p, _ in calib)
-    overlap = {str(p) for p, _ in calib} & {str(p) for p, _ in test}
+    overlap = set(calib_names) & {str(p) for p, _ in test}
     if overlap:
-        raise ExportCheckError(f"calibration and test images overlap ({len(overlap)} files); the split is broken")
+        raise ExportCheckError(f"calibration and {check_name} images overlap ({len(overlap)} files); the split is broken")
     per_class = {c: sum(1 for _, y in calib if y == i) for i, c in enumerate(metadata.class_names)}
-    log(f"calibrating int8 on {len(calib)} training-split images ({', '.join(f'{c} {n}' for c, n in per_class.items())}); disjoint from the {len(test)} test images")
-    quant = {
+    log(f"calibrating int8 on {len(calib)} training-split images ({', '.join(f'{c} {n}' for c, n in per_class.items())}); disjoint from the {len(test)} {check_name} images: yes")
+    labels = np.array([y for _, y in test])
+    p32 = predict_probabilities(fp32_path, test)
+    base = {
         "format": "QDQ",
-        "method": options.method,
-        "per_channel": options.per_channel,
         "activation_type": "QUInt8",
         "weight_type": "QInt8",
         "calibration_count": len(calib),
@@ -183,30 +245,63 @@ def export_int8(fp32_path: Path, run: RunFiles, dest: Path, options: QuantizeOpt
         "calibration_files_sha256": hashlib.sha256("\n".join(calib_names).encode()).hexdigest(),
         "parent_file": fp32_path.name,
         "parent_sha256": sha256_file(fp32_path),
+        "parity_split": check_name,
     }
+
+    def quantize_to(path: Path, opts: QuantizeOptions) -> dict:
+        quantize_int8(fp32_path, path, [p for p, _ in calib], metadata.spec, INPUT_NAME, opts)
+        quant = {**base, "method": opts.method, "per_channel": opts.per_channel, "first_conv_and_classifier_float": opts.keep_ends_float}
+        _write_int8_metadata(path, metadata, quant)
+        return quant
+
     with atomic_path(dest) as tmp:
-        quantize_int8(fp32_path, tmp, [p for p, _ in calib], metadata.spec, INPUT_NAME, options)
-        int8 = onnx.load(str(tmp))
-        int8_meta = ModelMetadata(spec=metadata.spec, class_names=metadata.class_names, variant="int8", training=metadata.training, quantization=quant)
-        set_metadata(int8, int8_meta)
-        onnx.save_model(int8, str(tmp))
-        if test:
-            labels = np.array([y for _, y in test])
-            p32, p8 = evaluate_files(fp32_path, test), evaluate_files(tmp, test)
-            quant.update(
-                test_count=len(test),
-                top1_agreement=float((p32 == p8).mean()),
-                fp32_test_accuracy=float((p32 == labels).mean()),
-                int8_test_accuracy=float((p8 == labels).mean()),
-            )
-            set_metadata(int8, ModelMetadata(spec=metadata.spec, class_names=metadata.class_names, variant="int8", training=metadata.training, quantization=quant))
-            onnx.checker.check_model(int8, full_check=True)
-            onnx.save_model(int8, str(tmp))
+        attempts, chosen = [], None
+        for name, opts in remedies(options):
+            quant = quantize_to(tmp, opts)
+            parity = measure_parity(p32, predict_probabilities(tmp, test), labels)
+            problems = gate_failures(parity)
+            attempts.append({"remedy": name, **parity, "passed": not problems})
             log(
-                f"int8 vs fp32 on {len(test)} test images: top-1 agreement {quant['top1_agreement'] * 100:.2f}%, "
-                f"accuracy fp32 {quant['fp32_test_accuracy'] * 100:.2f}% / int8 {quant['int8_test_accuracy'] * 100:.2f}%"
+                f"int8 ({name}) vs fp32 on {len(test)} {check_name} images: top-1 agreement {parity['top1_agreement'] * 100:.2f}%, "
+                f"accuracy fp32 {parity['fp32_accuracy'] * 100:.2f}% / int8 {parity['int8_accuracy'] * 100:.2f}%, "
+                f"top-class probability shift max {parity['max_abs_top_prob_diff']:.3f} mean {parity['mean_abs_top_prob_diff']:.4f}"
+                + ("" if not problems else f"  -> fails the gate: {'; '.join(problems)}")
             )
-        else:
-            log("warning: the run has no test split, so int8 accuracy was not measured")
-    log(f"wrote {dest} (int8 QDQ, {dest.stat().st_size / 1e6:.1f} MB)")
+            if not problems:
+                chosen = (name, opts, quant, parity)
+                break
+        if chosen is None:
+            if not force:
+                raise QualityGateError(
+                    f"the int8 model is not as good as fp32 after {len(attempts)} attempt(s) "
+                    f"(gate: agreement >= {MIN_TOP1_AGREEMENT * 100:.0f}%, accuracy drop <= {MAX_ACCURACY_DROP * 100:.1f} points); "
+                    f"{dest.name} was not written. Check the calibration images, or pass --force to write the best attempt anyway"
+                )
+            best = max(attempts, key=lambda a: (a["top1_agreement"], a["int8_accuracy"]))
+            name = best["remedy"]
+            opts = dict(remedies(options))[name]
+            quant = quantize_to(tmp, opts) if attempts[-1]["remedy"] != name else quant
+            parity = {k: v for k, v in best.items() if k not in ("remedy", "passed")}
+            chosen = (name, opts, quant, parity)
+            log(f"warning: --force: writing the best attempt ({name}) although it fails the parity gate")
+        name, opts, quant, parity = chosen
+        quant.update(parity)
+        quant["test_count" if check_name == "test" else "val_count"] = parity["images"]
+        quant["gate"] = {
+            "min_top1_agreement": MIN_TOP1_AGREEMENT,
+            "max_accuracy_drop": MAX_ACCURACY_DROP,
+            "passed": not gate_failures(parity),
+            "forced": bool(gate_failures(parity)),
+            "remedy": name,
+            "attempts": attempts,
+        }
+        _write_int8_metadata(tmp, metadata, quant)
+    log(f"wrote {dest} (int8 QDQ, {name}, {dest.stat().st_size / 1e6:.1f} MB)")
     return quant
+
+
+def _write_int8_metadata(path: Path, parent: ModelMetadata, quant: dict) -> None:
+    model = onnx.load(str(path))
+    set_metadata(model, ModelMetadata(spec=parent.spec, class_names=parent.class_names, variant="int8", training=parent.training, quantization=quant))
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save_model(model, str(path))

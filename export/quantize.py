@@ -20,6 +20,7 @@ class QuantizeOptions:
     method: str = "MinMax"  # onnxruntime CalibrationMethod name: MinMax, Entropy, Percentile
     per_channel: bool = True
     batch_size: int = 8
+    keep_ends_float: bool = False  # leave the first Conv and the classifier unquantized
 
 
 class ImageCalibrationReader:
@@ -48,6 +49,7 @@ def quantize_int8(fp32_path: Path, dest: Path, calibration: Sequence[Path], spec
         # Shape inference and graph optimisation (fuses Conv+BatchNorm) before quantizing,
         # as onnxruntime recommends: quantization parameters then match the fused weights.
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=False)
+        exclude = end_nodes(pre) if options.keep_ends_float else []
         quantize_static(
             str(pre),
             str(dest),
@@ -57,5 +59,17 @@ def quantize_int8(fp32_path: Path, dest: Path, calibration: Sequence[Path], spec
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, options.method),
+            nodes_to_exclude=exclude,
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
         )
+
+
+def end_nodes(model_path: Path) -> list[str]:
+    """Names of the first Conv and the last Gemm/MatMul: the layers most sensitive to int8
+    (raw pixels in, logits out), which are the usual ones to keep in float."""
+    import onnx
+
+    nodes = onnx.load(str(model_path)).graph.node
+    first_conv = next((n.name for n in nodes if n.op_type == "Conv"), None)
+    last_fc = next((n.name for n in reversed(nodes) if n.op_type in ("Gemm", "MatMul")), None)
+    return [n for n in (first_conv, last_fc) if n]

@@ -68,6 +68,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
          "--max-epochs", "1", "--batch-size", "8", "--device", "cpu", "--quiet"],
     )
     assert train.exit_code == 0, train.output
-    export = runner.invoke(export_main, [str(run_dir), "--quantize", "--calibration-size", str(calibration_size)])
+    # --force: a one-epoch toy with a 2-image test split cannot meet the 99% agreement gate
+    # reliably; the gate itself is tested in test_quant_gate.py, and unforced on real photos.
+    export = runner.invoke(export_main, [str(run_dir), "--quantize", "--force", "--calibration-size", str(calibration_size)])
     assert export.exit_code == 0, export.output
     return TinyRun(data, run_dir, run_dir / "model.onnx", run_dir / "model.int8.onnx", train.output, export.output, image_size, per_class, calibration_size)

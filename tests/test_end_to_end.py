@@ -104,7 +104,9 @@ def test_int8_model_records_its_quantization(tiny_run) -> None:
     assert q["calibration_count"] == tiny_run.calibration_size
     assert q["calibration_per_class"] == {c: tiny_run.calibration_size // 2 for c in CLASSES}
     assert q["test_count"] == n_test
-    for key in ("top1_agreement", "fp32_test_accuracy", "int8_test_accuracy"):
+    assert q["gate"]["passed"] != q["gate"]["forced"] and q["gate"]["attempts"]
+    assert {"max_abs_top_prob_diff", "mean_abs_top_prob_diff"} <= q.keys()
+    for key in ("top1_agreement", "fp32_accuracy", "int8_accuracy"):
         assert 0.0 <= q[key] <= 1.0, key
         assert q[key] * n_test == pytest.approx(round(q[key] * n_test))  # a share of the test images
     assert "wrote" in tiny_run.export_output and "model.int8.onnx" in tiny_run.export_output

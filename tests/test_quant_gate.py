@@ -1,0 +1,145 @@
+"""The int8 parity gate: int8 is written only when it agrees with fp32 (>= 99% top-1, accuracy
+drop <= 0.5 points), after trying the usual remedies; `--force` writes the best attempt."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from gclf.export.pipeline import RunFiles, export_int8, gate_failures, measure_parity, remedies
+from gclf.export.quantize import QuantizeOptions
+from gclf.runtime.classifier import Classifier
+from gclf.runtime.errors import QualityGateError
+
+
+def _parity(agreement: float, acc32: float, acc8: float) -> dict:
+    return {"top1_agreement": agreement, "fp32_accuracy": acc32, "int8_accuracy": acc8}
+
+
+def test_gate_thresholds() -> None:
+    assert gate_failures(_parity(1.0, 0.9, 0.9)) == []
+    assert gate_failures(_parity(0.99, 0.9, 0.895)) == []  # exactly at both limits
+    assert "agreement" in gate_failures(_parity(0.98, 0.9, 0.9))[0]
+    assert "accuracy drop" in gate_failures(_parity(1.0, 0.9, 0.894))[0]
+
+
+def test_measure_parity_values() -> None:
+    p32 = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])
+    p8 = np.array([[0.8, 0.2], [0.4, 0.6], [0.25, 0.75]])
+    parity = measure_parity(p32, p8, np.array([0, 0, 1]))
+    assert parity["top1_agreement"] == pytest.approx(2 / 3)
+    assert parity["fp32_accuracy"] == 1.0 and parity["int8_accuracy"] == pytest.approx(2 / 3)
+    assert parity["max_abs_top_prob_diff"] == pytest.approx(0.2)
+    assert parity["mean_abs_top_prob_diff"] == pytest.approx((0.1 + 0.2 + 0.05) / 3)
+
+
+def test_remedies_start_with_the_request_then_keep_ends_float() -> None:
+    tries = remedies(QuantizeOptions(method="MinMax", per_channel=False))
+    assert tries[0] == ("as requested", QuantizeOptions(method="MinMax", per_channel=False))
+    assert all(opts.keep_ends_float for _, opts in tries[1:])
+    assert tries[-1][1].method == "Percentile" and tries[-1][1].per_channel
+
+
+def _colour_cnn(path: Path) -> Path:
+    """A tiny fp32 CNN (Conv-Relu-GlobalAveragePool-Gemm) that calls red images "red" and blue
+    ones "blue": real convolutions for onnxruntime to quantize, in milliseconds."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gclf.export.onnx_export import set_metadata
+    from gclf.runtime.metadata import ModelMetadata
+    from gclf.runtime.preprocess import PreprocessSpec
+
+    conv_w = np.zeros((2, 3, 3, 3), np.float32)
+    conv_w[0, 0] = 1 / 9  # feature 0: red channel
+    conv_w[1, 2] = 1 / 9  # feature 1: blue channel
+    fc_w = np.array([[4.0, -4.0], [-4.0, 4.0]], np.float32)  # (classes, features)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "conv_w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c"], ["r"], name="relu"),
+            helper.make_node("GlobalAveragePool", ["r"], ["g"], name="gap"),
+            helper.make_node("Flatten", ["g"], ["f"], name="flatten"),
+            helper.make_node("Gemm", ["f", "fc_w"], ["logits"], name="fc", transB=1),
+        ],
+        "colour_cnn",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(conv_w, "conv_w"), numpy_helper.from_array(fc_w, "fc_w")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    set_metadata(model, ModelMetadata(spec=PreprocessSpec(input_height=32, input_width=32), class_names=("red", "blue"), training={"init": "hand-made"}))
+    onnx.save_model(model, str(path))
+    return path
+
+
+def _colour_images(folder: Path, count: int, seed: int) -> list[list]:
+    """[path, class] rows: noisy reddish or bluish images, alternating."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(count):
+        label = ("red", "blue")[i % 2]
+        img = rng.integers(0, 120, size=(32, 32, 3)).astype(np.uint8)  # BGR
+        img[:, :, 2 if label == "red" else 0] += np.uint8(rng.integers(60, 130))
+        path = folder / f"{label}_{i}.png"
+        cv2.imwrite(str(path), img)
+        rows.append([str(path), label])
+    return rows
+
+
+@pytest.fixture
+def colour_run(tmp_path: Path) -> tuple[Path, RunFiles]:
+    fp32 = _colour_cnn(tmp_path / "model.onnx")
+    manifest = {"splits": {"train": _colour_images(tmp_path / "train", 16, 0), "val": [], "test": _colour_images(tmp_path / "test", 40, 1)}}
+    return fp32, RunFiles(tmp_path / "best.pt", manifest, None)
+
+
+def _black_images(folder: Path, count: int = 8) -> list[Path]:
+    """A deliberately bad calibration set: activation ranges collapse to zero, so the int8
+    model cannot tell real images apart."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"black_{i}.png"
+        cv2.imwrite(str(path), np.zeros((32, 32, 3), np.uint8))
+        paths.append(path)
+    return paths
+
+
+def test_good_calibration_passes_the_gate(colour_run, tmp_path: Path) -> None:
+    fp32, run = colour_run
+    dest = tmp_path / "out" / "model.int8.onnx"
+    lines: list[str] = []
+    quant = export_int8(fp32, run, dest, QuantizeOptions(), 16, lines.append)
+    meta = Classifier(dest).metadata.quantization
+    assert meta["gate"]["passed"] and not meta["gate"]["forced"] and meta["gate"]["remedy"] == "as requested"
+    assert meta["top1_agreement"] >= 0.99 and meta["fp32_accuracy"] == 1.0
+    assert meta["calibration_count"] == 16 and meta["calibration_per_class"] == {"red": 8, "blue": 8}
+    assert quant["parity_split"] == "test" and "disjoint" in lines[0]
+
+
+def test_bad_calibration_fails_the_gate_and_writes_nothing(colour_run, tmp_path: Path) -> None:
+    fp32, run = colour_run
+    dest = tmp_path / "model.int8.onnx"
+    dest.write_bytes(b"previous good file")
+    lines: list[str] = []
+    with pytest.raises(QualityGateError, match="not written"):
+        export_int8(fp32, run, dest, QuantizeOptions(), 8, lines.append, calibration_override=_black_images(tmp_path / "calib"))
+    assert dest.read_bytes() == b"previous good file"
+    assert sum("fails the gate" in l for l in lines) == len(remedies(QuantizeOptions()))  # every remedy was tried
+    assert list(tmp_path.glob(".model.int8.onnx*")) == []  # no temporary file left
+
+
+def test_force_writes_the_best_attempt_and_records_the_failure(colour_run, tmp_path: Path) -> None:
+    fp32, run = colour_run
+    dest = tmp_path / "model.int8.onnx"
+    export_int8(fp32, run, dest, QuantizeOptions(), 8, lambda _: None, force=True, calibration_override=_black_images(tmp_path / "calib"))
+    meta = Classifier(dest).metadata.quantization
+    assert meta["gate"]["forced"] and not meta["gate"]["passed"]
+    assert meta["top1_agreement"] == max(a["top1_agreement"] for a in meta["gate"]["attempts"])
+    assert len(meta["gate"]["attempts"]) == len(remedies(QuantizeOptions()))
