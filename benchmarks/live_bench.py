@@ -1,0 +1,264 @@
+"""Measure the live runtime on real photos: face detection rate, crop vs whole-image accuracy, FPS.
+
+    python benchmarks/live_bench.py [--model MODEL.onnx ...] [--face-model yunet.onnx]
+
+Prints its figures and asserts nothing. Three parts:
+
+1. Detection: the share of ../shared/datasets/gender-faces photos in which the Haar cascade
+   and YuNet find a face, on the photo as stored (a tight face crop) and pasted into a grey
+   640x480 frame (as a face appears in a camera picture).
+2. Accuracy (per --model; skipped, and said so, without one): the photo as stored, the whole
+   640x480 frame, and each detector's crop of the frame at several margins. A --exclude
+   folder (e.g. the model's training data) leaves out photos with the same bytes.
+3. Speed: a video of real photos (one per frame, in a 640x480 frame, MJPG) run through the
+   live loop without and with face detection, against the bare model's single-image rate
+   measured in the same run; and once paced at 30 FPS like a camera (drops and latency).
+   Target: the loop sustains at least 0.9x the single-image rate when the model is the
+   bottleneck (whole frames, every frame in order).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+from gclf.runtime.classifier import Classifier
+from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, face_crops
+from gclf.runtime.live import FrameResult, JsonLinesSink, run_live
+from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
+from gclf.runtime.video_sources import CaptureSource, LatestFrameGrabber, OrderedFrameReader, PacedSource
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEFAULT_DATA = SHARED / "datasets" / "gender-faces"
+DEFAULT_YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+FRAME_W, FRAME_H = 640, 480
+FACE_H = 240  # the photo's height inside the frame: a face at arm's length from a webcam
+MARGINS = (0.0, 0.1, 0.2)
+
+
+@dataclass(frozen=True)
+class Photo:
+    path: Path
+    label: str
+
+
+def load_photos(data: Path, sample: int | None, exclude: list[Path], seed: int = 0) -> list[Photo]:
+    excluded = {_sha(p) for folder in exclude for p in folder.rglob("*") if p.is_file()}
+    photos = [Photo(p, c.name) for c in sorted(data.iterdir()) if c.is_dir() for p in sorted(c.iterdir()) if p.is_file()]
+    photos = [p for p in photos if _sha(p.path) not in excluded] if excluded else photos
+    if sample is not None and sample < len(photos):
+        photos = random.Random(seed).sample(photos, sample)
+    return photos
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def in_frame(bgr: np.ndarray, x_offset: int = 0) -> np.ndarray:
+    """The photo scaled to FACE_H rows and pasted into a grey FRAME_W x FRAME_H frame."""
+    width = min(FRAME_W, round(bgr.shape[1] * FACE_H / bgr.shape[0]))
+    frame = np.full((FRAME_H, FRAME_W, 3), 90, dtype=np.uint8)
+    x = max(0, min(FRAME_W - width, (FRAME_W - width) // 2 + x_offset))
+    y = (FRAME_H - FACE_H) // 2
+    frame[y : y + FACE_H, x : x + width] = cv2.resize(bgr, (width, FACE_H), interpolation=cv2.INTER_AREA)
+    return frame
+
+
+def largest(boxes):
+    return max(boxes, key=lambda b: b[2] * b[3])
+
+
+# --- 1. detection ---------------------------------------------------------------------
+
+
+def detection_rates(photos: list[Photo], detectors: dict[str, FaceDetector]) -> dict[str, dict]:
+    """Per detector: found-a-face on the stored photo and in a frame; boxes in the frame; ms per frame."""
+    out: dict[str, dict] = {name: {"raw": 0, "frame": 0, "raw_boxes": {}, "boxes": {}, "ms": []} for name in detectors}
+    for photo in photos:
+        bgr = cv2.cvtColor(decode_image(photo.path), cv2.COLOR_RGB2BGR)
+        frame = in_frame(bgr)
+        for name, det in detectors.items():
+            stats = out[name]
+            raw_boxes = det.detect(bgr)
+            stats["raw"] += bool(raw_boxes)
+            if raw_boxes:
+                stats["raw_boxes"][photo.path] = largest(raw_boxes)
+            start = time.perf_counter()
+            boxes = det.detect(frame)
+            stats["ms"].append(1000 * (time.perf_counter() - start))
+            stats["frame"] += bool(boxes)
+            if boxes:
+                stats["boxes"][photo.path] = largest(boxes)
+    return out
+
+
+# --- 2. accuracy ----------------------------------------------------------------------
+
+
+def accuracy(clf: Classifier, images: list[np.ndarray], labels: list[str], batch: int = 32) -> float:
+    if not images:
+        return float("nan")
+    correct = 0
+    for i in range(0, len(images), batch):
+        preds = clf.predict_images(images[i : i + batch])
+        correct += sum(p.label == t for p, t in zip(preds, labels[i : i + batch]))
+    return correct / len(images)
+
+
+def accuracy_report(clf: Classifier, photos: list[Photo], detection: dict[str, dict]) -> None:
+    unknown = {p.label for p in photos} - set(clf.class_names)
+    if unknown:
+        print(f"  skipped: the model's classes {list(clf.class_names)} do not include {sorted(unknown)}")
+        return
+    raw = [decode_image(p.path) for p in photos]
+    labels = [p.label for p in photos]
+    frames = [cv2.cvtColor(in_frame(cv2.cvtColor(r, cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB) for r in raw]
+    print(f"  all {len(photos)} photos: as stored {accuracy(clf, raw, labels):.3f}, "
+          f"whole 640x480 frame {accuracy(clf, frames, labels):.3f}")
+    for name, stats in detection.items():
+        idx = [i for i, p in enumerate(photos) if p.path in stats["boxes"]]
+        sub_labels = [labels[i] for i in idx]
+        parts = [f"as stored {accuracy(clf, [raw[i] for i in idx], sub_labels):.3f}",
+                 f"whole frame {accuracy(clf, [frames[i] for i in idx], sub_labels):.3f}"]
+        for m in MARGINS:
+            crops = [face_crops(cv2.cvtColor(frames[i], cv2.COLOR_RGB2BGR), [stats["boxes"][photos[i].path]], m)[0] for i in idx]
+            parts.append(f"crop margin {m:.1f} {accuracy(clf, crops, sub_labels):.3f}")
+        print(f"  {name}: the {len(idx)} photos it found a face in (in a frame): " + ", ".join(parts))
+        # The stored photo as the scene: the crop cannot run into the grey of the frame, so
+        # this shows how the detector's framing compares with the training photos' framing.
+        idx = [i for i, p in enumerate(photos) if p.path in stats["raw_boxes"]]
+        sub_labels = [labels[i] for i in idx]
+        crops = [face_crops(cv2.cvtColor(raw[i], cv2.COLOR_RGB2BGR), [stats["raw_boxes"][photos[i].path]], 0.0)[0] for i in idx]
+        sizes = [stats["raw_boxes"][photos[i].path][2] / raw[i].shape[1] for i in idx]
+        print(f"  {name}: the {len(idx)} stored photos it found a face in: as stored "
+              f"{accuracy(clf, [raw[i] for i in idx], sub_labels):.3f}, crop margin 0.0 {accuracy(clf, crops, sub_labels):.3f} "
+              f"(box width / photo width, median {statistics.median(sizes) if sizes else float('nan'):.2f})")
+
+
+# --- 3. speed ---------------------------------------------------------------------------
+
+
+def write_video(photos: list[Photo], path: Path, fps: float = 30.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
+    for i, photo in enumerate(photos):
+        bgr = cv2.cvtColor(decode_image(photo.path), cv2.COLOR_RGB2BGR)
+        writer.write(in_frame(bgr, x_offset=(i * 37) % 200 - 100))  # the face moves a little
+    writer.release()
+    return path
+
+
+def single_image_rate(clf: Classifier, image_rgb: np.ndarray, seconds: float = 2.0) -> tuple[float, float]:
+    """Images per second: the bare model (session.run on a ready input) and with preprocessing."""
+    x = to_model_input(resize_to_input(image_rgb, clf.spec), clf.spec)
+    for _ in range(5):
+        clf.logits(x)  # warm-up: ORT allocates on first runs
+    rates = []
+    for fn in (lambda: clf.logits(x), lambda: clf.predict_images([image_rgb])):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            fn()
+            n += 1
+        rates.append(n / (time.perf_counter() - start))
+    return rates[0], rates[1]
+
+
+class LatencySink:
+    needs_image = False
+
+    def __init__(self) -> None:
+        self.latencies: list[float] = []
+
+    def write(self, result: FrameResult, annotated) -> bool:
+        self.latencies.append(time.time() - result.timestamp)
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector], sample_rgb: np.ndarray) -> None:
+    # The bare rate is measured again right before and after each loop run and averaged:
+    # on a shared machine the load changes from minute to minute.
+    for name, det in {"none (whole frames)": None, **detectors}.items():
+        before, prep = single_image_rate(clf, sample_rgb)
+        feed = OrderedFrameReader(CaptureSource.video(video)).start()
+        s = run_live(feed, clf, detector=det, sinks=[JsonLinesSink(io.StringIO())])
+        after, _ = single_image_rate(clf, sample_rgb)
+        bare = (before + after) / 2
+        print(f"  live loop, every frame, detector {name}: {s.processed} frames, {s.mean_fps:.1f} FPS "
+              f"= {s.mean_fps / bare:.2f}x the bare model's single-image rate {bare:.1f}/s "
+              f"(before {before:.1f}, after {after:.1f}; with resize + normalise {prep:.1f}/s)")
+    for name, det in {"none (whole frames)": None, **detectors}.items():
+        source = PacedSource(CaptureSource.video(video))
+        latency = LatencySink()
+        s = run_live(LatestFrameGrabber(source).start(), clf, detector=det, sinks=[latency])
+        lat = sorted(latency.latencies)
+        print(f"  paced at {source.fps:.0f} FPS like a camera, detector {name}: {s.processed} processed, "
+              f"{s.dropped} dropped, {s.mean_fps:.1f} FPS; capture-to-result latency median "
+              f"{1000 * statistics.median(lat):.0f} ms, max {1000 * lat[-1]:.0f} ms")
+
+
+@click.command()
+@click.option("--model", "models", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path), help="gclf ONNX model(s) for accuracy and speed.")
+@click.option("--face-model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_YUNET, show_default=True, help="YuNet model; skipped if absent.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_DATA, show_default=True)
+@click.option("--sample", type=click.IntRange(min=1), default=None, help="Use this many photos (random, seed 0) instead of all.")
+@click.option("--exclude", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Leave out photos with the same bytes as a file here (a model's training data).")
+@click.option("--video-frames", type=click.IntRange(min=10), default=240, show_default=True, help="Frames (one photo each) in the speed video.")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
+def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int) -> None:
+    if not data.is_dir():
+        print(f"skipped: no photos at {data}")
+        return
+    print(f"OpenCV {cv2.__version__}, {os.cpu_count()} CPU cores, data {data}")
+    detectors: dict[str, FaceDetector] = {"haar": HaarFaceDetector()}
+    if face_model.is_file():
+        detectors["yunet"] = YuNetFaceDetector(face_model)
+    else:
+        print(f"YuNet skipped: no model at {face_model}")
+
+    photos = load_photos(data, sample, list(exclude))
+    print(f"\n1. Face found (share of {len(photos)} photos), as stored / in a 640x480 frame; ms per frame")
+    start = time.perf_counter()
+    detection = detection_rates(photos, detectors)
+    for name, s in detection.items():
+        print(f"  {name}: {s['raw'] / len(photos):.3f} / {s['frame'] / len(photos):.3f}; "
+              f"{statistics.median(s['ms']):.1f} ms median")
+    print(f"  ({time.perf_counter() - start:.0f} s)")
+
+    print("\n2. Accuracy: photo as stored, whole frame, detector crops of the frame")
+    if not models:
+        print("  skipped: no --model given")
+    for model in models:
+        print(f" model {model}")
+        accuracy_report(Classifier(model, threads=threads or None), photos, detection)
+
+    print(f"\n3. Speed on a {video_frames}-frame 640x480 MJPG video of real photos")
+    if not models:
+        print("  skipped: no --model given")
+        return
+    speed_photos = random.Random(1).sample(photos, min(video_frames, len(photos)))
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_video(speed_photos, Path(tmp) / "photos.avi")
+        sample_rgb = cv2.cvtColor(in_frame(cv2.cvtColor(decode_image(speed_photos[0].path), cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
+        for model in models:
+            clf = Classifier(model, threads=threads or None)
+            print(f" model {model} ({clf.spec.input_width}x{clf.spec.input_height}, {clf.metadata.variant})")
+            speed_report(clf, video, detectors, sample_rgb)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Finding faces in a frame, so a model trained on face crops sees face crops.
+
+Two detectors behind one small interface (`detect(bgr) -> boxes`):
+- `HaarFaceDetector`, the default: OpenCV 4.x ships its Haar cascades inside the wheel
+  (`cv2.data.haarcascades`), so it works offline with nothing to download. Fast, but it
+  misses turned and tilted faces and faces that fill the whole image.
+- `YuNetFaceDetector` (`--face-model PATH`): OpenCV's small CNN detector
+  (`cv2.FaceDetectorYN`), more robust; the model file comes from the OpenCV Zoo.
+
+Boxes are (x, y, width, height) in pixels of the frame given. `face_crops` widens them by a
+margin and cuts the RGB crops that then go through the usual preprocessing contract.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from gclf.runtime.errors import UsageError
+
+Box = tuple[int, int, int, int]  # x, y, width, height, in pixels
+
+# Detection runs on a copy whose longer side is at most this: its cost grows with the pixels.
+# Measured (benchmarks/live_bench.py, 2-core x86, 640x480 frames with a 240 px face): Haar
+# 46 -> 23 ms and YuNet 45 -> 9 ms per frame from 640 to 320, finding faces in 78 -> 76 and
+# 100 -> 99 of 100 frames. At 320 a face must still be about 40 px high in a 640x480 frame.
+DETECT_MAX_SIDE = 320
+HAAR_CASCADE = "haarcascade_frontalface_default.xml"
+
+
+class FaceDetector(Protocol):
+    name: str  # for messages and reports: "haar", "yunet"
+
+    def detect(self, bgr: np.ndarray) -> list[Box]:
+        """Faces in a BGR uint8 image, sorted left to right."""
+        ...
+
+
+def _downscaled(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """`bgr` shrunk so its longer side is at most `max_side`, and the factor back to full size."""
+    h, w = bgr.shape[:2]
+    scale = max(h, w) / max_side
+    if scale <= 1.0:
+        return bgr, 1.0
+    small = cv2.resize(bgr, (round(w / scale), round(h / scale)), interpolation=cv2.INTER_AREA)
+    return small, scale
+
+
+def _to_full(boxes: Sequence[Sequence[float]], scale: float, frame_hw: tuple[int, int]) -> list[Box]:
+    h, w = frame_hw
+    result = []
+    for x, y, bw, bh in boxes:
+        x0, y0 = max(0, round(x * scale)), max(0, round(y * scale))
+        x1, y1 = min(w, round((x + bw) * scale)), min(h, round((y + bh) * scale))
+        if x1 > x0 and y1 > y0:
+            result.append((x0, y0, x1 - x0, y1 - y0))
+    return sorted(result)
+
+
+class HaarFaceDetector:
+    """OpenCV's frontal-face Haar cascade, bundled with opencv-python(-headless) 4.x."""
+
+    name = "haar"
+
+    def __init__(
+        self, *, min_face_fraction: float = 0.08, min_neighbors: int = 5, scale_factor: float = 1.1, max_side: int = DETECT_MAX_SIDE
+    ) -> None:
+        path = os.path.join(cv2.data.haarcascades, HAAR_CASCADE)
+        self._cascade = cv2.CascadeClassifier(path)
+        if self._cascade.empty():
+            raise UsageError(
+                f"OpenCV's Haar cascade {HAAR_CASCADE} was not found in {cv2.data.haarcascades}; "
+                "install opencv-python-headless 4.x (it ships the cascades) or pass --face-model"
+            )
+        self.min_face_fraction = min_face_fraction  # smallest face, as a share of the shorter side
+        self.min_neighbors = min_neighbors  # higher: fewer false faces, more missed ones
+        self.scale_factor = scale_factor
+        self.max_side = max_side
+
+    def detect(self, bgr: np.ndarray) -> list[Box]:
+        small, scale = _downscaled(bgr, self.max_side)
+        grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))  # evens out lighting
+        side = max(20, round(min(grey.shape) * self.min_face_fraction))  # the cascade's window is 24 px
+        found = self._cascade.detectMultiScale(
+            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+        )
+        return _to_full(found, scale, bgr.shape[:2])
+
+
+class YuNetFaceDetector:
+    """OpenCV's YuNet CNN face detector (`cv2.FaceDetectorYN`) from an ONNX file."""
+
+    name = "yunet"
+
+    def __init__(
+        self, model_path: str | os.PathLike, *, score_threshold: float = 0.7, nms_threshold: float = 0.3, max_side: int = DETECT_MAX_SIDE
+    ) -> None:
+        self.path = Path(model_path)
+        self.max_side = max_side
+        if not self.path.is_file():
+            raise UsageError(f"{self.path}: no such face model file")
+        try:
+            # The input size is set per frame in detect(); 320x320 is only a placeholder.
+            self._net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), score_threshold, nms_threshold, 5000)
+        except cv2.error as exc:
+            lines = str(exc).strip().splitlines()
+            raise UsageError(f"{self.path}: not a YuNet face model OpenCV can load ({lines[-1] if lines else exc})") from None
+        self._size: tuple[int, int] = (320, 320)
+
+    def detect(self, bgr: np.ndarray) -> list[Box]:
+        small, scale = _downscaled(bgr, self.max_side)
+        size = (small.shape[1], small.shape[0])
+        if size != self._size:  # re-planning the network per call would cost time
+            self._net.setInputSize(size)
+            self._size = size
+        _, faces = self._net.detect(small)
+        if faces is None:
+            return []
+        # Each row: x, y, w, h, five landmarks (x, y), score.
+        return _to_full(faces[:, :4], scale, bgr.shape[:2])
+
+
+def expand_box(box: Box, frame_hw: tuple[int, int], margin: float) -> Box:
+    """Widen `box` by `margin` times its width/height on every side, clipped to the frame.
+
+    The crop the model sees should be framed like its training crops. Measured on
+    gender-faces (benchmarks/live_bench.py): YuNet's box is about 96% of the photo's side,
+    i.e. those crops are framed about as tightly as the detector's box, hence a default
+    margin of 0; face crops with more context around the face need a larger one.
+    """
+    x, y, w, h = box
+    fh, fw = frame_hw
+    dx, dy = round(w * margin), round(h * margin)
+    x0, y0 = max(0, x - dx), max(0, y - dy)
+    x1, y1 = min(fw, x + w + dx), min(fh, y + h + dy)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def face_crops(bgr: np.ndarray, boxes: Sequence[Box], margin: float) -> list[np.ndarray]:
+    """RGB crops (the preprocessing contract's input) of the faces in a BGR frame."""
+    crops = []
+    for box in boxes:
+        x, y, w, h = expand_box(box, bgr.shape[:2], margin)
+        crops.append(cv2.cvtColor(bgr[y : y + h, x : x + w], cv2.COLOR_BGR2RGB))
+    return crops
+
+
+def make_detector(face_model: Path | None) -> FaceDetector:
+    """YuNet when a model file is given, else the bundled Haar cascade."""
+    return YuNetFaceDetector(face_model) if face_model is not None else HaarFaceDetector()

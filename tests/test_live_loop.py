@@ -1,0 +1,117 @@
+"""`run_live` as a library function: it stops when told, and always releases feed and sinks."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from gclf.runtime.classifier import Classifier
+from gclf.runtime.live import FpsMeter, FrameResult, VideoFileSink, run_live
+from gclf.runtime.video_sources import Frame
+
+
+class ListFeed:
+    """A feed that hands out given frames, then ends; records that it was closed."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        self.frames = [Frame(i, 1000.0 + i / 10, img) for i, img in enumerate(images)]
+        self.closed = False
+        self.dropped = 0
+        self.end_reason: str | None = None
+        self.failure = None
+
+    def next_frame(self) -> Frame | None:
+        if not self.frames:
+            self.end_reason = "end of list"
+            return None
+        return self.frames.pop(0)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class RecordingSink:
+    needs_image = True
+
+    def __init__(self, *, quit_at: int | None = None, interrupt_at: int | None = None) -> None:
+        self.results: list[FrameResult] = []
+        self.quit_at, self.interrupt_at = quit_at, interrupt_at
+        self.closed = False
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        assert annotated is not None
+        self.results.append(result)
+        if result.index == self.interrupt_at:
+            raise KeyboardInterrupt
+        return result.index != self.quit_at
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _red(n: int) -> list[np.ndarray]:
+    return [np.full((16, 16, 3), (0, 0, 220), dtype=np.uint8) for _ in range(n)]
+
+
+def test_the_loop_runs_to_the_end_of_the_feed(tiny_onnx) -> None:
+    feed, sink = ListFeed(_red(5)), RecordingSink()
+
+    summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
+
+    assert summary.processed == 5 and summary.dropped == 0
+    assert summary.stopped_by == "end of list" and not summary.interrupted
+    assert [r.faces[0].label for r in sink.results] == ["red"] * 5
+    assert feed.closed and sink.closed
+
+
+def test_a_quit_key_stops_the_loop_after_every_sink_got_the_frame(tiny_onnx) -> None:
+    feed, quitter, other = ListFeed(_red(5)), RecordingSink(quit_at=1), RecordingSink()
+
+    summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[quitter, other])
+
+    assert summary.processed == 2 and summary.stopped_by == "quit by the user"
+    assert len(other.results) == 2
+    assert feed.closed and quitter.closed and other.closed
+
+
+def test_ctrl_c_ends_with_a_summary_and_releases_everything(tiny_onnx) -> None:
+    feed, sink = ListFeed(_red(5)), RecordingSink(interrupt_at=2)
+
+    summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
+
+    assert summary.interrupted and summary.stopped_by == "interrupted"
+    assert summary.processed == 3
+    assert feed.closed and sink.closed
+
+
+def test_an_error_in_a_sink_still_releases_the_feed(tiny_onnx) -> None:
+    class Broken(RecordingSink):
+        def write(self, result, annotated) -> bool:
+            raise RuntimeError("disk full")
+
+    feed, sink = ListFeed(_red(3)), Broken()
+    with pytest.raises(RuntimeError):
+        run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
+    assert feed.closed and sink.closed
+
+
+def test_the_video_sink_measures_the_frame_rate_when_frames_are_dropped(tmp_path) -> None:
+    out = tmp_path / "live.avi"
+    sink = VideoFileSink(out, fps=None)
+    for i in range(20):  # captured 0.2 s apart: 5 FPS
+        sink.write(FrameResult(i, 1000.0 + 0.2 * i, (), 5.0), np.zeros((32, 48, 3), dtype=np.uint8))
+    sink.close()
+
+    capture = cv2.VideoCapture(str(out))
+    assert capture.get(cv2.CAP_PROP_FPS) == pytest.approx(5.0, abs=0.1)
+    assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    capture.release()
+
+
+def test_the_fps_meter_averages_over_its_window() -> None:
+    meter = FpsMeter(window=3)
+    assert meter.tick(0.0) == 0.0
+    assert meter.tick(0.1) == pytest.approx(10.0)
+    meter.tick(0.2)
+    assert meter.tick(0.7) == pytest.approx(2 / 0.6)  # only the last three ticks count
