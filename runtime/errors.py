@@ -18,6 +18,7 @@ EXIT_WEIGHTS_UNAVAILABLE = 7
 EXIT_MISSING_DEPENDENCY = 8
 EXIT_QUALITY_GATE = 9
 EXIT_EXPORT_CHECK = 10
+EXIT_WRITE_FAILED = 11
 EXIT_INTERRUPTED = 130
 
 
@@ -74,3 +75,9 @@ class ExportCheckError(GclfError):
     """An exported model failed its own verification (e.g. ONNX disagrees with PyTorch)."""
 
     exit_code = EXIT_EXPORT_CHECK
+
+
+class OutputWriteError(GclfError):
+    """A file could not be written (read-only folder, full disk, ...); the previous file is kept."""
+
+    exit_code = EXIT_WRITE_FAILED

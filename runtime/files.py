@@ -9,11 +9,13 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import re
+import secrets
+import sys
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from gclf.runtime.errors import UsageError
+from gclf.runtime.errors import OutputWriteError, UsageError
 
 # Extensions OpenCV decodes everywhere (its wheels bundle these codecs).
 IMAGE_EXTENSIONS = frozenset(
@@ -25,13 +27,23 @@ def is_hidden(path: Path) -> bool:
     return path.name.startswith(".")
 
 
-def list_images(folder: Path, *, recursive: bool = True) -> list[Path]:
+OnFolderError = Callable[[Path, str], None]  # (folder, reason)
+
+
+def list_images(folder: Path, *, recursive: bool = True, on_error: OnFolderError | None = None) -> list[Path]:
     """Image files under `folder`, sorted, skipping hidden files and folders.
 
-    Symlinked folders are not followed (they can loop); symlinked files are kept.
+    Symlinked folders are not followed (they can loop); symlinked files are kept. A folder
+    that cannot be listed (permissions, a symlink loop) goes to `on_error(folder, reason)`;
+    without `on_error` it is left out silently, as `os.walk` does.
     """
+
+    def report(exc: OSError) -> None:
+        if on_error is not None:
+            on_error(Path(exc.filename or folder), exc.strerror or str(exc))
+
     found: list[Path] = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
+    for root, dirs, files in os.walk(folder, onerror=report, followlinks=False):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         if not recursive:
             dirs[:] = []
@@ -42,12 +54,26 @@ def list_images(folder: Path, *, recursive: bool = True) -> list[Path]:
     return sorted(found)
 
 
-def expand_inputs(paths: Sequence[Path]) -> list[Path]:
-    """Files as given (whatever their extension: the user named them) plus images in folders."""
+def _warn_unreadable_folder(folder: Path, reason: str) -> None:
+    print(f"warning: {folder}: cannot read folder ({reason}); its images are skipped", file=sys.stderr)
+
+
+def expand_inputs(paths: Sequence[Path], *, on_error: OnFolderError = _warn_unreadable_folder) -> list[Path]:
+    """Files as given (whatever their extension: the user named them) plus images in folders.
+
+    A folder that cannot be listed is reported through `on_error` (default: a warning on
+    stderr) and its images are skipped.
+    """
     result: list[Path] = []
     for path in paths:
-        if path.is_dir():
-            result.extend(list_images(path))
+        try:
+            is_dir = path.is_dir()
+        except OSError:
+            # Cannot even stat it (e.g. permissions): keep it as a file, so decoding reports it by name.
+            result.append(path)
+            continue
+        if is_dir:
+            result.extend(list_images(path, on_error=on_error))
         elif path.exists() or path.is_symlink():
             result.append(path)
         else:
@@ -63,26 +89,92 @@ def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+# Temporary files are ".<dest name>.<8 random characters>.tmp" beside their destination.
+TEMP_SUFFIX = ".tmp"
+_TEMP_NAME = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def _write_error(dest: Path, exc: OSError, tmp: Path | None = None) -> OutputWriteError:
+    reason = exc.strerror or str(exc)
+    if exc.filename and str(exc.filename) not in (str(dest), str(tmp), str(dest.parent)):
+        reason += f" ({exc.filename})"
+    return OutputWriteError(f"cannot write {dest}: {reason}; any previous {dest.name} is unchanged")
+
+
+def _create_temp(dest: Path) -> Path:
+    """An empty new file beside `dest`. Created with mode 0o666 so the umask decides the final
+    file's permissions, as for any file a program writes (mkstemp would force 0o600)."""
+    while True:
+        tmp = dest.with_name(f".{dest.name}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync_folder(folder: Path) -> None:
+    # The rename survives a power loss only once the folder's entry is on disk too.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return  # e.g. Windows cannot open a folder; the rename is still atomic there
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders
+    finally:
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_path(dest: Path) -> Iterator[Path]:
     """Yield a temporary path beside `dest`; on success it replaces `dest` in one rename.
 
     On any exception the temporary file is removed and `dest` is untouched, so a reader
-    sees either the old complete file or the new complete file, never a partial one.
+    sees either the old complete file or the new complete file, never a partial one. An
+    `OSError` while writing (read-only folder, full disk) becomes an `OutputWriteError`
+    naming `dest`. A process killed mid-write leaves at most a hidden `.*.tmp` file beside
+    `dest` (see `remove_stale_temp_files`).
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = _create_temp(dest)
+    except OSError as exc:
+        raise _write_error(dest, exc) from None
     try:
         yield tmp
         with open(tmp, "rb+") as fh:  # flush to disk before the rename makes it visible
             os.fsync(fh.fileno())
         os.replace(tmp, dest)
+        _fsync_folder(dest.parent)
+    except OSError as exc:
+        raise _write_error(dest, exc, tmp) from None
     finally:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # FileNotFoundError once renamed
             tmp.unlink()
+
+
+def check_writable_folder(folder: Path) -> None:
+    """Fail now, with the folder's name, if files cannot be created in `folder` (read-only,
+    permissions), rather than after minutes of work."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        _create_temp(folder / ".gclf-write-check").unlink()
+    except OSError as exc:
+        raise OutputWriteError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove temporary files that a killed process left in `folder` (never finished files)."""
+    removed = []
+    for path in sorted(Path(folder).glob(f".*{TEMP_SUFFIX}")):
+        if _TEMP_NAME.match(path.name) and path.is_file():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def write_bytes_atomic(dest: Path, data: bytes) -> None:

@@ -1,7 +1,9 @@
 """gclf checkpoints: a state dict plus everything needed to rebuild and describe the model.
 
 Only tensors and plain data are stored, so they load with `torch.load(weights_only=True)`:
-nothing in a checkpoint is ever executed.
+nothing in a checkpoint is ever executed. A run's last.pt also holds, under "resume", the
+training state `gclf-train --resume` continues from (optimizer, scheduler, RNG states as
+tensors, epoch, best epoch, history).
 """
 
 from __future__ import annotations
@@ -13,11 +15,24 @@ from typing import Any
 
 import torch
 
-from gclf.runtime.errors import UsageError
+from gclf.runtime.errors import OutputWriteError, UsageError
 from gclf.runtime.files import write_atomic_with
 
 CHECKPOINT_FORMAT = "gclf-checkpoint"
 CHECKPOINT_VERSION = 1
+RESUME_KEY = "resume"
+# The training state in last.pt, with the type each entry must have.
+RESUME_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "epoch": int,
+    "best_val_loss": float,
+    "best_epoch": int,
+    "history": list,
+    "optimizer": dict,
+    "scheduler": (dict, type(None)),
+    "torch_rng_state": torch.Tensor,
+    "loader_generator_state": torch.Tensor,
+    "cuda_rng_states": list,
+}
 
 
 def is_gclf_checkpoint(obj: Any) -> bool:
@@ -46,7 +61,13 @@ def make_checkpoint(model: torch.nn.Module, *, class_names: list[str], spec: dic
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
-    write_atomic_with(path, lambda tmp: torch.save(checkpoint, tmp))
+    try:
+        write_atomic_with(path, lambda tmp: torch.save(checkpoint, tmp))
+    except RuntimeError as exc:
+        # torch.save reports a failed write (a full disk, say) as RuntimeError, not OSError;
+        # atomic_path has removed the partial file and left the previous one in place.
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise OutputWriteError(f"cannot write {path}: {reason}; any previous {path.name} is unchanged") from None
 
 
 def load_gclf_checkpoint(path: Path) -> dict:
@@ -56,6 +77,17 @@ def load_gclf_checkpoint(path: Path) -> dict:
     if obj.get("version") != CHECKPOINT_VERSION:
         raise UsageError(f"{path}: checkpoint version {obj.get('version')!r} is not supported")
     return obj
+
+
+def resume_state(ckpt: dict, path: Path) -> dict:
+    """The training state of a run's last.pt, checked entry by entry."""
+    state = ckpt.get(RESUME_KEY)
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} holds no training state to resume from (not a run's last.pt from this gclf version)")
+    wrong = [key for key, kind in RESUME_FIELDS.items() if not isinstance(state.get(key), kind)]
+    if wrong:
+        raise UsageError(f"{path}: its training state is incomplete or damaged ({', '.join(wrong)})")
+    return state
 
 
 def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:

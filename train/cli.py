@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
+from click.core import ParameterSource
 
 from gclf.runtime.cli_support import report_errors
-from gclf.runtime.errors import MissingDependencyError
+from gclf.runtime.errors import MissingDependencyError, UsageError
+
+if TYPE_CHECKING:
+    from gclf.train.run import TrainConfig
 
 
 class SplitParam(click.ParamType):
@@ -21,9 +28,23 @@ class SplitParam(click.ParamType):
         if not isinstance(value, str):
             return value
         try:
-            return SplitFractions.parse(value)
+            fractions = SplitFractions.parse(value)
         except UsageError as exc:
             self.fail(str(exc), param, ctx)
+        # NaN passes every comparison in SplitFractions' check, so refuse it here.
+        if not all(math.isfinite(v) for v in dataclasses.astuple(fractions)):
+            self.fail(f"--split fractions must be finite numbers, got {value!r}", param, ctx)
+        return fractions
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click.FloatRange that also refuses nan and inf (nan passes its min/max comparisons)."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number.", param, ctx)
+        return number
 
 
 def require_training_extra() -> None:
@@ -38,42 +59,89 @@ def require_training_extra() -> None:
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
-@click.option("--data", "data", multiple=True, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with one sub-folder per class (or train/ val/ test/ sub-folders). Repeat to combine folders.")
+@click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with one sub-folder per class (or train/ val/ test/ sub-folders). Repeat to combine folders. Required unless --resume.")
+@click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Continue the interrupted run in this folder after its last completed epoch, with the options and split it was started with (only --device and --verbose/--quiet may change).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder to create [default: runs/<data>-<time>].")
 @click.option("--weights", default="imagenet", help="'imagenet' (torchvision's cache/download), 'none' (random init), or a path to a GoogLeNet state dict or gclf checkpoint.")
 @click.option("--max-epochs", type=click.IntRange(min=1), default=6)
 @click.option("--batch-size", "--mini-batch-size", "batch_size", type=click.IntRange(min=1), default=4)
-@click.option("--learn-rate", "--initial-learn-rate", "learn_rate", type=click.FloatRange(min=0, min_open=True), default=1e-3)
-@click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.9)
+@click.option("--learn-rate", "--initial-learn-rate", "learn_rate", type=FiniteFloatRange(min=0, min_open=True), default=1e-3)
+@click.option("--momentum", type=FiniteFloatRange(0, 1, max_open=True), default=0.9)
 @click.option("--optimizer", type=click.Choice(["sgdm", "adam", "adamw"]), default="sgdm", help="sgdm: SGD with momentum (the study's).")
 @click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle"]), default="none", help="Learn-rate schedule, stepped every iteration.")
-@click.option("--l2", type=click.FloatRange(min=0), default=1e-4, help="L2 regularisation (weight decay).")
+@click.option("--l2", type=FiniteFloatRange(min=0), default=1e-4, help="L2 regularisation (weight decay).")
 @click.option("--split", type=SplitParam(), default="0.8,0.1,0.1", help="Train, validation and test fractions.")
-@click.option("--seed", type=int, default=0, help="Seed for the split, initialisation and shuffling.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, help="Seed for the split, initialisation and shuffling.")
 @click.option("--image-size", type=click.IntRange(32, 1024), default=224, help="Square input size the images are squashed to.")
 @click.option("--input-kind", type=click.Choice(["whole_image", "faces"]), default="whole_image", help="What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'.")
 @click.option("--device", default="auto", help="'auto' (GPU when present), 'cpu' or 'cuda'.")
 @click.option("--verbose/--quiet", default=True, help="Print the verbose table of iterations (as the study's verbose option).")
 @click.option("--verbose-frequency", type=click.IntRange(min=1), default=50, help="Iterations between verbose rows.")
 @report_errors
-def main(data: tuple[Path, ...], out: Path | None, **options) -> None:
+def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **options) -> None:
     """Fine-tune torchvision's GoogLeNet on DATA and evaluate it on a held-out test split.
 
     Defaults are the study's training options: 6 epochs, mini-batch 4, learn rate 0.001,
     SGD with momentum, an 80/10/10 split. Then run `gclf-export RUN_DIR --quantize`.
+    An interrupted run (Ctrl-C, kill, power loss) continues with `--resume RUN_DIR`.
     """
     require_training_extra()
     from gclf.train.metrics import format_report
-    from gclf.train.run import TrainConfig, run_training
+    from gclf.train.run import TrainConfig, resume_training, run_training
 
-    if out is None:
-        out = Path("runs") / f"{data[0].resolve().name}-{datetime.now():%Y%m%d-%H%M%S}"
-    config = TrainConfig(data=data, out=out, **options)
-    result = run_training(config, log=click.echo)
+    if resume is not None:
+        given = {name: value for name, value in dict(options, data=data, out=out).items() if _given_on_command_line(name)}
+        result = resume_training(resume_config(resume, given), log=click.echo)
+    else:
+        if not data:
+            raise click.UsageError("Missing option '--data' (or --resume RUN_DIR to continue an interrupted run).")
+        if out is None:
+            out = Path("runs") / f"{data[0].resolve().name}-{datetime.now():%Y%m%d-%H%M%S}"
+        config = TrainConfig(data=data, out=out, **options)
+        result = run_training(config, log=click.echo)
     click.echo(f"\nbest epoch {result.best_epoch} (lowest validation loss); init: {result.init_description}")
     if result.test_report:
         click.echo("test split: " + format_report(result.test_report))
     click.echo(f"run folder: {result.run_dir}  (next: gclf-export {result.run_dir} --quantize)")
+
+
+# What --resume may change: where the run computes and how much it prints. Everything else
+# would make the resumed run differ from the one it continues.
+RESUME_MAY_CHANGE = frozenset({"device", "verbose", "verbose_frequency"})
+
+
+def _given_on_command_line(name: str) -> bool:
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _option_flag(name: str) -> str:
+    params = {p.name: p for p in click.get_current_context().command.params}
+    return params[name].opts[0] if name in params else name
+
+
+def _same_option(name: str, asked: Any, config: "TrainConfig") -> bool:
+    if name == "data":
+        return [Path(p).resolve() for p in asked] == [Path(p).resolve() for p in config.data]
+    if name == "out":
+        return Path(asked).resolve() == Path(config.out).resolve()
+    return dataclasses.replace(config, **{name: asked}).to_dict()[name] == config.to_dict()[name]
+
+
+def resume_config(run_dir: Path, given: dict[str, Any]) -> "TrainConfig":
+    """The run's own options (config.json), with the few that --resume may change. An option
+    given with another value than the run's is refused, naming it: never silently ignored."""
+    from gclf.train.run import load_run_config
+
+    config = load_run_config(run_dir)
+    for name, value in given.items():
+        if name not in RESUME_MAY_CHANGE and not _same_option(name, value, config):
+            stored = config.to_dict()[name]
+            raise UsageError(
+                f"--resume continues {run_dir} with the options it was started with: {_option_flag(name)} "
+                f"conflicts with the run's {stored!r} (config.json); leave it out, or start a new run"
+            )
+    return dataclasses.replace(config, **{k: v for k, v in given.items() if k in RESUME_MAY_CHANGE})
 
 
 if __name__ == "__main__":

@@ -78,7 +78,18 @@ class ImageStore:
 
 
 def _class_folders(root: Path) -> list[Path]:
-    return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p))
+    try:
+        return sorted(p for p in root.iterdir() if p.is_dir() and not is_hidden(p))
+    except OSError as exc:
+        raise BadDataError(f"{root}: cannot read folder ({exc.strerror or exc})") from None
+
+
+def _loose_images_hint(roots: Sequence[Path]) -> str:
+    """Images directly in a DATA folder are a common mistake: say where they were found."""
+    loose = [root for root in roots if list_images(Path(root), recursive=False)]
+    if not loose:
+        return ""
+    return f" (images directly in {', '.join(map(str, loose))} are not used: put them in one sub-folder per class)"
 
 
 def is_presplit(root: Path) -> bool:
@@ -97,6 +108,14 @@ def scan_folders(
     """Scan one or more DATA folders (same class names) and decode every image once."""
     entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
     presplit_flags = set()
+    unreadable: list[tuple[str, str]] = []  # sub-folders that could not be listed
+
+    def folder_error(folder: Path, reason: str) -> None:
+        # Reported at once, so it is seen even if the scan then fails for want of classes.
+        unreadable.append((str(folder), f"cannot read folder ({reason}); its images are skipped"))
+        if on_skip:
+            on_skip(*unreadable[-1])
+
     for root in roots:
         root = Path(root)
         if not root.is_dir():
@@ -106,7 +125,7 @@ def scan_folders(
         split_dirs = [(root / s, s) for s in SPLIT_NAMES if (root / s).is_dir()] if presplit else [(root, None)]
         for split_dir, split in split_dirs:
             for class_dir in _class_folders(split_dir):
-                for path in list_images(class_dir):
+                for path in list_images(class_dir, on_error=folder_error):
                     entries.append((path, class_dir.name, split))
     if len(presplit_flags) > 1:
         raise BadDataError("cannot combine pre-split (train/val/test) folders with folder-per-class folders")
@@ -115,10 +134,11 @@ def scan_folders(
         where = ", ".join(map(str, roots))
         raise BadDataError(
             f"{where}: found {len(class_names)} class folder(s) with images; gclf needs one sub-folder "
-            "per class with at least 2 classes (e.g. DATA/cats/*.jpg and DATA/dogs/*.jpg)"
+            "per class with at least 2 classes (e.g. DATA/cats/*.jpg and DATA/dogs/*.jpg)" + _loose_images_hint(roots)
         )
     index = {name: i for i, name in enumerate(class_names)}
     result = ScanResult(class_names, [], presplit=presplit_flags == {True})
+    result.skipped.extend(unreadable)
     by_hash: dict[str, list[tuple[Path, int]]] = defaultdict(list)
     for i, (path, name, split) in enumerate(entries):
         if progress:
