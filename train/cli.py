@@ -73,6 +73,7 @@ def require_training_extra() -> None:
 @click.option("--split", type=SplitParam(), default="0.8,0.1,0.1", help="Train, validation and test fractions.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, help="Seed for the split, initialisation and shuffling.")
 @click.option("--image-size", type=click.IntRange(32, 1024), default=224, help="Square input size the images are squashed to.")
+@click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="none", help="Augmentation preset on the decoded image: none (the study's), light (flip, crop), standard (flip, crop, rotation, brightness/contrast, 20% grey).")
 @click.option("--input-kind", type=click.Choice(["whole_image", "faces"]), default="whole_image", help="What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'.")
 @click.option("--device", default="auto", help="'auto' (GPU when present), 'cpu' or 'cuda'.")
 @click.option("--verbose/--quiet", default=True, help="Print the verbose table of iterations (as the study's verbose option).")

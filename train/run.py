@@ -39,6 +39,7 @@ from gclf.runtime.errors import BadDataError, ImageDecodeError, OutputWriteError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic, write_text_atomic
 from gclf.runtime.preprocess import PreprocessSpec, decode_image, read_image_bytes
 from gclf.train.checkpoint import RESUME_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint, resume_state, save_checkpoint
+from gclf.train.augment import PRESETS, augment
 from gclf.train.data import ImageDataset
 from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, ScanResult, scan_folders
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
@@ -68,6 +69,7 @@ class TrainConfig:
     split: SplitFractions = field(default_factory=SplitFractions)
     image_size: int = 224
     input_kind: str = "whole_image"  # "whole_image" or "faces": what the runtime must feed the model
+    augment: str = "none"  # preset name in gclf.train.augment.PRESETS ("none": the study's)
     device: str = "auto"
     verbose: bool = True
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
@@ -345,7 +347,9 @@ class Trainer:
 def _make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, device: torch.device) -> Trainer:
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    train_ds = ImageDataset(data.splits["train"], data.store, data.spec, seed=config.seed)
+    preset = PRESETS[config.augment]
+    augment_fn = (lambda rgb, rng: augment(rgb, rng, preset)) if preset.enabled else None
+    train_ds = ImageDataset(data.splits["train"], data.store, data.spec, augment=augment_fn, seed=config.seed)
     train_loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
     val_loader = _eval_loader(config, data, "val")
     optimizer = make_optimizer(model, config)
