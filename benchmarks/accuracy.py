@@ -1,0 +1,97 @@
+"""Accuracy on real photos, measured honestly: fp32 and int8, own test split and a second source.
+
+    python benchmarks/accuracy.py RUN_DIR                    # evaluate an exported run
+    python benchmarks/accuracy.py --train OUT [train options] # train the recipe, export, evaluate
+
+Reports, for model.onnx and model.int8.onnx of the run: accuracy on the run's test split
+(gender-faces when trained on it), on all of ../shared/datasets/utkface-dev (a source the run
+never trained on, unless its manifest says otherwise), and on grey copies of both, with the
+initialisation, epochs, image size and wall time read from the run. Prints figures, asserts
+nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gclf.runtime.classifier import Classifier
+from gclf.runtime.files import list_images
+from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def folder_items(root: Path) -> list[tuple[Path, str]]:
+    return [(p, d.name) for d in sorted(root.iterdir()) if d.is_dir() for p in list_images(d)]
+
+
+def evaluate(model: Path, items: list[tuple[Path, str]], *, grey: bool, batch: int = 32) -> tuple[float, float]:
+    """(accuracy, mean confidence of the predicted class); `grey` feeds grey copies (RGB replicated)."""
+    import cv2
+
+    clf = Classifier(model)
+    correct, confidence = 0, 0.0
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        imgs = []
+        for path, _ in chunk:
+            rgb = decode_image(path)
+            if grey:
+                rgb = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+            imgs.append(resize_to_input(rgb, clf.spec))
+        for pred, (_, label) in zip(clf.predict_batch(to_model_input(np.stack(imgs), clf.spec)), chunk):
+            correct += pred.label == label
+            confidence += pred.confidence
+    return correct / len(items), confidence / len(items)
+
+
+def report(run_dir: Path) -> None:
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    config = json.loads((run_dir / "config.json").read_text())
+    sets = {"own test split": [(Path(p), c) for p, c in manifest["splits"]["test"]]}
+    utk = SHARED / "utkface-dev"
+    trained_on = " ".join(manifest["data"])
+    if utk.is_dir() and "utkface" not in trained_on:
+        sets["utkface-dev (never trained on)"] = folder_items(utk)
+    print(f"run {run_dir}: init {metrics['init']['description']}; epochs {metrics['epochs_run']} (best {metrics['best_epoch']}); "
+          f"image size {config['image_size']}; optimizer {config.get('optimizer')}, lr {config['learn_rate']}, batch {config['batch_size']}, "
+          f"augment {config.get('augment', 'none')}; training wall time {metrics['wall_time_s']:.0f} s on {metrics['device']}")
+    print(f"{'data':<32} {'images':>6} {'model':<6} {'colour acc':>10} {'conf':>6} {'grey acc':>9} {'conf':>6}")
+    for name, items in sets.items():
+        for variant, file in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
+            path = run_dir / file
+            if not path.is_file():
+                continue
+            acc, conf = evaluate(path, items, grey=False)
+            gacc, gconf = evaluate(path, items, grey=True)
+            print(f"{name:<32} {len(items):>6} {variant:<6} {acc * 100:9.2f}% {conf:6.3f} {gacc * 100:8.2f}% {gconf:6.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", nargs="?", type=Path)
+    parser.add_argument("--train", type=Path, help="train into this new run folder first (then export --quantize)")
+    args, train_args = parser.parse_known_args()
+    run_dir = args.run_dir
+    if args.train:
+        started = time.monotonic()
+        data = ["--data", str(SHARED / "gender-faces")] if "--data" not in train_args else []
+        subprocess.run(["gclf-train", *data, "--out", str(args.train), *train_args], check=True)
+        subprocess.run(["gclf-export", str(args.train), "--quantize"], check=True)
+        print(f"trained and exported in {time.monotonic() - started:.0f} s")
+        run_dir = args.train
+    if run_dir is None:
+        parser.error("give RUN_DIR or --train OUT")
+    report(run_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
