@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gclf.runtime.classifier import Classifier
+from gclf.runtime.classifier import Classifier, softmax
 from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
 
 
@@ -175,7 +175,7 @@ def stage_breakdown(model: Path, files: Sequence[Path], threads: int) -> dict[st
         t3 = time.perf_counter()
         logits = clf.logits(x)
         t4 = time.perf_counter()
-        clf._prediction(np.exp(logits[0] - logits[0].max()) / np.exp(logits[0] - logits[0].max()).sum())
+        clf._prediction(softmax(logits)[0])
         t5 = time.perf_counter()
         for key, a, b in zip(times, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             times[key].append((b - a) * 1000)
