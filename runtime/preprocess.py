@@ -523,8 +523,3 @@ def preprocess_batch(images: Sequence[np.ndarray], spec: PreprocessSpec) -> np.n
         return np.empty((0, *spec.input_shape_chw), dtype=np.float32)
     resized = np.stack([resize_to_input(img, spec) for img in images])
     return to_model_input(resized, spec)
-
-
-def load_and_preprocess(path: str | os.PathLike, spec: PreprocessSpec) -> np.ndarray:
-    """Convenience: file -> model input for one image."""
-    return preprocess(decode_image(path), spec)
