@@ -1,7 +1,11 @@
 """The live loop: frames in, faces (or the whole frame) classified, results out to sinks.
 
-    feed (camera / video, own thread) -> [face detector] -> Classifier -> sinks
-                                                                          JSON lines | window | video file
+    feed (camera / video, own thread)
+      -> prepare: [face detector], crops, preprocessing contract (own thread)
+      -> Classifier -> sinks (JSON lines | window | video file)
+
+Preparing frame N+1 overlaps the inference of frame N, so when the model is the bottleneck
+the loop runs at nearly the model's own rate (docs/measurements.md has the figures).
 
 `run_live` knows nothing of click or of where frames come from: it takes a `FrameFeed`, a
 `FaceDetector` or None (whole frames), a `Classifier` and a list of `Sink`s, and returns a
@@ -14,7 +18,9 @@ import collections
 import contextlib
 import json
 import os
+import queue
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +31,8 @@ import numpy as np
 
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.errors import BadModelError, GclfError, UsageError
-from gclf.runtime.faces import Box, FaceDetector, face_crops
+from gclf.runtime.faces import Box, FaceDetector, expand_box
+from gclf.runtime.preprocess import PreprocessSpec, resize_to_input, to_model_input
 from gclf.runtime.video_sources import Frame, FrameFeed
 
 INPUT_KINDS = ("faces", "whole_image")
@@ -126,20 +133,52 @@ class FpsMeter:
 # --- one frame ------------------------------------------------------------------------------
 
 
-def classify_frame(bgr: np.ndarray, classifier: Classifier, detector: FaceDetector | None, *, margin: float = DEFAULT_FACE_MARGIN) -> list[FaceResult]:
-    """Classify the faces in a BGR frame (all in one batch), or the whole frame without a detector."""
+@dataclass(frozen=True)
+class PreparedFrame:
+    """A frame made ready for the model: where its faces are, and their model input."""
+
+    frame: Frame
+    boxes: tuple[Box, ...]  # the faces as detected; the whole frame without a detector
+    batch: np.ndarray  # float32 (len(boxes), 3, H, W), the preprocessing contract's output
+
+
+def prepare_frame(frame: Frame, spec: PreprocessSpec, detector: FaceDetector | None, *, margin: float = DEFAULT_FACE_MARGIN) -> PreparedFrame:
+    """Detect faces (or take the whole frame) and turn them into one model-input batch.
+
+    The contract is cvtColor(BGR->RGB), then resize_to_input, then to_model_input. Here the
+    resize comes first and the colour swap after: linear resizing treats each channel on
+    its own, so the result is bit-identical (tests check it) while the swap touches the
+    224x224 result instead of a whole 640x480 frame.
+    """
+    bgr = frame.bgr
+    h, w = bgr.shape[:2]
     if detector is None:
-        h, w = bgr.shape[:2]
         boxes: list[Box] = [(0, 0, w, h)]
-        images = [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)]
+        regions = [bgr]
     else:
         boxes = detector.detect(bgr)
-        if not boxes:
-            return []
-        images = face_crops(bgr, boxes, margin)
-    # predict_images applies the contract (resize_to_input, to_model_input) to the RGB images.
-    preds = classifier.predict_images(images)
-    return [FaceResult(box, p.label, p.confidence) for box, p in zip(boxes, preds)]
+        regions = []
+        for box in boxes:
+            x, y, bw, bh = expand_box(box, (h, w), margin)
+            regions.append(bgr[y : y + bh, x : x + bw])
+    resized = np.empty((len(regions), spec.input_height, spec.input_width, 3), dtype=np.uint8)
+    for i, region in enumerate(regions):
+        resized[i] = resize_to_input(np.ascontiguousarray(region), spec)[..., ::-1]  # BGR -> RGB
+    return PreparedFrame(frame, tuple(boxes), to_model_input(resized, spec))
+
+
+def classify_prepared(prepared: PreparedFrame, classifier: Classifier) -> list[FaceResult]:
+    """Run the model on a prepared frame (all its faces in one batch)."""
+    if not prepared.boxes:
+        return []
+    preds = classifier.predict_batch(prepared.batch)
+    return [FaceResult(box, p.label, p.confidence) for box, p in zip(prepared.boxes, preds)]
+
+
+def classify_frame(bgr: np.ndarray, classifier: Classifier, detector: FaceDetector | None, *, margin: float = DEFAULT_FACE_MARGIN) -> list[FaceResult]:
+    """Classify the faces in a BGR frame (all in one batch), or the whole frame without a detector."""
+    prepared = prepare_frame(Frame(0, 0.0, bgr), classifier.spec, detector, margin=margin)
+    return classify_prepared(prepared, classifier)
 
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -312,6 +351,75 @@ def _measured_fps(timestamps: Sequence[float]) -> float:
 # --- the loop ---------------------------------------------------------------------------
 
 
+_FEED_ENDED = object()
+
+
+class FramePreparer:
+    """Prepares the next frame in its own thread while the caller runs the model on this one.
+
+    One frame is prepared at a time, and only once the consumer has taken the previous one
+    (a one-slot handshake): the frame taken from a camera feed is then at most one inference
+    old when the model gets it, and preparation never runs ahead of the model. Errors in the
+    thread (a detector failing) are handed to the consumer and raised there.
+    """
+
+    def __init__(self, feed: FrameFeed, prepare: Callable[[Frame], PreparedFrame]) -> None:
+        self._feed = feed
+        self._prepare = prepare
+        self._ready: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._may_take = threading.Semaphore(1)  # released each time the consumer takes one
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gclf-prepare", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._may_take.acquire()
+                if self._stop.is_set():
+                    break
+                frame = self._feed.next_frame()
+                if frame is None:
+                    self._hand_over(_FEED_ENDED)
+                    return
+                self._hand_over(self._prepare(frame))
+        except BaseException as exc:  # raised again in the consumer's thread
+            self._hand_over(exc)
+
+    def _hand_over(self, item: object) -> None:
+        # A bounded put that still notices stop(): the consumer may have stopped taking.
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next(self) -> PreparedFrame | None:
+        """The next prepared frame; None when the feed has ended."""
+        item = self._ready.get()
+        if item is _FEED_ENDED:
+            self._ready.put(item)  # later calls see the end too
+            return None
+        self._may_take.release()
+        if isinstance(item, BaseException):
+            raise item
+        assert isinstance(item, PreparedFrame)
+        return item
+
+    def stop(self) -> None:
+        """Ask the thread to stop; it ends at once, or once the feed's next_frame returns
+        (closing the feed makes it return)."""
+        self._stop.set()
+        self._may_take.release()  # wakes the thread if it waits for its turn
+        with contextlib.suppress(queue.Empty):
+            self._ready.get_nowait()
+
+    def join(self, timeout: float = 5.0) -> None:
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+
 def run_live(
     feed: FrameFeed,
     classifier: Classifier,
@@ -335,21 +443,27 @@ def run_live(
     stopped_by = ""
     interrupted = False
     with contextlib.ExitStack() as cleanup:
+        preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, detector, margin=margin))
+        # Run in reverse: stop the preparer, close the sinks, close the feed (which also
+        # releases a preparer waiting for a frame), then wait for the preparer's thread.
+        cleanup.callback(preparer.join)
         cleanup.callback(feed.close)
         for sink in sinks:
             cleanup.callback(sink.close)
+        cleanup.callback(preparer.stop)
         try:
             while max_frames is None or processed < max_frames:
-                frame = feed.next_frame()
-                if frame is None:
+                prepared = preparer.next()
+                if prepared is None:
                     stopped_by = feed.end_reason or "the source ended"
                     break
                 if first is None:
                     first = clock()
-                result = _process(frame, classifier, detector, margin, meter, clock)
+                faces = classify_prepared(prepared, classifier)
+                result = FrameResult(prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(clock()))
                 processed += 1
                 last = clock()
-                image = annotate(frame.bgr, result) if needs_image else None
+                image = annotate(prepared.frame.bgr, result) if needs_image else None
                 # Every sink gets the frame (the video keeps it) before a quit key is obeyed.
                 keep_going = [sink.write(result, image) for sink in sinks]
                 if not all(keep_going):
@@ -361,8 +475,3 @@ def run_live(
             stopped_by, interrupted = "interrupted", True
     elapsed = last - first if first is not None else 0.0
     return LiveSummary(processed, feed.dropped, elapsed, stopped_by, failure=feed.failure, interrupted=interrupted)
-
-
-def _process(frame: Frame, classifier: Classifier, detector: FaceDetector | None, margin: float, meter: FpsMeter, clock: Callable[[], float]) -> FrameResult:
-    faces = classify_frame(frame.bgr, classifier, detector, margin=margin)
-    return FrameResult(frame.index, frame.timestamp, tuple(faces), meter.tick(clock()))

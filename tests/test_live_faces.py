@@ -148,8 +148,8 @@ def test_several_faces_are_classified_in_one_batch_through_the_preprocessing_con
     frame[:, 50:] = (220, 0, 0)  # BGR blue
     clf = Classifier(tiny_onnx())
     calls: list[int] = []
-    original = clf.predict_images
-    monkeypatch.setattr(clf, "predict_images", lambda images: calls.append(len(images)) or original(images))
+    original = clf.predict_batch
+    monkeypatch.setattr(clf, "predict_batch", lambda batch: calls.append(len(batch)) or original(batch))
 
     faces = classify_frame(frame, clf, TwoFaces(), margin=0.1)
 
@@ -175,3 +175,25 @@ def test_a_missing_face_model_file_is_a_usage_error(tmp_path: Path) -> None:
 
     with pytest.raises(UsageError, match="no such face model file"):
         YuNetFaceDetector(tmp_path / "absent.onnx")
+
+
+@pytest.mark.parametrize("detector", [None, TwoFaces()], ids=["whole-frame", "faces"])
+def test_live_preparation_is_bit_identical_to_the_preprocessing_contract(detector, tiny_onnx) -> None:
+    # The live path resizes before swapping BGR->RGB (cheaper); it must equal the contract's
+    # order (swap, then resize_to_input, then to_model_input) exactly, on an odd-sized frame.
+    from gclf.runtime.live import prepare_frame
+    from gclf.runtime.preprocess import preprocess_batch
+    from gclf.runtime.video_sources import Frame
+
+    rng = np.random.default_rng(3)
+    bgr = rng.integers(0, 256, size=(97, 131, 3), dtype=np.uint8)
+    spec = Classifier(tiny_onnx()).spec
+
+    prepared = prepare_frame(Frame(0, 0.0, bgr), spec, detector, margin=0.1)
+
+    if detector is None:
+        expected = preprocess_batch([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], spec)
+    else:
+        expected = preprocess_batch(face_crops(bgr, detector.detect(bgr), 0.1), spec)
+    assert prepared.batch.dtype == np.float32
+    assert np.array_equal(prepared.batch, expected)

@@ -115,3 +115,82 @@ def test_the_fps_meter_averages_over_its_window() -> None:
     assert meter.tick(0.1) == pytest.approx(10.0)
     meter.tick(0.2)
     assert meter.tick(0.7) == pytest.approx(2 / 0.6)  # only the last three ticks count
+
+
+# --- preparation overlaps inference --------------------------------------------------------
+
+
+def _fake_prepared(frame: Frame):
+    from gclf.runtime.live import PreparedFrame
+
+    return PreparedFrame(frame, (), np.empty((0, 3, 4, 4), dtype=np.float32))
+
+
+def test_the_next_frame_is_prepared_while_the_model_works_on_this_one() -> None:
+    import threading
+
+    from gclf.runtime.live import FramePreparer
+
+    prepared_indices: list[int] = []
+    second_started = threading.Event()
+
+    def prepare(frame: Frame):
+        prepared_indices.append(frame.index)
+        if frame.index == 1:
+            second_started.set()
+        return _fake_prepared(frame)
+
+    feed = ListFeed(_red(4))
+    preparer = FramePreparer(feed, prepare)
+    first = preparer.next()
+    assert first is not None and first.frame.index == 0
+    # The consumer now "runs the model" on frame 0: frame 1 is prepared meanwhile...
+    assert second_started.wait(5.0)
+    # ...but not frame 2: one frame ahead at most, so a camera frame is never more than one
+    # inference old when the model gets it.
+    threading.Event().wait(0.2)
+    assert prepared_indices == [0, 1]
+    assert [preparer.next().frame.index for _ in range(3)] == [1, 2, 3]
+    assert preparer.next() is None and preparer.next() is None  # the end is sticky
+    preparer.stop()
+    preparer.join(1.0)
+
+
+def test_an_error_while_preparing_reaches_the_loop_and_everything_is_released(tiny_onnx) -> None:
+    class BrokenDetector:
+        name = "broken"
+
+        def detect(self, bgr: np.ndarray) -> list:
+            raise RuntimeError("detector failed")
+
+    feed, sink = ListFeed(_red(3)), RecordingSink()
+    with pytest.raises(RuntimeError, match="detector failed"):
+        run_live(feed, Classifier(tiny_onnx()), detector=BrokenDetector(), sinks=[sink])
+    assert feed.closed and sink.closed
+
+
+def test_stopping_early_does_not_wait_for_a_feed_that_has_no_frame_yet(tiny_onnx) -> None:
+    # A camera feed blocks in next_frame until a frame comes; closing the feed releases it.
+    import threading
+    import time
+
+    class SilentCamera(ListFeed):
+        def __init__(self) -> None:
+            super().__init__(_red(1))
+            self._closed = threading.Event()
+
+        def next_frame(self) -> Frame | None:
+            if self.frames:
+                return self.frames.pop(0)
+            self._closed.wait(30.0)  # no further frame until closed
+            return None
+
+        def close(self) -> None:
+            self.closed = True
+            self._closed.set()
+
+    feed, sink = SilentCamera(), RecordingSink(quit_at=0)
+    started = time.monotonic()
+    summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
+    assert summary.processed == 1 and summary.stopped_by == "quit by the user"
+    assert feed.closed and time.monotonic() - started < 5.0
