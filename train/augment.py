@@ -7,7 +7,8 @@ remedy for the study's weaker accuracy on grey photos.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -32,6 +33,31 @@ PRESETS: dict[str, AugmentConfig] = {
     "light": AugmentConfig(flip=True, crop_scale=0.8),
     "standard": AugmentConfig(flip=True, crop_scale=0.7, rotate_deg=10, brightness=0.2, contrast=0.2, grey_p=0.2),
 }
+
+
+def augment_config(preset: str, overrides: Mapping[str, Any] | None = None) -> AugmentConfig:
+    """A named preset with some transforms switched or tuned (gclf-train --flip/--grey-p ...)."""
+    from gclf.runtime.errors import UsageError
+
+    if preset not in PRESETS:
+        raise UsageError(f"--augment must be one of {sorted(PRESETS)}, got {preset!r}")
+    overrides = dict(overrides or {})
+    known = {f.name for f in fields(AugmentConfig)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise UsageError(f"unknown augmentation option(s) {unknown}; known: {sorted(known)}")
+    cfg = replace(PRESETS[preset], **overrides)
+    problems = [
+        f"{name} {value} is outside [{lo}, {hi}]"
+        for name, value, lo, hi in (
+            ("crop_scale", cfg.crop_scale, 0.05, 1.0), ("rotate_deg", cfg.rotate_deg, 0.0, 180.0),
+            ("brightness", cfg.brightness, 0.0, 1.0), ("contrast", cfg.contrast, 0.0, 1.0), ("grey_p", cfg.grey_p, 0.0, 1.0),
+        )
+        if not lo <= value <= hi
+    ]
+    if problems:
+        raise UsageError("augmentation: " + "; ".join(problems))
+    return cfg
 
 
 def augment(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:

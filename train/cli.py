@@ -68,12 +68,26 @@ def require_training_extra() -> None:
 @click.option("--learn-rate", "--initial-learn-rate", "learn_rate", type=FiniteFloatRange(min=0, min_open=True), default=1e-3)
 @click.option("--momentum", type=FiniteFloatRange(0, 1, max_open=True), default=0.9)
 @click.option("--optimizer", type=click.Choice(["sgdm", "adam", "adamw"]), default="sgdm", help="sgdm: SGD with momentum (the study's).")
-@click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle"]), default="none", help="Learn-rate schedule, stepped every iteration.")
+@click.option("--lr-schedule", type=click.Choice(["none", "cosine", "onecycle", "piecewise"]), default="none", help="Learn-rate schedule, stepped every iteration; piecewise drops it by --lr-drop-factor every --lr-drop-period epochs.")
+@click.option("--lr-drop-factor", type=FiniteFloatRange(0, 1, min_open=True), default=0.1, help="piecewise: factor the learn rate is multiplied by at each drop.")
+@click.option("--lr-drop-period", type=click.IntRange(min=1), default=10, help="piecewise: epochs between drops.")
 @click.option("--l2", type=FiniteFloatRange(min=0), default=1e-4, help="L2 regularisation (weight decay).")
+@click.option("--shuffle", type=click.Choice(["every-epoch", "once", "never"]), default="every-epoch", help="Order of the training images: reshuffled every epoch, shuffled once, or never (folder order).")
 @click.option("--split", type=SplitParam(), default="0.8,0.1,0.1", help="Train, validation and test fractions.")
+@click.option("--max-train-per-class", type=click.IntRange(min=1), default=None, help="Train on at most this many images per class (drawn with --seed); validation and test stay those of the full split.")
 @click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, help="Seed for the split, initialisation and shuffling.")
 @click.option("--image-size", type=click.IntRange(32, 1024), default=224, help="Square input size the images are squashed to.")
-@click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="none", help="Augmentation preset on the decoded image: none (the study's), light (flip, crop), standard (flip, crop, rotation, brightness/contrast, 20% grey).")
+@click.option("--freeze/--no-freeze", default=False, help="Train only the new head; the backbone (from --weights) stays fixed and its features are computed once, so each epoch costs almost nothing.")
+@click.option("--validation-frequency", type=click.IntRange(min=1), default=1, help="Validate every N epochs (and after the last one). gclf validates at epoch ends, where every validation has a resumable checkpoint.")
+@click.option("--validation-patience", type=click.IntRange(min=1), default=None, help="Stop early after N validations without a lower validation loss [default: never].")
+@click.option("--keep", type=click.Choice(["best", "last"]), default="best", help="The network the run keeps in best.pt (and exports): lowest validation loss, or the last epoch's.")
+@click.option("--augment", type=click.Choice(["none", "light", "standard"]), default="none", help="Augmentation preset on the decoded image: none (the study's), light (flip, crop), standard (flip, crop, rotation, brightness/contrast, 20% grey). The options below switch or tune single transforms on top of it.")
+@click.option("--flip/--no-flip", "aug_flip", default=None, help="Random horizontal flip [default: the preset's].")
+@click.option("--crop-scale", "aug_crop_scale", type=FiniteFloatRange(0.05, 1.0), default=None, help="Random crop keeping at least this share of the area; 1 turns it off [default: the preset's].")
+@click.option("--rotate", "aug_rotate_deg", type=FiniteFloatRange(0, 180), default=None, help="Random rotation of up to this many degrees; 0 turns it off [default: the preset's].")
+@click.option("--brightness", "aug_brightness", type=FiniteFloatRange(0, 1), default=None, help="Random brightness change of up to this share [default: the preset's].")
+@click.option("--contrast", "aug_contrast", type=FiniteFloatRange(0, 1), default=None, help="Random contrast change of up to this share [default: the preset's].")
+@click.option("--grey-p", "aug_grey_p", type=FiniteFloatRange(0, 1), default=None, help="Probability of turning a training image grey: the remedy for grey photos [default: the preset's].")
 @click.option("--input-kind", type=click.Choice(["whole_image", "faces"]), default="whole_image", help="What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'.")
 @click.option("--device", default="auto", help="'auto' (GPU when present), 'cpu' or 'cuda'.")
 @click.option("--verbose/--quiet", default=True, help="Print the verbose table of iterations (as the study's verbose option).")
@@ -90,8 +104,11 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
     from gclf.train.metrics import format_report
     from gclf.train.run import TrainConfig, resume_training, run_training
 
+    options["augment_options"] = augment_options(options)
     if resume is not None:
-        given = {name: value for name, value in dict(options, data=data, out=out).items() if _given_on_command_line(name)}
+        given = {name: value for name, value in dict(options, data=data, out=out).items() if name != "augment_options" and _given_on_command_line(name)}
+        if options["augment_options"]:
+            given["augment_options"] = options["augment_options"]
         result = resume_training(resume_config(resume, given), log=click.echo)
     else:
         if not data:
@@ -100,10 +117,22 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
             out = Path("runs") / f"{data[0].resolve().name}-{datetime.now():%Y%m%d-%H%M%S}"
         config = TrainConfig(data=data, out=out, **options)
         result = run_training(config, log=click.echo)
-    click.echo(f"\nbest epoch {result.best_epoch} (lowest validation loss); init: {result.init_description}")
+    kept = "lowest validation loss" if result.kept == "best" else "the last epoch, --keep last"
+    click.echo(f"\nkept epoch {result.best_epoch} ({kept}); init: {result.init_description}")
     if result.test_report:
         click.echo("test split: " + format_report(result.test_report))
     click.echo(f"run folder: {result.run_dir}  (next: gclf-export {result.run_dir} --quantize)")
+
+
+def augment_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Pops the single-transform flags (aug_*) given on the command line into AugmentConfig
+    overrides; flags left out keep the preset's value."""
+    overrides = {}
+    for name in [n for n in options if n.startswith("aug_")]:
+        value = options.pop(name)
+        if value is not None:
+            overrides[name.removeprefix("aug_")] = value
+    return overrides
 
 
 # What --resume may change: where the run computes and how much it prints. Everything else
@@ -117,6 +146,8 @@ def _given_on_command_line(name: str) -> bool:
 
 
 def _option_flag(name: str) -> str:
+    if name == "augment_options":
+        return "the augmentation options"
     params = {p.name: p for p in click.get_current_context().command.params}
     return params[name].opts[0] if name in params else name
 
@@ -126,6 +157,8 @@ def _same_option(name: str, asked: Any, config: "TrainConfig") -> bool:
         return [Path(p).resolve() for p in asked] == [Path(p).resolve() for p in config.data]
     if name == "out":
         return Path(asked).resolve() == Path(config.out).resolve()
+    if name == "augment_options":
+        return {**config.augment_options, **asked} == config.augment_options
     return dataclasses.replace(config, **{name: asked}).to_dict()[name] == config.to_dict()[name]
 
 

@@ -8,7 +8,8 @@ Run folder contents (all written atomically):
   manifest.json  the split: file lists, seed, fractions, skipped files, duplicates
   config.json    the options this run used
   history.csv    per-epoch loss and accuracy on train and validation
-  best.pt        checkpoint with the lowest validation loss (what gclf-export uses)
+  best.pt        the network the run keeps (what gclf-export uses): the one with the lowest
+                 validation loss, or the last epoch's with keep="last"
   last.pt        checkpoint after the last completed epoch, with the state --resume needs
   metrics.json   test-split accuracy, per-class precision/recall, confusion matrix
   training_progress.png, confusion_matrix.png, test_predictions.png, summary.md
@@ -39,14 +40,15 @@ from gclf.runtime.errors import BadDataError, ImageDecodeError, OutputWriteError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic, write_text_atomic
 from gclf.runtime.preprocess import PreprocessSpec, decode_image, read_image_bytes
 from gclf.train.checkpoint import RESUME_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint, resume_state, save_checkpoint
-from gclf.train.augment import PRESETS, augment
+from gclf.train.augment import augment, augment_config
 from gclf.train.data import ImageDataset
 from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, ScanResult, scan_folders
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
+from gclf.train.frozen import FrozenBackbone, train_head_epoch
 from gclf.train.metrics import classification_report
 from gclf.train.model import build_model, resolve_weights
 from gclf.train.reports import write_run_reports
-from gclf.train.split import SplitFractions, manifest, split_samples
+from gclf.train.split import SplitFractions, limit_per_class, manifest, split_samples
 
 Log = Callable[[str], None]
 
@@ -63,13 +65,22 @@ class TrainConfig:
     learn_rate: float = 1e-3
     momentum: float = 0.9
     optimizer: str = "sgdm"  # "sgdm" (the study's), "adam", "adamw"
-    lr_schedule: str = "none"  # "none" (constant, the study's), "cosine", "onecycle" (per iteration)
+    lr_schedule: str = "none"  # "none" (constant, the study's), "cosine", "onecycle", "piecewise"
+    lr_drop_factor: float = 0.1  # piecewise: multiply the learn rate by this...
+    lr_drop_period: int = 10  # ...every this many epochs (MATLAB's LearnRateDropFactor/Period)
     l2: float = 1e-4  # L2 regularisation (weight decay), MATLAB trainingOptions' default
+    shuffle: str = "every-epoch"  # "every-epoch", "once" (one fixed order), "never" (MATLAB's Shuffle)
     seed: int = 0
     split: SplitFractions = field(default_factory=SplitFractions)
+    max_train_per_class: int | None = None  # use only this many training images per class (val/test unchanged)
     image_size: int = 224
     input_kind: str = "whole_image"  # "whole_image" or "faces": what the runtime must feed the model
     augment: str = "none"  # preset name in gclf.train.augment.PRESETS ("none": the study's)
+    augment_options: dict = field(default_factory=dict)  # AugmentConfig fields overriding the preset
+    freeze: bool = False  # train only the new head; the backbone's features are computed once and cached
+    validation_frequency: int = 1  # validate every this many epochs (and after the last)
+    validation_patience: int | None = None  # stop after this many validations without a lower loss
+    keep: str = "best"  # which network best.pt holds: "best" (lowest validation loss) or "last"
     device: str = "auto"
     verbose: bool = True
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
@@ -100,9 +111,10 @@ class TrainResult:
     run_dir: Path
     best_checkpoint: Path
     test_report: dict | None
-    best_epoch: int
+    best_epoch: int  # the epoch whose network best.pt holds (the last one with keep="last")
     init_description: str
     history: list[dict]
+    kept: str = "best"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -160,6 +172,10 @@ def scan_and_split(config: TrainConfig, spec: PreprocessSpec, log: Log) -> tuple
     for group in scan.conflicts:
         log(f"warning: the same image is filed under different classes, excluded: {', '.join(group)}")
     splits = split_samples(scan, config.split, config.seed)
+    if config.max_train_per_class is not None:
+        # After the split, so val and test are the same images as a run on all the data.
+        splits["train"] = limit_per_class(splits["train"], config.max_train_per_class, config.seed)
+        log(f"training on at most {config.max_train_per_class} images per class (--max-train-per-class); validation and test unchanged")
     return scan, splits, store
 
 
@@ -288,14 +304,20 @@ class Progress:
     best_val_loss: float = math.inf
     best_epoch: int = 0
     history: list[dict] = field(default_factory=list)
+    stale_validations: int = 0  # validations since the validation loss last went down
 
     def record(self, row: dict) -> bool:
-        """Add an epoch's history row; True if its validation loss is the best so far."""
+        """Add an epoch's history row; True if its validation loss is the best so far
+        (never for an epoch without validation: its val_loss is NaN)."""
         self.history.append(row)
         self.epoch = int(row["epoch"])
+        if math.isnan(row["val_loss"]):
+            return False
         improved = row["val_loss"] < self.best_val_loss
         if improved:
-            self.best_val_loss, self.best_epoch = row["val_loss"], self.epoch
+            self.best_val_loss, self.best_epoch, self.stale_validations = row["val_loss"], self.epoch, 0
+        else:
+            self.stale_validations += 1
         return improved
 
 
@@ -312,12 +334,14 @@ class Trainer:
     train_loader: DataLoader
     val_loader: DataLoader
     device: torch.device
+    frozen: FrozenBackbone | None  # --freeze: the head trains on the backbone's features
 
     def resume_state(self, progress: Progress) -> dict:
         return {
             "epoch": progress.epoch,
             "best_val_loss": progress.best_val_loss,
             "best_epoch": progress.best_epoch,
+            "stale_validations": progress.stale_validations,
             "history": [dict(row) for row in progress.history],
             "optimizer": self.optimizer.state_dict(),
             "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
@@ -341,20 +365,47 @@ class Trainer:
                 torch.cuda.set_rng_state_all(state["cuda_rng_states"])
         except (ValueError, KeyError, TypeError, RuntimeError) as exc:
             raise UsageError(f"--resume: last.pt's training state does not fit this run ({str(exc)[:200]})") from None
-        return Progress(state["epoch"], state["best_val_loss"], state["best_epoch"], [dict(row) for row in state["history"]])
+        return Progress(state["epoch"], state["best_val_loss"], state["best_epoch"], [dict(row) for row in state["history"]], int(state.get("stale_validations", 0)))
+
+    def run_epoch(self, epoch: int, first_iteration: int, started: float, on_step: Callable[[StepInfo], None]) -> tuple[float, float]:
+        self.train_ds.epoch = epoch
+        if self.frozen is not None:
+            return train_head_epoch(self.frozen, self.train_loader, self.optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
+        return train_one_epoch(self.model, self.train_loader, self.optimizer, self.device, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
+
+    def validate(self) -> EvalResult:
+        if self.frozen is not None:
+            return self.frozen.evaluate_head(self.val_loader)
+        return evaluate(self.model, self.val_loader, self.device)
 
 
-def _make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, device: torch.device) -> Trainer:
+def _make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, device: torch.device, log: Log) -> Trainer:
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    preset = PRESETS[config.augment]
-    augment_fn = (lambda rgb, rng: augment(rgb, rng, preset)) if preset.enabled else None
+    aug = augment_config(config.augment, config.augment_options)
+    augment_fn = (lambda rgb, rng: augment(rgb, rng, aug)) if aug.enabled else None
     train_ds = ImageDataset(data.splits["train"], data.store, data.spec, augment=augment_fn, seed=config.seed)
-    train_loader = DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
+    train_loader = make_train_loader(train_ds, config, generator)
     val_loader = _eval_loader(config, data, "val")
-    optimizer = make_optimizer(model, config)
-    scheduler = make_scheduler(optimizer, config, steps=config.max_epochs * len(train_loader))
-    return Trainer(model, optimizer, scheduler, generator, train_ds, train_loader, val_loader, device)
+    frozen = None
+    if config.freeze:
+        frozen = FrozenBackbone(model, device, batch_size=max(config.batch_size, 32), recompute_each_epoch=aug.enabled, log=log)
+    optimizer = make_optimizer(model.fc if config.freeze else model, config)
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
+    return Trainer(model, optimizer, scheduler, generator, train_ds, train_loader, val_loader, device, frozen)
+
+
+def make_train_loader(train_ds: ImageDataset, config: TrainConfig, generator: torch.Generator) -> DataLoader:
+    """The training batches, in the order --shuffle asks for."""
+    if config.shuffle == "every-epoch":
+        return DataLoader(train_ds, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
+    if config.shuffle == "once":
+        # One order drawn from the seed, the same every epoch (MATLAB's Shuffle "once").
+        order = torch.randperm(len(train_ds), generator=torch.Generator().manual_seed(config.seed)).tolist()
+        return DataLoader(train_ds, batch_size=config.batch_size, sampler=order, drop_last=False)
+    if config.shuffle == "never":
+        return DataLoader(train_ds, batch_size=config.batch_size, shuffle=False, drop_last=False)
+    raise UsageError(f"--shuffle must be every-epoch, once or never, got {config.shuffle!r}")
 
 
 def _eval_loader(config: TrainConfig, data: RunData, split: str) -> DataLoader:
@@ -363,7 +414,7 @@ def _eval_loader(config: TrainConfig, data: RunData, split: str) -> DataLoader:
 
 def _train_and_report(config: TrainConfig, data: RunData, model: torch.nn.Module, init: dict, device: torch.device, state: dict | None, log: Log) -> TrainResult:
     log(f"model: GoogLeNet, {len(data.class_names)}-class head; init: {init['description']}; device: {device}")
-    trainer = _make_trainer(config, data, model, device)
+    trainer = _make_trainer(config, data, model, device, log)
     progress = Progress()
     if state is not None:
         progress = trainer.restore(state)
@@ -387,21 +438,30 @@ def _train_epochs(config: TrainConfig, trainer: Trainer, progress: Progress, ckp
     epoch = progress.epoch
     try:
         for epoch in range(progress.epoch + 1, config.max_epochs + 1):
-            trainer.train_ds.epoch = epoch
-            train_loss, train_acc = train_one_epoch(
-                trainer.model, trainer.train_loader, trainer.optimizer, trainer.device, epoch=epoch,
-                first_iteration=(epoch - 1) * iters_per_epoch + 1, started=started, scheduler=trainer.scheduler, on_step=on_step,
-            )
-            val = evaluate(trainer.model, trainer.val_loader, trainer.device)
-            if not math.isfinite(val.loss):
+            if progress.epoch > 0 and _patience_ran_out(config, progress):
+                break  # a resumed run that had already stopped early
+            train_loss, train_acc = trainer.run_epoch(epoch, (epoch - 1) * iters_per_epoch + 1, started, on_step)
+            val = trainer.validate() if _validates(config, epoch) else None
+            if val is not None and not math.isfinite(val.loss):
                 raise TrainingDivergedError(f"training diverged: the validation loss is {val.loss} after epoch {epoch}; try a lower --learn-rate")
-            row = {"epoch": epoch, "iteration": epoch * iters_per_epoch, "elapsed_s": round(time.monotonic() - started, 1), "train_loss": train_loss, "train_accuracy": train_acc, "val_loss": val.loss, "val_accuracy": val.accuracy, "learn_rate": trainer.optimizer.param_groups[0]["lr"]}
+            row = {
+                "epoch": epoch, "iteration": epoch * iters_per_epoch, "elapsed_s": round(time.monotonic() - started, 1),
+                "train_loss": train_loss, "train_accuracy": train_acc,
+                "val_loss": val.loss if val else math.nan, "val_accuracy": val.accuracy if val else math.nan,
+                "learn_rate": trainer.optimizer.param_groups[0]["lr"],
+            }
             improved = progress.record(row)
-            _save_epoch(config, trainer, progress, ckpt_common, val, improved)
-            log(
-                f"epoch {epoch}/{config.max_epochs}: train loss {train_loss:.4f} acc {train_acc * 100:.1f}% | "
-                f"val loss {val.loss:.4f} acc {val.accuracy * 100:.1f}%{'  (best so far, saved)' if improved else ''} | {_hms(time.monotonic() - started)}"
-            )
+            keep_this = improved if config.keep == "best" else True
+            _save_epoch(config, trainer, progress, ckpt_common, val, keep_this)
+            if val is None:
+                val_text = "not validated this epoch"
+            else:
+                saved = "  (best so far, saved)" if improved and config.keep == "best" else ""
+                val_text = f"val loss {val.loss:.4f} acc {val.accuracy * 100:.1f}%{saved}"
+            log(f"epoch {epoch}/{config.max_epochs}: train loss {train_loss:.4f} acc {train_acc * 100:.1f}% | {val_text} | {_hms(time.monotonic() - started)}")
+            if _patience_ran_out(config, progress):
+                log(f"stopping early: the validation loss has not gone down for {progress.stale_validations} validation(s) (--validation-patience {config.validation_patience}); best epoch {progress.best_epoch}")
+                break
     except TrainingDivergedError as exc:
         best_epoch = progress.best_epoch
         kept = f"the best checkpoint from epoch {best_epoch} is kept in {config.out / 'best.pt'}" if best_epoch else "no epoch completed, so no checkpoint was written"
@@ -414,12 +474,20 @@ def _train_epochs(config: TrainConfig, trainer: Trainer, progress: Progress, ckp
         raise
 
 
-def _save_epoch(config: TrainConfig, trainer: Trainer, progress: Progress, ckpt_common: dict, val: EvalResult, improved: bool) -> None:
-    extra = {"epoch": progress.epoch, "val_loss": val.loss, "val_accuracy": val.accuracy, "train_config": config.to_dict()}
+def _validates(config: TrainConfig, epoch: int) -> bool:
+    return epoch % config.validation_frequency == 0 or epoch == config.max_epochs
+
+
+def _patience_ran_out(config: TrainConfig, progress: Progress) -> bool:
+    return config.validation_patience is not None and progress.stale_validations >= config.validation_patience
+
+
+def _save_epoch(config: TrainConfig, trainer: Trainer, progress: Progress, ckpt_common: dict, val: EvalResult | None, keep_this: bool) -> None:
+    extra = {"epoch": progress.epoch, "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None, "train_config": config.to_dict()}
     checkpoint = make_checkpoint(trainer.model, **ckpt_common, extra=extra)
     # best.pt before last.pt: last.pt is what --resume continues from, so a kill between the
     # two redoes this epoch, which writes the same best.pt again.
-    if improved:
+    if keep_this:
         save_checkpoint(config.out / "best.pt", checkpoint)
     save_checkpoint(config.out / "last.pt", {**checkpoint, RESUME_KEY: trainer.resume_state(progress)})
     write_text_atomic(config.out / "history.csv", _history_csv(progress.history))
@@ -434,11 +502,15 @@ def _evaluate_and_report(config: TrainConfig, data: RunData, progress: Progress,
     if data.splits["test"]:
         test = evaluate(best_model, _eval_loader(config, data, "test"), device)  # unshuffled: rows follow splits["test"]
         report = evaluation_report(test, data.class_names)
+    kept_epoch = progress.best_epoch if config.keep == "best" else progress.epoch
     summary = {
         "test": report,
         "best_epoch": progress.best_epoch,
         "best_val_loss": progress.best_val_loss,
+        "keep": config.keep,
+        "kept_epoch": kept_epoch,  # the epoch whose network best.pt holds
         "epochs_run": len(progress.history),
+        "stopped_early": len(progress.history) < config.max_epochs,
         "init": init,
         "split_counts": {k: len(v) for k, v in data.splits.items()},
         "wall_time_s": round(time.monotonic() - started, 1),
@@ -450,7 +522,7 @@ def _evaluate_and_report(config: TrainConfig, data: RunData, progress: Progress,
     try:
         written = write_run_reports(
             config.out, data=data.roots, class_names=data.class_names, splits=data.splits, spec=data.spec, init=init["description"],
-            options=config.to_dict(), history=progress.history, best_epoch=progress.best_epoch, test=test, test_report=report,
+            options=config.to_dict(), history=progress.history, best_epoch=kept_epoch, test=test, test_report=report,
             wall_time_s=summary["wall_time_s"],
         )
     except Exception:
@@ -459,10 +531,11 @@ def _evaluate_and_report(config: TrainConfig, data: RunData, progress: Progress,
         log(f"error: writing the run reports failed; the trained model ({config.out / 'best.pt'}) and metrics.json are kept")
         raise
     log("reports: " + ", ".join(p.name for p in written))
-    return TrainResult(config.out, config.out / "best.pt", report, progress.best_epoch, init["description"], progress.history)
+    return TrainResult(config.out, config.out / "best.pt", report, kept_epoch, init["description"], progress.history, config.keep)
 
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """Over all of `model`'s parameters (pass only the head to train only the head)."""
     params, lr, l2 = model.parameters(), config.learn_rate, config.l2
     if config.optimizer == "sgdm":
         return torch.optim.SGD(params, lr=lr, momentum=config.momentum, weight_decay=l2)
@@ -473,15 +546,21 @@ def make_optimizer(model: torch.nn.Module, config: TrainConfig) -> torch.optim.O
     raise UsageError(f"--optimizer must be sgdm, adam or adamw, got {config.optimizer!r}")
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps: int) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """Stepped once per iteration; --learn-rate is the peak (onecycle) or starting (cosine) rate."""
+def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Stepped once per iteration; --learn-rate is the peak (onecycle) or starting (cosine, piecewise) rate."""
+    steps = max(config.max_epochs * steps_per_epoch, 1)
     if config.lr_schedule == "none":
         return None
     if config.lr_schedule == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
     if config.lr_schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learn_rate, total_steps=max(steps, 1))
-    raise UsageError(f"--lr-schedule must be none, cosine or onecycle, got {config.lr_schedule!r}")
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.learn_rate, total_steps=steps)
+    if config.lr_schedule == "piecewise":
+        # MATLAB's piecewise: drop by a factor every lr_drop_period epochs.
+        period = config.lr_drop_period * max(steps_per_epoch, 1)
+        factor = config.lr_drop_factor
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: factor ** (step // period))
+    raise UsageError(f"--lr-schedule must be none, cosine, onecycle or piecewise, got {config.lr_schedule!r}")
 
 
 def evaluation_report(result: EvalResult, class_names: list[str]) -> dict:

@@ -77,6 +77,22 @@ def split_samples(scan: ScanResult, fractions: SplitFractions, seed: int) -> dic
     return splits
 
 
+def limit_per_class(samples: list[Sample], per_class: int, seed: int) -> list[Sample]:
+    """At most `per_class` samples of each class, drawn with `seed`, in their original order.
+
+    For "fewer training images" experiments: applied to the training split only, so a run
+    on 20 images per class is tested on the same images as a run on all of them.
+    """
+    if per_class < 1:
+        raise UsageError(f"--max-train-per-class must be at least 1, got {per_class}")
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, sample in enumerate(samples):
+        by_class[sample.label].append(i)
+    rng = random.Random(seed)
+    chosen = {i for indices in by_class.values() for i in (indices if len(indices) <= per_class else rng.sample(indices, per_class))}
+    return [sample for i, sample in enumerate(samples) if i in chosen]
+
+
 def manifest(scan: ScanResult, splits: dict[str, list[Sample]], *, seed: int, fractions: SplitFractions | None, roots: list[str]) -> dict:
     """The split as written into the run folder: enough to rebuild it exactly."""
     return {
