@@ -88,5 +88,11 @@ def augment(rgb: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np
             f = f * rng.uniform(1 - cfg.brightness, 1 + cfg.brightness)
         img = np.clip(f, 0, 255).astype(np.uint8)
     if cfg.grey_p > 0 and rng.random() < cfg.grey_p:
-        img = cv2.cvtColor(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        img = grey_copy(img)
     return np.ascontiguousarray(img)
+
+
+def grey_copy(rgb: np.ndarray) -> np.ndarray:
+    """The photo as a grey photo reaches the model: luminance, replicated to three channels
+    (what decode_image does with a grey file)."""
+    return cv2.cvtColor(cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)

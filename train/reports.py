@@ -99,7 +99,9 @@ def plot_training_progress(history: Sequence[Mapping[str, Any]], best_epoch: int
     loss_ax, acc_ax = fig.subplots(2, 1, sharex=True)
     for ax, key, scale, ylabel in ((loss_ax, "loss", 1.0, "loss"), (acc_ax, "accuracy", 100.0, "accuracy (%)")):
         ax.plot(epochs, [row[f"train_{key}"] * scale for row in history], "o-", color=TRAIN_COLOR, label=f"training {key}")
-        ax.plot(epochs, [row[f"val_{key}"] * scale for row in history], "s--", color=VAL_COLOR, label=f"validation {key}")
+        # Only validated epochs (--validation-frequency leaves NaN in the others): one joined line.
+        validated = [(int(row["epoch"]), row[f"val_{key}"] * scale) for row in history if not math.isnan(row[f"val_{key}"])]
+        ax.plot([e for e, _ in validated], [v for _, v in validated], "s--", color=VAL_COLOR, label=f"validation {key}")
         if best_epoch in epochs:
             ax.axvline(best_epoch, color="#2ca02c", linestyle=":", linewidth=1.5, label=f"best epoch ({best_epoch})")
         ax.set_ylabel(ylabel)

@@ -231,9 +231,10 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return dataclasses.replace(config, out=run_dir)
 
 
-def read_run_data(run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, log: Log) -> RunData:
+def read_run_data(run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, log: Log, *, only: tuple[str, ...] = SPLIT_NAMES) -> RunData:
     """The run's images, split exactly as its manifest.json says (a resumed run never
-    re-splits: the folder may have changed). Every listed image must still be readable."""
+    re-splits: the folder may have changed). Every listed image must still be readable.
+    `only` reads some splits (e.g. ("test",) to evaluate); the others stay empty."""
     path = run_dir / "manifest.json"
     doc = _read_run_json(path)
     try:
@@ -241,7 +242,7 @@ def read_run_data(run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, 
         index = {name: i for i, name in enumerate(class_names)}
         presplit, roots = bool(doc["presplit"]), [str(r) for r in doc["data"]]
         # Manifest order is the order the new run trained in: the shuffling depends on it.
-        entries = [(split, Path(file), index[label]) for split in SPLIT_NAMES for file, label in doc["splits"][split]]
+        entries = [(split, Path(file), index[label]) for split in SPLIT_NAMES if split in only for file, label in doc["splits"][split]]
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"--resume: {path} is not a gclf manifest ({type(exc).__name__}: {exc})") from None
     store = ImageStore(spec, int(memory_budget_gb * (1 << 30)))
