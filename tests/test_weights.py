@@ -72,7 +72,7 @@ def test_imagenet_weights_come_from_torchvisions_cache(tmp_path: Path, monkeypat
     cached.symlink_to(path)
 
     weights = resolve_weights("imagenet")
-    model = build_model(2, weights)
+    model = build_model(["a", "b"], weights)
 
     assert offline == []  # used offline, from the cache
     assert weights.init.kind == "imagenet"
@@ -97,7 +97,7 @@ def test_a_torchvision_state_dict_path_is_loaded_into_the_backbone(torchvision_s
     path, state = torchvision_state
 
     weights = resolve_weights(str(path))
-    model = build_model(3, weights)
+    model = build_model(["a", "b", "c"], weights)
 
     assert weights.init == ModelInit("torchvision-state-dict", str(path), True)
     assert model.transform_input is True
@@ -121,12 +121,34 @@ def test_a_gclf_checkpoint_with_another_class_count_gets_a_new_head(tmp_path: Pa
     save_checkpoint(path, checkpoint)
 
     weights = resolve_weights(str(path))
-    model = build_model(2, weights)
+    model = build_model(["a", "b"], weights)
 
     assert weights.init.kind == "gclf-checkpoint"
     assert weights.init.transform_input is False and model.transform_input is False  # as the checkpoint was trained
     assert model.fc.out_features == 2  # the 5-class head is replaced
     _assert_backbone_equal(model, five_class.state_dict())
+
+
+def _five_class_checkpoint(tmp_path: Path) -> tuple[Path, torch.nn.Module]:
+    torch.manual_seed(11)
+    model = new_googlenet(5, transform_input=False, init_weights=True)
+    checkpoint = make_checkpoint(
+        model, class_names=["a", "b", "c", "d", "e"], spec=PreprocessSpec(input_height=64, input_width=64).to_dict(),
+        init=ModelInit("random", "", False).to_dict(), transform_input=False, extra={},
+    )
+    save_checkpoint(tmp_path / "five.pt", checkpoint)
+    return tmp_path / "five.pt", model
+
+
+def test_a_gclf_checkpoint_of_the_same_classes_keeps_its_head(tmp_path: Path) -> None:
+    # Continuing a run (e.g. at another image size) must not throw the trained head away.
+    path, five_class = _five_class_checkpoint(tmp_path)
+    weights = resolve_weights(str(path))
+
+    same = build_model(["a", "b", "c", "d", "e"], weights)
+    assert torch.equal(same.fc.weight, five_class.fc.weight) and torch.equal(same.fc.bias, five_class.fc.bias)
+    reordered = build_model(["b", "a", "c", "d", "e"], weights)  # other order: other meaning per output
+    assert not torch.equal(reordered.fc.weight, five_class.fc.weight)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +181,7 @@ def test_a_path_that_does_not_exist_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_none_is_random_initialisation() -> None:
     weights = resolve_weights("none")
-    model = build_model(4, weights)
+    model = build_model(["a", "b", "c", "d"], weights)
 
     assert weights == BackboneWeights(None, ModelInit("random", "", False))
     assert model.transform_input is False

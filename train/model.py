@@ -84,6 +84,7 @@ class BackboneWeights:
 
     state: dict[str, torch.Tensor] | None
     init: ModelInit
+    class_names: tuple[str, ...] | None = None  # a gclf checkpoint's classes (its head is reusable for the same ones)
 
 
 def resolve_weights(weights: str) -> BackboneWeights:
@@ -97,9 +98,11 @@ def resolve_weights(weights: str) -> BackboneWeights:
     if not path.is_file():
         raise UsageError(f"--weights: {weights!r} is not 'imagenet', 'none' or an existing file")
     loaded = load_checkpoint_file(path)
+    class_names = None
     if is_gclf_checkpoint(loaded):
         transform_input = bool(loaded["arch"]["transform_input"])
         state, kind = loaded["state_dict"], "gclf-checkpoint"
+        class_names = tuple(str(c) for c in loaded.get("class_names", ())) or None
     else:
         # A plain torchvision-format state dict: assumed trained like torchvision's weights.
         transform_input, state, kind = True, loaded, "torchvision-state-dict"
@@ -107,12 +110,23 @@ def resolve_weights(weights: str) -> BackboneWeights:
         raise UsageError(f"{path} holds no state dict of tensors")
     # Check the keys now, against a throwaway model, rather than after the scan.
     _load_backbone(new_googlenet(2, transform_input=transform_input), state, str(path))
-    return BackboneWeights(state, ModelInit(kind, str(path), transform_input))
+    return BackboneWeights(state, ModelInit(kind, str(path), transform_input), class_names)
 
 
-def build_model(num_classes: int, weights: BackboneWeights) -> GoogLeNet:
-    """A GoogLeNet with a fresh `num_classes` head on the given backbone weights."""
-    model = new_googlenet(num_classes, transform_input=weights.init.transform_input, init_weights=True)
+def build_model(class_names: list[str], weights: BackboneWeights) -> GoogLeNet:
+    """A GoogLeNet for `class_names` on the given backbone weights.
+
+    The head is new, except from a gclf checkpoint trained on the very same classes (in the
+    same order): then its head is kept too, so training continues where it stopped (e.g. a
+    model trained at 112 px fine-tuned at 224 px) instead of relearning the head from noise.
+    """
+    model = new_googlenet(len(class_names), transform_input=weights.init.transform_input, init_weights=True)
     if weights.state is not None:
         _load_backbone(model, weights.state, weights.init.source)
+        if keeps_head(weights, class_names):
+            model.fc.load_state_dict({k.removeprefix("fc."): v for k, v in weights.state.items() if k.startswith("fc.")})
     return model
+
+
+def keeps_head(weights: BackboneWeights, class_names: list[str]) -> bool:
+    return weights.class_names is not None and list(weights.class_names) == list(class_names)

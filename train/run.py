@@ -46,7 +46,7 @@ from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, ScanResult, scan
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
 from gclf.train.metrics import classification_report
-from gclf.train.model import build_model, resolve_weights
+from gclf.train.model import build_model, keeps_head, resolve_weights
 from gclf.train.reports import write_run_reports
 from gclf.train.split import SplitFractions, limit_per_class, manifest, split_samples
 
@@ -202,7 +202,9 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
     write_json_atomic(config.out / "manifest.json", manifest(scan, splits, seed=config.seed, fractions=None if scan.presplit else config.split, roots=roots))
     write_json_atomic(config.out / "config.json", config.to_dict())
     log("split (seed %d): %s" % (config.seed, ", ".join(f"{k} {len(v)}" for k, v in splits.items())))
-    model = build_model(len(scan.class_names), weights)
+    model = build_model(scan.class_names, weights)
+    if keeps_head(weights, scan.class_names):
+        log(f"the checkpoint's head is kept: it was trained on the same classes ({', '.join(scan.class_names)})")
     if weights.init.kind == "random":
         log("warning: training from random initialisation (--weights none): expect lower accuracy than from ImageNet weights")
     data = RunData(spec, scan.class_names, splits, store, roots)
@@ -289,7 +291,7 @@ def resume_training(config: TrainConfig, log: Log = print) -> TrainResult:
         # before the same initialisation).
         torch.manual_seed(config.seed)
         weights = resolve_weights(config.weights)
-        model, init, state = build_model(len(data.class_names), weights), weights.init.to_dict(), None
+        model, init, state = build_model(data.class_names, weights), weights.init.to_dict(), None
         log(f"resuming {run_dir}: no epoch was completed, starting at epoch 1")
     return _train_and_report(config, data, model, init, device, state, log)
 
