@@ -212,3 +212,50 @@ def test_resume_refuses_other_augmentation_flags(data: Path, tmp_path: Path) -> 
     result = _train("--resume", out, "--grey-p", "0.1")
     assert result.exit_code == EXIT_USAGE and "augmentation options" in result.output
     assert _train("--resume", out, "--grey-p", "0.5").exit_code == 0  # the same value is fine
+
+
+# --- on screen -----------------------------------------------------------------------------
+
+
+class _Terminal:
+    """A stream that says it is a terminal, recording what is written."""
+
+    def __init__(self) -> None:
+        self.text = ""
+
+    def write(self, s: str) -> int:
+        self.text += s
+        return len(s)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_progress_bar_per_epoch_on_a_terminal_and_none_in_a_pipe() -> None:
+    import io
+
+    from gclf.train.engine import StepInfo
+    from gclf.train.progress import EpochProgressBar
+
+    terminal, pipe = _Terminal(), io.StringIO()
+    for stream in (terminal, pipe):
+        bar = EpochProgressBar(iters_per_epoch=3, max_epochs=2, stream=stream)
+        for epoch in (1, 2):
+            for it in range(3):
+                bar.step(StepInfo(epoch, (epoch - 1) * 3 + it + 1, 0.5, 1.0, 0.001, 0.0))
+            bar.close()
+    assert "epoch 1/2" in terminal.text and "epoch 2/2" in terminal.text and "/3 [" in terminal.text  # one bar per epoch, 3 batches
+    assert pipe.getvalue() == ""
+
+
+def test_verbose_prints_the_study_table_and_the_default_does_not(data: Path, tmp_path: Path) -> None:
+    base = [a for a in BASE if a != "--quiet"]
+    verbose = _train("--data", data, "--out", tmp_path / "v", *base, "--max-epochs", "1", "--verbose", "--verbose-frequency", "1")
+    default = _train("--data", data, "--out", tmp_path / "d", *base, "--max-epochs", "1")
+    assert verbose.exit_code == 0 and default.exit_code == 0
+    assert "batch loss" in verbose.output and verbose.output.count("\n    1 ") >= 4  # a row per iteration
+    assert "batch loss" not in default.output and "epoch 1/1: train loss" in default.output
+    assert json.loads((tmp_path / "d" / "config.json").read_text())["progress_bar"] is True

@@ -90,7 +90,7 @@ def require_training_extra() -> None:
 @click.option("--grey-p", "aug_grey_p", type=FiniteFloatRange(0, 1), default=None, help="Probability of turning a training image grey: the remedy for grey photos [default: the preset's].")
 @click.option("--input-kind", type=click.Choice(["whole_image", "faces"]), default="whole_image", help="What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'.")
 @click.option("--device", default="auto", help="'auto' (GPU when present), 'cpu' or 'cuda'.")
-@click.option("--verbose/--quiet", default=True, help="Print the verbose table of iterations (as the study's verbose option).")
+@click.option("--verbose/--quiet", default=None, help="--verbose: the study's table of iterations; --quiet: only a line per epoch [default: a progress bar per epoch on a terminal].")
 @click.option("--verbose-frequency", type=click.IntRange(min=1), default=50, help="Iterations between verbose rows.")
 @report_errors
 def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **options) -> None:
@@ -105,8 +105,12 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
     from gclf.train.run import TrainConfig, resume_training, run_training
 
     options["augment_options"] = augment_options(options)
+    # Neither flag: a progress bar (shown only on a terminal) instead of the iteration table.
+    options["progress_bar"] = options["verbose"] is None
+    options["verbose"] = bool(options["verbose"])
     if resume is not None:
-        given = {name: value for name, value in dict(options, data=data, out=out).items() if name != "augment_options" and _given_on_command_line(name)}
+        given = {name: value for name, value in dict(options, data=data, out=out).items() if name not in ("augment_options", "progress_bar") and _given_on_command_line(name)}
+        given["progress_bar"] = options["progress_bar"]
         if options["augment_options"]:
             given["augment_options"] = options["augment_options"]
         result = resume_training(resume_config(resume, given), log=click.echo)
@@ -137,7 +141,7 @@ def augment_options(options: dict[str, Any]) -> dict[str, Any]:
 
 # What --resume may change: where the run computes and how much it prints. Everything else
 # would make the resumed run differ from the one it continues.
-RESUME_MAY_CHANGE = frozenset({"device", "verbose", "verbose_frequency"})
+RESUME_MAY_CHANGE = frozenset({"device", "verbose", "verbose_frequency", "progress_bar"})
 
 
 def _given_on_command_line(name: str) -> bool:

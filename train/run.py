@@ -46,6 +46,7 @@ from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, ScanResult, scan
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
 from gclf.train.metrics import classification_report
+from gclf.train.progress import EpochProgressBar
 from gclf.train.model import build_model, keeps_head, resolve_weights
 from gclf.train.reports import write_run_reports
 from gclf.train.split import SplitFractions, limit_per_class, manifest, split_samples
@@ -82,7 +83,8 @@ class TrainConfig:
     validation_patience: int | None = None  # stop after this many validations without a lower loss
     keep: str = "best"  # which network best.pt holds: "best" (lowest validation loss) or "last"
     device: str = "auto"
-    verbose: bool = True
+    verbose: bool = True  # the study's table of iterations
+    progress_bar: bool = False  # a progress bar per epoch on stderr (when it is a terminal)
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
     memory_budget_gb: float = 4.0
 
@@ -434,16 +436,24 @@ def _train_epochs(config: TrainConfig, trainer: Trainer, progress: Progress, ckp
     if config.verbose and progress.epoch < config.max_epochs:
         log(f"{'epoch':>5} {'iteration':>9} {'elapsed':>8} {'batch acc':>9} {'batch loss':>10} {'val acc':>8} {'val loss':>8} {'learn rate':>10}")
 
+    bar = EpochProgressBar(iters_per_epoch, config.max_epochs) if config.progress_bar else None
+
     def on_step(s: StepInfo) -> None:
         if config.verbose and (s.iteration == 1 or s.iteration % config.verbose_frequency == 0):
             log(f"{s.epoch:>5} {s.iteration:>9} {_hms(s.elapsed_s):>8} {s.batch_accuracy * 100:8.2f}% {s.batch_loss:10.4f} {'':>8} {'':>8} {s.learn_rate:10.2e}")
+        if bar is not None:
+            bar.step(s)
 
     epoch = progress.epoch
     try:
         for epoch in range(progress.epoch + 1, config.max_epochs + 1):
             if progress.epoch > 0 and _patience_ran_out(config, progress):
                 break  # a resumed run that had already stopped early
-            train_loss, train_acc = trainer.run_epoch(epoch, (epoch - 1) * iters_per_epoch + 1, started, on_step)
+            try:
+                train_loss, train_acc = trainer.run_epoch(epoch, (epoch - 1) * iters_per_epoch + 1, started, on_step)
+            finally:
+                if bar is not None:
+                    bar.close()
             val = trainer.validate() if _validates(config, epoch) else None
             if val is not None and not math.isfinite(val.loss):
                 raise TrainingDivergedError(f"training diverged: the validation loss is {val.loss} after epoch {epoch}; try a lower --learn-rate")
