@@ -219,7 +219,8 @@ def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector
 @click.option("--exclude", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Leave out photos with the same bytes as a file here (a model's training data).")
 @click.option("--video-frames", type=click.IntRange(min=10), default=240, show_default=True, help="Frames (one photo each) in the speed video.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
-def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int) -> None:
+@click.option("--speed-only", is_flag=True, help="Only part 3 (speed); parts 1 and 2 take minutes on all photos.")
+def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int, speed_only: bool) -> None:
     if not data.is_dir():
         print(f"skipped: no photos at {data}")
         return
@@ -231,6 +232,8 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
         print(f"YuNet skipped: no model at {face_model}")
 
     photos = load_photos(data, sample, list(exclude))
+    if speed_only:
+        return speed_part(models, photos, detectors, video_frames, threads)
     print(f"\n1. Face found (share of {len(photos)} photos), as stored / in a 640x480 frame; ms per frame")
     start = time.perf_counter()
     detection = detection_rates(photos, detectors)
@@ -246,6 +249,10 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
         print(f" model {model}")
         accuracy_report(Classifier(model, threads=threads or None), photos, detection)
 
+    speed_part(models, photos, detectors, video_frames, threads)
+
+
+def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], video_frames: int, threads: int) -> None:
     print(f"\n3. Speed on a {video_frames}-frame 640x480 MJPG video of real photos")
     if not models:
         print("  skipped: no --model given")
