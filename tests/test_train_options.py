@@ -259,3 +259,13 @@ def test_verbose_prints_the_study_table_and_the_default_does_not(data: Path, tmp
     assert "batch loss" in verbose.output and verbose.output.count("\n    1 ") >= 4  # a row per iteration
     assert "batch loss" not in default.output and "epoch 1/1: train loss" in default.output
     assert json.loads((tmp_path / "d" / "config.json").read_text())["progress_bar"] is True
+
+
+def test_a_run_from_before_these_options_still_resumes_with_its_old_behaviour(tmp_path: Path) -> None:
+    from gclf.train.run import OPTIONS_ADDED_LATER
+
+    new = TrainConfig(data=(tmp_path,), out=tmp_path / "run")
+    old = {k: v for k, v in new.to_dict().items() if k not in OPTIONS_ADDED_LATER}
+    assert TrainConfig.from_dict(old) == new
+    with pytest.raises(Exception, match="missing"):
+        TrainConfig.from_dict({k: v for k, v in old.items() if k != "max_epochs"})  # any other gap is refused

@@ -96,8 +96,12 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict, *, source: Path | str = "config.json") -> "TrainConfig":
-        """Read back `to_dict()` (a run's config.json); never fills in a missing option."""
+        """Read back `to_dict()` (a run's config.json). A missing option is refused, except
+        those added after config.json files were first written: their defaults are exactly
+        what runs before them did, so an older run still resumes."""
         names = {f.name for f in dataclasses.fields(cls)}
+        defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name in OPTIONS_ADDED_LATER}
+        d = {**{k: v for k, v in defaults.items() if k != "augment_options"}, "augment_options": {}, **d}
         missing, unknown = sorted(names - d.keys()), sorted(d.keys() - names)
         if missing or unknown:
             raise UsageError(f"{source} does not match this gclf's options (missing {missing}, unknown {unknown})")
@@ -106,6 +110,15 @@ class TrainConfig:
             return cls(**values)
         except (TypeError, ValueError, UsageError) as exc:
             raise UsageError(f"{source} holds invalid options ({exc})") from None
+
+
+# Options a config.json written by the first gclf release lacks; each default reproduces what
+# that release did (no drop schedule, reshuffle every epoch, all data, no freezing, validation
+# every epoch without early stopping, keep the best, the iteration table on).
+OPTIONS_ADDED_LATER = frozenset({
+    "lr_drop_factor", "lr_drop_period", "shuffle", "max_train_per_class", "augment_options", "freeze",
+    "validation_frequency", "validation_patience", "keep", "progress_bar",
+})
 
 
 @dataclass
