@@ -36,7 +36,7 @@ COMMON = ["--optimizer", "adamw", "--lr-schedule", "onecycle", "--l2", "0.05", "
           "--batch-size", "32", "--input-kind", "faces", "--quiet"]
 RECIPE_STAGES = [
     ("stage1-112px", ["--weights", "none", "--image-size", "112", "--max-epochs", "20", "--learn-rate", "0.003", *COMMON]),
-    ("final-224px", ["--weights", "{previous}/best.pt", "--image-size", "224", "--max-epochs", "3", "--learn-rate", "0.0005", *COMMON]),
+    ("final-224px", ["--weights", "{previous}/best.pt", "--image-size", "224", "--max-epochs", "6", "--learn-rate", "0.0005", *COMMON]),
 ]
 
 

@@ -220,7 +220,8 @@ def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector
 @click.option("--video-frames", type=click.IntRange(min=10), default=240, show_default=True, help="Frames (one photo each) in the speed video.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--speed-only", is_flag=True, help="Only part 3 (speed); parts 1 and 2 take minutes on all photos.")
-def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int, speed_only: bool) -> None:
+@click.option("--no-spin", is_flag=True, help="Part 3 also with onnxruntime's thread spinning off (as Classifier(spin=False)).")
+def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int, speed_only: bool, no_spin: bool) -> None:
     if not data.is_dir():
         print(f"skipped: no photos at {data}")
         return
@@ -233,7 +234,7 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
 
     photos = load_photos(data, sample, list(exclude))
     if speed_only:
-        return speed_part(models, photos, detectors, video_frames, threads)
+        return speed_part(models, photos, detectors, video_frames, threads, no_spin)
     print(f"\n1. Face found (share of {len(photos)} photos), as stored / in a 640x480 frame; ms per frame")
     start = time.perf_counter()
     detection = detection_rates(photos, detectors)
@@ -249,10 +250,10 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
         print(f" model {model}")
         accuracy_report(Classifier(model, threads=threads or None), photos, detection)
 
-    speed_part(models, photos, detectors, video_frames, threads)
+    speed_part(models, photos, detectors, video_frames, threads, no_spin)
 
 
-def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], video_frames: int, threads: int) -> None:
+def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], video_frames: int, threads: int, no_spin: bool = False) -> None:
     print(f"\n3. Speed on a {video_frames}-frame 640x480 MJPG video of real photos")
     if not models:
         print("  skipped: no --model given")
@@ -262,9 +263,10 @@ def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], 
         video = write_video(speed_photos, Path(tmp) / "photos.avi")
         sample_rgb = cv2.cvtColor(in_frame(cv2.cvtColor(decode_image(speed_photos[0].path), cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
         for model in models:
-            clf = Classifier(model, threads=threads or None)
-            print(f" model {model} ({clf.spec.input_width}x{clf.spec.input_height}, {clf.metadata.variant})")
-            speed_report(clf, video, detectors, sample_rgb)
+            for spin in (True, False) if no_spin else (True,):
+                clf = Classifier(model, threads=threads or None, spin=spin)
+                print(f" model {model} ({clf.spec.input_width}x{clf.spec.input_height}, {clf.metadata.variant}; onnxruntime spinning {'on' if spin else 'off'})")
+                speed_report(clf, video, detectors, sample_rgb)
 
 
 if __name__ == "__main__":

@@ -43,7 +43,10 @@ def _dim(value: object) -> int | None:
 class Classifier:
     """A loaded gclf model. Reads its preprocessing and class names from the file itself."""
 
-    def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None) -> None:
+    def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, spin: bool = True) -> None:
+        """`spin=False` stops onnxruntime's threads from busy-waiting for work between runs:
+        slower for back-to-back batches, but leaves the cores to other threads of the process
+        (the live loop's capture and preparation threads)."""
         import onnxruntime as ort
 
         self.path = Path(model_path)
@@ -53,6 +56,8 @@ class Classifier:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises several private exception types for bad files
