@@ -194,3 +194,11 @@ def test_stopping_early_does_not_wait_for_a_feed_that_has_no_frame_yet(tiny_onnx
     summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
     assert summary.processed == 1 and summary.stopped_by == "quit by the user"
     assert feed.closed and time.monotonic() - started < 5.0
+
+
+def test_a_classifier_without_spinning_gives_the_same_answers(tiny_onnx) -> None:
+    # spin=False only changes how onnxruntime's threads wait between runs, never the result.
+    spinning, quiet = Classifier(tiny_onnx()), Classifier(tiny_onnx(), spin=False)
+    assert quiet.session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    batch = np.random.default_rng(0).random((3, *spinning.spec.input_shape_chw), dtype=np.float32)
+    assert np.array_equal(spinning.logits(batch), quiet.logits(batch))
