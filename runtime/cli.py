@@ -143,7 +143,10 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     if opts.realtime and opts.video is None:
         raise click.UsageError("--realtime paces a --video file; a camera is always real time")
 
-    clf = Classifier(model, threads=threads or None)
+    # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
+    # capture and preparation threads need (measured in docs/measurements.md: with face
+    # detection 0.84x instead of 0.70x of the bare model rate, and a third of the latency).
+    clf = Classifier(model, threads=threads or None, spin=False)
     with_faces = use_face_detection(clf.metadata.training, opts.faces, warn)
     if opts.face_model is not None and not with_faces:
         warn(f"--face-model is not used: {model.name} is run on whole frames (pass --faces to detect faces)")
