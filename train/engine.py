@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -45,17 +45,33 @@ def train_one_epoch(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
 ) -> tuple[float, float]:
-    """Returns (mean loss, accuracy) over the epoch's training batches.
-
-    Raises `TrainingDivergedError` at the first non-finite loss, before the optimizer step,
-    so the weights last saved stay the last good ones.
-    """
+    """Returns (mean loss, accuracy) over the epoch's training batches (see `train_steps`)."""
     model.train()
+    batches = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+    return train_steps(model, batches, optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step)
+
+
+def train_steps(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    optimizer: torch.optim.Optimizer,
+    *,
+    epoch: int,
+    first_iteration: int,
+    started: float,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+) -> tuple[float, float]:
+    """One optimizer step per (input, label) batch; returns (mean loss, accuracy).
+
+    Shared by full training (images through the model) and --freeze (cached features through
+    the head). Raises `TrainingDivergedError` at the first non-finite loss, before the
+    optimizer step, so the weights last saved stay the last good ones.
+    """
     loss_fn = nn.CrossEntropyLoss()
     total_loss, correct, seen = 0.0, 0, 0
-    for step, (x, y) in enumerate(loader):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        logits = model(x)
+    for step, (x, y) in enumerate(batches):
+        logits = forward(x)
         loss = loss_fn(logits, y)
         if not torch.isfinite(loss):
             lr = optimizer.param_groups[0]["lr"]

@@ -21,8 +21,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from gclf.runtime.errors import TrainingDivergedError
-from gclf.train.engine import EvalResult, StepInfo
+from gclf.train.engine import EvalResult, StepInfo, train_steps
 
 Log = Callable[[str], None]
 
@@ -103,27 +102,13 @@ def train_head_epoch(
     exactly as for full training.
     """
     feats, labels = frozen.train_features(loader.dataset)
-    total_loss, correct, seen = 0.0, 0, 0
-    for step, indices in enumerate(loader.batch_sampler):
-        index = torch.as_tensor(list(indices), device=feats.device)
-        x, y = feats[index], labels[index]
-        logits = frozen.head_logits(x, train=True)
-        loss = nn.functional.cross_entropy(logits, y)
-        if not torch.isfinite(loss):
-            lr = optimizer.param_groups[0]["lr"]
-            raise TrainingDivergedError(
-                f"training diverged: the loss became {loss.item()} at epoch {epoch}, iteration {first_iteration + step} "
-                f"(learn rate {lr:g}); try a lower --learn-rate"
-            )
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        batch_correct = int((logits.argmax(1) == y).sum())
-        total_loss += loss.item() * len(y)
-        correct += batch_correct
-        seen += len(y)
-        if on_step:
-            on_step(StepInfo(epoch, first_iteration + step, loss.item(), batch_correct / len(y), optimizer.param_groups[0]["lr"], time.monotonic() - started))
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+
+    def batches():
+        for indices in loader.batch_sampler:
+            index = torch.as_tensor(list(indices), device=feats.device)
+            yield feats[index], labels[index]
+
+    return train_steps(
+        lambda x: frozen.head_logits(x, train=True), batches(), optimizer,
+        epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step,
+    )
