@@ -23,17 +23,19 @@ EXIT_INTERRUPTED = 130
 
 
 class GclfError(Exception):
-    """A failure with a message meant for the user and the exit code to end with."""
+    """A failure with a message meant for the user; each subclass names its exit code.
+
+    Messages say what is wrong with the file, folder or value, never which command-line
+    option it came from: library code raises these, and the commands add the option's
+    name where it helps.
+    """
 
     exit_code: int = EXIT_USAGE
 
-    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
-
 
 class UsageError(GclfError):
+    """An invalid option or value, a missing file, an existing run folder."""
+
     exit_code = EXIT_USAGE
 
 
@@ -81,3 +83,13 @@ class OutputWriteError(GclfError):
     """A file could not be written (read-only folder, full disk, ...); the previous file is kept."""
 
     exit_code = EXIT_WRITE_FAILED
+
+
+class SourceUnavailableError(UsageError):
+    """A camera that cannot be opened (wrong index, busy, no permission): a usage error, exit 2."""
+
+
+class SourceLostError(GclfError):
+    """A live source that stopped delivering frames mid-run (a camera unplugged): the run is partial."""
+
+    exit_code = EXIT_PARTIAL

@@ -25,7 +25,7 @@ from typing import Callable, Iterator, Protocol
 import cv2
 import numpy as np
 
-from gclf.runtime.errors import EXIT_PARTIAL, BadDataError, GclfError, UsageError
+from gclf.runtime.errors import BadDataError, GclfError, SourceLostError, SourceUnavailableError, UsageError
 
 
 @dataclass(frozen=True)
@@ -33,16 +33,6 @@ class Frame:
     index: int  # position in the source, from 0; gaps between processed frames are drops
     timestamp: float  # wall-clock time of capture, seconds since the epoch
     bgr: np.ndarray  # (H, W, 3) uint8, OpenCV channel order
-
-
-class SourceUnavailableError(UsageError):
-    """A camera that cannot be opened (wrong index, busy, no permission): a usage error, exit 2."""
-
-
-class SourceLostError(GclfError):
-    """A camera that stopped delivering frames mid-run (unplugged): the run is partial, exit 5."""
-
-    exit_code = EXIT_PARTIAL
 
 
 class FrameSource(Protocol):
@@ -99,7 +89,7 @@ class CaptureSource:
             capture.release()
             raise SourceUnavailableError(
                 f"cannot open camera {index}: no such camera, or it is in use or not permitted "
-                "(on Linux, cameras are /dev/video*; try another --camera index)"
+                "(on Linux, cameras are /dev/video*; try another camera index)"
             )
         # Ask the driver for a short queue (not every backend honours it); the grabber
         # thread drains whatever queue there is anyway.
@@ -160,7 +150,7 @@ class PacedSource:
 
     def __init__(self, source: FrameSource, *, clock: Callable[[], float] = time.monotonic) -> None:
         if not source.fps:
-            raise UsageError(f"--realtime: {source.name} does not state its frame rate")
+            raise UsageError(f"{source.name} does not state its frame rate, so it cannot be played at its own pace")
         self._source = source
         self._clock = clock
         self.name = source.name
@@ -221,12 +211,6 @@ class _ThreadedFeed:
         self._thread.start()
         return self
 
-    def __enter__(self) -> "_ThreadedFeed":
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def end_reason(self) -> str | None:
         return self._end_reason
@@ -252,7 +236,7 @@ class _ThreadedFeed:
             self._failure = exc
             self._end_reason = str(exc)
         except Exception as exc:  # a backend error: end the feed with it rather than hang the loop
-            self._failure = GclfError(f"{self._source.name}: reading failed ({exc})", exit_code=EXIT_PARTIAL)
+            self._failure = SourceLostError(f"{self._source.name}: reading failed ({exc})")
             self._end_reason = str(self._failure)
         finally:
             # Released here, in the thread that reads, so a read and a release never overlap.

@@ -13,8 +13,8 @@ import time
 import numpy as np
 import pytest
 
-from gclf.runtime.errors import EXIT_PARTIAL
-from gclf.runtime.video_sources import LatestFrameGrabber, OrderedFrameReader, PacedSource, SourceLostError
+from gclf.runtime.errors import EXIT_PARTIAL, SourceLostError
+from gclf.runtime.video_sources import LatestFrameGrabber, OrderedFrameReader, PacedSource
 
 
 def _image(i: int) -> np.ndarray:
