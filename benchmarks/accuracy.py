@@ -20,11 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 from gclf.runtime.classifier import Classifier
+from gclf.runtime.decode import decode_image
 from gclf.runtime.files import list_images
-from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
 from gclf.train.augment import grey_copy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -50,13 +48,8 @@ def evaluate(model: Path, items: list[tuple[Path, str]], *, grey: bool, batch: i
     correct, confidence = 0, 0.0
     for start in range(0, len(items), batch):
         chunk = items[start : start + batch]
-        imgs = []
-        for path, _ in chunk:
-            rgb = decode_image(path)
-            if grey:
-                rgb = grey_copy(rgb)
-            imgs.append(resize_to_input(rgb, clf.spec))
-        for pred, (_, label) in zip(clf.predict_batch(to_model_input(np.stack(imgs), clf.spec)), chunk):
+        imgs = [grey_copy(decode_image(path)) if grey else decode_image(path) for path, _ in chunk]
+        for pred, (_, label) in zip(clf.predict_batch(imgs), chunk):
             correct += pred.label == label
             confidence += pred.confidence
     return correct / len(items), confidence / len(items)

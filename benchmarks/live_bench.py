@@ -35,9 +35,11 @@ import cv2
 import numpy as np
 
 from gclf.runtime.classifier import Classifier
+from gclf.runtime.decode import decode_image
 from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, face_crops
-from gclf.runtime.live import FrameResult, JsonLinesSink, run_live
-from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
+from gclf.runtime.live import FrameResult, run_live
+from gclf.runtime.preprocess import preprocess
+from gclf.runtime.sinks import JsonLinesSink
 from gclf.runtime.video_sources import CaptureSource, LatestFrameGrabber, OrderedFrameReader, PacedSource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -113,7 +115,7 @@ def accuracy(clf: Classifier, images: list[np.ndarray], labels: list[str], batch
         return float("nan")
     correct = 0
     for i in range(0, len(images), batch):
-        preds = clf.predict_images(images[i : i + batch])
+        preds = clf.predict_batch(images[i : i + batch])
         correct += sum(p.label == t for p, t in zip(preds, labels[i : i + batch]))
     return correct / len(images)
 
@@ -162,11 +164,11 @@ def write_video(photos: list[Photo], path: Path, fps: float = 30.0) -> Path:
 
 def single_image_rate(clf: Classifier, image_rgb: np.ndarray, seconds: float = 2.0) -> tuple[float, float]:
     """Images per second: the bare model (session.run on a ready input) and with preprocessing."""
-    x = to_model_input(resize_to_input(image_rgb, clf.spec), clf.spec)
+    x = preprocess(image_rgb, clf.spec)[None]
     for _ in range(5):
         clf.logits(x)  # warm-up: ORT allocates on first runs
     rates = []
-    for fn in (lambda: clf.logits(x), lambda: clf.predict_images([image_rgb])):
+    for fn in (lambda: clf.logits(x), lambda: clf.predict(image_rgb)):
         n, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             fn()

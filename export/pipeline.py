@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 import onnx
 
+from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
 from gclf.runtime.files import atomic_path, sha256_file
 from gclf.runtime.metadata import ModelMetadata
-from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess_batch
+from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.export.onnx_export import (
     INPUT_NAME,
     MAX_LOGIT_DIFF,
@@ -154,7 +155,7 @@ def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]]) -
     for result in clf.classify_files([p for p, _ in files], batch_size=32):
         if result.prediction is None:
             raise ExportCheckError(f"cannot evaluate: {result.error}")
-        probs.append(result.prediction.probabilities)
+        probs.append(list(result.prediction.probabilities.values()))  # in the model's class order
     return np.asarray(probs, dtype=np.float64)
 
 

@@ -12,7 +12,8 @@ from typing import Iterator, Sequence
 
 import numpy as np
 
-from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess
+from gclf.runtime.decode import decode_image
+from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class ImageCalibrationReader:
     @staticmethod
     def _iter(paths, spec, input_name, batch_size) -> Iterator[dict[str, np.ndarray]]:
         for start in range(0, len(paths), batch_size):
-            batch = np.stack([preprocess(decode_image(p), spec) for p in paths[start : start + batch_size]])
+            batch = preprocess_batch([decode_image(p) for p in paths[start : start + batch_size]], spec)
             yield {input_name: batch}
 
     def get_next(self) -> dict[str, np.ndarray] | None:

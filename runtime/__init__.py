@@ -1,10 +1,50 @@
 """gclf runtime: torch-free image classification with an ONNX model that describes itself.
 
+    from gclf.runtime import Classifier
+
+    clf = Classifier("runs/gender/model.onnx")   # loads once
+    clf.predict("photo.jpg").label               # also an RGB array, or a BGR frame with color="bgr"
+
 Only numpy, OpenCV and onnxruntime are needed here, so this package installs and runs on
 a Raspberry Pi. Training (`gclf.train`) and export (`gclf.export`) import from this
 package, never the other way round: the preprocessing contract lives here once
 (`gclf.runtime.preprocess`).
 
-Nothing is imported here on purpose: `gclf-infer --help` must start fast, and numpy/OpenCV
-alone take a few hundred milliseconds to import on a small CPU.
+The names below are imported on first use, not here: `gclf-infer --help` must start fast,
+and numpy/OpenCV/onnxruntime alone take a few hundred milliseconds to import on a small CPU.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# The public API: name -> the module that defines it.
+_API = {
+    "Classifier": "gclf.runtime.classifier",
+    "Prediction": "gclf.runtime.classifier",
+    "FaceResult": "gclf.runtime.classifier",
+    "PreprocessSpec": "gclf.runtime.preprocess",
+    "GclfError": "gclf.runtime.errors",
+    "BadModelError": "gclf.runtime.errors",
+    "ImageDecodeError": "gclf.runtime.errors",
+}
+
+__all__ = list(_API)
+
+if TYPE_CHECKING:
+    from gclf.runtime.classifier import Classifier, FaceResult, Prediction
+    from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
+    from gclf.runtime.preprocess import PreprocessSpec
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])

@@ -26,7 +26,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from gclf.runtime.classifier import Classifier, softmax
-from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
+from gclf.runtime.decode import decode_image
+from gclf.runtime.preprocess import preprocess_batch, resize_to_input, to_model_input
 
 
 @dataclass
@@ -153,7 +154,7 @@ def end_to_end_vs_bare(model: Path, files: Sequence[Path], batch_size: int, thre
     clf = Classifier(model, threads=threads)
     n = len(files) - len(files) % batch_size or len(files)
     files = list(files[:n])
-    tensors = [to_model_input(np.stack([resize_to_input(decode_image(p), clf.spec) for p in files[i : i + batch_size]]), clf.spec) for i in range(0, n, batch_size)]
+    tensors = [preprocess_batch([decode_image(p) for p in files[i : i + batch_size]], clf.spec) for i in range(0, n, batch_size)]
     return paired_ratio(
         lambda: list(clf.classify_files(files, batch_size=batch_size)),
         lambda: [clf.logits(t) for t in tensors],
@@ -175,7 +176,7 @@ def stage_breakdown(model: Path, files: Sequence[Path], threads: int) -> dict[st
         t3 = time.perf_counter()
         logits = clf.logits(x)
         t4 = time.perf_counter()
-        clf._prediction(softmax(logits)[0])
+        clf.prediction(softmax(logits)[0])
         t5 = time.perf_counter()
         for key, a, b in zip(times, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             times[key].append((b - a) * 1000)
@@ -197,10 +198,10 @@ def run_benchmark(fp32: Path, int8: Path | None, images: Sequence[Path], *, batc
     threads = threads or os.cpu_count() or 1
     clf = Classifier(fp32, threads=threads)
     spec = clf.spec
-    decoded = [resize_to_input(decode_image(p), spec) for p in images[:batch_size]]
+    decoded = [decode_image(p) for p in images[:batch_size]]
     while len(decoded) < batch_size:
         decoded += decoded[: batch_size - len(decoded)]
-    batch = to_model_input(np.stack(decoded), spec)
+    batch = preprocess_batch(decoded, spec)
     batch1 = batch[:1].copy()
     log(f"machine: {os.cpu_count()} CPUs; threads per engine: {threads}; batch size {batch_size}; {repeats} timed batch-1 runs after warm-up")
     rows = [bench_onnxruntime("onnxruntime fp32", fp32, batch1, batch, threads, repeats)]

@@ -5,22 +5,51 @@ from __future__ import annotations
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
-from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
+from gclf.runtime.decode import decode_image
+from gclf.runtime.errors import BadModelError, ImageDecodeError, UsageError
 from gclf.runtime.metadata import ModelMetadata
-from gclf.runtime.preprocess import decode_image, resize_to_input, to_model_input
+from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch, resize_to_input
+
+if TYPE_CHECKING:
+    from gclf.runtime.faces import Box, FaceDetector
+
+# What `predict` takes: an image file's path, or a decoded uint8 (H, W, 3) array.
+Image = Union[str, os.PathLike, np.ndarray]
+
+DECODE_WORKERS = 2  # threads decoding and resizing files ahead of inference (OpenCV releases the GIL)
 
 
 @dataclass(frozen=True)
 class Prediction:
+    """The model's answer for one image."""
+
     label: str
     confidence: float  # softmax probability of `label`, in [0, 1]
-    probabilities: tuple[float, ...]  # one per class, in the model's class order
+    probabilities: Mapping[str, float]  # every class name -> its probability, in the model's class order
+
+
+_NO_PROBABILITIES: Mapping[str, float] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One face (or a whole frame) and the model's answer for it."""
+
+    box: Box  # x, y, width, height as detected (without the crop margin); the whole frame without detection
+    label: str
+    confidence: float  # softmax probability of `label`
+    probabilities: Mapping[str, float] = field(default_factory=lambda: _NO_PROBABILITIES)
+
+    @classmethod
+    def of(cls, box: Box, prediction: Prediction) -> "FaceResult":
+        return cls(tuple(int(v) for v in box), prediction.label, prediction.confidence, prediction.probabilities)
 
 
 @dataclass(frozen=True)
@@ -66,9 +95,10 @@ class Classifier:
         self.metadata = ModelMetadata.from_props(props, source=str(self.path))
         self._check_graph()
         self.input_name = self.session.get_inputs()[0].name
+        self._default_detector: FaceDetector | None = None  # made on the first predict_faces
 
     @property
-    def spec(self):
+    def spec(self) -> PreprocessSpec:
         return self.metadata.spec
 
     @property
@@ -94,22 +124,62 @@ class Classifier:
         """Model input (N, 3, H, W) float32 -> logits (N, C)."""
         return self.session.run(None, {self.input_name: batch})[0]
 
-    def predict_batch(self, batch: np.ndarray) -> list[Prediction]:
-        probs = softmax(self.logits(batch))
-        return [self._prediction(p) for p in probs]
+    def predict_input(self, batch: np.ndarray) -> list[Prediction]:
+        """Model input (N, 3, H, W) float32, already preprocessed -> predictions."""
+        return [self.prediction(p) for p in softmax(self.logits(batch))]
 
-    def predict_images(self, images: Sequence[np.ndarray]) -> list[Prediction]:
-        """Decoded RGB images (any size) -> predictions."""
+    def prediction(self, probabilities: np.ndarray) -> Prediction:
+        """One row of softmax probabilities -> its `Prediction`."""
+        top = int(np.argmax(probabilities))
+        probs = MappingProxyType({c: float(p) for c, p in zip(self.class_names, probabilities)})
+        return Prediction(self.class_names[top], float(probabilities[top]), probs)
+
+    def predict(self, image: Image, *, color: str = "rgb") -> Prediction:
+        """Classify one image: a file path, or a uint8 (H, W, 3) array whose channel order
+        `color` states ("rgb", or "bgr" for OpenCV frames; never guessed)."""
+        return self.predict_batch([image], color=color)[0]
+
+    def predict_batch(self, images: Sequence[Image], *, color: str = "rgb") -> list[Prediction]:
+        """Classify several images in one inference call; `color` applies to the arrays among them."""
         if not images:
             return []
-        resized = np.stack([resize_to_input(img, self.spec) for img in images])
-        return self.predict_batch(to_model_input(resized, self.spec))
+        arrays, colors = zip(*(_load(image, color) for image in images))
+        # Files decode to RGB; frames may be BGR: one batch per order, results in input order.
+        predictions: list[Prediction | None] = [None] * len(arrays)
+        for order in set(colors):
+            where = [i for i, c in enumerate(colors) if c == order]
+            batch = preprocess_batch([arrays[i] for i in where], self.spec, color=order)
+            for i, pred in zip(where, self.predict_input(batch)):
+                predictions[i] = pred
+        return predictions  # type: ignore[return-value]
 
-    def _prediction(self, probs: np.ndarray) -> Prediction:
-        top = int(np.argmax(probs))
-        return Prediction(self.class_names[top], float(probs[top]), tuple(float(p) for p in probs))
+    def predict_faces(
+        self, image: Image, *, color: str = "rgb", detector: FaceDetector | None = None, margin: float | None = None
+    ) -> list[FaceResult]:
+        """Find the faces in an image and classify each; largest face first.
 
-    def classify_files(self, paths: Iterable[Path], *, batch_size: int = 16, workers: int = 2) -> Iterator[FileResult]:
+        For a model trained on face crops (its metadata's input_kind is "faces"). Detection
+        is the live loop's: `detector` defaults to OpenCV's bundled Haar cascade (pass a
+        `YuNetFaceDetector` for a more robust one), `margin` to DEFAULT_FACE_MARGIN.
+        """
+        from gclf.runtime.faces import DEFAULT_FACE_MARGIN, HaarFaceDetector, faces_to_model_input
+
+        if self.metadata.input_kind != "faces":
+            raise UsageError(
+                f"{self.path.name} was not trained on face crops (input_kind {self.metadata.input_kind or 'not recorded'}); "
+                "classify whole images with predict()"
+            )
+        array, order = _load(image, color)
+        bgr = array[..., ::-1] if order == "rgb" else array  # detectors take OpenCV's order
+        if detector is None:
+            if self._default_detector is None:
+                self._default_detector = HaarFaceDetector()
+            detector = self._default_detector
+        boxes, batch = faces_to_model_input(np.ascontiguousarray(bgr), self.spec, detector, margin=DEFAULT_FACE_MARGIN if margin is None else margin)
+        results = [FaceResult.of(box, pred) for box, pred in zip(boxes, self.predict_input(batch) if boxes else [])]
+        return sorted(results, key=lambda r: -r.box[2] * r.box[3])
+
+    def classify_files(self, paths: Iterable[Path], *, batch_size: int = 16) -> Iterator[FileResult]:
         """Classify files in batches; a file that cannot be decoded yields a result with `error`.
 
         Decoding and resizing run in a small thread pool (OpenCV releases the GIL), so they
@@ -123,7 +193,7 @@ class Classifier:
             except ImageDecodeError as exc:
                 return str(exc)
 
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
             loaded = bounded_map(pool, load, paths, ahead=2 * batch_size)
             batch_paths: list[Path] = []
             batch_imgs: list[np.ndarray] = []
@@ -139,10 +209,22 @@ class Classifier:
             if batch_imgs:
                 yield from self._run_batch(batch_paths, batch_imgs)
 
-    def _run_batch(self, paths: list[Path], imgs: list[np.ndarray]) -> Iterator[FileResult]:
-        preds = self.predict_batch(to_model_input(np.stack(imgs), self.spec))
-        for path, pred in zip(paths, preds):
+    def _run_batch(self, paths: list[Path], resized: list[np.ndarray]) -> Iterator[FileResult]:
+        for path, pred in zip(paths, self.predict_input(preprocess_batch(resized, self.spec))):
             yield FileResult(path, pred)
+
+
+def _load(image: Image, color: str) -> tuple[np.ndarray, str]:
+    """(uint8 (H, W, 3) array, its channel order) for a path or an array."""
+    if isinstance(image, (str, os.PathLike)):
+        return decode_image(image), "rgb"  # decoding gives RGB whatever `color` says
+    if not isinstance(image, np.ndarray):
+        raise TypeError(f"expected an image file path or a numpy array, got {type(image).__name__}")
+    if color not in ("rgb", "bgr"):
+        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 (H, W, 3) image array, got {image.dtype} {image.shape}")
+    return image, color
 
 
 def bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, *, ahead: int) -> Iterator:
@@ -169,4 +251,4 @@ def _short(exc: BaseException) -> str:
     return msg[:300]
 
 
-__all__ = ["Classifier", "FileResult", "Prediction", "softmax", "GclfError"]
+__all__ = ["Classifier", "FaceResult", "FileResult", "Prediction", "softmax"]

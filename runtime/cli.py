@@ -6,15 +6,15 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, TypeVar
 
 import click
 
 from gclf.runtime.cli_support import report_errors, warn
-from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL
+from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN  # faces.py loads OpenCV only when detecting
 
-# Default widening of a detected face box before cropping (share of its size, each side);
-# here rather than imported from gclf.runtime.live so that --help does not load OpenCV.
-FACE_MARGIN = 0.0
+T = TypeVar("T")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,7 +28,7 @@ FACE_MARGIN = 0.0
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
 @click.option("--faces/--no-faces", "faces", default=None, help="Live: detect faces and classify each crop, or classify whole frames. Default: what the model's metadata says it was trained on.")
 @click.option("--face-model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Live: detect faces with this YuNet ONNX model (cv2.FaceDetectorYN) instead of OpenCV's bundled Haar cascade.")
-@click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Live: widen each face box by this share of its size on every side before cropping.  [default: {FACE_MARGIN}]")
+@click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Live: widen each face box by this share of its size on every side before cropping.  [default: {DEFAULT_FACE_MARGIN}]")
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
@@ -48,7 +48,7 @@ def main(
     headless: bool,
     save: Path | None,
     max_frames: int | None,
-) -> None:
+) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
 
@@ -67,15 +67,15 @@ def main(
     }
     if camera is not None or video is not None:
         if paths:
-            raise click.UsageError("give image files/folders or a live source (--camera/--video), not both")
-        margin = FACE_MARGIN if face_margin is None else face_margin
+            raise UsageError("give image files/folders or a live source (--camera/--video), not both")
+        margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
         live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames)
-        sys.exit(run_live_command(model, live, threads=threads))
+        return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
     if given:
-        raise click.UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
+        raise UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
     if not paths:
-        raise click.UsageError("give image files or folders to classify, or a live source: --camera INDEX or --video FILE")
+        raise UsageError("give image files or folders to classify, or a live source: --camera INDEX or --video FILE")
 
     # Imported here so that `gclf-infer --help` stays fast (no onnxruntime import).
     from gclf.runtime.classifier import Classifier
@@ -83,8 +83,7 @@ def main(
 
     files = expand_inputs(list(paths))
     if not files:
-        click.echo("error: no image files found in " + ", ".join(map(str, paths)), err=True)
-        sys.exit(EXIT_BAD_DATA)
+        raise BadDataError("no image files found in " + ", ".join(map(str, paths)))
     clf = Classifier(model, threads=threads or None)
     n_ok = n_failed = 0
     width = max(len(str(f)) for f in files)
@@ -102,14 +101,15 @@ def main(
                 "path": str(result.path),
                 "label": pred.label,
                 "confidence": round(pred.confidence, 6),
-                "probabilities": {c: round(p, 6) for c, p in zip(clf.class_names, pred.probabilities)},
+                "probabilities": {c: round(p, 6) for c, p in pred.probabilities.items()},
             }
             click.echo(json.dumps(record))
         else:
             click.echo(f"{str(result.path):<{width}}  {pred.label:<16} {pred.confidence:.3f}")
     click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {model.name})", err=True)
-    if n_failed:
-        sys.exit(EXIT_PARTIAL if n_ok else EXIT_BAD_DATA)
+    if not n_failed:
+        return EXIT_OK
+    return EXIT_PARTIAL if n_ok else EXIT_BAD_DATA
 
 
 @dataclass(frozen=True)
@@ -129,25 +129,26 @@ class LiveOptions:
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     """`gclf-infer --camera/--video`: set up source, detector and sinks, run, summarise.
 
-    Returns the exit code. Everything that can fail because of the user's input (model,
-    face model, window, camera) is checked before the camera is opened.
+    Returns the exit code; a lost camera raises its error once the summary is printed.
+    Everything that can fail because of the user's input (model, face model, window, camera)
+    is checked before the camera is opened.
     """
     from gclf.runtime.classifier import Classifier
-    from gclf.runtime.errors import EXIT_INTERRUPTED, EXIT_OK
     from gclf.runtime.faces import make_detector
-    from gclf.runtime.live import JsonLinesSink, Sink, VideoFileSink, WindowSink, run_live, use_face_detection
+    from gclf.runtime.live import run_live
+    from gclf.runtime.sinks import JsonLinesSink, Sink, VideoFileSink, WindowSink
     from gclf.runtime.video_sources import CaptureSource, FrameSource, PacedSource, open_feed
 
     if opts.camera is not None and opts.video is not None:
-        raise click.UsageError("give one live source: --camera or --video")
+        raise UsageError("give one live source: --camera or --video")
     if opts.realtime and opts.video is None:
-        raise click.UsageError("--realtime paces a --video file; a camera is always real time")
+        raise UsageError("--realtime paces a --video file; a camera is always real time")
 
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (measured in docs/measurements.md: with face
     # detection 0.84x instead of 0.70x of the bare model rate, and a third of the latency).
     clf = Classifier(model, threads=threads or None, spin=False)
-    with_faces = use_face_detection(clf.metadata.training, opts.faces, warn)
+    with_faces = _use_face_detection(clf, opts.faces)
     if opts.face_model is not None and not with_faces:
         warn(f"--face-model is not used: {model.name} is run on whole frames (pass --faces to detect faces)")
     detector = make_detector(opts.face_model) if with_faces else None
@@ -158,13 +159,13 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     try:
         if opts.headless or opts.as_json:
             sinks.append(JsonLinesSink(sys.stdout))
-        saver = VideoFileSink(opts.save, fps=None) if opts.save is not None else None
+        saver = _naming_option(lambda: VideoFileSink(opts.save, fps=None), before="--save ") if opts.save is not None else None
         if not opts.headless:
-            sinks.append(WindowSink(f"gclf - {model.name}"))
+            sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
         # Opened last: nothing above can leave a camera open when it fails.
         source = CaptureSource.camera(opts.camera) if opts.camera is not None else CaptureSource.video(opts.video)
         if opts.realtime:
-            source = PacedSource(source)
+            source = _naming_option(lambda: PacedSource(source), before="--realtime: ")
     except BaseException:
         for item in [*sinks, *([source] if source is not None else [])]:
             item.close()
@@ -185,9 +186,36 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     if summary.interrupted:
         return EXIT_INTERRUPTED
     if summary.failure is not None:
-        click.echo(f"error: {summary.failure}", err=True)
-        return summary.failure.exit_code
+        raise summary.failure
     return EXIT_OK
+
+
+WINDOW_ADVICE = "; pass --headless for JSON lines instead (--save FILE also writes the annotated video)"
+
+
+def _naming_option(make: Callable[[], T], *, before: str = "", after: str = "") -> T:
+    """`make()`; a `UsageError` from it gets the command-line option it came from, or advice
+    on which option to use, into its message (library code speaks of files and values only)."""
+    try:
+        return make()
+    except UsageError as exc:
+        raise type(exc)(f"{before}{exc}{after}") from None
+
+
+def _use_face_detection(clf, override: bool | None) -> bool:
+    """Whether to detect faces: the --faces/--no-faces override, else the model's metadata."""
+    from gclf.runtime.metadata import DEFAULT_INPUT_KIND
+
+    if override is not None:
+        return override
+    kind = clf.metadata.input_kind
+    if kind is None:
+        warn(
+            f"the model does not record whether it expects face crops or whole images (no input_kind); "
+            f"treating it as {DEFAULT_INPUT_KIND} (pass --faces if it was trained on faces)"
+        )
+        kind = DEFAULT_INPUT_KIND
+    return kind == "faces"
 
 
 if __name__ == "__main__":

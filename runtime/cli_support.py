@@ -1,4 +1,9 @@
-"""What every gclf command shares: user errors become one sentence and an exit code."""
+"""What every gclf command shares: user errors become one sentence and an exit code.
+
+Commands raise `GclfError`s (or return an exit status, for outcomes that are not errors,
+such as "some images were skipped"); this is the one place that turns them into
+`error: ...` on stderr and the process's exit code.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,8 @@ F = TypeVar("F", bound=Callable[..., object])
 
 
 def report_errors(fn: F) -> F:
-    """Turn `GclfError` into `error: <message>` on stderr and the error's exit code.
+    """Turn `GclfError` into `error: <message>` on stderr and the error's exit code, and a
+    non-zero int the command returns into the exit code.
 
     Anything else is a bug in gclf and keeps its traceback.
     """
@@ -22,13 +28,16 @@ def report_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            status = fn(*args, **kwargs)
         except GclfError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        if isinstance(status, int) and status:
+            sys.exit(status)
+        return status
 
     return wrapper  # type: ignore[return-value]
 

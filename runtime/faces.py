@@ -7,22 +7,34 @@ Two detectors behind one small interface (`detect(bgr) -> boxes`):
 - `YuNetFaceDetector` (`--face-model PATH`): OpenCV's small CNN detector
   (`cv2.FaceDetectorYN`), more robust; the model file comes from the OpenCV Zoo.
 
-Boxes are (x, y, width, height) in pixels of the frame given. `face_crops` widens them by a
-margin and cuts the RGB crops that then go through the usual preprocessing contract.
+Boxes are (x, y, width, height) in pixels of the frame given. `faces_to_model_input` widens
+them by a margin and turns the crops into one model-input batch through the preprocessing
+contract; the live loop and `Classifier.predict_faces` both call it.
+
+OpenCV is imported inside the functions: `gclf-infer --help` reads DEFAULT_FACE_MARGIN from
+here and must not pay for loading OpenCV.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, Sequence
-
-import cv2
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from gclf.runtime.errors import UsageError
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gclf.runtime.preprocess import PreprocessSpec
+
 Box = tuple[int, int, int, int]  # x, y, width, height, in pixels
+
+# How much each face box is widened on every side before cropping, as a share of its size.
+# Measured on gender-faces (benchmarks/live_bench.py): YuNet's box is about 96% of the
+# photo's side, i.e. those face-crop photos are framed about as tightly as the detector's
+# box, hence 0; face crops with more context around the face need a larger margin.
+DEFAULT_FACE_MARGIN = 0.0
 
 # Detection runs on a copy whose longer side is at most this: its cost grows with the pixels.
 # Measured (benchmarks/live_bench.py, 2-core x86, 640x480 frames with a 240 px face): Haar
@@ -42,6 +54,8 @@ class FaceDetector(Protocol):
 
 def _downscaled(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """`bgr` shrunk so its longer side is at most `max_side`, and the factor back to full size."""
+    import cv2
+
     h, w = bgr.shape[:2]
     scale = max(h, w) / max_side
     if scale <= 1.0:
@@ -65,28 +79,29 @@ class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade, bundled with opencv-python(-headless) 4.x."""
 
     name = "haar"
+    MIN_FACE_FRACTION = 0.08  # smallest face, as a share of the shorter side
+    MIN_NEIGHBORS = 5  # higher: fewer false faces, more missed ones
+    SCALE_FACTOR = 1.1
 
-    def __init__(
-        self, *, min_face_fraction: float = 0.08, min_neighbors: int = 5, scale_factor: float = 1.1, max_side: int = DETECT_MAX_SIDE
-    ) -> None:
+    def __init__(self) -> None:
+        import cv2
+
         path = os.path.join(cv2.data.haarcascades, HAAR_CASCADE)
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
             raise UsageError(
                 f"OpenCV's Haar cascade {HAAR_CASCADE} was not found in {cv2.data.haarcascades}; "
-                "install opencv-python-headless 4.x (it ships the cascades) or pass --face-model"
+                "install opencv-python-headless 4.x (it ships the cascades) or use a YuNet face model"
             )
-        self.min_face_fraction = min_face_fraction  # smallest face, as a share of the shorter side
-        self.min_neighbors = min_neighbors  # higher: fewer false faces, more missed ones
-        self.scale_factor = scale_factor
-        self.max_side = max_side
 
     def detect(self, bgr: np.ndarray) -> list[Box]:
-        small, scale = _downscaled(bgr, self.max_side)
+        import cv2
+
+        small, scale = _downscaled(bgr, DETECT_MAX_SIDE)
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))  # evens out lighting
-        side = max(20, round(min(grey.shape) * self.min_face_fraction))  # the cascade's window is 24 px
+        side = max(20, round(min(grey.shape) * self.MIN_FACE_FRACTION))  # the cascade's window is 24 px
         found = self._cascade.detectMultiScale(
-            grey, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors, minSize=(side, side)
+            grey, scaleFactor=self.SCALE_FACTOR, minNeighbors=self.MIN_NEIGHBORS, minSize=(side, side)
         )
         return _to_full(found, scale, bgr.shape[:2])
 
@@ -95,24 +110,25 @@ class YuNetFaceDetector:
     """OpenCV's YuNet CNN face detector (`cv2.FaceDetectorYN`) from an ONNX file."""
 
     name = "yunet"
+    SCORE_THRESHOLD = 0.7
+    NMS_THRESHOLD = 0.3
 
-    def __init__(
-        self, model_path: str | os.PathLike, *, score_threshold: float = 0.7, nms_threshold: float = 0.3, max_side: int = DETECT_MAX_SIDE
-    ) -> None:
+    def __init__(self, model_path: str | os.PathLike) -> None:
+        import cv2
+
         self.path = Path(model_path)
-        self.max_side = max_side
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such face model file")
         try:
             # The input size is set per frame in detect(); 320x320 is only a placeholder.
-            self._net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), score_threshold, nms_threshold, 5000)
+            self._net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), self.SCORE_THRESHOLD, self.NMS_THRESHOLD, 5000)
         except cv2.error as exc:
             lines = str(exc).strip().splitlines()
             raise UsageError(f"{self.path}: not a YuNet face model OpenCV can load ({lines[-1] if lines else exc})") from None
         self._size: tuple[int, int] = (320, 320)
 
     def detect(self, bgr: np.ndarray) -> list[Box]:
-        small, scale = _downscaled(bgr, self.max_side)
+        small, scale = _downscaled(bgr, DETECT_MAX_SIDE)
         size = (small.shape[1], small.shape[0])
         if size != self._size:  # re-planning the network per call would cost time
             self._net.setInputSize(size)
@@ -127,10 +143,7 @@ class YuNetFaceDetector:
 def expand_box(box: Box, frame_hw: tuple[int, int], margin: float) -> Box:
     """Widen `box` by `margin` times its width/height on every side, clipped to the frame.
 
-    The crop the model sees should be framed like its training crops. Measured on
-    gender-faces (benchmarks/live_bench.py): YuNet's box is about 96% of the photo's side,
-    i.e. those crops are framed about as tightly as the detector's box, hence a default
-    margin of 0; face crops with more context around the face need a larger one.
+    The crop the model sees should be framed like its training crops (see DEFAULT_FACE_MARGIN).
     """
     x, y, w, h = box
     fh, fw = frame_hw
@@ -142,11 +155,29 @@ def expand_box(box: Box, frame_hw: tuple[int, int], margin: float) -> Box:
 
 def face_crops(bgr: np.ndarray, boxes: Sequence[Box], margin: float) -> list[np.ndarray]:
     """RGB crops (the preprocessing contract's input) of the faces in a BGR frame."""
+    import cv2
+
     crops = []
     for box in boxes:
         x, y, w, h = expand_box(box, bgr.shape[:2], margin)
         crops.append(cv2.cvtColor(bgr[y : y + h, x : x + w], cv2.COLOR_BGR2RGB))
     return crops
+
+
+def faces_to_model_input(
+    bgr: np.ndarray, spec: PreprocessSpec, detector: FaceDetector, *, margin: float = DEFAULT_FACE_MARGIN
+) -> tuple[list[Box], np.ndarray]:
+    """The faces in a BGR frame as detected, and their crops (each widened by `margin`) as one
+    float32 model-input batch, in the same order."""
+    from gclf.runtime.preprocess import preprocess_batch
+
+    boxes = detector.detect(bgr)
+    h, w = bgr.shape[:2]
+    crops = []
+    for box in boxes:
+        x, y, bw, bh = expand_box(box, (h, w), margin)
+        crops.append(bgr[y : y + bh, x : x + bw])
+    return boxes, preprocess_batch(crops, spec, color="bgr")
 
 
 def make_detector(face_model: Path | None) -> FaceDetector:

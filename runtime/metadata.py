@@ -29,6 +29,9 @@ KEY_VARIANT = "gclf.variant"
 KEY_TRAINING = "gclf.training"
 KEY_QUANTIZATION = "gclf.quantization"
 VARIANTS = ("fp32", "int8")
+# What the model was trained on (`gclf.training`'s "input_kind"): face crops, or whole images.
+INPUT_KINDS = ("faces", "whole_image")
+DEFAULT_INPUT_KIND = "whole_image"  # what models trained before gclf recorded input_kind expect
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,18 @@ class ModelMetadata:
         problems = _problems(self)
         if problems:
             raise BadModelError("gclf metadata is inconsistent: " + "; ".join(problems))
+
+    @property
+    def input_kind(self) -> str | None:
+        """"faces" or "whole_image" from the training summary, None if the model predates it.
+
+        An unknown value is refused, never guessed: a faces model fed whole frames (or the
+        reverse) fails silently as lower accuracy.
+        """
+        kind = self.training.get("input_kind")
+        if kind is not None and kind not in INPUT_KINDS:
+            raise BadModelError(f"model metadata has input_kind {kind!r}; this gclf knows {list(INPUT_KINDS)}")
+        return kind
 
     def to_props(self) -> dict[str, str]:
         props = {

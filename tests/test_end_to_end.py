@@ -20,9 +20,10 @@ import gclf.export.pipeline
 from gclf.export.cli import main as export_main
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.cli import main as infer_main
+from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import EXIT_EXPORT_CHECK
 from gclf.runtime.files import list_images, sha256_file
-from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess_batch
+from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
 
 pytestmark = pytest.mark.slow

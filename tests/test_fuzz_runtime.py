@@ -26,8 +26,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gclf.runtime.classifier import Classifier
+from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ImageDecodeError
-from gclf.runtime.preprocess import decode_image, preprocess
+from gclf.runtime.preprocess import preprocess
 from gclf_testutil import build_tiny_onnx, encode_image, noise_bgr
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gender-faces"
@@ -121,9 +122,9 @@ def _check_one(data: bytes, classifier: Classifier) -> None:
         return
     assert rgb.dtype == np.uint8 and rgb.ndim == 3 and rgb.shape[2] == 3 and rgb.flags.c_contiguous
     assert np.isfinite(preprocess(rgb, classifier.spec)).all()
-    (prediction,) = classifier.predict_images([rgb])
+    prediction = classifier.predict(rgb)
     assert prediction.label in classifier.class_names
-    assert np.isfinite(prediction.probabilities).all() and 0.0 <= prediction.confidence <= 1.0
+    assert np.isfinite(list(prediction.probabilities.values())).all() and 0.0 <= prediction.confidence <= 1.0
     STATS["predicted"] += 1
 
 
@@ -151,7 +152,7 @@ def test_classify_files_reports_every_mutated_file_by_name(tmp_path: Path, class
         paths.append(tmp_path / f"{i:02d}.jpg")
         paths[-1].write_bytes(bytes(data))
 
-    results = list(classifier.classify_files(paths, batch_size=8, workers=2))
+    results = list(classifier.classify_files(paths, batch_size=8))
 
     assert sorted(r.path for r in results) == paths
     for result in results:

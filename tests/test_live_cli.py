@@ -247,9 +247,9 @@ def test_a_face_model_that_is_not_yunet_is_a_usage_error(tiny_onnx, red_blue_vid
 
 
 def test_ctrl_c_ends_the_run_with_a_summary_and_exit_130(tiny_onnx, red_blue_video: Path, monkeypatch) -> None:
-    from gclf.runtime import live
+    from gclf.runtime import sinks
 
-    original = live.JsonLinesSink.write
+    original = sinks.JsonLinesSink.write
 
     def write_then_interrupt(self, result, annotated) -> bool:
         original(self, result, annotated)
@@ -257,7 +257,7 @@ def test_ctrl_c_ends_the_run_with_a_summary_and_exit_130(tiny_onnx, red_blue_vid
             raise KeyboardInterrupt
         return True
 
-    monkeypatch.setattr(live.JsonLinesSink, "write", write_then_interrupt)
+    monkeypatch.setattr(sinks.JsonLinesSink, "write", write_then_interrupt)
 
     result = _infer(tiny_onnx(), "--video", red_blue_video, "--headless")
 

@@ -19,12 +19,12 @@ from click.testing import CliRunner
 
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, expand_box, face_crops
-from gclf.runtime.live import classify_frame
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASET = SHARED / "datasets" / "gender-faces"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 FACE_PHOTOS = ("man/face_0.jpg", "woman/face_1.jpg")  # frontal faces both detectors find
+FACES_MODEL = {"gclf.training": json.dumps({"input_kind": "faces"})}  # tiny_onnx(props_update=...)
 
 needs_photos = pytest.mark.skipif(not DATASET.is_dir(), reason=f"real photos not found at {DATASET}")
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet model not found at {YUNET}")
@@ -146,12 +146,12 @@ def test_several_faces_are_classified_in_one_batch_through_the_preprocessing_con
     frame = np.zeros((50, 100, 3), dtype=np.uint8)
     frame[:, :50] = (0, 0, 220)  # BGR red
     frame[:, 50:] = (220, 0, 0)  # BGR blue
-    clf = Classifier(tiny_onnx())
+    clf = Classifier(tiny_onnx(props_update=FACES_MODEL))
     calls: list[int] = []
-    original = clf.predict_batch
-    monkeypatch.setattr(clf, "predict_batch", lambda batch: calls.append(len(batch)) or original(batch))
+    original = clf.predict_input
+    monkeypatch.setattr(clf, "predict_input", lambda batch: calls.append(len(batch)) or original(batch))
 
-    faces = classify_frame(frame, clf, TwoFaces(), margin=0.1)
+    faces = clf.predict_faces(frame, color="bgr", detector=TwoFaces(), margin=0.1)
 
     assert calls == [2]  # one inference call for both faces
     assert [f.label for f in faces] == ["red", "blue"]
@@ -159,7 +159,7 @@ def test_several_faces_are_classified_in_one_batch_through_the_preprocessing_con
 
 
 def test_a_frame_without_faces_is_not_classified(tiny_onnx) -> None:
-    clf = Classifier(tiny_onnx())
+    clf = Classifier(tiny_onnx(props_update=FACES_MODEL))
 
     class NoFaces:
         name = "none"
@@ -167,7 +167,7 @@ def test_a_frame_without_faces_is_not_classified(tiny_onnx) -> None:
         def detect(self, bgr: np.ndarray) -> list:
             return []
 
-    assert classify_frame(np.zeros((20, 20, 3), dtype=np.uint8), clf, NoFaces()) == []
+    assert clf.predict_faces(np.zeros((20, 20, 3), dtype=np.uint8), color="bgr", detector=NoFaces()) == []
 
 
 def test_a_missing_face_model_file_is_a_usage_error(tmp_path: Path) -> None:

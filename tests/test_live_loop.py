@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.live import FpsMeter, FrameResult, VideoFileSink, run_live
+from gclf.runtime.live import FpsMeter, FrameResult, run_live
+from gclf.runtime.sinks import VideoFileSink
 from gclf.runtime.video_sources import Frame
 
 

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
+from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ImageDecodeError
-from gclf.runtime.preprocess import decode_image
 from gclf_testutil import encode_image, solid_bgr
 
 

@@ -20,8 +20,9 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.cli import main as infer_main
+from gclf.runtime.decode import MAX_IMAGE_PIXELS, decode_image
 from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError
-from gclf.runtime.preprocess import MAX_IMAGE_PIXELS, PreprocessSpec, decode_image, preprocess
+from gclf.runtime.preprocess import PreprocessSpec, preprocess
 from gclf.train.dataset import ImageStore, scan_folders
 from gclf_testutil import encode_image, noise_bgr, solid_bgr
 

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from gclf.runtime.preprocess import PreprocessSpec, decode_image, preprocess
+from gclf.runtime.decode import decode_image
+from gclf.runtime.preprocess import PreprocessSpec, preprocess
 from gclf.train.data import ImageDataset
 from gclf.train.dataset import ImageStore, scan_folders
 from gclf.train.synthetic import make_shapes_dataset

@@ -18,7 +18,8 @@ import numpy as np
 
 from gclf.runtime.errors import BadDataError, ImageDecodeError
 from gclf.runtime.files import is_hidden, list_images
-from gclf.runtime.preprocess import PreprocessSpec, decode_image, read_image_bytes, resize_to_input
+from gclf.runtime.decode import decode_image, read_image_bytes
+from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 
 SPLIT_NAMES = ("train", "val", "test")
 

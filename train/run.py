@@ -38,7 +38,8 @@ from torch.utils.data import DataLoader
 
 from gclf.runtime.errors import BadDataError, ImageDecodeError, OutputWriteError, TrainingDivergedError, UsageError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic, write_text_atomic
-from gclf.runtime.preprocess import PreprocessSpec, decode_image, read_image_bytes
+from gclf.runtime.decode import decode_image, read_image_bytes
+from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.checkpoint import RESUME_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint, resume_state, save_checkpoint
 from gclf.train.augment import augment, augment_config
 from gclf.train.data import ImageDataset

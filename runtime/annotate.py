@@ -1,0 +1,38 @@
+"""Drawing a frame's results onto the frame: a box, label and confidence per face, and the FPS."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:
+    from gclf.runtime.live import FrameResult
+
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+BOX_COLOUR = (0, 200, 0)  # BGR
+TEXT_COLOUR = (255, 255, 255)
+
+
+def _text(image: np.ndarray, text: str, org: tuple[int, int], scale: float) -> None:
+    # Dark outline under light text: readable on any background.
+    cv2.putText(image, text, org, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, org, FONT, scale, TEXT_COLOUR, 1, cv2.LINE_AA)
+
+
+def annotate(bgr: np.ndarray, result: FrameResult) -> np.ndarray:
+    """Draw box, label and confidence per face, and the FPS, onto `bgr` (in place) and return it."""
+    h, w = bgr.shape[:2]
+    scale = max(0.4, min(w, h) / 800)
+    line_h = round(30 * scale) + 4
+    for face in result.faces:
+        x, y, bw, bh = face.box
+        whole = (bw, bh) == (w, h)
+        if not whole:
+            cv2.rectangle(bgr, (x, y), (x + bw - 1, y + bh - 1), BOX_COLOUR, max(1, round(2 * scale)))
+        # Above the box if there is room, else inside it; the whole frame's label goes under the FPS.
+        org = (8, 2 * line_h) if whole else (x + 2, y - 6 if y >= line_h else y + line_h)
+        _text(bgr, f"{face.label} {face.confidence:.2f}", org, scale)
+    _text(bgr, f"{result.fps:.1f} FPS", (8, line_h), scale)
+    return bgr

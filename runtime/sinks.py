@@ -1,0 +1,156 @@
+"""Where the live loop's results go: JSON lines, a window, a video file.
+
+Each sink takes one processed frame at a time (`write`, which may ask the loop to stop) and
+is closed once at the end, whatever happened. A new output (a web page, say) is one more
+class with the same two methods and `needs_image`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Sequence, TextIO
+
+import cv2
+import numpy as np
+
+from gclf.runtime.errors import UsageError
+
+if TYPE_CHECKING:
+    from gclf.runtime.live import FrameResult
+
+
+class Sink(Protocol):
+    needs_image: bool  # whether write() needs the annotated frame (drawing costs time)
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        """Take one processed frame; False asks the loop to stop (the user quit)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JsonLinesSink:
+    """One JSON object per processed frame, flushed at once (for a pipe on a device without a screen)."""
+
+    needs_image = False
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        self._stream.write(json.dumps(result.to_json()) + "\n")
+        self._stream.flush()
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+QUIT_KEYS = (ord("q"), ord("Q"), 27)  # 27: Esc
+
+
+class WindowSink:
+    """An OpenCV window showing the annotated frames; q or Esc (or closing it) quits."""
+
+    needs_image = True
+
+    def __init__(self, title: str = "gclf") -> None:
+        self.title = title
+        self._seen_visible = False
+        if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            # Checked first: some GUI backends abort the whole process without a display.
+            raise UsageError("cannot open a window: no display ($DISPLAY is not set)")
+        try:
+            cv2.namedWindow(title, cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise UsageError("cannot open a window: this OpenCV has no GUI support (opencv-python-headless)") from None
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        cv2.imshow(self.title, annotated)
+        key = cv2.waitKey(1)  # also lets the GUI draw; 1 ms
+        if key != -1 and (key & 0xFF) in QUIT_KEYS:
+            return False
+        # Closed with the mouse: the window stops being visible. Only trusted once it has been
+        # seen visible, since a GUI backend without this property answers -1 from the start.
+        visible = cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) >= 1
+        self._seen_visible = self._seen_visible or visible
+        return visible or not self._seen_visible
+
+    def close(self) -> None:
+        with contextlib.suppress(cv2.error):
+            cv2.destroyWindow(self.title)
+            cv2.waitKey(1)  # lets the GUI actually remove it
+
+
+VIDEO_CODECS = {".mp4": "mp4v", ".avi": "MJPG"}
+
+
+class VideoFileSink:
+    """Writes the annotated frames to a video file, moved into place when it is complete.
+
+    `fps` is the file's frame rate: the source's when every frame is kept. When frames are
+    dropped (a camera), pass None: the rate is measured over the first frames, so the video
+    plays at the speed things happened.
+    """
+
+    needs_image = True
+    MEASURE_FRAMES = 15
+
+    def __init__(self, path: Path, *, fps: float | None) -> None:
+        self.path = Path(path)
+        codec = VIDEO_CODECS.get(self.path.suffix.lower())
+        if codec is None:
+            raise UsageError(f"{self.path}: use a .mp4 or .avi file name")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside the target under a hidden name (with the real extension, which
+        # picks the container), renamed at close: never a half-written file at `path`.
+        self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
+        self._fourcc = cv2.VideoWriter_fourcc(*codec)
+        self.fps = fps  # settable until the first frame arrives
+        self._writer: cv2.VideoWriter | None = None
+        self._pending: list[tuple[float, np.ndarray]] = []
+        self.frames_written = 0
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        assert annotated is not None
+        if self._writer is None:
+            self._pending.append((result.timestamp, annotated.copy()))
+            if self.fps is None and len(self._pending) < self.MEASURE_FRAMES:
+                return True
+            self._open()
+            return True
+        self._put(annotated)
+        return True
+
+    def _open(self) -> None:
+        fps = self.fps or _measured_fps([t for t, _ in self._pending])
+        h, w = self._pending[0][1].shape[:2]
+        self._writer = cv2.VideoWriter(str(self._tmp), self._fourcc, fps, (w, h))
+        if not self._writer.isOpened():
+            self._writer = None
+            raise UsageError(f"{self.path}: OpenCV cannot write this video format here")
+        for _, image in self._pending:
+            self._put(image)
+        self._pending = []
+
+    def _put(self, image: np.ndarray) -> None:
+        assert self._writer is not None
+        self._writer.write(image)
+        self.frames_written += 1
+
+    def close(self) -> None:
+        if self._writer is None and self._pending:
+            self._open()  # fewer frames than the measurement wanted: use what there is
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            os.replace(self._tmp, self.path)
+
+
+def _measured_fps(timestamps: Sequence[float]) -> float:
+    span = timestamps[-1] - timestamps[0] if len(timestamps) > 1 else 0.0
+    return min(120.0, max(1.0, (len(timestamps) - 1) / span)) if span > 0 else 10.0
