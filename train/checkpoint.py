@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gclf.runtime.errors import OutputWriteError, UsageError
+from gclf.runtime.errors import BadModelError, OutputWriteError, UsageError
 from gclf.runtime.files import write_atomic_with
 
 CHECKPOINT_FORMAT = "gclf-checkpoint"
@@ -40,11 +40,11 @@ def is_gclf_checkpoint(obj: Any) -> bool:
 
 
 def load_checkpoint_file(path: Path) -> Any:
-    """`torch.load` with `weights_only=True`; a bad file is a `UsageError` naming it."""
+    """`torch.load` with `weights_only=True`; a file that does not load is a `BadModelError` naming it."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0][:200]})") from None
+        raise BadModelError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0][:200]})") from None
 
 
 def make_checkpoint(model: torch.nn.Module, *, class_names: list[str], spec: dict, init: dict, transform_input: bool, extra: dict) -> dict:
@@ -73,9 +73,9 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 def load_gclf_checkpoint(path: Path) -> dict:
     obj = load_checkpoint_file(path)
     if not is_gclf_checkpoint(obj):
-        raise UsageError(f"{path} is not a gclf checkpoint (expected one written by gclf-train)")
+        raise BadModelError(f"{path} is not a gclf checkpoint (expected one written by gclf-train)")
     if obj.get("version") != CHECKPOINT_VERSION:
-        raise UsageError(f"{path}: checkpoint version {obj.get('version')!r} is not supported")
+        raise BadModelError(f"{path}: checkpoint version {obj.get('version')!r} is not supported")
     return obj
 
 
@@ -86,7 +86,7 @@ def resume_state(ckpt: dict, path: Path) -> dict:
         raise UsageError(f"{path} holds no training state to resume from (not a run's last.pt from this gclf version)")
     wrong = [key for key, kind in RESUME_FIELDS.items() if not isinstance(state.get(key), kind)]
     if wrong:
-        raise UsageError(f"{path}: its training state is incomplete or damaged ({', '.join(wrong)})")
+        raise BadModelError(f"{path}: its training state is incomplete or damaged ({', '.join(wrong)})")
     return state
 
 
