@@ -16,7 +16,7 @@ from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.dataset import Sample
 from gclf.train.metrics import classification_report
 from gclf.train.reports import (
-    Prediction,
+    ImageOutcome,
     order_for_grid,
     plot_confusion_matrix,
     plot_test_predictions,
@@ -66,8 +66,8 @@ def _images(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def _pred(i: int, true: int, predicted: int, confidence: float) -> Prediction:
-    return Prediction(Path(f"{i}.png"), true, predicted, confidence)
+def _pred(i: int, true: int, predicted: int, confidence: float) -> ImageOutcome:
+    return ImageOutcome(Path(f"{i}.png"), true, predicted, confidence)
 
 
 # --- the grid order (pure) ------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_confusion_matrix_png(tmp_path: Path) -> None:
 
 def test_test_predictions_png_grid(tmp_path: Path) -> None:
     paths = _images(tmp_path / "images", 5)
-    preds = [Prediction(p, i % 3, (i + (i == 1)) % 3, 0.5 + 0.1 * i) for i, p in enumerate(paths)]
+    preds = [ImageOutcome(p, i % 3, (i + (i == 1)) % 3, 0.5 + 0.1 * i) for i, p in enumerate(paths)]
     dest = tmp_path / "test_predictions.png"
 
     plot_test_predictions(order_for_grid(preds), CLASSES, PreprocessSpec(input_height=32, input_width=32), dest)

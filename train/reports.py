@@ -40,7 +40,7 @@ TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#222222"  # MATLAB's progress window: blue 
 
 
 @dataclass(frozen=True)
-class Prediction:
+class ImageOutcome:
     """One test image's outcome: true and predicted class indices, confidence in [0, 1]."""
 
     path: Path
@@ -53,18 +53,18 @@ class Prediction:
         return self.predicted == self.true_label
 
 
-def predictions_from_probabilities(paths: Sequence[Path], labels: np.ndarray, probabilities: np.ndarray) -> list[Prediction]:
+def predictions_from_probabilities(paths: Sequence[Path], labels: np.ndarray, probabilities: np.ndarray) -> list[ImageOutcome]:
     """Pair each test file with its label and softmax row (same order as the evaluation loader)."""
     if not len(paths) == len(labels) == len(probabilities):
         raise ValueError(f"{len(paths)} paths, {len(labels)} labels and {len(probabilities)} probability rows do not match")
     predicted = probabilities.argmax(1) if len(probabilities) else np.empty(0, dtype=np.int64)
     return [
-        Prediction(Path(p), int(y), int(k), float(row[k]))
+        ImageOutcome(Path(p), int(y), int(k), float(row[k]))
         for p, y, k, row in zip(paths, labels, predicted, probabilities)
     ]
 
 
-def order_for_grid(predictions: Sequence[Prediction], limit: int = GRID_LIMIT) -> list[Prediction]:
+def order_for_grid(predictions: Sequence[ImageOutcome], limit: int = GRID_LIMIT) -> list[ImageOutcome]:
     """The images to show, at most `limit`: wrong ones first, most confident mistakes first,
     then correct ones in their original (test-split) order."""
     wrong = sorted((p for p in predictions if not p.correct), key=lambda p: -p.confidence)
@@ -142,7 +142,7 @@ def plot_confusion_matrix(report: Mapping[str, Any], dest: Path) -> None:
     _save_png(fig, dest)
 
 
-def plot_test_predictions(items: Sequence[Prediction], class_names: Sequence[str], spec: PreprocessSpec, dest: Path) -> None:
+def plot_test_predictions(items: Sequence[ImageOutcome], class_names: Sequence[str], spec: PreprocessSpec, dest: Path) -> None:
     """A grid of `items` in the given order (use `order_for_grid`), each image decoded and
     resized exactly as the model saw it; titled with the predicted class and confidence,
     wrong ones in red with a red frame and the true class."""
