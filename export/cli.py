@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from gclf.runtime.cli_support import report_errors
+from gclf.runtime.errors import QualityGateError
 from gclf.train.cli import require_training_extra
 
 
@@ -33,7 +34,10 @@ def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, 
     out = out or run.checkpoint.parent
     fp32 = export_fp32(run, out / "model.onnx", log=click.echo)
     if quantize:
-        export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel), calibration_size, log=click.echo, force=force)
+        try:
+            export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel), calibration_size, log=click.echo, force=force)
+        except QualityGateError as exc:
+            raise QualityGateError(f"{exc}, or pass --force to write the best attempt anyway") from None
 
 
 if __name__ == "__main__":

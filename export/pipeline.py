@@ -222,7 +222,7 @@ def export_int8(
     metadata = read_metadata(fp32, str(fp32_path))
     train = split_files(run.manifest, "train", metadata.class_names)
     if not train:
-        raise UsageError("--quantize needs the run's manifest.json beside the checkpoint (calibration uses training-split images)")
+        raise UsageError("an int8 copy needs the run's manifest.json beside the checkpoint (calibration uses training-split images)")
     test = split_files(run.manifest, "test", metadata.class_names)
     check_name = "test"
     if not test:
@@ -276,7 +276,7 @@ def export_int8(
                 raise QualityGateError(
                     f"the int8 model is not as good as fp32 after {len(attempts)} attempt(s) "
                     f"(gate: agreement >= {MIN_TOP1_AGREEMENT * 100:.0f}%, accuracy drop <= {MAX_ACCURACY_DROP * 100:.1f} points); "
-                    f"{dest.name} was not written. Check the calibration images, or pass --force to write the best attempt anyway"
+                    f"{dest.name} was not written. Check the calibration images"
                 )
             best = max(attempts, key=lambda a: (a["top1_agreement"], a["int8_accuracy"]))
             name = best["remedy"]
@@ -284,7 +284,7 @@ def export_int8(
             quant = quantize_to(tmp, opts) if attempts[-1]["remedy"] != name else quant
             parity = {k: v for k, v in best.items() if k not in ("remedy", "passed")}
             chosen = (name, opts, quant, parity)
-            log(f"warning: --force: writing the best attempt ({name}) although it fails the parity gate")
+            log(f"warning: forced: writing the best attempt ({name}) although it fails the parity gate")
         name, opts, quant, parity = chosen
         quant.update(parity)
         quant["test_count" if check_name == "test" else "val_count"] = parity["images"]

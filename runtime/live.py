@@ -235,7 +235,7 @@ def run_live(
                     stopped_by = "quit by the user"
                     break
             else:
-                stopped_by = f"--max-frames {max_frames} reached"
+                stopped_by = f"the limit of {max_frames} frames reached"
         except KeyboardInterrupt:
             stopped_by, interrupted = "interrupted", True
     elapsed = last - first if first is not None else 0.0
