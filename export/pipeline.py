@@ -43,13 +43,10 @@ class RunFiles:
     metrics: dict | None
 
 
-@dataclass
+@dataclass(frozen=True)
 class ExportResult:
     fp32_path: Path
-    max_logit_diff: float
-    parity_images: int
-    int8_path: Path | None = None
-    quantization: dict | None = None
+    max_logit_diff: float  # torch vs onnxruntime, on validation images (or random inputs)
 
 
 def locate_run(source: Path) -> RunFiles:
@@ -143,7 +140,7 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
         if not diff <= MAX_LOGIT_DIFF:
             raise ExportCheckError(f"the ONNX model disagrees with PyTorch (max logit difference {diff:.2e} > {MAX_LOGIT_DIFF:.0e}); nothing was written")
     log(f"wrote {dest} (opset {OPSET}, fp32, {dest.stat().st_size / 1e6:.1f} MB)")
-    return ExportResult(dest, diff, len(batch))
+    return ExportResult(dest, diff)
 
 
 def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]]) -> np.ndarray:

@@ -45,6 +45,8 @@ class FaceResult:
     box: Box  # x, y, width, height as detected (without the crop margin); the whole frame without detection
     label: str
     confidence: float  # softmax probability of `label`
+    # Empty where a result is built from a label and confidence alone (three fields, as the
+    # live loop's results had before probabilities were added).
     probabilities: Mapping[str, float] = field(default_factory=lambda: _NO_PROBABILITIES)
 
     @classmethod
