@@ -15,7 +15,7 @@ import numpy as np
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import BadModelError, ImageDecodeError, UsageError
 from gclf.runtime.metadata import ModelMetadata
-from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch, resize_to_input
+from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch, resize_to_input
 
 if TYPE_CHECKING:
     from gclf.runtime.faces import Box, FaceDetector
@@ -142,18 +142,13 @@ class Classifier:
         return self.predict_batch([image], color=color)[0]
 
     def predict_batch(self, images: Sequence[Image], *, color: str = "rgb") -> list[Prediction]:
-        """Classify several images in one inference call; `color` applies to the arrays among them."""
+        """Classify several images in one inference call; `color` is the order of the arrays
+        among them (files are decoded to RGB whatever it says)."""
         if not images:
             return []
-        arrays, colors = zip(*(_load(image, color) for image in images))
-        # Files decode to RGB; frames may be BGR: one batch per order, results in input order.
-        predictions: list[Prediction | None] = [None] * len(arrays)
-        for order in set(colors):
-            where = [i for i, c in enumerate(colors) if c == order]
-            batch = preprocess_batch([arrays[i] for i in where], self.spec, color=order)
-            for i, pred in zip(where, self.predict_input(batch)):
-                predictions[i] = pred
-        return predictions  # type: ignore[return-value]
+        # Decoded files join the arrays' channel order (a view, no copy): one batch for all.
+        arrays = [array if order == color else array[..., ::-1] for array, order in (_load(i, color) for i in images)]
+        return self.predict_input(preprocess_batch(arrays, self.spec, color=color))
 
     def predict_faces(
         self, image: Image, *, color: str = "rgb", detector: FaceDetector | None = None, margin: float | None = None
@@ -222,8 +217,8 @@ def _load(image: Image, color: str) -> tuple[np.ndarray, str]:
         return decode_image(image), "rgb"  # decoding gives RGB whatever `color` says
     if not isinstance(image, np.ndarray):
         raise TypeError(f"expected an image file path or a numpy array, got {type(image).__name__}")
-    if color not in ("rgb", "bgr"):
-        raise ValueError(f"color must be 'rgb' or 'bgr', got {color!r}")
+    if color not in COLOR_ORDERS:
+        raise ValueError(f"color must be one of {list(COLOR_ORDERS)}, got {color!r}")
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 (H, W, 3) image array, got {image.dtype} {image.shape}")
     return image, color
