@@ -6,13 +6,16 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import click
 
 from gclf.runtime.cli_support import report_errors, warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN  # faces.py loads OpenCV only when detecting
+
+if TYPE_CHECKING:
+    from gclf.runtime.metadata import ModelMetadata
 
 T = TypeVar("T")
 
@@ -148,7 +151,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     # capture and preparation threads need (measured in docs/measurements.md: with face
     # detection 0.84x instead of 0.70x of the bare model rate, and a third of the latency).
     clf = Classifier(model, threads=threads or None, spin=False)
-    with_faces = _use_face_detection(clf, opts.faces)
+    with_faces = _use_face_detection(clf.metadata, opts.faces)
     if opts.face_model is not None and not with_faces:
         warn(f"--face-model is not used: {model.name} is run on whole frames (pass --faces to detect faces)")
     detector = make_detector(opts.face_model) if with_faces else None
@@ -202,13 +205,13 @@ def _naming_option(make: Callable[[], T], *, before: str = "", after: str = "") 
         raise type(exc)(f"{before}{exc}{after}") from None
 
 
-def _use_face_detection(clf, override: bool | None) -> bool:
+def _use_face_detection(metadata: ModelMetadata, override: bool | None) -> bool:
     """Whether to detect faces: the --faces/--no-faces override, else the model's metadata."""
     from gclf.runtime.metadata import DEFAULT_INPUT_KIND
 
     if override is not None:
         return override
-    kind = clf.metadata.input_kind
+    kind = metadata.input_kind
     if kind is None:
         warn(
             f"the model does not record whether it expects face crops or whole images (no input_kind); "
