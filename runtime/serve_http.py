@@ -153,8 +153,11 @@ class LatestHandler(_Base):
 class StreamHandler(_Base):
     async def get(self) -> None:
         if not self.server.take_viewer():
+            self.set_status(503, reason="Too Many Viewers")
             self.set_header("Retry-After", "5")
-            raise tornado.web.HTTPError(503, reason="Too Many Viewers")
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish(f"503 Too Many Viewers: at most {self.server.max_viewers} watch at once\n")
+            return
         try:
             self.set_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             seq = 0
@@ -249,7 +252,7 @@ class WebServer:
                 app,
                 max_header_size=16 * 1024,
                 max_body_size=16 * 1024,  # GET only: a body is never wanted, so never buffered large
-                idle_connection_timeout=60,
+                idle_connection_timeout=10,  # also the time allowed for a request's headers
                 body_timeout=10,
             )
             self._http.add_sockets(self._sockets)
@@ -270,7 +273,6 @@ class WebServer:
             await asyncio.wait_for(self._http.close_all_connections(), timeout=2.0)
         except asyncio.TimeoutError:
             pass
-        self._loop.stop()
 
     def allowed(self, request) -> bool:
         if self.token is not None:
@@ -305,6 +307,8 @@ class WebServer:
             future.result(timeout=5.0)
         except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError, RuntimeError):
             pass
+        # Stopped from outside: a loop stopped from within its own task never reports the task done.
+        self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
         self._pool.shutdown(wait=False, cancel_futures=True)
         for sock in self._sockets:
