@@ -23,11 +23,13 @@ so in one sentence; the tornado side is imported when a `WebSink` is made.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import ipaddress
 import re
 import secrets
 import socket
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -123,23 +125,15 @@ def reachable_hosts(address: ServeAddress) -> list[str]:
     if not wildcard:
         return [address.host]
     hosts = []
-    with _suppress_oserror():
+    with contextlib.suppress(OSError):
         # Connecting a UDP socket sends nothing; it only asks the kernel which local address
         # would be used to reach the network (the one another machine can reach us on).
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect(("10.255.255.255", 1))
             hosts.append(probe.getsockname()[0])
-    with _suppress_oserror():
+    with contextlib.suppress(OSError):
         hosts.append(socket.gethostname() + ".local")  # mDNS name, as a Pi announces itself
     return hosts or [address.host]
-
-
-class _suppress_oserror:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, value, tb) -> bool:
-        return kind is not None and issubclass(kind, OSError)
 
 
 def page_url(host: str, port: int, token: str | None) -> str:
@@ -166,7 +160,7 @@ class Snapshot:
 
     seq: int  # frames written to the sink so far, this one included (1, 2, ...)
     result: "FrameResult"
-    image: "np.ndarray | None"  # annotated BGR; None while nobody watched
+    image: "np.ndarray | None"  # annotated BGR; None while nobody watched, or between pictures
     dropped: int  # the feed's dropped-frame count when this frame was written
 
 
@@ -197,14 +191,18 @@ class WebSink:
         self.token = token
         self.model = model
         self.dropped = dropped  # settable: the CLI makes the feed after the sinks
-        self._latest: Snapshot | None = None
+        self._latest: Snapshot | None = None  # the newest frame
+        self._latest_image: Snapshot | None = None  # the newest frame that came with its picture
         self._seq = 0
+        self._image_interval = 1.0 / max_fps
+        self._next_image_at = 0.0  # time.monotonic() from which the next picture is wanted
         self._server = WebServer(
             address.host,
             address.port,
             token=token,
             loopback_only=address.loopback,
             latest=lambda: self._latest,
+            latest_image=lambda: self._latest_image,
             model=model,
             max_viewers=max_viewers,
             max_fps=max_fps,
@@ -220,8 +218,9 @@ class WebSink:
 
     @property
     def needs_image(self) -> bool:
-        """Annotated frames are wanted only while someone watches /stream."""
-        return self._server.viewers > 0
+        """Annotated frames are wanted only while someone watches /stream, and no more often
+        than they can be encoded: drawing takes the loop's own time (about 1 ms a frame)."""
+        return self._server.viewers > 0 and time.monotonic() >= self._next_image_at
 
     @property
     def viewers(self) -> int:
@@ -231,8 +230,12 @@ class WebSink:
         # O(1) on the loop's thread: one reference replaced (atomic in Python), and the
         # server's event loop woken only when a viewer waits for the frame.
         self._seq += 1
-        self._latest = Snapshot(self._seq, result, annotated, self.dropped())
-        self._server.frame_arrived()
+        snapshot = Snapshot(self._seq, result, annotated, self.dropped())
+        self._latest = snapshot
+        if annotated is not None:
+            self._latest_image = snapshot
+            self._next_image_at = time.monotonic() + self._image_interval
+            self._server.frame_arrived()  # only pictures wake the viewers
         return True
 
     def close(self) -> None:

@@ -54,8 +54,8 @@ class FrameHub:
     start at most `max_fps` times a second; in between, viewers get the newest JPEG made.
     """
 
-    def __init__(self, latest: Callable[[], Snapshot | None], pool: concurrent.futures.Executor, max_fps: float) -> None:
-        self._latest = latest
+    def __init__(self, latest_image: Callable[[], Snapshot | None], pool: concurrent.futures.Executor, max_fps: float) -> None:
+        self._latest_image = latest_image
         self._pool = pool
         self._interval = 1.0 / max_fps
         self._changed = asyncio.Event()  # replaced at each change; waiters hold the old one
@@ -76,10 +76,8 @@ class FrameHub:
         """A JPEG of a frame newer than `seq`, as (its seq, bytes); None once the server closes."""
         loop = asyncio.get_running_loop()
         while not self.closed:
-            snap = self._latest()
-            if snap is None or snap.seq <= seq or snap.image is None:
-                if self._jpeg is not None and self._jpeg[0] > seq:
-                    return self._jpeg  # the newest frame has no picture (drawn before anyone watched)
+            snap = self._latest_image()
+            if snap is None or snap.seq <= seq:
                 await self._changed.wait()
                 continue
             if self._jpeg is not None and self._jpeg[0] == snap.seq:
@@ -206,6 +204,7 @@ class WebServer:
         token: str | None,
         loopback_only: bool,
         latest: Callable[[], Snapshot | None],
+        latest_image: Callable[[], Snapshot | None],
         model: ModelInfo,
         max_viewers: int,
         max_fps: float,
@@ -213,6 +212,7 @@ class WebServer:
         self.token = token
         self.loopback_only = loopback_only
         self.latest = latest
+        self.latest_image = latest_image
         self.model = model
         self.max_viewers = max_viewers
         self._max_fps = max_fps
@@ -237,7 +237,7 @@ class WebServer:
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
         try:
-            self.hub = FrameHub(self.latest, self._pool, self._max_fps)
+            self.hub = FrameHub(self.latest_image, self._pool, self._max_fps)
             app = tornado.web.Application(
                 [
                     (r"/", PageHandler, {"server": self}),

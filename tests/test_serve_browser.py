@@ -29,8 +29,6 @@ import pytest
 
 from serve_testutil import start_served_run, write_colour_video
 
-pytest.importorskip("tornado", reason="the serve extra: pip install '.[serve]'")
-
 TOKEN = "browser-test-token-42"
 CHROMIUM_FLAGS = [
     "--headless",
