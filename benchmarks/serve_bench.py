@@ -120,8 +120,12 @@ def viewers_process(port: int, n: int, stop: multiprocessing.Event, counts: mult
     stop.wait()
 
 
-def run_once(config: str, model: Path, video: Path, clf: Classifier) -> tuple[float, float]:
-    """(loop FPS, JPEG frames per second each viewer got)."""
+def run_once(config: str, model: Path, video: Path, clf: Classifier) -> tuple[float, float, float]:
+    """(loop FPS, JPEG frames per second each viewer got, this process's CPU ms per frame).
+
+    CPU time counts every thread of this process (model, capture, preparation, server,
+    encoder) and not the viewers' process: it is what serving costs the device, and it
+    varies less than FPS when other work shares the machine."""
     devnull = open(os.devnull, "w")
     sinks: list = [JsonLinesSink(devnull)]
     viewers = VIEWERS.get(config)
@@ -137,8 +141,10 @@ def run_once(config: str, model: Path, video: Path, clf: Classifier) -> tuple[fl
             deadline = time.monotonic() + 30
             while web.viewers < viewers and time.monotonic() < deadline:
                 time.sleep(0.05)
+    cpu_start = time.process_time()
     feed = open_feed(CaptureSource.video(video), keep_every_frame=True)
     summary = run_live(feed, clf, detector=None, sinks=sinks)
+    cpu_ms = (time.process_time() - cpu_start) * 1000 / max(1, summary.processed)
     per_viewer = 0.0
     if proc is not None:
         per_viewer = statistics.mean(counts[:]) / summary.elapsed_s if summary.elapsed_s else 0.0
@@ -147,7 +153,7 @@ def run_once(config: str, model: Path, video: Path, clf: Classifier) -> tuple[fl
         stop.set()
         proc.join(10)
     devnull.close()
-    return summary.mean_fps, per_viewer
+    return summary.mean_fps, per_viewer, cpu_ms
 
 
 def annotate_cost_ms(video: Path, clf: Classifier) -> float:
@@ -187,18 +193,25 @@ def main(model: Path | None, frames: int, rounds: int) -> None:
         print(f"annotate(): {annotate_cost_ms(video, clf):.2f} ms a frame (only while someone watches)", file=sys.stderr)
         fps: dict[str, list[float]] = {c: [] for c in CONFIGS}
         viewer_fps: dict[str, list[float]] = {c: [] for c in CONFIGS}
+        cpu: dict[str, list[float]] = {c: [] for c in CONFIGS}
         for r in range(rounds):
             for config in CONFIGS:
-                loop_fps, got = run_once(config, model, video, clf)
+                loop_fps, got, cpu_ms = run_once(config, model, video, clf)
                 fps[config].append(loop_fps)
                 viewer_fps[config].append(got)
-                print(f"  round {r + 1}: {config:<17} {loop_fps:6.1f} FPS" + (f", {got:.1f} JPEG/s per viewer" if got else ""), file=sys.stderr)
+                cpu[config].append(cpu_ms)
+                print(
+                    f"  round {r + 1}: {config:<17} {loop_fps:6.1f} FPS, {cpu_ms:5.1f} CPU ms/frame" + (f", {got:.1f} JPEG/s per viewer" if got else ""),
+                    file=sys.stderr,
+                )
     base = statistics.median(fps["headless"])
-    print(f"\n{'configuration':<18} {'loop FPS (median)':>17} {'vs headless':>12} {'JPEG/s per viewer':>18}")
+    base_cpu = statistics.median(cpu["headless"])
+    print(f"\n{'configuration':<18} {'loop FPS (median)':>17} {'vs headless':>12} {'CPU ms/frame':>13} {'vs headless':>12} {'JPEG/s per viewer':>18}")
     for config in CONFIGS:
         med = statistics.median(fps[config])
+        med_cpu = statistics.median(cpu[config])
         view = statistics.median(viewer_fps[config])
-        print(f"{config:<18} {med:17.1f} {med / base:11.2f}x {f'{view:.1f}' if view else '-':>18}")
+        print(f"{config:<18} {med:17.1f} {med / base:11.2f}x {med_cpu:13.1f} {med_cpu / base_cpu:11.2f}x {f'{view:.1f}' if view else '-':>18}")
     print(f"(a streamed frame: about {JPEG_BYTES / 1000:.0f} kB)")
 
 

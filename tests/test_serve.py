@@ -26,6 +26,7 @@ from gclf.runtime.serve import (
     WebSink,
     page_url,
     parse_serve_address,
+    reachable_hosts,
     resolve_token,
     token_matches,
 )
@@ -100,6 +101,14 @@ def test_token_comparison() -> None:
     assert token_matches(None, None)
     assert page_url("::1", 8080, None) == "http://[::1]:8080/"
     assert page_url("192.168.1.5", 8080, TOKEN) == f"http://192.168.1.5:8080/?token={TOKEN}"
+
+
+def test_urls_printed_for_a_wildcard_address_name_this_machine() -> None:
+    assert reachable_hosts(ServeAddress("127.0.0.1", 1)) == ["127.0.0.1"]
+    assert reachable_hosts(ServeAddress("pi.local", 1)) == ["pi.local"]
+    hosts = reachable_hosts(ServeAddress("0.0.0.0", 1))  # nothing is bound or sent
+    assert hosts and "0.0.0.0" not in hosts
+    assert hosts[-1].endswith(".local") or len(hosts) == 1
 
 
 # --- the token on every endpoint -----------------------------------------------------------------
