@@ -439,3 +439,32 @@ def test_the_command_serves_while_a_video_plays(tiny_onnx, tmp_path: Path) -> No
     lines = [json.loads(line) for line in (tmp_path / "lines.jsonl").read_text().splitlines()]
     assert lines and set(lines[0]) == HEADLESS_FIELDS  # the JSON lines go on as before
     assert "Traceback" not in "".join(run.stderr_lines)
+
+
+def test_run_live_asks_each_frame_whether_a_picture_is_wanted(tiny_onnx, tmp_path: Path) -> None:
+    """The hook --serve relies on: `needs_image` is read per frame, not once per run."""
+    from gclf.runtime.classifier import Classifier
+    from gclf.runtime.live import run_live
+    from gclf.runtime.video_sources import CaptureSource, open_feed
+
+    class EveryOtherFrame:
+        def __init__(self) -> None:
+            self.got: list[bool] = []
+
+        @property
+        def needs_image(self) -> bool:
+            return len(self.got) % 2 == 0
+
+        def write(self, result, annotated) -> bool:
+            self.got.append(annotated is not None)
+            return True
+
+        def close(self) -> None:
+            pass
+
+    video = write_colour_video(tmp_path / "v.avi", 6, fps=10, size=(64, 48))
+    sink = EveryOtherFrame()
+    feed = open_feed(CaptureSource.video(video), keep_every_frame=True)
+    summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
+    assert summary.processed == 6
+    assert sink.got == [True, False] * 3
