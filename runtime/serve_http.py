@@ -4,8 +4,8 @@ Why tornado: MJPEG keeps one response open per viewer for as long as they watch.
 WSGI server (werkzeug, waitress, cheroot) holds a thread per open response, so a few slow or
 idle viewers use up its pool or its memory; one asyncio event loop holds each viewer as a
 coroutine waiting on its socket, so slow viewers cost only their buffers and never a thread.
-Tornado is one pure-Python package with no dependencies (its optional C speed-up ships in
-aarch64 wheels), maintained since 2009, and its HTTP/1.1 parser answers malformed requests
+Tornado is one package with no dependencies (Python, plus an optional C speed-up; its wheels
+include aarch64 ones, so a Pi installs it without a compiler), maintained since 2009, and its HTTP/1.1 parser answers malformed requests
 with 400 itself. aiohttp would do as well but brings seven more packages to a Pi.
 
 Only this module imports tornado; gclf.runtime.serve holds everything else.
