@@ -127,7 +127,8 @@ class _Base(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs) -> None:
         # A short plain answer, never a traceback or a frame.
         self.set_header("Content-Type", "text/plain; charset=utf-8")
-        self.finish(f"{status_code} {self._reason}\n")
+        hint = ": open the address gclf-infer printed, token included" if status_code == 403 else ""
+        self.finish(f"{status_code} {self._reason}{hint}\n")
 
     def log_exception(self, typ, value, tb) -> None:
         if isinstance(value, (tornado.web.HTTPError, tornado.iostream.StreamClosedError)):
