@@ -200,7 +200,7 @@ def test_mjpeg_framing_and_frames_that_follow_the_loop(served) -> None:
 
 
 def test_frames_are_drawn_only_while_someone_watches_and_no_faster_than_encoded(served) -> None:
-    sink, loop = served(max_fps=10.0)  # the stand-in loop runs at about 50 FPS
+    sink, loop = served(max_fps=5.0)  # the stand-in loop runs at about 50 FPS
     assert not sink.needs_image
     assert loop.with_image == 0  # nobody watched: the loop drew no picture
     stream = MjpegReader.open(sink.port)
@@ -417,7 +417,7 @@ def test_serve_with_only_images_is_refused(tiny_onnx, tmp_path: Path, write_imag
 
 
 def test_the_command_serves_while_a_video_plays(tiny_onnx, tmp_path: Path) -> None:
-    video = write_colour_video(tmp_path / "v.avi", 200, fps=25, size=(64, 48), every=10)
+    video = write_colour_video(tmp_path / "v.avi", 400, fps=25, size=(64, 48), every=10)  # 16 s; stopped sooner
     out = (tmp_path / "lines.jsonl").open("wb")
     run = start_served_run([tiny_onnx(), "--video", video, "--realtime", "--headless", "--serve", "127.0.0.1:0", "--token", TOKEN], stdout=out)
     try:

@@ -146,7 +146,7 @@ class DevTools:
 
 def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp_path: Path) -> None:
     chromium = find_chromium()
-    video = write_colour_video(tmp_path / "colours.avi", 900, fps=25, size=(320, 240), every=25)
+    video = write_colour_video(tmp_path / "colours.avi", 1500, fps=25, size=(320, 240), every=25)  # 60 s; stopped sooner
     run = start_served_run([tiny_onnx(), "--video", video, "--realtime", "--serve", "127.0.0.1:0", "--token", TOKEN])
     browser = None
     try:
