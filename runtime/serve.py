@@ -10,9 +10,10 @@ serves:
     /stream   the annotated frames as MJPEG (multipart/x-mixed-replace), for browsers and VLC
     /latest   the newest frame's result as JSON (a --headless line's fields, plus the page's)
 
-Frames are JPEG-encoded in the server's one encoding thread, only while someone watches
-/stream, at most once per frame whatever the number of viewers, and at most
-`STREAM_MAX_FPS` times a second (on a Pi the encoding shares the cores with the model).
+Pictures are drawn (by the loop, through `needs_image`) and JPEG-encoded (in the server's
+one encoding thread) only while someone watches /stream, and at most `STREAM_MAX_FPS` times
+a second: on a Pi they share the cores with the model. Each picture is encoded once,
+whatever the number of viewers.
 
 Private by default: without a host it binds 127.0.0.1; any other address needs a token
 (given, or generated and printed with the URL) and every request without it gets 403.

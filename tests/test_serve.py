@@ -468,3 +468,13 @@ def test_run_live_asks_each_frame_whether_a_picture_is_wanted(tiny_onnx, tmp_pat
     summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
     assert summary.processed == 6
     assert sink.got == [True, False] * 3
+
+
+def test_the_server_side_imports_no_torch() -> None:
+    """--serve runs on the Pi: its modules stay in the torch-free runtime (fresh interpreter)."""
+    import subprocess
+
+    code = "import sys, gclf.runtime.serve, gclf.runtime.serve_http; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'onnx')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
