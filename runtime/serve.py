@@ -181,6 +181,7 @@ class WebSink:
         dropped: Callable[[], int] = lambda: 0,
         max_viewers: int = MAX_VIEWERS,
         max_fps: float = STREAM_MAX_FPS,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
     ) -> None:
         try:
             import tornado  # noqa: F401  (only to tell a missing extra apart from a bug)
@@ -207,6 +208,7 @@ class WebSink:
             model=model,
             max_viewers=max_viewers,
             max_fps=max_fps,
+            write_timeout_s=write_timeout_s,
         )
 
     @property

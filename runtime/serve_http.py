@@ -32,7 +32,7 @@ import tornado.netutil
 import tornado.web
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.serve import ModelInfo, Snapshot, WRITE_TIMEOUT_S, encode_jpeg, is_loopback_host, latest_json, token_matches
+from gclf.runtime.serve import ModelInfo, Snapshot, encode_jpeg, is_loopback_host, latest_json, token_matches
 
 BOUNDARY = "gclf-frame"
 PAGE = resources.files("gclf.runtime").joinpath("serve_page.html").read_text(encoding="utf-8")
@@ -171,7 +171,7 @@ class StreamHandler(_Base):
                 # The next frame is fetched only once this one is in the socket's buffer: a
                 # slow viewer gets fewer frames, never a queue. One that takes nothing is let go.
                 await tornado.gen.with_timeout(
-                    timedelta(seconds=WRITE_TIMEOUT_S), self.flush(), quiet_exceptions=(tornado.iostream.StreamClosedError,)
+                    timedelta(seconds=self.server.write_timeout_s), self.flush(), quiet_exceptions=(tornado.iostream.StreamClosedError,)
                 )
         except (tornado.iostream.StreamClosedError, tornado.gen.TimeoutError):
             self.request.connection.close()  # gone, or stopped reading
@@ -209,6 +209,7 @@ class WebServer:
         model: ModelInfo,
         max_viewers: int,
         max_fps: float,
+        write_timeout_s: float,
     ) -> None:
         self.token = token
         self.loopback_only = loopback_only
@@ -217,6 +218,7 @@ class WebServer:
         self.model = model
         self.max_viewers = max_viewers
         self._max_fps = max_fps
+        self.write_timeout_s = write_timeout_s
         self.viewers = 0  # changed on the event loop only; read from anywhere
         try:
             self._sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC)

@@ -31,9 +31,11 @@ class FakeLoop(threading.Thread):
     """Does to a sink what run_live does, at about `fps`: a solid frame whose colour is its
     label, annotated only when a sink asks for pictures, then write()."""
 
-    def __init__(self, sink, fps: float = 50.0) -> None:
+    def __init__(self, sink, fps: float = 50.0, *, noise: bool = False) -> None:
         super().__init__(daemon=True)
         self.sink = sink
+        # Noise instead of a solid colour: 640x480 frames whose JPEGs are large (fills sockets fast).
+        self.noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8) if noise else None
         self.period = 1.0 / fps
         self.written = 0
         self.with_image = 0  # frames handed over with a picture
@@ -43,8 +45,11 @@ class FakeLoop(threading.Thread):
         index = 0
         while not self.stop_event.is_set():
             label = frame_colour(index)
-            bgr = np.empty((H, W, 3), dtype=np.uint8)
-            bgr[:] = COLOURS[label]
+            if self.noise is not None:
+                bgr = self.noise.copy()  # a new array each frame, as a source gives
+            else:
+                bgr = np.empty((H, W, 3), dtype=np.uint8)
+                bgr[:] = COLOURS[label]
             result = FrameResult(index, time.time(), (FaceResult((0, 0, W, H), label, 0.9),), 1 / self.period)
             image = annotate(bgr, result) if self.sink.needs_image else None
             self.sink.write(result, image)

@@ -49,12 +49,12 @@ HEADLESS_FIELDS = {"timestamp", "frame", "faces", "fps"}  # a --headless JSON li
 
 @pytest.fixture
 def served():
-    """`served(token=None, **WebSink options)` -> (sink, running FakeLoop); both stopped after."""
+    """`served(token=None, noise=False, **WebSink options)` -> (sink, running FakeLoop); both stopped after."""
     made: list[tuple[WebSink, FakeLoop]] = []
 
-    def make(token: str | None = None, **options) -> tuple[WebSink, FakeLoop]:
+    def make(token: str | None = None, noise: bool = False, **options) -> tuple[WebSink, FakeLoop]:
         sink = WebSink(ServeAddress(LOOPBACK, 0), token=token, model=MODEL, **options)
-        loop = FakeLoop(sink)
+        loop = FakeLoop(sink, noise=noise)
         made.append((sink, loop))
         loop.start()
         wait_until(lambda: loop.written > 0, "the first frame")
@@ -276,6 +276,21 @@ def test_a_viewer_that_stops_reading_never_blocks_the_loop(served) -> None:
             assert any(other.next_part().body != first for _ in range(20))
         finally:
             other.close()
+    finally:
+        stuck.close()
+
+
+def test_a_viewer_that_takes_nothing_is_let_go(served) -> None:
+    sink, loop = served(write_timeout_s=1.0, max_fps=50.0, noise=True)
+    stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # then never reads
+    try:
+        wait_until(lambda: sink.viewers == 1, "the stuck viewer to connect")
+        # Once the socket's buffers are full, its next frame waits; after write_timeout_s it is dropped.
+        wait_until(lambda: sink.viewers == 0, "the stuck viewer to be let go", timeout=60)
+        written = loop.written
+        wait_until(lambda: loop.written > written + 5, "the loop to go on")
     finally:
         stuck.close()
 
