@@ -262,7 +262,7 @@ def test_a_vanished_viewer_leaves_the_loop_and_the_others_running(served) -> Non
 
 
 def test_a_viewer_that_stops_reading_never_blocks_the_loop(served) -> None:
-    sink, loop = served()
+    sink, loop = served(max_fps=50.0, noise=True)  # large JPEGs: its socket is full within a second
     stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # then never reads
