@@ -35,6 +35,8 @@ T = TypeVar("T")
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
+@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only; any other host needs a token. Needs pip install \"gclf[serve]\".")
+@click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer). Default: none on 127.0.0.1, else a generated one, printed with the URL.")
 @report_errors
 def main(
     model: Path,
@@ -51,6 +53,8 @@ def main(
     headless: bool,
     save: Path | None,
     max_frames: int | None,
+    serve: str | None,
+    token: str | None,
 ) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
@@ -66,13 +70,13 @@ def main(
     live_options = {
         "--realtime": realtime, "--faces/--no-faces": faces is not None, "--face-model": face_model is not None,
         "--face-margin": face_margin is not None, "--headless": headless, "--save": save is not None,
-        "--max-frames": max_frames is not None,
+        "--max-frames": max_frames is not None, "--serve": serve is not None, "--token": token is not None,
     }
     if camera is not None or video is not None:
         if paths:
             raise UsageError("give image files/folders or a live source (--camera/--video), not both")
         margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
-        live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames)
+        live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token)
         return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
     if given:
@@ -127,6 +131,8 @@ class LiveOptions:
     as_json: bool
     save: Path | None
     max_frames: int | None
+    serve: str | None = None  # --serve [HOST:]PORT
+    token: str | None = None
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
@@ -146,6 +152,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         raise UsageError("give one live source: --camera or --video")
     if opts.realtime and opts.video is None:
         raise UsageError("--realtime paces a --video file; a camera is always real time")
+    if opts.token is not None and opts.serve is None:
+        raise UsageError("--token only applies with --serve")
 
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (measured in docs/measurements.md: with face
@@ -159,11 +167,15 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     keep_every_frame = opts.video is not None and not opts.realtime
     sinks: list[Sink] = []
     source: FrameSource | None = None
+    web = None
     try:
         if opts.headless or opts.as_json:
             sinks.append(JsonLinesSink(sys.stdout))
         saver = _naming_option(lambda: VideoFileSink(opts.save, fps=None), before="--save ") if opts.save is not None else None
-        if not opts.headless:
+        if opts.serve is not None:
+            web = make_web_sink(opts.serve, opts.token, model, clf)
+            sinks.append(web)
+        if not opts.headless and web is None:  # with --serve the page is the window
             sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
         # Opened last: nothing above can leave a camera open when it fails.
         source = CaptureSource.camera(opts.camera) if opts.camera is not None else CaptureSource.video(opts.video)
@@ -179,8 +191,12 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         sinks.append(saver)
 
     what = f"faces ({detector.name} detector)" if detector is not None else "whole frames"
-    click.echo(f"live: {source.name}, classifying {what} with {model.name}" + ("" if opts.headless else "; q or Esc quits"), err=True)
+    windowed = not opts.headless and web is None
+    click.echo(f"live: {source.name}, classifying {what} with {model.name}" + ("; q or Esc quits" if windowed else ""), err=True)
     feed = open_feed(source, keep_every_frame=keep_every_frame)
+    if web is not None:
+        web.dropped = lambda: feed.dropped
+        announce_web_sink(web)
     summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=opts.face_margin, max_frames=opts.max_frames)
 
     click.echo(f"live: {summary.line()}", err=True)
@@ -219,6 +235,24 @@ def _use_face_detection(metadata: ModelMetadata, override: bool | None) -> bool:
         )
         kind = DEFAULT_INPUT_KIND
     return kind == "faces"
+
+
+def make_web_sink(serve: str, token: str | None, model: Path, clf):
+    """The --serve sink, bound and serving (no frame yet); see gclf.runtime.serve."""
+    from gclf.runtime.serve import ModelInfo, WebSink, parse_serve_address, resolve_token
+
+    address = parse_serve_address(serve)
+    info = ModelInfo(model.name, clf.metadata.variant, tuple(clf.class_names))
+    return WebSink(address, token=resolve_token(address, token), model=info)
+
+
+def announce_web_sink(web) -> None:
+    for url in web.urls():
+        click.echo(f"live: watch at {url}", err=True)
+    if web.address.loopback:
+        click.echo("live: only this machine can connect (from another one: ssh -L, or --serve 0.0.0.0:PORT)", err=True)
+    else:
+        click.echo("live: anyone on the network with this link (token included) can watch; Ctrl-C stops", err=True)
 
 
 if __name__ == "__main__":

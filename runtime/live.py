@@ -201,7 +201,6 @@ def run_live(
     released, video file finished). Ctrl-C ends the run with a summary (`interrupted`).
     """
     meter = FpsMeter()
-    needs_image = any(s.needs_image for s in sinks)
     processed = 0
     first: float | None = None
     last = 0.0
@@ -228,7 +227,8 @@ def run_live(
                 result = FrameResult(prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()))
                 processed += 1
                 last = time.perf_counter()
-                image = annotate(prepared.frame.bgr, result) if needs_image else None
+                # Asked per frame: a sink may want pictures only some of the time (--serve: while watched).
+                image = annotate(prepared.frame.bgr, result) if any(s.needs_image for s in sinks) else None
                 # Every sink gets the frame (the video keeps it) before a quit key is obeyed.
                 keep_going = [sink.write(result, image) for sink in sinks]
                 if not all(keep_going):

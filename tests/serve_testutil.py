@@ -1,0 +1,227 @@
+"""Helpers for the --serve tests: a stand-in live loop, plain HTTP and MJPEG reading, and
+gclf-infer run with --serve in a child process. Loopback only, every wait bounded."""
+
+from __future__ import annotations
+
+import http.client
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable
+
+import numpy as np
+
+from gclf.runtime.live import FaceResult, FrameResult, annotate
+
+TIMEOUT_S = 10.0  # any one network wait in these tests
+W, H = 160, 120
+COLOURS = {"red": (20, 20, 230), "blue": (230, 20, 20)}  # BGR; the label names the colour
+
+
+def frame_colour(index: int) -> str:
+    return "red" if (index // 5) % 2 == 0 else "blue"  # changes every 5 frames
+
+
+class FakeLoop(threading.Thread):
+    """Does to a sink what run_live does, at about `fps`: a solid frame whose colour is its
+    label, annotated only when a sink asks for pictures, then write()."""
+
+    def __init__(self, sink, fps: float = 50.0, *, noise: bool = False) -> None:
+        super().__init__(daemon=True)
+        self.sink = sink
+        # Noise instead of a solid colour: 640x480 frames whose JPEGs are large (fills sockets fast).
+        self.noise = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8) if noise else None
+        self.period = 1.0 / fps
+        self.written = 0
+        self.with_image = 0  # frames handed over with a picture
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        index = 0
+        while not self.stop_event.is_set():
+            label = frame_colour(index)
+            if self.noise is not None:
+                bgr = self.noise.copy()  # a new array each frame, as a source gives
+            else:
+                bgr = np.empty((H, W, 3), dtype=np.uint8)
+                bgr[:] = COLOURS[label]
+            result = FrameResult(index, time.time(), (FaceResult((0, 0, W, H), label, 0.9),), 1 / self.period)
+            image = annotate(bgr, result) if self.sink.needs_image else None
+            self.sink.write(result, image)
+            self.written += 1
+            self.with_image += image is not None
+            index += 1
+            time.sleep(self.period)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(TIMEOUT_S)
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def get(port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    finally:
+        conn.close()
+
+
+def raw_request(port: int, data: bytes) -> bytes:
+    """Send bytes as they are (no HTTP client in the way) and read the answer until closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT_S) as sock:
+        sock.sendall(data)
+        chunks = []
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, socket.timeout):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+@dataclass
+class Part:
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class MjpegReader:
+    """One open /stream response, read part by part as RFC 2046 multipart framing says."""
+
+    conn: http.client.HTTPConnection
+    resp: http.client.HTTPResponse
+    boundary: str
+    parts: list[Part] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, port: int, path: str = "/stream") -> "MjpegReader":
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        assert resp.status == 200, (resp.status, resp.read())
+        ctype = resp.getheader("Content-Type", "")
+        m = re.fullmatch(r"multipart/x-mixed-replace;\s*boundary=(\S+)", ctype)
+        assert m, f"not an MJPEG stream: Content-Type {ctype!r}"
+        return cls(conn, resp, m.group(1))
+
+    def next_part(self) -> Part:
+        line = self.resp.readline()
+        assert line == f"--{self.boundary}\r\n".encode(), f"expected the boundary line, got {line[:80]!r}"
+        headers = {}
+        while (line := self.resp.readline()) != b"\r\n":
+            assert line.endswith(b"\r\n") and b":" in line, f"bad part header {line[:80]!r}"
+            name, _, value = line.decode("ascii").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = self.resp.read(int(headers["content-length"]))
+        assert self.resp.read(2) == b"\r\n", "part body not followed by CRLF"
+        part = Part(headers, body)
+        self.parts.append(part)
+        return part
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def abort(self) -> None:
+        """Vanish mid-stream: a reset, not a polite close."""
+        sock = self.conn.sock
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        self.conn.close()
+
+
+def mean_bgr(jpeg: bytes) -> np.ndarray:
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None, "not a decodable JPEG"
+    return image[image.shape[0] // 2 :, :].reshape(-1, 3).mean(axis=0)  # the lower half: below the drawn text
+
+
+def colour_of(jpeg: bytes) -> str:
+    b, _, r = mean_bgr(jpeg)
+    return "red" if r > b else "blue"
+
+
+# --- gclf-infer --serve in a child process ------------------------------------------------------
+
+
+@dataclass
+class ServedRun:
+    proc: subprocess.Popen
+    url: str
+    stderr_lines: list[str]
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)  # SIGINT: the run's own Ctrl-C path
+            try:
+                self.proc.wait(TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT_S)
+        return self.proc.returncode
+
+
+def start_served_run(args: list[str], stdout: IO[bytes] | int = subprocess.DEVNULL, timeout: float = 60.0) -> ServedRun:
+    """`gclf-infer ARGS` (which must include --serve); returns once it prints its URL."""
+    cmd = [sys.executable, "-m", "gclf.runtime.cli", *args]
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    found: list[str] = []
+    ready = threading.Event()
+
+    def drain() -> None:  # keeps reading, so the child never blocks on a full pipe
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            m = re.search(r"watch at (http://\S+)", line)
+            if m and not found:
+                found.append(m.group(1))
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not ready.wait(timeout) or not found:
+        proc.kill()
+        proc.wait(TIMEOUT_S)
+        raise AssertionError("gclf-infer --serve printed no URL:\n" + "".join(lines))
+    return ServedRun(proc, found[0], lines)
+
+
+def port_of(url: str) -> int:
+    m = re.match(r"http://[^/]+:(\d+)/", url)
+    assert m, url
+    return int(m.group(1))
+
+
+def write_colour_video(path: Path, n_frames: int, *, fps: float, size: tuple[int, int] = (320, 240), every: int = 10) -> Path:
+    """Solid red and blue frames (BGR), the colour changing every `every` frames (MJPG .avi)."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for i in range(n_frames):
+        frame = np.empty((size[1], size[0], 3), dtype=np.uint8)
+        frame[:] = COLOURS["red" if (i // every) % 2 == 0 else "blue"]
+        writer.write(frame)
+    writer.release()
+    return path

@@ -1,0 +1,495 @@
+"""gclf-infer --serve: the web sink's endpoints, token, MJPEG framing, viewers coming and going.
+
+Most tests drive a `WebSink` with a stand-in live loop (serve_testutil.FakeLoop: solid frames
+whose colour is their label), on 127.0.0.1 with a port the OS picks. The last ones run the
+real command. The browser itself is in test_serve_browser.py.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import http.client
+import json
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gclf.runtime.cli import main
+from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
+from gclf.runtime.serve import (
+    LOOPBACK,
+    ModelInfo,
+    ServeAddress,
+    WebSink,
+    page_url,
+    parse_serve_address,
+    reachable_hosts,
+    resolve_token,
+    token_matches,
+)
+from serve_testutil import (
+    FakeLoop,
+    MjpegReader,
+    colour_of,
+    get,
+    port_of,
+    raw_request,
+    start_served_run,
+    wait_until,
+    write_colour_video,
+)
+
+TOKEN = "test-token-0123456789"
+MODEL = ModelInfo("tiny.onnx", "fp32", ("red", "blue"))
+HEADLESS_FIELDS = {"timestamp", "frame", "faces", "fps"}  # a --headless JSON line's fields
+
+
+@pytest.fixture
+def served():
+    """`served(token=None, noise=False, **WebSink options)` -> (sink, running FakeLoop); both stopped after."""
+    made: list[tuple[WebSink, FakeLoop]] = []
+
+    def make(token: str | None = None, noise: bool = False, **options) -> tuple[WebSink, FakeLoop]:
+        sink = WebSink(ServeAddress(LOOPBACK, 0), token=token, model=MODEL, **options)
+        loop = FakeLoop(sink, noise=noise)
+        made.append((sink, loop))
+        loop.start()
+        wait_until(lambda: loop.written > 0, "the first frame")
+        return sink, loop
+
+    yield make
+    for sink, loop in made:
+        loop.stop()
+        sink.close()
+
+
+# --- addresses and tokens ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "port"),
+    [("8080", LOOPBACK, 8080), (":8080", LOOPBACK, 8080), ("0.0.0.0:80", "0.0.0.0", 80), ("[::1]:9000", "::1", 9000), ("pi.local:0", "pi.local", 0)],
+)
+def test_serve_address_defaults_to_loopback(text: str, host: str, port: int) -> None:
+    assert parse_serve_address(text) == ServeAddress(host, port)
+
+
+@pytest.mark.parametrize("text", ["", "web", "host:", "1:65536", "::1:80", "8080:x"])
+def test_bad_serve_address_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError, match="--serve"):
+        parse_serve_address(text)
+
+
+def test_token_is_generated_off_loopback_and_optional_on_it() -> None:
+    assert resolve_token(ServeAddress("127.0.0.1", 1), None) is None
+    assert resolve_token(ServeAddress("localhost", 1), None) is None
+    made = {resolve_token(ServeAddress(host, 1), None) for host in ("0.0.0.0", "192.168.1.5", "::", "pi.local", "0.0.0.0")}
+    assert None not in made and len(made) == 5  # a fresh one each time
+    assert all(len(t) >= 20 for t in made)
+    assert resolve_token(ServeAddress("127.0.0.1", 1), TOKEN) == TOKEN  # given on loopback: required there too
+    for weak in ("short", "has space in it!", "ünïcode-token-long"):
+        with pytest.raises(UsageError, match="--token"):
+            resolve_token(ServeAddress("0.0.0.0", 1), weak)
+
+
+def test_token_comparison() -> None:
+    assert token_matches(TOKEN, TOKEN)
+    assert not token_matches(TOKEN[:-1], TOKEN) and not token_matches(None, TOKEN) and not token_matches("", TOKEN)
+    assert token_matches(None, None)
+    assert page_url("::1", 8080, None) == "http://[::1]:8080/"
+    assert page_url("192.168.1.5", 8080, TOKEN) == f"http://192.168.1.5:8080/?token={TOKEN}"
+
+
+def test_urls_printed_for_a_wildcard_address_name_this_machine() -> None:
+    assert reachable_hosts(ServeAddress("127.0.0.1", 1)) == ["127.0.0.1"]
+    assert reachable_hosts(ServeAddress("pi.local", 1)) == ["pi.local"]
+    hosts = reachable_hosts(ServeAddress("0.0.0.0", 1))  # nothing is bound or sent
+    assert hosts and "0.0.0.0" not in hosts
+    assert hosts[-1].endswith(".local") or len(hosts) == 1
+
+
+# --- the token on every endpoint -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/", "/latest", "/stream"])
+def test_requests_without_the_token_get_403_and_no_frame(served, path: str) -> None:
+    sink, _ = served(token=TOKEN)
+    for attempt in (path, f"{path}?token=wrong-token-0123456789", f"{path}?token={TOKEN[:-1]}"):
+        status, _, body = get(sink.port, attempt)
+        assert status == 403, attempt
+        assert b"\xff\xd8" not in body and b"red" not in body and b"<img" not in body
+    status, _, _ = get(sink.port, path, headers={"Authorization": "Bearer wrong-token-0123456789"})
+    assert status == 403
+    assert sink.viewers == 0  # a refused stream never counted as a viewer
+
+
+def test_the_token_opens_every_endpoint_by_query_or_header(served) -> None:
+    sink, _ = served(token=TOKEN)
+    status, headers, body = get(sink.port, f"/?token={TOKEN}")
+    assert status == 200 and headers["content-type"].startswith("text/html") and b'id="view"' in body
+    assert "script-src 'sha256-" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer"
+    status, _, body = get(sink.port, "/latest", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200 and json.loads(body)["model"]["name"] == "tiny.onnx"
+    stream = MjpegReader.open(sink.port, f"/stream?token={TOKEN}")
+    try:
+        assert stream.next_part().body.startswith(b"\xff\xd8")
+    finally:
+        stream.close()
+
+
+def test_loopback_without_token_refuses_foreign_host_names(served) -> None:
+    sink, _ = served()
+    assert get(sink.port, "/latest")[0] == 200
+    assert get(sink.port, "/latest", headers={"Host": f"localhost:{sink.port + 1}"})[0] == 200  # an ssh -L tunnel
+    # A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) reads nothing.
+    assert get(sink.port, "/latest", headers={"Host": "attacker.example"})[0] == 403
+    assert get(sink.port, "/stream", headers={"Host": "attacker.example:80"})[0] == 403
+
+
+# --- /latest ------------------------------------------------------------------------------------
+
+
+def test_latest_has_the_headless_fields_and_the_pages(served) -> None:
+    sink, loop = served()
+    status, headers, body = get(sink.port, "/latest")
+    assert status == 200 and headers["content-type"] == "application/json"
+    data = json.loads(body)
+    assert HEADLESS_FIELDS <= set(data)
+    assert set(data) - HEADLESS_FIELDS == {"dropped", "processed", "model"}
+    assert data["model"] == {"name": "tiny.onnx", "variant": "fp32", "classes": ["red", "blue"]}
+    (face,) = data["faces"]
+    assert set(face) == {"box", "label", "confidence"} and face["box"] == [0, 0, 160, 120]
+    assert face["label"] in ("red", "blue") and face["confidence"] == 0.9
+    assert 1 <= data["processed"] <= loop.written and data["frame"] == data["processed"] - 1
+    wait_until(lambda: json.loads(get(sink.port, "/latest")[2])["frame"] > data["frame"], "/latest to follow the loop")
+
+
+def test_latest_before_the_first_frame() -> None:
+    sink = WebSink(ServeAddress(LOOPBACK, 0), token=None, model=MODEL)
+    try:
+        data = json.loads(get(sink.port, "/latest")[2])
+        assert data["frame"] is None and data["faces"] == [] and data["processed"] == 0
+        assert data["model"]["classes"] == ["red", "blue"]
+    finally:
+        sink.close()
+
+
+# --- /stream -----------------------------------------------------------------------------------
+
+
+def test_mjpeg_framing_and_frames_that_follow_the_loop(served) -> None:
+    sink, _ = served()
+    stream = MjpegReader.open(sink.port)
+    try:
+        colours = set()
+        for _ in range(40):
+            part = stream.next_part()
+            assert part.headers["content-type"] == "image/jpeg"
+            assert len(part.body) == int(part.headers["content-length"])
+            assert part.body[:3] == b"\xff\xd8\xff" and part.body[-2:] == b"\xff\xd9"  # a whole JPEG
+            colours.add(colour_of(part.body))
+            if colours == {"red", "blue"}:
+                break
+        assert colours == {"red", "blue"}, "the stream did not follow the frames"
+    finally:
+        stream.close()
+
+
+def test_frames_are_drawn_only_while_someone_watches_and_no_faster_than_encoded(served) -> None:
+    sink, loop = served(max_fps=5.0)  # the stand-in loop runs at about 50 FPS
+    assert not sink.needs_image
+    assert loop.with_image == 0  # nobody watched: the loop drew no picture
+    stream = MjpegReader.open(sink.port)
+    stream.next_part()
+    written, drawn = loop.written, loop.with_image
+    assert drawn > 0
+    for _ in range(5):
+        stream.next_part()
+    assert loop.with_image > drawn
+    assert loop.with_image - drawn < loop.written - written  # pictures for some frames, not all
+    stream.close()
+    wait_until(lambda: sink.viewers == 0, "the viewer to be gone")
+    drawn, written = loop.with_image, loop.written
+    wait_until(lambda: loop.written > written + 10, "more frames")
+    assert loop.with_image <= drawn + 1  # at most one already asked for as the viewer left
+
+
+def test_each_frame_is_encoded_at_most_once_for_all_viewers(served, monkeypatch) -> None:
+    import gclf.runtime.serve_http as serve_http
+
+    encoded: list = []  # the images themselves: kept alive, no two can share an id
+    real = serve_http.encode_jpeg
+
+    def counting(image):
+        encoded.append(image)
+        return real(image)
+
+    monkeypatch.setattr(serve_http, "encode_jpeg", counting)
+    sink, _ = served()
+    streams = [MjpegReader.open(sink.port) for _ in range(3)]
+    try:
+        for _ in range(8):
+            for stream in streams:
+                stream.next_part()
+    finally:
+        for stream in streams:
+            stream.close()
+    assert len(encoded) == len({id(image) for image in encoded}), "a frame was encoded more than once"
+    assert len(encoded) < 3 * 8  # shared: three viewers did not cost three encodings a frame
+
+
+def test_a_vanished_viewer_leaves_the_loop_and_the_others_running(served) -> None:
+    sink, loop = served()
+    leaving, staying = MjpegReader.open(sink.port), MjpegReader.open(sink.port)
+    try:
+        leaving.next_part()
+        staying.next_part()
+        wait_until(lambda: sink.viewers == 2, "two viewers")
+        leaving.abort()
+        written = loop.written
+        before = len({p.body for p in staying.parts})
+        for _ in range(5):
+            staying.next_part()
+        assert len({p.body for p in staying.parts}) > before  # new pictures, not the old one again
+        wait_until(lambda: loop.written > written + 10, "the loop to go on")
+        wait_until(lambda: sink.viewers == 1, "the vanished viewer to be let go")
+    finally:
+        staying.close()
+
+
+def test_a_viewer_that_stops_reading_never_blocks_the_loop(served) -> None:
+    sink, loop = served(max_fps=50.0, noise=True)  # large JPEGs: its socket is full within a second
+    stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # then never reads
+    try:
+        wait_until(lambda: sink.viewers == 1, "the stuck viewer to connect")
+        written = loop.written
+        wait_until(lambda: loop.written > written + 50, "the loop to go on past a full socket")
+        other = MjpegReader.open(sink.port)
+        try:
+            first = other.next_part().body
+            assert any(other.next_part().body != first for _ in range(20))
+        finally:
+            other.close()
+    finally:
+        stuck.close()
+
+
+def test_a_viewer_that_takes_nothing_is_let_go(served) -> None:
+    sink, loop = served(write_timeout_s=1.0, max_fps=50.0, noise=True)
+    stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # then never reads
+    try:
+        wait_until(lambda: sink.viewers == 1, "the stuck viewer to connect")
+        # Once the socket's buffers are full, its next frame waits; after write_timeout_s it is dropped.
+        wait_until(lambda: sink.viewers == 0, "the stuck viewer to be let go", timeout=60)
+        written = loop.written
+        wait_until(lambda: loop.written > written + 5, "the loop to go on")
+    finally:
+        stuck.close()
+
+
+def test_viewers_beyond_the_cap_get_503(served) -> None:
+    sink, _ = served(max_viewers=2)
+    streams = [MjpegReader.open(sink.port) for _ in range(2)]
+    try:
+        status, headers, _ = get(sink.port, "/stream")
+        assert status == 503 and headers["retry-after"] == "5"
+        assert get(sink.port, "/latest")[0] == 200  # programs still get results
+        streams.pop().close()
+        wait_until(lambda: sink.viewers == 1, "a slot to free")
+        streams.append(MjpegReader.open(sink.port))
+        streams[-1].next_part()
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+# --- what is not served ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/index.html", "/stream/", "/../../etc/passwd", "/runtime/serve.py", "/serve_page.html", "/%2e%2e/x"])
+def test_no_other_paths(served, path: str) -> None:
+    sink, _ = served(token=TOKEN)
+    status, _, body = get(sink.port, path)
+    assert status == 404 and b"\xff\xd8" not in body and b"import" not in body
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD"])
+def test_only_get(served, method: str) -> None:
+    sink, _ = served()
+    assert get(sink.port, "/latest", method=method)[0] == 405
+
+
+def test_malformed_requests_get_an_answer_and_the_server_goes_on(served) -> None:
+    sink, loop = served()
+    for junk in (
+        b"GARBAGE\r\n\r\n",
+        b"GET /latest HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: lots\r\n\r\n",
+        b"GET /latest HTTP/1.1\r\nno colon here\r\n\r\n",
+        b"GET /latest HTTP/9.9\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(14, 200)) + b"\r\n\r\n",  # TLS, then a blank line
+    ):
+        answer = raw_request(sink.port, junk)
+        assert answer.startswith(b"HTTP/1.1 400 "), (junk[:30], answer[:60])
+    # Headers past the 16 KiB limit: tornado closes the connection at once (no buffering them).
+    assert raw_request(sink.port, b"GET /latest HTTP/1.1\r\nX: " + b"a" * 70_000 + b"\r\n\r\n") == b""
+    written = loop.written
+    assert get(sink.port, "/latest")[0] == 200
+    wait_until(lambda: loop.written > written, "the loop to go on")
+
+
+def test_many_connections_at_once_all_get_an_answer(served) -> None:
+    sink, loop = served(max_viewers=4)
+    paths = ["/latest"] * 40 + ["/"] * 10 + ["/nothing"] * 10
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=30) as pool:
+        statuses = list(pool.map(lambda p: get(sink.port, p)[0], paths))
+    assert statuses == [200] * 50 + [404] * 10
+    streams, refused = [], 0
+    try:
+        for _ in range(12):
+            try:
+                streams.append(MjpegReader.open(sink.port))
+            except AssertionError as exc:
+                assert "503" in str(exc)
+                refused += 1
+        assert (len(streams), refused) == (4, 8)
+        written = loop.written
+        wait_until(lambda: loop.written > written + 5, "the loop to go on")
+    finally:
+        for stream in streams:
+            stream.close()
+
+
+def test_close_ends_open_streams_and_frees_the_port() -> None:
+    sink = WebSink(ServeAddress(LOOPBACK, 0), token=None, model=MODEL)
+    loop = FakeLoop(sink)
+    loop.start()
+    stream = MjpegReader.open(sink.port)
+    stream.next_part()
+    loop.stop()
+    sink.close()
+    with pytest.raises((AssertionError, http.client.HTTPException, OSError)):
+        for _ in range(1000):
+            stream.next_part()  # ends: the server closed the response
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", sink.port), timeout=5).close()  # nobody listens any more
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def _infer(*args) -> object:
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_serve_without_the_extra_names_it(tiny_onnx, tmp_path: Path, monkeypatch) -> None:
+    video = write_colour_video(tmp_path / "v.avi", 4, fps=10, size=(64, 48))
+    monkeypatch.setitem(sys.modules, "tornado", None)  # as if not installed
+    result = _infer(tiny_onnx(), "--video", video, "--serve", "0")
+    assert result.exit_code == EXIT_MISSING_DEPENDENCY == MissingDependencyError.exit_code
+    assert result.stderr.strip().splitlines()[-1] == 'error: --serve needs the web server extra: pip install "gclf[serve]"'
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--token", TOKEN], "--token only applies with --serve"),
+        (["--serve", "web"], "--serve web: give PORT"),
+        (["--serve", "0", "--token", "short"], "--token must be at least"),
+    ],
+)
+def test_serve_usage_errors(tiny_onnx, tmp_path: Path, args: list[str], message: str) -> None:
+    video = write_colour_video(tmp_path / "v.avi", 4, fps=10, size=(64, 48))
+    result = _infer(tiny_onnx(), "--video", video, *args)
+    assert result.exit_code == EXIT_USAGE and message in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_serve_on_a_busy_port_is_one_sentence(tiny_onnx, tmp_path: Path) -> None:
+    video = write_colour_video(tmp_path / "v.avi", 4, fps=10, size=(64, 48))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = _infer(tiny_onnx(), "--video", video, "--serve", f"127.0.0.1:{taken.getsockname()[1]}")
+    assert result.exit_code == EXIT_USAGE
+    assert "cannot listen there" in result.stderr and "Traceback" not in result.output
+
+
+def test_serve_with_only_images_is_refused(tiny_onnx, tmp_path: Path, write_image) -> None:
+    import numpy as np
+
+    image = write_image(tmp_path / "a.png", np.zeros((8, 8, 3), np.uint8))
+    result = _infer(tiny_onnx(), image, "--serve", "0")
+    assert result.exit_code == EXIT_USAGE and "--serve" in result.stderr
+
+
+def test_the_command_serves_while_a_video_plays(tiny_onnx, tmp_path: Path) -> None:
+    video = write_colour_video(tmp_path / "v.avi", 400, fps=25, size=(64, 48), every=10)  # 16 s; stopped sooner
+    out = (tmp_path / "lines.jsonl").open("wb")
+    run = start_served_run([tiny_onnx(), "--video", video, "--realtime", "--headless", "--serve", "127.0.0.1:0", "--token", TOKEN], stdout=out)
+    try:
+        assert run.url.startswith("http://127.0.0.1:") and run.url.endswith(f"/?token={TOKEN}")
+        port = port_of(run.url)
+        assert get(port, "/latest")[0] == 403
+        stream = MjpegReader.open(port, f"/stream?token={TOKEN}")
+        try:
+            labels = {colour_of(stream.next_part().body) for _ in range(30)}
+        finally:
+            stream.close()
+        assert labels == {"red", "blue"}
+        data = json.loads(get(port, f"/latest?token={TOKEN}")[2])
+        assert data["faces"][0]["label"] in ("red", "blue") and data["model"]["classes"] == ["red", "blue"]
+    finally:
+        code = run.stop()
+        out.close()
+    assert code in (0, 130), "".join(run.stderr_lines)
+    lines = [json.loads(line) for line in (tmp_path / "lines.jsonl").read_text().splitlines()]
+    assert lines and set(lines[0]) == HEADLESS_FIELDS  # the JSON lines go on as before
+    assert "Traceback" not in "".join(run.stderr_lines)
+
+
+def test_run_live_asks_each_frame_whether_a_picture_is_wanted(tiny_onnx, tmp_path: Path) -> None:
+    """The hook --serve relies on: `needs_image` is read per frame, not once per run."""
+    from gclf.runtime.classifier import Classifier
+    from gclf.runtime.live import run_live
+    from gclf.runtime.video_sources import CaptureSource, open_feed
+
+    class EveryOtherFrame:
+        def __init__(self) -> None:
+            self.got: list[bool] = []
+
+        @property
+        def needs_image(self) -> bool:
+            return len(self.got) % 2 == 0
+
+        def write(self, result, annotated) -> bool:
+            self.got.append(annotated is not None)
+            return True
+
+        def close(self) -> None:
+            pass
+
+    video = write_colour_video(tmp_path / "v.avi", 6, fps=10, size=(64, 48))
+    sink = EveryOtherFrame()
+    feed = open_feed(CaptureSource.video(video), keep_every_frame=True)
+    summary = run_live(feed, Classifier(tiny_onnx()), detector=None, sinks=[sink])
+    assert summary.processed == 6
+    assert sink.got == [True, False] * 3
+
+
+def test_the_server_side_imports_no_torch() -> None:
+    """--serve runs on the Pi: its modules stay in the torch-free runtime (fresh interpreter)."""
+    import subprocess
+
+    code = "import sys, gclf.runtime.serve, gclf.runtime.serve_http; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'onnx')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
