@@ -12,10 +12,12 @@ scene, not a face crop; this builds such frames with a known answer:
   photo's border is not a hard rectangle a detector could key on), on a generated background:
   a gradient with noise, blurred random shapes, or the blown-up corner of another photo. The
   frame is then JPEG-encoded at quality 85 and decoded, as a camera or a photo file would be.
-- **Ground truth.** A pasted face photo is not a face box: gender-faces photos are tight face
-  crops, UTKFace photos show the face with hair, ears and neck around it. So the true box of a
-  placed face is YuNet's box on that photo *alone* (padded with a grey border, detected at full
-  resolution, clipped to the photo), mapped into the frame by the paste's scale and offset.
+- **Ground truth.** A pasted face photo is not a face box: both sets are face crops, but
+  framed differently (UTKFace's 200x200 chips: YuNet's box about 85% of the width and the full
+  height; gender-faces: crops of every size and tightness, some with hair and shoulders). So
+  the true box of a placed face is YuNet's box on that photo *alone* (padded with a grey
+  border, detected at full resolution, clipped to the photo), mapped into the frame by the
+  paste's scale and offset.
   Photos in which that reference finds no face are not used (counted). This box is YuNet's
   framing, and Haar frames a face tighter (eyebrows to mouth), so detections are matched at two
   IoU thresholds: 0.5 (the usual one) and 0.3 (a box on the face with another framing); the
