@@ -150,7 +150,7 @@ def _unavailable(source: ModelSource, dest: Path, exc: BaseException) -> Weights
     reason = getattr(exc, "reason", None) or exc
     return WeightsUnavailableError(
         f"the face model {source.filename} is not in the cache and could not be downloaded ({reason}): "
-        f"download {source.url} (sha256 {source.sha256}) to {dest} on a machine that is online, "
+        f"download {source.url} (sha256 {source.sha256}) where there is a network and put it at {dest}, "
         f"or pass --face-model PATH with a YuNet ONNX file, or leave --face-model out for the bundled Haar cascade"
     )
 
