@@ -13,6 +13,7 @@ import click
 from gclf.runtime.cli_support import report_errors, warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN  # faces.py loads OpenCV only when detecting
+from gclf.runtime.face_models import FaceModelParam
 
 if TYPE_CHECKING:
     from gclf.runtime.metadata import ModelMetadata
@@ -30,7 +31,7 @@ T = TypeVar("T")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
 @click.option("--faces/--no-faces", "faces", default=None, help="Live: detect faces and classify each crop, or classify whole frames. Default: what the model's metadata says it was trained on.")
-@click.option("--face-model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Live: detect faces with this YuNet ONNX model (cv2.FaceDetectorYN) instead of OpenCV's bundled Haar cascade.")
+@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="Live: the face detector. haar (default): OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).")
 @click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Live: widen each face box by this share of its size on every side before cropping.  [default: {DEFAULT_FACE_MARGIN}]")
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
@@ -48,7 +49,7 @@ def main(
     video: Path | None,
     realtime: bool,
     faces: bool | None,
-    face_model: Path | None,
+    face_model: Path | str | None,
     face_margin: float | None,
     headless: bool,
     save: Path | None,
@@ -125,7 +126,7 @@ class LiveOptions:
     video: Path | None
     realtime: bool
     faces: bool | None  # None: follow the model's metadata
-    face_model: Path | None
+    face_model: Path | str | None  # a file, or "haar"/"yunet"
     face_margin: float
     headless: bool
     as_json: bool

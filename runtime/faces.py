@@ -4,8 +4,9 @@ Two detectors behind one small interface (`detect(bgr) -> boxes`):
 - `HaarFaceDetector`, the default: OpenCV 4.x ships its Haar cascades inside the wheel
   (`cv2.data.haarcascades`), so it works offline with nothing to download. Fast, but it
   misses turned and tilted faces and faces that fill the whole image.
-- `YuNetFaceDetector` (`--face-model PATH`): OpenCV's small CNN detector
-  (`cv2.FaceDetectorYN`), more robust; the model file comes from the OpenCV Zoo.
+- `YuNetFaceDetector` (`--face-model yunet` or `PATH`): OpenCV's small CNN detector
+  (`cv2.FaceDetectorYN`), more robust; the model file comes from the OpenCV Zoo
+  (`yunet`: fetched once into a user cache, gclf.runtime.face_models).
 
 Boxes are (x, y, width, height) in pixels of the frame given. `faces_to_model_input` widens
 them by a margin and turns the crops into one model-input batch through the preprocessing
@@ -180,6 +181,14 @@ def faces_to_model_input(
     return boxes, preprocess_batch(crops, spec, color="bgr")
 
 
-def make_detector(face_model: Path | None) -> FaceDetector:
-    """YuNet when a model file is given, else the bundled Haar cascade."""
-    return YuNetFaceDetector(face_model) if face_model is not None else HaarFaceDetector()
+def make_detector(face_model: Path | str | None) -> FaceDetector:
+    """The detector `--face-model` names: None or "haar" the bundled Haar cascade, "yunet" the
+    pinned OpenCV Zoo YuNet from the user cache (downloaded once, see gclf.runtime.face_models),
+    a path a YuNet ONNX file."""
+    if face_model is None or face_model == "haar":
+        return HaarFaceDetector()
+    if face_model == "yunet":
+        from gclf.runtime.face_models import yunet_model_path
+
+        return YuNetFaceDetector(yunet_model_path())
+    return YuNetFaceDetector(face_model)

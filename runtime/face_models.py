@@ -1,0 +1,179 @@
+"""Face detector model files: `--face-model haar|yunet|PATH`, and YuNet's download cache.
+
+Haar needs no file (its cascade ships inside the opencv wheel), so it stays the default and
+nothing is ever downloaded unless asked for. `--face-model yunet` fetches OpenCV Zoo's YuNet
+once into a user cache and checks its sha256, the way torchvision caches weights in
+`$TORCH_HOME/hub/checkpoints`: the cache is `$GCLF_HOME/face_models`, `$GCLF_HOME` defaulting
+to `$XDG_CACHE_HOME/gclf`, i.e. `~/.cache/gclf/face_models/`. The download goes to a temporary
+file beside its destination, is hashed while it is written, and is renamed into place only if
+the sha256 is the pinned one: the cache never holds a partial or a foreign file.
+
+Only the standard library (urllib) is used: the runtime must stay light for a Raspberry Pi.
+Nothing here imports OpenCV, so the click option type below costs `--help` nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import click
+
+from gclf.runtime.errors import WeightsUnavailableError
+from gclf.runtime.files import atomic_path, sha256_file
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """One pinned model file: where to fetch it, the name it gets in the cache, its sha256."""
+
+    filename: str
+    url: str
+    sha256: str  # hex, lower case
+    size: int | None = None  # bytes; only for the message when a download is the wrong file
+
+
+# OpenCV Zoo's YuNet, 2023mar release (MIT licence, opencv/opencv_zoo,
+# models/face_detection_yunet/). The file is stored with Git LFS: the URL is GitHub's `raw`
+# form at a fixed commit, which redirects to media.githubusercontent.com and serves the file
+# itself (raw.githubusercontent.com would serve the 131-byte LFS pointer, which then fails the
+# sha256 check). Where the sha256 and size come from: the LFS pointer of that path in the
+# opencv_zoo git history, at commit 966be4cb6eefc2a4f586ed0581bf4bbaa2533070 (2025-05-29) and
+# unchanged since commit c43cd247931e9e2773de3bfc7d5e2246c9f45b6f (2023-09-18):
+#   "oid sha256:8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4", "size 232589".
+# An LFS pointer's oid is the sha256 of the file's bytes, so this pins the exact upstream file.
+# (The copy in ../shared/models, face_detection_yunet_2026may.onnx, is a later YuNet release:
+# 229,738 bytes, sha256 ebafce4e...c22f0f0, not this file.)
+YUNET_COMMIT = "966be4cb6eefc2a4f586ed0581bf4bbaa2533070"
+YUNET = ModelSource(
+    filename="face_detection_yunet_2023mar.onnx",
+    url=f"https://github.com/opencv/opencv_zoo/raw/{YUNET_COMMIT}/models/face_detection_yunet/face_detection_yunet_2023mar.onnx",
+    sha256="8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4",
+    size=232589,
+)
+
+# `GCLF_YUNET_URL` points the download elsewhere (a mirror, a file:// URL on a machine without
+# internet); the sha256 stays pinned, so only the very same file is accepted from anywhere.
+URL_ENV = "GCLF_YUNET_URL"
+DOWNLOAD_TIMEOUT_S = 30.0
+_CHUNK = 1 << 16
+
+
+def cache_dir() -> Path:
+    """Where downloaded face models live: `$GCLF_HOME/face_models` (see the module's docstring)."""
+    home = os.environ.get("GCLF_HOME")
+    if not home:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        home = os.path.join(xdg, "gclf")
+    return Path(home) / "face_models"
+
+
+def yunet_source() -> ModelSource:
+    """The pinned YuNet file, with its URL replaced by `$GCLF_YUNET_URL` when that is set."""
+    url = os.environ.get(URL_ENV)
+    return replace(YUNET, url=url) if url else YUNET
+
+
+def _default_notify(message: str) -> None:
+    # Like torch.hub's "Downloading: ... to ...": a download is worth one line on stderr.
+    print(message, file=sys.stderr)
+
+
+def fetch_model(
+    source: ModelSource,
+    *,
+    cache: Path | None = None,
+    notify: Callable[[str], None] | None = _default_notify,
+    timeout: float = DOWNLOAD_TIMEOUT_S,
+) -> Path:
+    """Path of `source`'s file in the cache, downloading it first if it is not there.
+
+    A cached file is used only if its sha256 is the pinned one (hashing 230 KB costs about a
+    millisecond); a damaged one is downloaded again. Raises `WeightsUnavailableError` (exit 7)
+    when the file cannot be downloaded or the download is not the pinned file; in both cases
+    nothing is left in the cache.
+    """
+    folder = Path(cache) if cache is not None else cache_dir()
+    dest = folder / source.filename
+    damaged = dest.is_file() and sha256_file(dest) != source.sha256
+    if dest.is_file() and not damaged:
+        return dest
+    if notify is not None:
+        notify(f"downloading {source.filename} from {source.url} to {dest}" + (" (the cached copy is damaged)" if damaged else ""))
+    with atomic_path(dest) as tmp:
+        digest, n_bytes = _download(source, tmp, dest, timeout)
+        if digest != source.sha256:
+            # Raised inside atomic_path: the temporary file is removed, `dest` is untouched.
+            expected = f"{source.sha256} ({source.size} bytes)" if source.size else source.sha256
+            raise WeightsUnavailableError(
+                f"the file downloaded from {source.url} is not {source.filename} "
+                f"(sha256 {digest}, {n_bytes} bytes; expected {expected}), so it was not kept; "
+                f"download the file yourself from a source you trust, or pass --face-model PATH"
+            )
+    return dest
+
+
+def _download(source: ModelSource, tmp: Path, dest: Path, timeout: float) -> tuple[str, int]:
+    """Stream `source.url` into `tmp`; the sha256 and byte count of what was written.
+
+    Network errors become `WeightsUnavailableError` here, inside the caller's `atomic_path`:
+    urllib's errors are `OSError`s, which `atomic_path` would otherwise report as a failure
+    to write the file. Errors writing `tmp` itself stay `OSError` (full disk: exit 11).
+    """
+    import urllib.request  # here: it pulls in http and ssl, which `gclf-infer --help` need not load
+
+    digest = hashlib.sha256()
+    n_bytes = 0
+    try:
+        response = urllib.request.urlopen(source.url, timeout=timeout)  # noqa: S310 (the URL is pinned or the user's)
+    except (OSError, ValueError) as exc:
+        raise _unavailable(source, dest, exc) from None
+    with response, open(tmp, "wb") as out:
+        while True:
+            try:
+                block = response.read(_CHUNK)
+            except OSError as exc:
+                raise _unavailable(source, dest, exc) from None
+            if not block:
+                break
+            digest.update(block)
+            n_bytes += len(block)
+            out.write(block)
+    return digest.hexdigest(), n_bytes
+
+
+def _unavailable(source: ModelSource, dest: Path, exc: BaseException) -> WeightsUnavailableError:
+    reason = getattr(exc, "reason", None) or exc
+    return WeightsUnavailableError(
+        f"the face model {source.filename} is not in the cache and could not be downloaded ({reason}): "
+        f"download {source.url} (sha256 {source.sha256}) where there is a network and put it at {dest}, "
+        f"or pass --face-model PATH with a YuNet ONNX file, or leave --face-model out for the bundled Haar cascade"
+    )
+
+
+def yunet_model_path(*, notify: Callable[[str], None] | None = _default_notify) -> Path:
+    """The pinned YuNet file from the user cache, fetched on first use (see `fetch_model`)."""
+    return fetch_model(yunet_source(), notify=notify)
+
+
+# --- the command-line value ------------------------------------------------------------------
+
+DETECTOR_NAMES = ("haar", "yunet")
+
+
+class FaceModelParam(click.ParamType):
+    """`--face-model haar|yunet|PATH`: a detector's name, or an existing YuNet ONNX file.
+
+    The names win over a file of the same name in the current folder; write `./yunet` for that.
+    """
+
+    name = "haar|yunet|PATH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) or value in DETECTOR_NAMES:
+            return value
+        return click.Path(exists=True, dir_okay=False, path_type=Path).convert(value, param, ctx)
