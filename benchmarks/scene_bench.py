@@ -54,7 +54,7 @@ import numpy as np
 
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.faces import Box, FaceDetector, YuNetFaceDetector, face_crops, make_detector
-from gclf.runtime.preprocess import decode_image
+from gclf.runtime.decode import decode_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = (SHARED / "datasets" / "utkface-dev", SHARED / "datasets" / "gender-faces")
