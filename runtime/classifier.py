@@ -197,7 +197,7 @@ class Classifier:
 
     def classify_files(
         self,
-        paths: Iterable[Path],
+        paths: Iterable[str | os.PathLike],
         *,
         batch_size: int = 16,
         faces: bool = False,
@@ -218,7 +218,7 @@ class Classifier:
         """
         if no_face not in NO_FACE_ACTIONS:
             raise ValueError(f"no_face must be one of {list(NO_FACE_ACTIONS)}, got {no_face!r}")
-        paths = list(paths)
+        paths = [Path(p) for p in paths]
         if faces:
             # One detector object serves both threads: OpenCV's detectors keep state per call
             # (YuNet its input size), so detection takes turns while decoding overlaps it.

@@ -184,8 +184,8 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
     fallback = "classified as whole images" if no_face == "whole" else "not classified"
     click.echo(
         f"{n_ok} read, {n_failed} skipped: {n_faces} face{'' if n_faces == 1 else 's'} classified, "
-        f"{n_without} photo{'' if n_without == 1 else 's'} without a face ({fallback}) "
-        f"({clf.metadata.variant} model {clf.path.name}, {detector.name} detector, margin {opts.face_margin:g})",
+        f"{n_without} photo{'' if n_without == 1 else 's'} without a face ({fallback}); "
+        f"{clf.metadata.variant} model {clf.path.name}, {detector.name} detector, margin {opts.face_margin:g}",
         err=True,
     )
     return _exit_code(n_ok, n_failed)
