@@ -248,7 +248,7 @@ class Classifier:
                     continue
                 pending.append((path, item))
                 n_rows += len(item.rows)
-                if n_rows >= batch_size:
+                if n_rows >= batch_size or len(pending) >= batch_size:  # photos left unclassified hold no rows
                     yield from self._file_results(pending, faces)
                     pending, n_rows = [], 0
             if pending:
