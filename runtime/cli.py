@@ -15,7 +15,12 @@ from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_P
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN  # faces.py loads OpenCV only when detecting
 from gclf.runtime.face_models import FaceModelParam
 
+# classifier.NO_FACE_ACTIONS, spelt out here: importing classifier.py would load numpy for --help.
+NO_FACE_ACTIONS = ("whole", "skip")
+
 if TYPE_CHECKING:
+    from gclf.runtime.classifier import Classifier, FaceResult, Prediction
+    from gclf.runtime.faces import FaceDetector
     from gclf.runtime.metadata import ModelMetadata
 
 T = TypeVar("T")
@@ -30,9 +35,10 @@ T = TypeVar("T")
 @click.option("--camera", type=click.IntRange(min=0), default=None, metavar="INDEX", help="Live: classify frames from camera INDEX (0 is the first).")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
-@click.option("--faces/--no-faces", "faces", default=None, help="Live: detect faces and classify each crop, or classify whole frames. Default: what the model's metadata says it was trained on.")
-@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="Live: the face detector. haar (default): OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).")
-@click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Live: widen each face box by this share of its size on every side before cropping.  [default: {DEFAULT_FACE_MARGIN}]")
+@click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each crop, or classify whole images and frames. Default: what the model's metadata says it was trained on.")
+@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="The face detector. haar (default): OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).")
+@click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Widen each face box by this share of its size on every side before cropping.  [default: {DEFAULT_FACE_MARGIN}]")
+@click.option("--if-no-face", "if_no_face", type=click.Choice(NO_FACE_ACTIONS), default=None, help="Image files, faces detected: for a photo without a face, classify the whole image, or report it unclassified.  [default: whole]")
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
@@ -51,6 +57,7 @@ def main(
     faces: bool | None,
     face_model: Path | str | None,
     face_margin: float | None,
+    if_no_face: str | None,
     headless: bool,
     save: Path | None,
     max_frames: int | None,
@@ -60,8 +67,12 @@ def main(
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
 
+    A model trained on faces (or --faces) gets each photo's faces, found by the live loop's
+    detector and classified one by one, largest first; a photo without a face is classified
+    as a whole, or with --if-no-face skip left unclassified, and says so.
+
     Unreadable files are reported by name on stderr and skipped. Exit code 0: all images
-    classified; 5: some could not be read; 3: none could.
+    read; 5: some could not be read; 3: none could.
 
     Live: a window shows each face's (or the frame's) label, confidence and the FPS; q or
     Esc quits. A summary (frames processed and dropped, mean FPS) goes to stderr at the
@@ -69,14 +80,15 @@ def main(
     5: the camera stopped delivering frames mid-run.
     """
     live_options = {
-        "--realtime": realtime, "--faces/--no-faces": faces is not None, "--face-model": face_model is not None,
-        "--face-margin": face_margin is not None, "--headless": headless, "--save": save is not None,
-        "--max-frames": max_frames is not None, "--serve": serve is not None, "--token": token is not None,
+        "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
+        "--serve": serve is not None, "--token": token is not None,
     }
+    margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
     if camera is not None or video is not None:
         if paths:
             raise UsageError("give image files/folders or a live source (--camera/--video), not both")
-        margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
+        if if_no_face is not None:
+            raise UsageError("--if-no-face applies to image files; a live frame without a face has an empty face list")
         live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token)
         return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
@@ -84,37 +96,117 @@ def main(
         raise UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
     if not paths:
         raise UsageError("give image files or folders to classify, or a live source: --camera INDEX or --video FILE")
+    options = FileOptions(faces, face_model, margin, if_no_face, batch_size, as_json)
+    return run_files_command(model, list(paths), options, threads=threads)
 
+
+@dataclass(frozen=True)
+class FileOptions:
+    faces: bool | None  # None: follow the model's metadata
+    face_model: Path | str | None  # a file, or "haar"/"yunet"
+    face_margin: float
+    if_no_face: str | None  # None: not given ("whole")
+    batch_size: int
+    as_json: bool
+
+
+def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, threads: int) -> int:
+    """`gclf-infer MODEL PATHS...`: classify files, whole or face by face; one row (table) or
+    object (--json) per image, or per face. Returns the exit code."""
     # Imported here so that `gclf-infer --help` stays fast (no onnxruntime import).
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.files import expand_inputs
 
-    files = expand_inputs(list(paths))
+    files = expand_inputs(paths)
     if not files:
         raise BadDataError("no image files found in " + ", ".join(map(str, paths)))
     clf = Classifier(model, threads=threads or None)
+    with_faces = _use_face_detection(clf.metadata, opts.faces)
+    if not with_faces:
+        unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--if-no-face", opts.if_no_face is not None)) if given]
+        if unused:
+            warn(f"{', '.join(unused)} not used: {model.name} classifies whole images (pass --faces to detect faces)")
+        return _print_whole_images(clf, files, opts)
+    from gclf.runtime.faces import make_detector
+
+    detector = make_detector(opts.face_model)
+    return _print_faces(clf, files, opts, detector)
+
+
+def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -> int:
     n_ok = n_failed = 0
     width = max(len(str(f)) for f in files)
-    if not as_json:
+    if not opts.as_json:
         click.echo(f"{'image':<{width}}  {'label':<16} confidence")
-    for result in clf.classify_files(files, batch_size=batch_size):
-        if result.prediction is None:
+    for result in clf.classify_files(files, batch_size=opts.batch_size):
+        if result.error is not None:
             n_failed += 1
             click.echo(f"skipped: {result.error}", err=True)
             continue
         n_ok += 1
         pred = result.prediction
-        if as_json:
-            record = {
-                "path": str(result.path),
-                "label": pred.label,
-                "confidence": round(pred.confidence, 6),
-                "probabilities": {c: round(p, 6) for c, p in pred.probabilities.items()},
-            }
-            click.echo(json.dumps(record))
+        if opts.as_json:
+            click.echo(json.dumps({"path": str(result.path), **_prediction_json(pred)}))
         else:
             click.echo(f"{str(result.path):<{width}}  {pred.label:<16} {pred.confidence:.3f}")
-    click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {model.name})", err=True)
+    click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {clf.path.name})", err=True)
+    return _exit_code(n_ok, n_failed)
+
+
+def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector: FaceDetector) -> int:
+    """One table row per face (largest first), or one JSON object per photo with its faces;
+    a photo without a face says so, with the whole image's label where that fallback is on."""
+    no_face = opts.if_no_face or "whole"
+    n_ok = n_failed = n_faces = n_without = 0
+    width = max(len(str(f)) for f in files)
+    if not opts.as_json:
+        click.echo(f"{'image':<{width}}  {'face':>4}  {'box x,y,w,h':<19} {'label':<16} confidence")
+    results = clf.classify_files(
+        files, batch_size=opts.batch_size, faces=True, detector=detector, margin=opts.face_margin, no_face=no_face
+    )
+    for result in results:
+        if result.error is not None:
+            n_failed += 1
+            click.echo(f"skipped: {result.error}", err=True)
+            continue
+        n_ok += 1
+        n_faces += len(result.faces)
+        n_without += not result.faces
+        if opts.as_json:
+            record: dict = {"path": str(result.path), "faces": [{"box": list(f.box), **_prediction_json(f)} for f in result.faces]}
+            if result.fallback is not None:
+                record["fallback"] = result.fallback
+                if result.prediction is not None:
+                    record.update(_prediction_json(result.prediction))
+            click.echo(json.dumps(record))
+            continue
+        for i, face in enumerate(result.faces, start=1):
+            box = ",".join(map(str, face.box))
+            click.echo(f"{str(result.path):<{width}}  {i:>4}  {box:<19} {face.label:<16} {face.confidence:.3f}")
+        if not result.faces:
+            pred = result.prediction
+            outcome = f"whole image: {pred.label} {pred.confidence:.3f}" if pred is not None else "not classified"
+            click.echo(f"{str(result.path):<{width}}  {'-':>4}  no face found ({outcome})")
+    fallback = "classified as whole images" if no_face == "whole" else "not classified"
+    click.echo(
+        f"{n_ok} read, {n_failed} skipped: {n_faces} face{'' if n_faces == 1 else 's'} classified, "
+        f"{n_without} photo{'' if n_without == 1 else 's'} without a face ({fallback}); "
+        f"{clf.metadata.variant} model {clf.path.name}, {detector.name} detector, margin {opts.face_margin:g}",
+        err=True,
+    )
+    return _exit_code(n_ok, n_failed)
+
+
+def _prediction_json(pred: Prediction | FaceResult) -> dict:
+    return {
+        "label": pred.label,
+        "confidence": round(pred.confidence, 6),
+        "probabilities": {c: round(p, 6) for c, p in pred.probabilities.items()},
+    }
+
+
+def _exit_code(n_ok: int, n_failed: int) -> int:
+    """0: every file read; 5: some could not be; 3: none could."""
     if not n_failed:
         return EXIT_OK
     return EXIT_PARTIAL if n_ok else EXIT_BAD_DATA

@@ -56,6 +56,8 @@ def test_the_readme_example_runs_as_written(tiny_onnx, tmp_path: Path, monkeypat
     assert set(eval(lines[1])) == {"red", "blue"}  # the probabilities, one per class
     assert lines[2:4] == ["red", "blue"]  # predict_batch, in input order
     assert lines[4].startswith("skipped: broken.jpg: ")
+    # classify_files(faces=True): plain colours hold no face, so both are classified whole.
+    assert lines[5:] == ["photo.jpg [] whole_image", "other.png [] whole_image"]
 
 
 def _red_blue(tmp_path: Path) -> tuple[Path, np.ndarray]:

@@ -1,0 +1,152 @@
+"""Accuracy of `gclf-infer` on photo files of faces in larger pictures: with face detection
+(Haar, YuNet) against whole images (--no-faces).
+
+    python benchmarks/infer_faces_bench.py --model RUN/model.onnx --manifest RUN/manifest.json \
+        [--face-model yunet.onnx] [--frames 200] [--keep DIR]
+
+Prints its figures and asserts nothing. Each frame is one photo of the model's test split
+(from the run's manifest: never trained on) pasted at a random place and size onto a larger
+generated background (a gradient with noise and blurred shapes), saved as JPEG. The frames go
+through the `gclf-infer` command itself (--json); a frame counts as right when the label of
+its largest face, or the whole image where no face was found (the default fallback), is the
+photo's class. For reference the model is also run on the photos as they are.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+import cv2
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEFAULT_DATA = SHARED / "datasets" / "gender-faces"
+DEFAULT_YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+FRAME_SIZES = ((640, 480), (800, 600), (480, 640))  # width, height: landscape and portrait
+FACE_SHARE = (0.25, 0.6)  # the photo's height as a share of the frame's
+
+
+def test_photos(manifest: Path, data: Path, limit: int, seed: int) -> list[tuple[Path, str]]:
+    """Test-split photos of the run, found under `data` (the manifest may name another checkout)."""
+    items = json.loads(manifest.read_text())["splits"]["test"]
+    photos = []
+    for path, label in items:
+        parts = Path(path).parts
+        photos.append((data.joinpath(*parts[-2:]), label))  # class folder / file name
+    random.Random(seed).shuffle(photos)
+    return photos[:limit]
+
+
+def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A gradient with noise and blurred coloured shapes: clutter, but no faces."""
+    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    t = np.linspace(0, 1, width)[None, :, None]
+    image = (c0 * (1 - t) + c1 * t).repeat(height, axis=0).astype(np.float32)
+    for _ in range(int(rng.integers(4, 12))):
+        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
+        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
+        if rng.random() < 0.5:
+            axes = (int(rng.integers(20, width // 3)), int(rng.integers(20, height // 3)))
+            cv2.ellipse(image, centre, axes, float(rng.integers(0, 180)), 0, 360, colour, -1)
+        else:
+            corner = (centre[0] + int(rng.integers(20, width // 3)), centre[1] + int(rng.integers(20, height // 3)))
+            cv2.rectangle(image, centre, corner, colour, -1)
+    image = cv2.GaussianBlur(image, (0, 0), 3)
+    image += rng.normal(0, 8, image.shape)
+    return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def make_frames(photos: list[tuple[Path, str]], out: Path, seed: int) -> dict[str, str]:
+    """One JPEG frame per photo in `out`; frame file name -> the photo's class."""
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for i, (path, label) in enumerate(photos):
+        face = cv2.imread(str(path))
+        width, height = FRAME_SIZES[i % len(FRAME_SIZES)]
+        frame = background(rng, width, height)
+        fh = int(height * rng.uniform(*FACE_SHARE))
+        fw = min(width, round(face.shape[1] * fh / face.shape[0]))
+        x, y = int(rng.integers(0, width - fw + 1)), int(rng.integers(0, height - fh + 1))
+        frame[y : y + fh, x : x + fw] = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_AREA)
+        name = f"frame_{i:04d}.jpg"
+        cv2.imwrite(str(out / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        labels[name] = label
+    return labels
+
+
+def infer(model: Path, inputs: list[Path], *args: str) -> tuple[list[dict], float]:
+    """`gclf-infer MODEL INPUTS --json ARGS`: its records and wall time."""
+    cmd = [sys.executable, "-m", "gclf.runtime.cli", str(model), *map(str, inputs), "--json", *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"gclf-infer failed ({proc.returncode}): {proc.stderr.strip()}")
+    return [json.loads(line) for line in proc.stdout.splitlines()], elapsed
+
+
+def frame_label(record: dict) -> str | None:
+    if "faces" not in record:
+        return record["label"]  # whole image (--no-faces)
+    if record["faces"]:
+        return record["faces"][0]["label"]  # the largest face
+    return record.get("label")  # the fallback's, or None when not classified
+
+
+def report(name: str, records: list[dict], truth: dict[str, str], elapsed: float) -> None:
+    right = sum(frame_label(r) == truth[Path(r["path"]).name] for r in records)
+    line = f"{name:<34} {right / len(records):6.1%} ({right}/{len(records)})"
+    if records and "faces" in records[0]:
+        found = [r for r in records if r["faces"]]
+        right_found = sum(frame_label(r) == truth[Path(r["path"]).name] for r in found)
+        none = [r for r in records if not r["faces"]]
+        right_none = sum(frame_label(r) == truth[Path(r["path"]).name] for r in none)
+        n_faces = sum(len(r["faces"]) for r in records)
+        line += (
+            f"  face found in {len(found)}/{len(records)} frames ({n_faces} boxes):"
+            f" {right_found / max(1, len(found)):.1%} on those;"
+            f" {len(none)} whole-image fallbacks: {right_none / max(1, len(none)):.1%}"
+        )
+    print(f"{line}  [{elapsed:.1f} s]", flush=True)
+
+
+@click.command()
+@click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="A faces model (gclf-export output).")
+@click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True, help="The model's run manifest.json: its test split is used.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DATA, show_default=True)
+@click.option("--face-model", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_YUNET, show_default=True, help="YuNet ONNX file.")
+@click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write the frames here (kept) instead of a temporary folder.")
+def main(model: Path, manifest: Path, data: Path, face_model: Path, frames: int, seed: int, keep: Path | None) -> None:
+    photos = test_photos(manifest, data, frames, seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        truth = make_frames(photos, folder, seed)
+        counts = {c: list(truth.values()).count(c) for c in sorted(set(truth.values()))}
+        print(f"{len(truth)} frames from test-split photos {counts}, model {model}")
+        records, elapsed = infer(model, [p for p, _ in photos], "--no-faces")
+        by_photo = {str(p): Path(f"frame_{i:04d}.jpg").name for i, (p, _) in enumerate(photos)}
+        report("photos as they are (reference)", [{**r, "path": by_photo[r["path"]]} for r in records], truth, elapsed)
+        records, elapsed = infer(model, [folder], "--no-faces")
+        report("frames, --no-faces (whole image)", records, truth, elapsed)
+        records, elapsed = infer(model, [folder], "--faces")
+        report("frames, faces: Haar (default)", records, truth, elapsed)
+        if face_model.is_file():
+            for margin in ("0", "0.2"):
+                records, elapsed = infer(model, [folder], "--faces", "--face-model", str(face_model), "--face-margin", margin)
+                report(f"frames, faces: YuNet, margin {margin}", records, truth, elapsed)
+        else:
+            print(f"YuNet skipped: {face_model} not found")
+
+
+if __name__ == "__main__":
+    main()
