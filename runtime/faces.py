@@ -114,10 +114,11 @@ class YuNetFaceDetector:
     SCORE_THRESHOLD = 0.7
     NMS_THRESHOLD = 0.3
 
-    def __init__(self, model_path: str | os.PathLike) -> None:
+    def __init__(self, model_path: str | os.PathLike, *, max_side: int = DETECT_MAX_SIDE) -> None:
         import cv2
 
         self.path = Path(model_path)
+        self.max_side = max_side  # benchmarks/scene_bench.py's reference boxes use full resolution
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such face model file")
         try:
@@ -129,7 +130,7 @@ class YuNetFaceDetector:
         self._size: tuple[int, int] = (320, 320)
 
     def detect(self, bgr: np.ndarray) -> list[Box]:
-        small, scale = _downscaled(bgr, DETECT_MAX_SIDE)
+        small, scale = _downscaled(bgr, self.max_side)
         size = (small.shape[1], small.shape[0])
         if size != self._size:  # re-planning the network per call would cost time
             self._net.setInputSize(size)
