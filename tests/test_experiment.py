@@ -98,3 +98,31 @@ def test_bad_experiment_options_are_usage_errors(data: Path, tmp_path: Path) -> 
     assert _run("data-size", "--data", data, "--out", tmp_path / "x", "--sizes", "20,lots").exit_code == 2
     missing = _run("grey", "--data", data, "--out", tmp_path / "x", "--weights", tmp_path / "nope.pt")
     assert missing.exit_code == 2 and "nope.pt" in missing.output
+
+
+def test_every_experiment_offers_gclf_trains_options_with_the_same_declaration() -> None:
+    from gclf.train.cli import main as train_main
+
+    train = {p.name: p for p in train_main.params}
+    varied = {"learn-rate": "learn_rate", "grey": "aug_grey_p", "data-size": "max_train_per_class"}
+    for name, command in main.commands.items():
+        params = {p.name: p for p in command.params}
+        # --seed is --seeds there; --resume and the display options are gclf-train's own.
+        expected = set(train) - {"resume", "seed", "verbose", "verbose_frequency", varied[name]}
+        assert expected <= set(params), f"{name} lacks {sorted(expected - set(params))}"
+        for option in expected - {"data", "out", varied[name]}:
+            mine, theirs = params[option], train[option]
+            assert (mine.opts, mine.default, getattr(mine.type, "choices", None)) == (theirs.opts, theirs.default, getattr(theirs.type, "choices", None)), option
+
+
+def test_options_gclf_train_had_alone_reach_the_experiments_runs(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lr"
+    result = _run("learn-rate", "--data", data, "--out", out, "--rates", "0.01", *TINY,
+                  "--split", "0.6,0.2,0.2", "--shuffle", "never", "--keep", "last", "--validation-frequency", "2", "--no-flip", "--grey-p", "0.3")
+    assert result.exit_code == 0, result.output
+
+    config = json.loads((out / "runs" / "lr-0.01-seed0" / "config.json").read_text())
+    assert config["split"] == {"train": 0.6, "val": 0.2, "test": 0.2}
+    assert (config["shuffle"], config["keep"], config["validation_frequency"]) == ("never", "last", 2)
+    assert config["augment_options"] == {"flip": False, "grey_p": 0.3}
+

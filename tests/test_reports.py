@@ -16,7 +16,7 @@ from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.dataset import Sample
 from gclf.train.metrics import classification_report
 from gclf.train.reports import (
-    Prediction,
+    LabelledPrediction,
     order_for_grid,
     plot_confusion_matrix,
     plot_test_predictions,
@@ -66,8 +66,8 @@ def _images(folder: Path, n: int) -> list[Path]:
     return paths
 
 
-def _pred(i: int, true: int, predicted: int, confidence: float) -> Prediction:
-    return Prediction(Path(f"{i}.png"), true, predicted, confidence)
+def _pred(i: int, true: int, predicted: int, confidence: float) -> LabelledPrediction:
+    return LabelledPrediction(Path(f"{i}.png"), true, predicted, confidence)
 
 
 # --- the grid order (pure) ------------------------------------------------------------------
@@ -128,7 +128,7 @@ def test_confusion_matrix_png(tmp_path: Path) -> None:
 
 def test_test_predictions_png_grid(tmp_path: Path) -> None:
     paths = _images(tmp_path / "images", 5)
-    preds = [Prediction(p, i % 3, (i + (i == 1)) % 3, 0.5 + 0.1 * i) for i, p in enumerate(paths)]
+    preds = [LabelledPrediction(p, i % 3, (i + (i == 1)) % 3, 0.5 + 0.1 * i) for i, p in enumerate(paths)]
     dest = tmp_path / "test_predictions.png"
 
     plot_test_predictions(order_for_grid(preds), CLASSES, PreprocessSpec(input_height=32, input_width=32), dest)
@@ -223,7 +223,8 @@ def test_write_run_reports_with_and_without_a_test_split(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_real_tiny_training_writes_all_reports(tmp_path: Path) -> None:
-    from gclf.train.run import TrainConfig, run_training
+    from gclf.train.config import TrainConfig
+    from gclf.train.run import run_training
     from gclf.train.synthetic import make_shapes_dataset
 
     data = make_shapes_dataset(tmp_path / "data", per_class=8, min_side=40, max_side=80)

@@ -97,7 +97,7 @@ def resolve_weights(weights: str) -> BackboneWeights:
     path = Path(weights)
     if not path.is_file():
         raise UsageError(f"--weights: {weights!r} is not 'imagenet', 'none' or an existing file")
-    loaded = load_checkpoint_file(path)
+    loaded = load_checkpoint_file(path, error=UsageError)
     class_names = None
     if is_gclf_checkpoint(loaded):
         transform_input = bool(loaded["arch"]["transform_input"])

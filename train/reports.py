@@ -24,6 +24,7 @@ from matplotlib.ticker import MaxNLocator
 from gclf.runtime.files import write_atomic_with, write_text_atomic
 from gclf.runtime.preprocess import PreprocessSpec, decode_image, resize_to_input
 from gclf.train.dataset import SPLIT_NAMES, Sample
+from gclf.train.progress import hms
 
 if TYPE_CHECKING:
     from gclf.train.engine import EvalResult
@@ -39,7 +40,7 @@ TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#222222"  # MATLAB's progress window: blue 
 
 
 @dataclass(frozen=True)
-class Prediction:
+class LabelledPrediction:
     """One test image's outcome: true and predicted class indices, confidence in [0, 1]."""
 
     path: Path
@@ -52,18 +53,18 @@ class Prediction:
         return self.predicted == self.true_label
 
 
-def predictions_from_probabilities(paths: Sequence[Path], labels: np.ndarray, probabilities: np.ndarray) -> list[Prediction]:
+def predictions_from_probabilities(paths: Sequence[Path], labels: np.ndarray, probabilities: np.ndarray) -> list[LabelledPrediction]:
     """Pair each test file with its label and softmax row (same order as the evaluation loader)."""
     if not len(paths) == len(labels) == len(probabilities):
         raise ValueError(f"{len(paths)} paths, {len(labels)} labels and {len(probabilities)} probability rows do not match")
     predicted = probabilities.argmax(1) if len(probabilities) else np.empty(0, dtype=np.int64)
     return [
-        Prediction(Path(p), int(y), int(k), float(row[k]))
+        LabelledPrediction(Path(p), int(y), int(k), float(row[k]))
         for p, y, k, row in zip(paths, labels, predicted, probabilities)
     ]
 
 
-def order_for_grid(predictions: Sequence[Prediction], limit: int = GRID_LIMIT) -> list[Prediction]:
+def order_for_grid(predictions: Sequence[LabelledPrediction], limit: int = GRID_LIMIT) -> list[LabelledPrediction]:
     """The images to show, at most `limit`: wrong ones first, most confident mistakes first,
     then correct ones in their original (test-split) order."""
     wrong = sorted((p for p in predictions if not p.correct), key=lambda p: -p.confidence)
@@ -141,7 +142,7 @@ def plot_confusion_matrix(report: Mapping[str, Any], dest: Path) -> None:
     _save_png(fig, dest)
 
 
-def plot_test_predictions(items: Sequence[Prediction], class_names: Sequence[str], spec: PreprocessSpec, dest: Path) -> None:
+def plot_test_predictions(items: Sequence[LabelledPrediction], class_names: Sequence[str], spec: PreprocessSpec, dest: Path) -> None:
     """A grid of `items` in the given order (use `order_for_grid`), each image decoded and
     resized exactly as the model saw it; titled with the predicted class and confidence,
     wrong ones in red with a red frame and the true class."""
@@ -177,11 +178,6 @@ def plot_test_predictions(items: Sequence[Prediction], class_names: Sequence[str
 def _cell(text: object) -> str:
     """Text safe inside a Markdown table cell."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
 
 
 def summary_markdown(
@@ -226,7 +222,7 @@ def summary_markdown(
         )
     else:
         lines.append(f"- best epoch: {best_epoch}")
-    lines.append(f"- wall time: {_hms(wall_time_s)} ({wall_time_s:.1f} s)")
+    lines.append(f"- wall time: {hms(wall_time_s)} ({wall_time_s:.1f} s)")
 
     lines += ["", "## Test split", ""]
     if test_report is None:
