@@ -96,7 +96,8 @@ def _run(kind: str, arms: list, grey_test: bool, data: tuple[Path, ...], out: Pa
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 def main() -> None:
-    """The study's experiments (learn rate, grey photos, amount of data), each over several seeds."""
+    """The study's experiments (learn rate, grey photos, amount of data) and edge-sized
+    models (input size: accuracy and speed), each over several seeds."""
 
 
 @main.command("learn-rate")
@@ -130,6 +131,35 @@ def data_size(sizes: list[int | None], **options: Any) -> None:
     from gclf.train.experiment import data_size_arms
 
     _run("data-size", data_size_arms(sizes), False, **options)
+
+
+def _pixel_list(text: str) -> list[int]:
+    sizes = []
+    for v in (v.strip() for v in text.split(",") if v.strip()):
+        if not v.isdigit() or not 32 <= int(v) <= 1024:
+            raise click.BadParameter(f"expected image sizes from 32 to 1024 pixels, got {v!r}")
+        sizes.append(int(v))
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise click.BadParameter(f"expected distinct image sizes, got {text!r}")
+    return sizes
+
+
+@main.command("image-size")
+@click.option("--sizes", default="112,160,224", callback=lambda ctx, param, v: _pixel_list(v), help="Square input sizes to compare, comma-separated.")
+@click.option("--extra-test", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="A held-out folder with one sub-folder per class (the model's classes), never trained on, e.g. photos from another source.")
+@click.option("--extra-test-max", type=click.IntRange(min=1), default=None, help="Use at most this many images per class of --extra-test (drawn with seed 0) [default: all].", show_default=False)
+@click.option("--repeats", type=click.IntRange(min=3), default=30, help="Timed batch-1 runs per model (after warm-up).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, help="onnxruntime threads for the latency; 0: one per CPU.")
+@experiment_options("image_size")
+@report_errors
+def image_size(sizes: list[int], extra_test: Path | None, extra_test_max: int | None, repeats: int, threads: int, data: tuple[Path, ...], out: Path, seeds: int, **options: Any) -> None:
+    """Accuracy fp32/int8 (test split and --extra-test) and batch-1 latency fp32/int8 on this
+    machine, per input size: each run is exported with gclf-export's own code."""
+    base = _base(data, out, options)
+    from gclf.train.image_size import read_extra_test, run_image_size
+
+    extra = read_extra_test(extra_test, extra_test_max) if extra_test is not None else None
+    _show(run_image_size(base, sizes, list(range(seeds)), out, click.echo, extra=extra, threads=threads, repeats=repeats))
 
 
 if __name__ == "__main__":

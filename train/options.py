@@ -16,10 +16,12 @@ from typing import Any, Callable, Iterable, TypeVar
 
 import click
 
+from gclf.runtime.errors import UsageError
 from gclf.runtime.live import INPUT_KINDS
 from gclf.train.augment import PRESETS, AugmentConfig
 from gclf.train.config import KEEP_CHOICES, TrainConfig, defaults
 from gclf.train.optim import LR_SCHEDULES, OPTIMIZERS, SHUFFLES
+from gclf.train.split import SplitFractions
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -30,9 +32,6 @@ class SplitParam(click.ParamType):
     name = "TRAIN,VAL,TEST"
 
     def convert(self, value, param, ctx):
-        from gclf.runtime.errors import UsageError
-        from gclf.train.split import SplitFractions
-
         if not isinstance(value, str):
             return value
         try:
