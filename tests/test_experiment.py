@@ -98,3 +98,77 @@ def test_bad_experiment_options_are_usage_errors(data: Path, tmp_path: Path) -> 
     assert _run("data-size", "--data", data, "--out", tmp_path / "x", "--sizes", "20,lots").exit_code == 2
     missing = _run("grey", "--data", data, "--out", tmp_path / "x", "--weights", tmp_path / "nope.pt")
     assert missing.exit_code == 2 and "nope.pt" in missing.output
+
+
+def test_every_experiment_offers_gclf_trains_options_with_the_same_declaration() -> None:
+    from gclf.train.cli import main as train_main
+
+    train = {p.name: p for p in train_main.params}
+    varied = {"learn-rate": "learn_rate", "grey": "aug_grey_p", "data-size": "max_train_per_class", "image-size": "image_size"}
+    for name, command in main.commands.items():
+        params = {p.name: p for p in command.params}
+        # --seed is --seeds there; --resume and the display options are gclf-train's own.
+        expected = set(train) - {"resume", "seed", "verbose", "verbose_frequency", varied[name]}
+        assert expected <= set(params), f"{name} lacks {sorted(expected - set(params))}"
+        for option in expected - {"data", "out", varied[name]}:
+            mine, theirs = params[option], train[option]
+            assert (mine.opts, mine.default, getattr(mine.type, "choices", None)) == (theirs.opts, theirs.default, getattr(theirs.type, "choices", None)), option
+
+
+def test_options_gclf_train_had_alone_reach_the_experiments_runs(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "lr"
+    result = _run("learn-rate", "--data", data, "--out", out, "--rates", "0.01", *TINY,
+                  "--split", "0.6,0.2,0.2", "--shuffle", "never", "--keep", "last", "--validation-frequency", "2", "--no-flip", "--grey-p", "0.3")
+    assert result.exit_code == 0, result.output
+
+    config = json.loads((out / "runs" / "lr-0.01-seed0" / "config.json").read_text())
+    assert config["split"] == {"train": 0.6, "val": 0.2, "test": 0.2}
+    assert (config["shuffle"], config["keep"], config["validation_frequency"]) == ("never", "last", 2)
+    assert config["augment_options"] == {"flip": False, "grey_p": 0.3}
+
+
+def test_image_size_exports_and_measures_each_size_on_test_and_extra_photos(data: Path, tmp_path: Path) -> None:
+    from gclf.runtime.classifier import Classifier
+
+    extra = make_shapes_dataset(tmp_path / "extra", per_class=3, seed=7, min_side=32, max_side=64)  # never trained on
+    out = tmp_path / "size"
+    tiny = [a for a in TINY if a not in ("--image-size", "64")]
+    args = ["image-size", "--data", data, "--out", out, "--sizes", "32,48", "--extra-test", extra, "--repeats", "3", *tiny]
+    result = _run(*args)
+    assert result.exit_code == 0, result.output
+
+    report = json.loads((out / "image-size.json").read_text())
+    measured = {m["arm"]: m for m in report["measurements"]}
+    assert set(measured) == {"px-32", "px-48"}
+    for size in (32, 48):
+        m, run_dir = measured[f"px-{size}"], out / "runs" / f"px-{size}-seed0"
+        for variant, name in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
+            clf = Classifier(run_dir / name)
+            assert clf.metadata.variant == variant and clf.spec.input_height == size  # each size its own export
+            assert 0.0 <= m[f"test_{variant}"] <= 1.0 and 0.0 <= m[f"extra_{variant}"] <= 1.0
+            assert m[f"latency_{variant}_ms"] > 0
+        assert m["test_images"] == 2 and m["extra_images"] == 6 and m["extra_unreadable"] == 0
+    table = (out / "image-size.md").read_text()
+    assert "| 32 px |" in table and "| 48 px |" in table and "extra fp32" in table
+    assert str(extra.resolve()) in table and "random initialisation (from scratch)" in table
+    assert (out / "image-size.png").read_bytes()[:4] == b"\x89PNG"
+
+    # Again: the runs, the exports and the measurements are reused.
+    model = out / "runs" / "px-32-seed0" / "model.int8.onnx"
+    stamp = model.stat().st_mtime_ns
+    again = _run(*args)
+    assert again.exit_code == 0, again.output
+    assert again.output.count("reusing its measurement") == 2 and model.stat().st_mtime_ns == stamp
+
+
+def test_image_size_refuses_an_extra_test_folder_of_other_classes(data: Path, tmp_path: Path) -> None:
+    extra = tmp_path / "other"
+    for name in ("cats", "dogs"):
+        (extra / name).mkdir(parents=True)
+    make_shapes_dataset(tmp_path / "src", per_class=2, min_side=32, max_side=48)
+    for i, p in enumerate(sorted((tmp_path / "src").rglob("*.*"))[:4]):
+        p.rename(extra / ("cats", "dogs")[i % 2] / p.name)
+    tiny = [a for a in TINY if a not in ("--image-size", "64")]
+    result = _run("image-size", "--data", data, "--out", tmp_path / "x", "--sizes", "32", "--extra-test", extra, "--repeats", "3", *tiny)
+    assert result.exit_code == 3, result.output
+    assert "cats" in result.output and "Traceback" not in result.output

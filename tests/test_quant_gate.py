@@ -3,7 +3,6 @@ drop <= 0.5 points), after trying the usual remedies; `--force` writes the best 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2

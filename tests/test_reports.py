@@ -223,7 +223,8 @@ def test_write_run_reports_with_and_without_a_test_split(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_real_tiny_training_writes_all_reports(tmp_path: Path) -> None:
-    from gclf.train.run import TrainConfig, run_training
+    from gclf.train.config import TrainConfig
+    from gclf.train.run import run_training
     from gclf.train.synthetic import make_shapes_dataset
 
     data = make_shapes_dataset(tmp_path / "data", per_class=8, min_side=40, max_side=80)

@@ -22,9 +22,9 @@ import torch
 from click.testing import CliRunner, Result
 
 from gclf.runtime.errors import EXIT_INTERRUPTED, EXIT_USAGE, EXIT_WRITE_FAILED, OutputWriteError
-from gclf.train import run as run_module
+from gclf.train import loop as loop_module, run_folder as run_folder_module
 from gclf.train.cli import main, resume_config
-from gclf.train.run import TrainConfig
+from gclf.train.config import TrainConfig
 from gclf.train.synthetic import make_shapes_dataset
 
 EPOCHS = 3
@@ -119,7 +119,7 @@ def test_a_run_interrupted_by_ctrl_c_in_its_first_epoch_resumes_to_the_same_weig
     data: Path, reference: Path, tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    real_train_one_epoch = run_module.train_one_epoch
+    real_train_one_epoch = loop_module.train_one_epoch
 
     def interrupted_at_step_2(*args, on_step=None, **kwargs):
         def step(info):
@@ -127,7 +127,7 @@ def test_a_run_interrupted_by_ctrl_c_in_its_first_epoch_resumes_to_the_same_weig
                 raise KeyboardInterrupt
         return real_train_one_epoch(*args, on_step=step, **kwargs)
 
-    monkeypatch.setattr(run_module, "train_one_epoch", interrupted_at_step_2)
+    monkeypatch.setattr(loop_module, "train_one_epoch", interrupted_at_step_2)
     interrupted = _train("--data", data, "--out", out, *TRAIN_ARGS)
     monkeypatch.undo()
 
@@ -153,14 +153,14 @@ def test_a_full_disk_during_training_keeps_the_last_checkpoint_and_says_how_to_r
     data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread: None
 ) -> None:
     out = tmp_path / "run"
-    real_save = run_module.save_checkpoint
+    real_save = run_folder_module.save_checkpoint
 
     def disk_full_in_epoch_2(path: Path, checkpoint: dict) -> None:
         if checkpoint["epoch"] == 2:
             raise OutputWriteError(f"cannot write {path}: No space left on device; any previous {path.name} is unchanged")
         real_save(path, checkpoint)
 
-    monkeypatch.setattr(run_module, "save_checkpoint", disk_full_in_epoch_2)
+    monkeypatch.setattr(run_folder_module, "save_checkpoint", disk_full_in_epoch_2)
     result = _train("--data", data, "--out", out, "--weights", "none", "--image-size", "32", "--max-epochs", "2", "--batch-size", "8", "--device", "cpu", "--quiet")
 
     assert result.exit_code == EXIT_WRITE_FAILED, result.output

@@ -4,6 +4,7 @@ augmentation flags. Tiny runs: 64x64 generated shapes, random init, CPU."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -14,12 +15,12 @@ import torch
 from click.testing import CliRunner, Result
 
 from gclf.runtime.errors import EXIT_USAGE
-from gclf.train import run as run_module
+from gclf.train import loop as loop_module
 from gclf.train.augment import augment, augment_config
 from gclf.train.cli import main
-from gclf.train.data import ImageDataset
 from gclf.train.engine import EvalResult
-from gclf.train.run import TrainConfig, make_scheduler, make_train_loader
+from gclf.train.config import TrainConfig
+from gclf.train.optim import make_scheduler, make_train_loader
 from gclf.train.split import limit_per_class
 from gclf.train.synthetic import make_shapes_dataset
 
@@ -64,7 +65,8 @@ def test_freeze_validates_on_cached_features_exactly_as_the_whole_model(data: Pa
 
     from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
     from gclf.train.engine import evaluate
-    from gclf.train.run import _eval_loader, load_run_config, read_run_data, _spec
+    from gclf.train.loop import eval_loader as _eval_loader
+    from gclf.train.run_folder import load_run_config, read_run_data, spec_of as _spec
 
     config = load_run_config(out)
     run_data = read_run_data(out, _spec(config), 1.0, lambda _: None)
@@ -93,7 +95,7 @@ def _scripted_validation(monkeypatch: pytest.MonkeyPatch, losses: list[float]) -
         n = len(self.val_loader.dataset)
         return EvalResult(loss, 0.5, np.zeros(n, dtype=np.int64), np.full((n, 2), 0.5))
 
-    monkeypatch.setattr(run_module.Trainer, "validate", validate)
+    monkeypatch.setattr(loop_module.Trainer, "validate", validate)
     return calls
 
 
@@ -262,10 +264,37 @@ def test_verbose_prints_the_study_table_and_the_default_does_not(data: Path, tmp
 
 
 def test_a_run_from_before_these_options_still_resumes_with_its_old_behaviour(tmp_path: Path) -> None:
-    from gclf.train.run import OPTIONS_ADDED_LATER
+    from gclf.train.config import OPTIONS_ADDED_LATER
 
     new = TrainConfig(data=(tmp_path,), out=tmp_path / "run")
     old = {k: v for k, v in new.to_dict().items() if k not in OPTIONS_ADDED_LATER}
     assert TrainConfig.from_dict(old) == new
     with pytest.raises(Exception, match="missing"):
         TrainConfig.from_dict({k: v for k, v in old.items() if k != "max_epochs"})  # any other gap is refused
+
+
+def test_gclf_train_without_options_is_train_configs_defaults(data: Path, tmp_path: Path) -> None:
+    # One place for every default: what the command builds from no options is TrainConfig's own.
+    from gclf.train.options import config_values
+
+    ctx = main.make_context("gclf-train", ["--data", str(data)])
+    options = dict(ctx.params)
+    values = config_values({k: v for k, v in options.items() if k not in ("data", "out", "resume")})
+    built = TrainConfig(data=(data,), out=tmp_path, **values)
+    # Neither --verbose nor --quiet: a progress bar instead of the table (TrainConfig's own
+    # verbose=True default is what config.json files from before the bar meant).
+    assert (built.verbose, built.progress_bar) == (False, True)
+    assert dataclasses.replace(built, verbose=True, progress_bar=False) == TrainConfig(data=(data,), out=tmp_path)
+
+
+def test_option_choices_come_from_the_code_that_acts_on_them() -> None:
+    from gclf.train.augment import PRESETS
+    from gclf.train.optim import LR_SCHEDULES, OPTIMIZERS, SHUFFLES
+
+    choices = {p.name: list(p.type.choices) for p in main.params if hasattr(p.type, "choices")}
+    assert choices["optimizer"] == list(OPTIMIZERS) and choices["lr_schedule"] == list(LR_SCHEDULES)
+    assert choices["shuffle"] == list(SHUFFLES) and choices["augment"] == list(PRESETS)
+    with pytest.raises(Exception, match="optimizer must be one of"):
+        from gclf.train.optim import make_optimizer
+
+        make_optimizer(torch.nn.Linear(1, 1), TrainConfig(data=(), out=Path("x"), optimizer="lion"))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from gclf.runtime.errors import BadModelError, OutputWriteError, UsageError
+from gclf.runtime.errors import BadModelError, GclfError, OutputWriteError, UsageError
 from gclf.runtime.files import write_atomic_with
 
 CHECKPOINT_FORMAT = "gclf-checkpoint"
@@ -39,12 +39,14 @@ def is_gclf_checkpoint(obj: Any) -> bool:
     return isinstance(obj, dict) and obj.get("format") == CHECKPOINT_FORMAT
 
 
-def load_checkpoint_file(path: Path) -> Any:
-    """`torch.load` with `weights_only=True`; a file that does not load is a `BadModelError` naming it."""
+def load_checkpoint_file(path: Path, *, error: type[GclfError] = BadModelError) -> Any:
+    """`torch.load` with `weights_only=True`; a bad file raises `error` naming it: a damaged
+    model (BadModelError) by default, a bad option value where the user named the file
+    (--weights PATH passes UsageError)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise BadModelError(f"{path}: not a loadable weights file ({str(exc).splitlines()[0][:200]})") from None
+        raise error(f"{path}: not a loadable weights file ({str(exc).splitlines()[0][:200]})") from None
 
 
 def make_checkpoint(model: torch.nn.Module, *, class_names: list[str], spec: dict, init: dict, transform_input: bool, extra: dict) -> dict:
@@ -71,6 +73,8 @@ def save_checkpoint(path: Path, checkpoint: dict) -> None:
 
 
 def load_gclf_checkpoint(path: Path) -> dict:
+    """A run's best.pt or last.pt. One that is damaged or not gclf's is a bad model (exit 6),
+    not bad usage."""
     obj = load_checkpoint_file(path)
     if not is_gclf_checkpoint(obj):
         raise BadModelError(f"{path} is not a gclf checkpoint (expected one written by gclf-train)")

@@ -104,7 +104,6 @@ def scan_folders(
     store: ImageStore,
     *,
     on_skip: Callable[[str, str], None] | None = None,
-    progress: Callable[[int, int], None] | None = None,
 ) -> ScanResult:
     """Scan one or more DATA folders (same class names) and decode every image once."""
     entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
@@ -141,9 +140,7 @@ def scan_folders(
     result = ScanResult(class_names, [], presplit=presplit_flags == {True})
     result.skipped.extend(unreadable)
     by_hash: dict[str, list[tuple[Path, int]]] = defaultdict(list)
-    for i, (path, name, split) in enumerate(entries):
-        if progress:
-            progress(i, len(entries))
+    for path, name, split in entries:
         try:
             data = read_image_bytes(path)
             rgb = decode_image(data, name=str(path))

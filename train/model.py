@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from torchvision.models import GoogLeNet, GoogLeNet_Weights
 
-from gclf.runtime.errors import BadModelError, UsageError, WeightsUnavailableError
+from gclf.runtime.errors import UsageError, WeightsUnavailableError
 from gclf.train.checkpoint import is_gclf_checkpoint, load_checkpoint_file
 
 IMAGENET_WEIGHTS = GoogLeNet_Weights.IMAGENET1K_V1
@@ -97,10 +97,7 @@ def resolve_weights(weights: str) -> BackboneWeights:
     path = Path(weights)
     if not path.is_file():
         raise UsageError(f"--weights: {weights!r} is not 'imagenet', 'none' or an existing file")
-    try:
-        loaded = load_checkpoint_file(path)
-    except BadModelError as exc:  # a file named in an option: the option's value is wrong
-        raise UsageError(str(exc)) from None
+    loaded = load_checkpoint_file(path, error=UsageError)
     class_names = None
     if is_gclf_checkpoint(loaded):
         transform_input = bool(loaded["arch"]["transform_input"])

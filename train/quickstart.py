@@ -29,7 +29,8 @@ def main(out: Path, per_class: int, max_epochs: int) -> None:
     from gclf.export.pipeline import export_fp32, export_int8, locate_run
     from gclf.export.quantize import QuantizeOptions
     from gclf.runtime.classifier import Classifier
-    from gclf.train.run import TrainConfig, run_training
+    from gclf.train.config import TrainConfig
+    from gclf.train.run import run_training
     from gclf.train.synthetic import CLASSES, make_shapes_dataset
 
     if out.exists() and any(out.iterdir()):

@@ -25,6 +25,7 @@ from gclf.runtime.files import write_atomic_with, write_text_atomic
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.dataset import SPLIT_NAMES, Sample
+from gclf.train.progress import hms
 
 if TYPE_CHECKING:
     from gclf.train.engine import EvalResult
@@ -180,11 +181,6 @@ def _cell(text: object) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
-def _hms(seconds: float) -> str:
-    s = int(round(seconds))
-    return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
 def summary_markdown(
     *,
     data: Sequence[str],
@@ -227,7 +223,7 @@ def summary_markdown(
         )
     else:
         lines.append(f"- best epoch: {best_epoch}")
-    lines.append(f"- wall time: {_hms(wall_time_s)} ({wall_time_s:.1f} s)")
+    lines.append(f"- wall time: {hms(wall_time_s)} ({wall_time_s:.1f} s)")
 
     lines += ["", "## Test split", ""]
     if test_report is None:
