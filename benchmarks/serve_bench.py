@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.live import JsonLinesSink, annotate, run_live
+from gclf.runtime.annotate import annotate
+from gclf.runtime.live import run_live
+from gclf.runtime.sinks import JsonLinesSink
 from gclf.runtime.serve import LOOPBACK, ModelInfo, ServeAddress, WebSink
 from gclf.runtime.video_sources import CaptureSource, open_feed
 

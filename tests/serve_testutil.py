@@ -16,7 +16,9 @@ from typing import IO, Callable
 
 import numpy as np
 
-from gclf.runtime.live import FaceResult, FrameResult, annotate
+from gclf.runtime.annotate import annotate
+from gclf.runtime.classifier import FaceResult
+from gclf.runtime.live import FrameResult
 
 TIMEOUT_S = 10.0  # any one network wait in these tests
 W, H = 160, 120

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import click
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.live import INPUT_KINDS
+from gclf.runtime.metadata import INPUT_KINDS
 from gclf.train.augment import PRESETS, AugmentConfig
 from gclf.train.config import KEEP_CHOICES, TrainConfig, defaults
 from gclf.train.optim import LR_SCHEDULES, OPTIMIZERS, SHUFFLES
