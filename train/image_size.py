@@ -258,7 +258,7 @@ def write_image_size_report(base: TrainConfig, seeds: Sequence[int], arms: Seque
     title = "Input size: accuracy and speed, fp32 and int8"
     note = (
         f"latency: batch 1, median of {repeats} timed onnxruntime runs after warm-up (gclf.runtime.bench), "
-        f"{threads} thread(s), on {cpu_name()} ({os.cpu_count()} CPUs); int8: QDQ, {CALIBRATION_IMAGES} training-split calibration images, "
+        f"{threads} thread(s), on {cpu_name()} ({os.cpu_count()} CPUs); int8: QDQ, calibrated on at most {CALIBRATION_IMAGES} class-balanced training-split images, "
         "written even where it misses gclf-export's parity gate (see the gate column); extra test: "
         + (extra.describe() + ", never trained on" if extra else "none")
     )
