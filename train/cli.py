@@ -39,6 +39,10 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
     Defaults are the study's training options: 6 epochs, mini-batch 4, learn rate 0.001,
     SGD with momentum, an 80/10/10 split. Then run `gclf-export RUN_DIR --quantize`.
     An interrupted run (Ctrl-C, kill, power loss) continues with `--resume RUN_DIR`.
+
+    Several processes or machines: `torchrun --nproc_per_node N gclf-train --out RUN ...`
+    trains with DistributedDataParallel; --mini-batch-size is then per process (global batch
+    = mini-batch-size x N) and rank 0 alone writes RUN.
     """
     require_training_extra()
     from gclf.train.metrics import format_report
@@ -54,14 +58,25 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
     else:
         if not data:
             raise UsageError("--data is required: a folder with one sub-folder per class (or --resume RUN_DIR to continue an interrupted run)")
+        if out is None and _under_torchrun():
+            # Each process would make up its own folder name from its own clock.
+            raise UsageError("--out is required under torchrun: every process must name the same run folder")
         if out is None:
             out = Path("runs") / f"{data[0].resolve().name}-{datetime.now():%Y%m%d-%H%M%S}"
         result = run_training(TrainConfig(data=data, out=out, **values), log=click.echo)
+    if result is None:
+        return  # a torchrun rank other than 0: rank 0 prints the summary
     kept = "lowest validation loss" if result.kept == "best" else "the last epoch, --keep last"
     click.echo(f"\nkept epoch {result.best_epoch} ({kept}); init: {result.init_description}")
     if result.test_report:
         click.echo("test split: " + format_report(result.test_report))
     click.echo(f"run folder: {result.run_dir}  (next: gclf-export {result.run_dir} --quantize)")
+
+
+def _under_torchrun() -> bool:
+    from gclf.train.distributed import Distributed
+
+    return Distributed.from_env() is not None
 
 
 # What --resume may change: where the run computes and how much it prints. Everything else
