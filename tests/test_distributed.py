@@ -79,6 +79,19 @@ def _history(run_dir: Path) -> list[dict]:
     return [{k: round(float(v), 5) for k, v in zip(names, line.split(",")) if k in ("train_loss", "train_accuracy", "val_loss", "val_accuracy")} for line in lines[1:]]
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
@@ -125,13 +138,13 @@ def test_two_processes_train_like_one_with_the_same_global_batch(data: Path, tmp
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds torchrun's ranks through Linux /proc")
 def test_a_torchrun_run_killed_after_its_first_epoch_resumes_under_torchrun(data: Path, tmp_path: Path) -> None:
     out, epochs = tmp_path / "run", 4
     log = tmp_path / "train.log"
     with open(log, "wb") as log_file:
-        # Its own session, so the kill reaches torchrun and both ranks at once, as a power loss would.
         proc = subprocess.Popen(_torchrun("--data", data, "--out", out, *COMMON, "--max-epochs", str(epochs), "--mini-batch-size", "4"),
-                                stdout=log_file, stderr=subprocess.STDOUT, env=_env(), start_new_session=True)
+                                stdout=log_file, stderr=subprocess.STDOUT, env=_env())
         try:
             deadline = time.monotonic() + 240
             while not (out / "last.pt").exists():
@@ -139,7 +152,13 @@ def test_a_torchrun_run_killed_after_its_first_epoch_resumes_under_torchrun(data
                 assert time.monotonic() < deadline, "no epoch completed within 4 minutes"
                 time.sleep(0.01)
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)
+            # torchrun starts each rank in a session of its own: kill the ranks by their ids,
+            # then torchrun, as a power loss would (no cleanup anywhere).
+            for pid in [*_children(proc.pid), proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             proc.wait()
     killed_after = torch.load(out / "last.pt", map_location="cpu", weights_only=True)["resume"]["epoch"]
     assert 1 <= killed_after < epochs, "the run finished before it could be killed"
@@ -151,7 +170,7 @@ def test_a_torchrun_run_killed_after_its_first_epoch_resumes_under_torchrun(data
 
     resumed = subprocess.run(_torchrun("--resume", out), env=_env(), capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
-    assert f"after epoch {killed_after} of {epochs}" in resumed.stdout
+    assert f"after epoch {killed_after} of {epochs}" in resumed.stdout, resumed.stdout
     history = (out / "history.csv").read_text().splitlines()
     assert [int(row.split(",")[0]) for row in history[1:]] == list(range(1, epochs + 1))
     assert _json(out / "metrics.json")["world_size"] == 2
@@ -167,6 +186,8 @@ def test_freeze_is_refused_under_torchrun(data: Path, tmp_path: Path) -> None:
     no_out = CliRunner().invoke(main, ["--data", str(data), *COMMON], env=env)
     assert no_out.exit_code == EXIT_USAGE and "--out is required under torchrun" in no_out.output
     assert not (tmp_path / "r").exists()
+    other = CliRunner().invoke(main, ["--data", str(data), "--out", str(tmp_path / "r"), "--freeze", *COMMON], env={**env, "RANK": "1", "LOCAL_RANK": "1"})
+    assert other.exit_code == EXIT_USAGE and "error: (rank 1 of 2) --freeze is not supported" in other.output
 
 
 def test_torchrun_environment_is_read() -> None:

@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from gclf.runtime.cli_support import report_errors
-from gclf.runtime.errors import MissingDependencyError, UsageError
+from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError
 from gclf.train.config import TrainConfig
 from gclf.train.options import config_values, training_options
 
@@ -27,12 +27,33 @@ def require_training_extra() -> None:
         ) from None
 
 
+def _name_the_rank(fn):
+    """Under torchrun, a rank other than 0 says which it is in its error line: every rank
+    prints its own, and the one that failed first is the one to read."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GclfError as exc:
+            from gclf.train.distributed import Distributed
+
+            dist = Distributed.from_env()
+            if dist is not None and not dist.is_main and exc.args:
+                exc.args = (f"(rank {dist.rank} of {dist.world_size}) {exc.args[0]}", *exc.args[1:])
+            raise
+
+    return wrapper
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with one sub-folder per class (or train/ val/ test/ sub-folders). Repeat to combine folders. Required unless --resume.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Continue the interrupted run in this folder after its last completed epoch, with the options and split it was started with (only --device and --verbose/--quiet may change).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder to create [default: runs/<data>-<time>].")
 @training_options()
 @report_errors
+@_name_the_rank
 def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **options) -> None:
     """Fine-tune torchvision's GoogLeNet on DATA and evaluate it on a held-out test split.
 
