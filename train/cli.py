@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from gclf.runtime.cli_support import report_errors
-from gclf.runtime.errors import MissingDependencyError, UsageError
+from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError
 from gclf.train.config import TrainConfig
 from gclf.train.options import config_values, training_options
 
@@ -27,18 +27,43 @@ def require_training_extra() -> None:
         ) from None
 
 
+def _name_the_rank(fn):
+    """Under torchrun, a rank other than 0 says which it is in its error line: every rank
+    prints its own, and the one that failed first is the one to read."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except GclfError as exc:
+            from gclf.train.distributed import Distributed
+
+            dist = Distributed.from_env()
+            if dist is not None and not dist.is_main and exc.args:
+                exc.args = (f"(rank {dist.rank} of {dist.world_size}) {exc.args[0]}", *exc.args[1:])
+            raise
+
+    return wrapper
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with one sub-folder per class (or train/ val/ test/ sub-folders). Repeat to combine folders. Required unless --resume.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Continue the interrupted run in this folder after its last completed epoch, with the options and split it was started with (only --device and --verbose/--quiet may change).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder to create [default: runs/<data>-<time>].")
 @training_options()
 @report_errors
+@_name_the_rank
 def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **options) -> None:
     """Fine-tune torchvision's GoogLeNet on DATA and evaluate it on a held-out test split.
 
     Defaults are the study's training options: 6 epochs, mini-batch 4, learn rate 0.001,
     SGD with momentum, an 80/10/10 split. Then run `gclf-export RUN_DIR --quantize`.
     An interrupted run (Ctrl-C, kill, power loss) continues with `--resume RUN_DIR`.
+
+    Several processes or machines: `torchrun --nproc_per_node N gclf-train --out RUN ...`
+    trains with DistributedDataParallel; --mini-batch-size is then per process (global batch
+    = mini-batch-size x N) and rank 0 alone writes RUN.
     """
     require_training_extra()
     from gclf.train.metrics import format_report
@@ -54,14 +79,25 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
     else:
         if not data:
             raise UsageError("--data is required: a folder with one sub-folder per class (or --resume RUN_DIR to continue an interrupted run)")
+        if out is None and _under_torchrun():
+            # Each process would make up its own folder name from its own clock.
+            raise UsageError("--out is required under torchrun: every process must name the same run folder")
         if out is None:
             out = Path("runs") / f"{data[0].resolve().name}-{datetime.now():%Y%m%d-%H%M%S}"
         result = run_training(TrainConfig(data=data, out=out, **values), log=click.echo)
+    if result is None:
+        return  # a torchrun rank other than 0: rank 0 prints the summary
     kept = "lowest validation loss" if result.kept == "best" else "the last epoch, --keep last"
     click.echo(f"\nkept epoch {result.best_epoch} ({kept}); init: {result.init_description}")
     if result.test_report:
         click.echo("test split: " + format_report(result.test_report))
     click.echo(f"run folder: {result.run_dir}  (next: gclf-export {result.run_dir} --quantize)")
+
+
+def _under_torchrun() -> bool:
+    from gclf.train.distributed import Distributed
+
+    return Distributed.from_env() is not None
 
 
 # What --resume may change: where the run computes and how much it prints. Everything else

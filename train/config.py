@@ -51,11 +51,20 @@ class TrainConfig:
     progress_bar: bool = False  # a progress bar per epoch on stderr (when it is a terminal)
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
     memory_budget_gb: float = 4.0
+    # Processes training together (torchrun's WORLD_SIZE; 1 for a plain gclf-train). Not an
+    # option: gclf-train sets it from the environment. batch_size is per process.
+    world_size: int = 1
+
+    @property
+    def global_batch_size(self) -> int:
+        """Images per optimizer step over all processes."""
+        return self.batch_size * self.world_size
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["data"] = [str(p) for p in self.data]
         d["out"] = str(self.out)
+        d["global_batch_size"] = self.global_batch_size  # derived, for readers; from_dict drops it
         return d
 
     @classmethod
@@ -64,6 +73,7 @@ class TrainConfig:
         those added after config.json files were first written: their defaults are exactly
         what runs before them did, so an older run still resumes."""
         names = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k != "global_batch_size"}
         d = {**{name: value for name, value in defaults().items() if name in OPTIONS_ADDED_LATER}, **d}
         missing, unknown = sorted(names - d.keys()), sorted(d.keys() - names)
         if missing or unknown:
@@ -89,8 +99,8 @@ def defaults() -> dict:
 
 # Options a config.json written by the first gclf release lacks; each default reproduces what
 # that release did (no drop schedule, reshuffle every epoch, all data, no freezing, validation
-# every epoch without early stopping, keep the best, the iteration table on).
+# every epoch without early stopping, keep the best, the iteration table on, one process).
 OPTIONS_ADDED_LATER = frozenset({
     "lr_drop_factor", "lr_drop_period", "shuffle", "max_train_per_class", "augment_options", "freeze",
-    "validation_frequency", "validation_patience", "keep", "progress_bar",
+    "validation_frequency", "validation_patience", "keep", "progress_bar", "world_size",
 })

@@ -18,6 +18,7 @@ from gclf.runtime.errors import OutputWriteError, TrainingDivergedError
 from gclf.train.augment import augment, augment_config
 from gclf.train.config import TrainConfig
 from gclf.train.data import ImageDataset
+from gclf.train.distributed import Distributed, evaluate_sharded, shard_train_loader
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
 from gclf.train.optim import make_optimizer, make_scheduler, make_train_loader
@@ -65,35 +66,60 @@ class Trainer:
     val_loader: DataLoader
     device: torch.device
     frozen: FrozenBackbone | None  # --freeze: the head trains on the backbone's features
+    dist: Distributed | None = None  # under torchrun: this process's rank
+    # What training steps call: the DistributedDataParallel wrapper under torchrun, else
+    # `model` itself. `model` stays the bare network: checkpoints hold its state dict, with
+    # no "module." prefixes, so export and everything after it read them as any other.
+    forward: torch.nn.Module | None = None
 
     def run_epoch(self, epoch: int, started: float, on_step: Callable[[StepInfo], None]) -> tuple[float, float]:
-        """(mean loss, accuracy) over the epoch's training batches."""
+        """(mean loss, accuracy) over the epoch's training batches (this rank's share under torchrun)."""
         self.train_ds.epoch = epoch
+        if self.dist is not None:
+            self.train_loader.sampler.set_epoch(epoch)
         first_iteration = (epoch - 1) * len(self.train_loader) + 1
         if self.frozen is not None:
             return train_head_epoch(self.frozen, self.train_loader, self.optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
-        return train_one_epoch(self.model, self.train_loader, self.optimizer, self.device, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
+        loss, accuracy = train_one_epoch(self.forward or self.model, self.train_loader, self.optimizer, self.device, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
+        if self.dist is not None:
+            # Every rank ran as many batches of the same size (ShardSampler pads), so the
+            # mean of the ranks' means is the epoch's mean over all of them.
+            loss, accuracy = (v / self.dist.world_size for v in self.dist.sum([loss, accuracy], self.device))
+        return loss, accuracy
 
     def validate(self) -> EvalResult:
         if self.frozen is not None:
             return self.frozen.evaluate_head(self.val_loader)
+        if self.dist is not None:
+            self.dist.sync_buffers(self.model)
+            return evaluate_sharded(self.model, self.val_loader.dataset, batch_size=self.val_loader.batch_size, device=self.device, dist=self.dist)
         return evaluate(self.model, self.val_loader, self.device)
 
 
-def make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, device: torch.device, log: Log) -> Trainer:
+def make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, device: torch.device, log: Log, dist: Distributed | None = None) -> Trainer:
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
     aug = augment_config(config.augment, config.augment_options)
     augment_fn = (lambda rgb, rng: augment(rgb, rng, aug)) if aug.enabled else None
     train_ds = ImageDataset(data.splits["train"], data.store, data.spec, augment=augment_fn, seed=config.seed)
-    train_loader = make_train_loader(train_ds, config, generator)
+    if dist is None:
+        train_loader = make_train_loader(train_ds, config, generator)
+    else:
+        train_loader = shard_train_loader(train_ds, batch_size=config.batch_size, shuffle=config.shuffle, seed=config.seed, dist=dist)
     val_loader = eval_loader(config, data, "val")
     frozen = None
     if config.freeze:
         frozen = FrozenBackbone(model, device, batch_size=max(config.batch_size, 32), recompute_each_epoch=aug.enabled, log=log)
     optimizer = make_optimizer(model.fc if config.freeze else model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
-    return Trainer(model, optimizer, scheduler, generator, train_ds, train_loader, val_loader, device, frozen)
+    forward = None
+    if dist is not None:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Built after the optimizer's parameters are chosen; DDP broadcasts rank 0's weights
+        # now, so every rank starts from the same network whatever its own initialisation.
+        forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return Trainer(model, optimizer, scheduler, generator, train_ds, train_loader, val_loader, device, frozen, dist, forward)
 
 
 def eval_loader(config: TrainConfig, data: RunData, split: str) -> DataLoader:

@@ -89,7 +89,7 @@ def _augment_flag(field: str, flag: str, type: Any, help: str) -> _Option:
 TRAINING_OPTIONS: tuple[_Option, ...] = (
     _Option("weights", ("--weights",), help="'imagenet' (torchvision's cache/download), 'none' (random init), or a path to a GoogLeNet state dict or gclf checkpoint."),
     _Option("max_epochs", ("--max-epochs",), click.IntRange(min=1)),
-    _Option("batch_size", ("--batch-size", "--mini-batch-size"), click.IntRange(min=1)),
+    _Option("batch_size", ("--batch-size", "--mini-batch-size"), click.IntRange(min=1), "Images per training step in each process: under torchrun the global batch is this times the number of processes (as in torchvision's reference scripts)."),
     _Option("learn_rate", ("--learn-rate", "--initial-learn-rate"), FiniteFloatRange(min=0, min_open=True)),
     _Option("momentum", ("--momentum",), FiniteFloatRange(0, 1, max_open=True)),
     _Option("optimizer", ("--optimizer",), _choice(OPTIMIZERS), "sgdm: SGD with momentum (the study's)."),

@@ -7,11 +7,13 @@ An interrupted run (Ctrl-C, kill, power loss) continues with `resume_training` (
   gclf.train.loop        the epoch loop
   gclf.train.resume      the training state in last.pt, captured and restored
   gclf.train.optim       the optimizer, learn-rate schedule and shuffling factories
+  gclf.train.distributed several processes under torchrun (rank 0 writes the run folder)
 This module puts them in order.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import platform
 import time
@@ -26,6 +28,7 @@ from gclf.runtime.errors import UsageError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic
 from gclf.train.checkpoint import load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
 from gclf.train.config import TrainConfig
+from gclf.train.distributed import Distributed
 from gclf.train.engine import EvalResult, evaluate
 from gclf.train.loop import Progress, eval_loader, make_trainer, train_epochs
 from gclf.train.metrics import classification_report
@@ -62,56 +65,122 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def run_training(config: TrainConfig, log: Log = print) -> TrainResult:
-    """A new run in `config.out` (new or empty). `resume_training` continues an interrupted one."""
+def _quiet(message: str) -> None:
+    """The log of ranks other than 0: rank 0 alone prints."""
+
+
+def _distributed(config: TrainConfig, log: Log) -> tuple[Distributed | None, TrainConfig, Log]:
+    """This process's place under torchrun (None outside it), the config as this rank runs
+    it, and its log (rank 0's own, silence elsewhere)."""
+    dist = Distributed.from_env()
+    if dist is None:
+        return None, config, log
+    if config.freeze:
+        # FrozenBackbone trains the head on features cached in this process: under DDP each
+        # rank would train its own head on all images. Refused rather than done wrong.
+        raise UsageError("--freeze is not supported under torchrun (several processes); run it as a plain gclf-train: with the backbone frozen an epoch costs well under a second anyway")
+    if not dist.is_main:
+        config = dataclasses.replace(config, verbose=False, progress_bar=False)
+        log = _quiet
+    return dist, config, log
+
+
+def run_training(config: TrainConfig, log: Log = print) -> TrainResult | None:
+    """A new run in `config.out` (new or empty). `resume_training` continues an interrupted one.
+
+    Under torchrun every rank calls this; rank 0 writes the run folder and returns the
+    result, the other ranks return None.
+    """
+    dist, config, log = _distributed(config, log)
+    config = dataclasses.replace(config, world_size=dist.world_size if dist else 1)
     torch.manual_seed(config.seed)
     device = resolve_device(config.device)
-    prepare_run_dir(config.out)
+    if dist is None:
+        return _new_run(config, device, None, log)
+    device = dist.device(device)
+    dist.start(device)
+    try:
+        return _new_run(config, device, dist, log)
+    finally:
+        dist.stop()
+
+
+def _new_run(config: TrainConfig, device: torch.device, dist: Distributed | None, log: Log) -> TrainResult | None:
+    main = dist is None or dist.is_main
+    if main:
+        prepare_run_dir(config.out)
     weights = resolve_weights(config.weights)  # before the scan: a bad --weights fails in seconds
+    # Every rank scans and splits: the scan is deterministic, so all hold the same split.
     data, manifest = scan_and_split(config, log)
-    write_new_run(config, manifest)
+    if main:
+        write_new_run(config, manifest)
     log("split (seed %d): %s" % (config.seed, ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())))
     model = build_model(data.class_names, weights)
     if keeps_head(weights, data.class_names):
         log(f"the checkpoint's head is kept: it was trained on the same classes ({', '.join(data.class_names)})")
     if weights.init.kind == "random":
         log("warning: training from random initialisation (--weights none): expect lower accuracy than from ImageNet weights")
-    return _train_and_report(config, data, model, weights.init.to_dict(), device, None, log)
+    return _train_and_report(config, data, model, weights.init.to_dict(), device, None, log, dist)
 
 
-def resume_training(config: TrainConfig, log: Log = print) -> TrainResult:
+def resume_training(config: TrainConfig, log: Log = print) -> TrainResult | None:
     """Continue the run in `config.out` after its last completed epoch (its last.pt).
 
     `config` is the run's own (`run_folder.load_run_config`). On the same device the final
     weights equal those of an uninterrupted run. A run that finished its epochs only redoes
-    the final evaluation.
+    the final evaluation. A run trained under torchrun resumes under torchrun with the same
+    number of processes (its global batch and shards depend on it).
     """
+    dist, config, log = _distributed(config, log)
+    world_size = dist.world_size if dist else 1
+    if world_size != config.world_size:
+        how = f"torchrun with {config.world_size} processes in all (e.g. torchrun --nproc_per_node {config.world_size} gclf-train --resume {config.out})" if config.world_size > 1 else f"a plain gclf-train --resume {config.out}"
+        raise UsageError(f"--resume: {config.out} was trained by {config.world_size} process(es) and this is {world_size}; continue it with {how}")
     device = resolve_device(config.device)
-    check_writable_folder(config.out)
-    for stale in remove_stale_temp_files(config.out):
-        log(f"removed {stale.name}, a partial file of the interrupted run")
+    if dist is None:
+        return _resumed_run(config, device, None, log)
+    device = dist.device(device)
+    dist.start(device)
+    try:
+        return _resumed_run(config, device, dist, log)
+    finally:
+        dist.stop()
+
+
+def _resumed_run(config: TrainConfig, device: torch.device, dist: Distributed | None, log: Log) -> TrainResult | None:
+    if dist is None or dist.is_main:
+        check_writable_folder(config.out)
+        for stale in remove_stale_temp_files(config.out):
+            log(f"removed {stale.name}, a partial file of the interrupted run")
     data = read_run_data(config.out, spec_of(config), config.memory_budget_gb, log)
     model, init, state = resume_point(config, data, log)
-    return _train_and_report(config, data, model, init, device, state, log)
+    return _train_and_report(config, data, model, init, device, state, log, dist)
 
 
-def _train_and_report(config: TrainConfig, data: RunData, model: torch.nn.Module, init: dict, device: torch.device, state: dict | None, log: Log) -> TrainResult:
-    log(f"model: GoogLeNet, {len(data.class_names)}-class head; init: {init['description']}; device: {device}")
-    trainer = make_trainer(config, data, model, device, log)
+def _train_and_report(config: TrainConfig, data: RunData, model: torch.nn.Module, init: dict, device: torch.device, state: dict | None, log: Log, dist: Distributed | None = None) -> TrainResult | None:
+    main = dist is None or dist.is_main
+    where = f"; {dist.world_size} processes (rank 0 of them prints), global batch {config.global_batch_size}" if dist else ""
+    log(f"model: GoogLeNet, {len(data.class_names)}-class head; init: {init['description']}; device: {device}{where}")
+    trainer = make_trainer(config, data, model, device, log, dist)
     progress = Progress()
     if state is not None:
         progress = restore_state(trainer, state)
         # history.csv is written after last.pt: a kill between them leaves it one epoch behind.
-        write_history(config.out, progress.history)
+        if main:
+            write_history(config.out, progress.history)
     started = time.monotonic() - (progress.history[-1]["elapsed_s"] if progress.history else 0.0)
     ckpt_common = dict(class_names=data.class_names, spec=data.spec.to_dict(), init=init, transform_input=bool(init["transform_input"]))
 
     def save(progress: Progress, val: EvalResult | None, keep_this: bool) -> None:
+        if not main:
+            return  # rank 0 alone writes; its network is every rank's (DDP keeps them equal)
         extra = {"epoch": progress.epoch, "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None, "train_config": config.to_dict()}
         checkpoint = make_checkpoint(trainer.model, **ckpt_common, extra=extra)
         save_epoch(config.out, checkpoint, capture_state(trainer, progress), progress.history, keep_this=keep_this)
 
     train_epochs(config, trainer, progress, started, log, save)
+    if not main:
+        return None  # rank 0 tests best.pt on the whole test split and writes the reports
     return _evaluate_and_report(config, data, progress, init, device, started, log)
 
 
@@ -136,6 +205,8 @@ def _evaluate_and_report(config: TrainConfig, data: RunData, progress: Progress,
         "split_counts": {k: len(v) for k, v in data.splits.items()},
         "wall_time_s": round(time.monotonic() - started, 1),
         "device": str(device),
+        "world_size": config.world_size,  # processes that trained together (torchrun)
+        "global_batch_size": config.global_batch_size,  # --mini-batch-size x world_size
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
