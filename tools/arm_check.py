@@ -127,6 +127,8 @@ def fetch_debs(packages: list[str], dest: Path, *, suite: str = "trixie") -> lis
         "-o=APT::Sandbox::User=root", "-qq",
     ]
     _run(["apt-get", *opts, "update"], what=f"apt-get update ({suite} from {debian_mirror()})", timeout=600)
+    if not any((work / "lists").glob("*Packages*")):  # apt-get update only warns about a failed fetch
+        raise SetupError(f"apt-get update could not fetch Debian {suite}'s package lists from {debian_mirror()} (no network, or the mirror is unreachable; $GCLF_ARM_MIRROR sets another)")
     _run(["apt-get", *opts, "download", *packages], what=f"apt-get download {' '.join(packages)} ({suite})", cwd=work, timeout=600)
     debs = [next(work.glob(f"{p}_*.deb"), None) for p in packages]
     if None in debs:
