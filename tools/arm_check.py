@@ -286,7 +286,7 @@ def build_project_site(work: Path, suite: str) -> Path:
 # --- the checks -------------------------------------------------------------------------------
 
 
-def default_photos(root: Path, per_class: int = 3) -> list[Path]:
+def default_photos(root: Path, per_class: int = 1) -> list[Path]:
     """A few real photos from each class of each data set under `root` (sorted, so fixed)."""
     photos = []
     for dataset in ("gender-faces", "utkface-dev"):
@@ -440,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--fp32", type=Path, default=REPO / "gclf-quickstart" / "run" / "model.onnx", help="fp32 model exported on x86 (default: gclf-quickstart's)")
     parser.add_argument("--int8", type=Path, default=REPO / "gclf-quickstart" / "run" / "model.int8.onnx", help="int8 model exported on x86 (default: gclf-quickstart's)")
-    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder with gender-faces/ and utkface-dev/ (3 photos per class of each are used)")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder with gender-faces/ and utkface-dev/ (the first photo of each class of each is used: 4)")
     parser.add_argument("--suites", default=",".join(SUITES), help="Debian suites (Raspberry Pi OS generations) to check")
     parser.add_argument("--cpus", default=",".join(CPUS), help="qemu CPU models to check")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="downloads and built userlands ($GCLF_ARM_CACHE)")
