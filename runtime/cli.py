@@ -6,7 +6,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar
 
 import click
 
@@ -26,13 +26,50 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 
+class Camera(NamedTuple):
+    kind: str  # "usb": OpenCV VideoCapture; "picam": the Raspberry Pi camera via picamera2
+    index: int
+
+
+class CameraParam(click.ParamType):
+    """`--camera`: INDEX (a USB/V4L2 camera), `picam` or `picam:N` (the N-th Pi camera)."""
+
+    name = "camera"
+
+    def convert(self, value, param, ctx) -> Camera:
+        if isinstance(value, Camera):
+            return value
+        text = str(value).strip().lower()
+        if text == "picam":
+            return Camera("picam", 0)
+        kind, number = ("picam", text[len("picam:"):]) if text.startswith("picam:") else ("usb", text)
+        if not number.isdigit():
+            self.fail(f"{value!r} is not a camera: give an index (0, 1, ...), picam or picam:N", param, ctx)
+        return Camera(kind, int(number))
+
+
+class SizeParam(click.ParamType):
+    """WIDTHxHEIGHT in pixels, e.g. 640x480."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx) -> tuple[int, int]:
+        if isinstance(value, tuple):
+            return value
+        width, _, height = str(value).lower().partition("x")
+        if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192):
+            self.fail(f"{value!r} is not a frame size: give WIDTHxHEIGHT, e.g. 640x480 (16 to 8192 each)", param, ctx)
+        return int(width), int(height)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
-@click.option("--camera", type=click.IntRange(min=0), default=None, metavar="INDEX", help="Live: classify frames from camera INDEX (0 is the first).")
+@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
+@click.option("--camera-size", type=SizeParam(), default=None, metavar="WxH", help="Live: frame size to ask the camera for, e.g. 640x480.  [default: the camera's own; picam: 640x480]")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
 @click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each crop, or classify whole images and frames. Default: what the model's metadata says it was trained on.")
@@ -51,7 +88,8 @@ def main(
     batch_size: int,
     threads: int,
     as_json: bool,
-    camera: int | None,
+    camera: Camera | None,
+    camera_size: tuple[int, int] | None,
     video: Path | None,
     realtime: bool,
     faces: bool | None,
@@ -77,11 +115,12 @@ def main(
     Live: a window shows each face's (or the frame's) label, confidence and the FPS; q or
     Esc quits. A summary (frames processed and dropped, mean FPS) goes to stderr at the
     end. Exit code 0: the video ended or the user quit; 2: the camera cannot be opened;
-    5: the camera stopped delivering frames mid-run.
+    5: the camera stopped delivering frames mid-run; 8: --camera picam without picamera2.
     """
     live_options = {
         "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
         "--serve": serve is not None, "--token": token is not None,
+        "--camera-size": camera_size is not None,
     }
     margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
     if camera is not None or video is not None:
@@ -89,7 +128,9 @@ def main(
             raise UsageError("give image files/folders or a live source (--camera/--video), not both")
         if if_no_face is not None:
             raise UsageError("--if-no-face applies to image files; a live frame without a face has an empty face list")
-        live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token)
+        if camera_size is not None and camera is None:
+            raise UsageError("--camera-size sets the size of a --camera's frames; a --video has its own")
+        live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size)
         return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
     if given:
@@ -214,7 +255,7 @@ def _exit_code(n_ok: int, n_failed: int) -> int:
 
 @dataclass(frozen=True)
 class LiveOptions:
-    camera: int | None
+    camera: Camera | None
     video: Path | None
     realtime: bool
     faces: bool | None  # None: follow the model's metadata
@@ -226,6 +267,7 @@ class LiveOptions:
     max_frames: int | None
     serve: str | None = None  # --serve [HOST:]PORT
     token: str | None = None
+    camera_size: tuple[int, int] | None = None  # (width, height); None: the camera's default
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
@@ -239,7 +281,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     from gclf.runtime.faces import make_detector
     from gclf.runtime.live import run_live
     from gclf.runtime.sinks import JsonLinesSink, Sink, VideoFileSink, WindowSink
-    from gclf.runtime.video_sources import CaptureSource, FrameSource, PacedSource, open_feed
+    from gclf.runtime.video_sources import CaptureSource, FrameSource, PacedSource, open_camera, open_feed
 
     if opts.camera is not None and opts.video is not None:
         raise UsageError("give one live source: --camera or --video")
@@ -271,7 +313,10 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         if not opts.headless and web is None:  # with --serve the page is the window
             sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
         # Opened last: nothing above can leave a camera open when it fails.
-        source = CaptureSource.camera(opts.camera) if opts.camera is not None else CaptureSource.video(opts.video)
+        if opts.camera is not None:
+            source = open_camera(opts.camera.kind, opts.camera.index, opts.camera_size)
+        else:
+            source = CaptureSource.video(opts.video)
         if opts.realtime:
             source = _naming_option(lambda: PacedSource(source), before="--realtime: ")
     except BaseException:

@@ -82,7 +82,9 @@ class CaptureSource:
         self._pending: np.ndarray | None = None
 
     @classmethod
-    def camera(cls, index: int) -> "CaptureSource":
+    def camera(cls, index: int, size: tuple[int, int] | None = None) -> "CaptureSource":
+        """Camera `index`; `size` (width, height) asks the driver for that frame size, which it
+        may round to one it supports: the name says what it delivers."""
         with _quiet_opencv():
             capture = cv2.VideoCapture(index)
         if not capture.isOpened():
@@ -94,12 +96,18 @@ class CaptureSource:
         # Ask the driver for a short queue (not every backend honours it); the grabber
         # thread drains whatever queue there is anyway.
         capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        if size is not None:
+            capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+            capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
         source = cls(capture, name=f"camera {index}", is_camera=True)
         try:
             source._pending = source.read()
         except SourceLostError:
             source.close()
             raise SourceUnavailableError(f"camera {index} opened but delivers no frames (in use by another program?)") from None
+        if size is not None:
+            height, width = source._pending.shape[:2]
+            source.name = f"camera {index} ({width}x{height})"
         return source
 
     @classmethod
@@ -134,6 +142,16 @@ class CaptureSource:
 
     def close(self) -> None:
         self._capture.release()
+
+
+def open_camera(kind: str, index: int, size: tuple[int, int] | None = None) -> FrameSource:
+    """A camera source: `kind` "usb" (OpenCV VideoCapture) or "picam" (the Raspberry Pi camera
+    through picamera2); `size` is (width, height), None for the camera's default."""
+    if kind == "picam":
+        from gclf.runtime.picamera import PicameraSource  # picamera2 is imported only here
+
+        return PicameraSource.open(index, size)
+    return CaptureSource.camera(index, size)
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:

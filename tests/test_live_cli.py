@@ -177,7 +177,7 @@ def test_a_camera_unplugged_mid_run_ends_cleanly_with_a_summary_and_exit_5(tiny_
         def close(self) -> None:
             UnpluggedCamera.closed = True
 
-    monkeypatch.setattr(video_sources.CaptureSource, "camera", classmethod(lambda cls, index: UnpluggedCamera()))
+    monkeypatch.setattr(video_sources.CaptureSource, "camera", classmethod(lambda cls, index, size=None: UnpluggedCamera()))
 
     result = _infer(tiny_onnx(), "--camera", "0", "--headless")
 

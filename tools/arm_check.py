@@ -1,0 +1,513 @@
+#!/usr/bin/env python3
+"""The ARM check: gclf's base install on an emulated Raspberry Pi 4 and Pi 5.
+
+    python tools/arm_check.py [--fp32 MODEL.onnx] [--int8 MODEL.int8.onnx]
+
+For each Raspberry Pi OS generation (Debian bookworm, Python 3.11; trixie, Python 3.13) and
+each Pi CPU (Cortex-A72: Pi 4, ARMv8.0 without dot product; Cortex-A76: Pi 5), it runs the
+aarch64 build of gclf-infer under qemu user-mode emulation and compares it with the same
+command on this (x86) machine:
+
+- `gclf-infer MODEL PHOTOS --json` with the fp32 and the int8 model: labels identical,
+  probabilities within a tolerance of x86 (int8 kernels differ between x86 and ARM);
+- `gclf-infer MODEL --video CLIP --headless` on a generated clip: one JSON line per frame,
+  the same fields, frames and labels as on x86;
+- `gclf-infer --help`.
+
+Everything comes from the package registries: qemu 10 (trixie's `qemu-user`, a static
+binary; bookworm's qemu 7.2 segfaults importing onnxruntime >= 1.28) and a minimal arm64
+Debian with its python3 (debootstrap, first stage only: the .debs are unpacked with
+`dpkg -x`, nothing runs as root inside, no binfmt), and the aarch64 wheels pip would pick on
+a Pi for the project's own `dependencies` (pip install --target --platform manylinux...).
+Downloads and the built userlands are cached in $GCLF_ARM_CACHE (default ~/.cache/gclf-arm);
+an empty cache works, it only takes longer. Speed under emulation means nothing, so none is
+checked: run gclf-bench on a real Pi for that.
+
+Exit codes: 0 every check passed; 1 a check failed (ARM differs from x86, a command failed);
+2 bad usage (a model or the photos missing); 3 the emulated Pi could not be set up (no apt,
+no network, not root, ...): never a silent skip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CACHE = Path(os.environ.get("GCLF_ARM_CACHE") or Path.home() / ".cache" / "gclf-arm")
+DEFAULT_PHOTOS = REPO.parent / "shared" / "datasets"
+
+# Raspberry Pi OS generations: the Debian suite each is built on, its Python, its glibc
+# (which bounds the manylinux wheels pip accepts there).
+SUITES = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41)}
+CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
+
+# Tolerances on each class probability, ARM against x86. Measured (docs/raspberry-pi.md):
+# fp32 differs by float rounding alone (largest seen 6e-6; gclf-infer prints 6 decimals);
+# int8 by ARM's and x86's different int8 kernels (largest seen 5e-4), so its bound is wider.
+# Both leave about 20x headroom over what was measured.
+TOL_FP32 = 1e-4
+TOL_INT8 = 0.02
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_SETUP = 3
+
+
+class SetupError(Exception):
+    """The emulated Pi cannot be built here; the message says what is missing."""
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def log(message: str) -> None:
+    print(f"arm-check: {message}", file=sys.stderr, flush=True)
+
+
+def _run(cmd: list[str], *, what: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 1800) -> str:
+    """Run a setup step; a failure is a SetupError naming the step and the tool's last words."""
+    try:
+        done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    except FileNotFoundError:
+        raise SetupError(f"{what}: {cmd[0]} is not installed") from None
+    except subprocess.TimeoutExpired:
+        raise SetupError(f"{what}: timed out after {timeout:.0f} s") from None
+    if done.returncode != 0:
+        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-5:]
+        raise SetupError(f"{what} failed (exit {done.returncode}): " + " | ".join(tail))
+    return done.stdout
+
+
+# --- the emulator and the arm64 userland -----------------------------------------------------
+
+
+def debian_mirror() -> str:
+    """The machine's own Debian mirror (deb822 sources), else deb.debian.org; $GCLF_ARM_MIRROR wins."""
+    if os.environ.get("GCLF_ARM_MIRROR"):
+        return os.environ["GCLF_ARM_MIRROR"]
+    sources = Path("/etc/apt/sources.list.d/debian.sources")
+    if sources.is_file():
+        for line in sources.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    return "http://deb.debian.org/debian"
+
+
+KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+
+
+def fetch_debs(packages: list[str], dest: Path, *, suite: str = "trixie") -> list[Path]:
+    """Download `packages` (.deb, this machine's architecture) from Debian `suite` with apt,
+    through a private sources list and package lists: the machine's apt state is untouched."""
+    if shutil.which("apt-get") is None:
+        raise SetupError("apt-get is not available: the ARM check needs a Debian-like machine to fetch qemu and debootstrap")
+    if not KEYRING.is_file():
+        raise SetupError(f"{KEYRING} is missing: install the debian-archive-keyring package")
+    work = Path(tempfile.mkdtemp(prefix="apt-", dir=dest))
+    (work / "lists" / "partial").mkdir(parents=True)
+    (work / "cache" / "archives" / "partial").mkdir(parents=True)
+    (work / "x.sources").write_text(
+        f"Types: deb\nURIs: {debian_mirror()}\nSuites: {suite}\nComponents: main\nSigned-By: {KEYRING}\n"
+    )
+    opts = [
+        f"-o=Dir::Etc::sourcelist={work / 'x.sources'}", "-o=Dir::Etc::sourceparts=-",
+        f"-o=Dir::State::Lists={work / 'lists'}", f"-o=Dir::Cache={work / 'cache'}",
+        "-o=APT::Sandbox::User=root", "-qq",
+    ]
+    _run(["apt-get", *opts, "update"], what=f"apt-get update ({suite} from {debian_mirror()})", timeout=600)
+    if not any((work / "lists").glob("*Packages*")):  # apt-get update only warns about a failed fetch
+        raise SetupError(f"apt-get update could not fetch Debian {suite}'s package lists from {debian_mirror()} (no network, or the mirror is unreachable; $GCLF_ARM_MIRROR sets another)")
+    _run(["apt-get", *opts, "download", *packages], what=f"apt-get download {' '.join(packages)} ({suite})", cwd=work, timeout=600)
+    debs = [next(work.glob(f"{p}_*.deb"), None) for p in packages]
+    if None in debs:
+        raise SetupError(f"apt-get download left no .deb for {packages}")
+    return debs  # type: ignore[return-value]
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    # Built beside its final place and renamed: an interrupted build is never taken for a
+    # finished one. If a concurrent run finished the same folder first, its copy is kept
+    # (it may be in use) and this one dropped; an unfinished leftover is replaced.
+    if final.exists():
+        if (final / ".complete").is_file():
+            shutil.rmtree(tmp)
+            return
+        shutil.rmtree(final)
+    tmp.rename(final)
+
+
+def ensure_tools(cache: Path) -> tuple[Path, list[str]]:
+    """qemu-aarch64 (qemu 10, static) and a debootstrap command, downloaded once into the cache."""
+    qemu = cache / "qemu-aarch64"
+    boot = cache / "debootstrap"
+    if not qemu.is_file() or not (boot / "usr" / "sbin" / "debootstrap").is_file():
+        if platform.machine() not in ("x86_64", "AMD64"):
+            raise SetupError(f"the ARM check emulates aarch64 on x86_64; this machine is {platform.machine()}")
+        log("fetching qemu-user (qemu 10) and debootstrap from Debian trixie")
+        tmp = Path(tempfile.mkdtemp(prefix="tools-", dir=cache))
+        try:
+            qemu_deb, boot_deb = fetch_debs(["qemu-user", "debootstrap"], tmp)
+            _run(["dpkg-deb", "-x", str(qemu_deb), str(tmp / "qemu")], what=f"unpacking {qemu_deb.name}")
+            _run(["dpkg-deb", "-x", str(boot_deb), str(tmp / "debootstrap")], what=f"unpacking {boot_deb.name}")
+            binary = tmp / "qemu" / "usr" / "bin" / "qemu-aarch64"
+            if not binary.is_file():
+                raise SetupError(f"{qemu_deb.name} has no usr/bin/qemu-aarch64")
+            _publish(tmp / "debootstrap", boot)
+            binary.rename(qemu)  # the one emulator needed, not the package's 40
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    debootstrap = [str(boot / "usr" / "sbin" / "debootstrap")]
+    return qemu, debootstrap
+
+
+def ensure_root(cache: Path, suite: str, debootstrap: list[str]) -> Path:
+    """A minimal arm64 Debian `suite` with python3, unpacked (debootstrap --foreign + dpkg -x)."""
+    root = cache / f"root-{suite}"
+    if (root / ".complete").is_file():
+        return root
+    if os.geteuid() != 0:
+        raise SetupError(f"building the arm64 {suite} userland needs root (debootstrap); run once as root or copy a built {root}")
+    log(f"building a minimal arm64 Debian {suite} with python3 (debootstrap, first stage)")
+    tmp = Path(tempfile.mkdtemp(prefix=f"root-{suite}-", dir=cache))
+    try:
+        env = {**os.environ, "DEBOOTSTRAP_DIR": str(cache / "debootstrap" / "usr" / "share" / "debootstrap")}
+        _run([*debootstrap, "--foreign", "--arch=arm64", "--variant=minbase", "--include=python3",
+              f"--keyring={KEYRING}", suite, str(tmp), debian_mirror()], what=f"debootstrap {suite} arm64", env=env)
+        archives = tmp / "var" / "cache" / "apt" / "archives"
+        for deb in sorted(archives.glob("*.deb")):
+            _run(["dpkg-deb", "-x", str(deb), str(tmp)], what=f"unpacking {deb.name}")
+            deb.unlink()
+        (tmp / ".complete").write_text(suite + "\n")
+        _publish(tmp, root)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return root
+
+
+@dataclass(frozen=True)
+class Pi:
+    """One emulated Raspberry Pi: a CPU model and an OS generation (its Python and wheels)."""
+
+    qemu: Path
+    root: Path
+    suite: str
+    cpu: str
+    site: tuple[Path, ...]  # on PYTHONPATH, in order
+
+    @property
+    def name(self) -> str:
+        return f"{CPUS[self.cpu]} ({self.cpu}), {self.suite} Python {SUITES[self.suite][0]}"
+
+    def python(self, args: list[str], *, timeout: float = 900) -> subprocess.CompletedProcess:
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/root"),
+            # Bytecode is written (no PYTHONDONTWRITEBYTECODE): the unpacked userland has no
+            # .pyc files, and compiling the stdlib under emulation on every start costs seconds.
+            "PYTHONPATH": os.pathsep.join(map(str, self.site)), "LANG": "C.UTF-8",
+        }
+        cmd = [str(self.qemu), "-cpu", self.cpu, "-L", str(self.root), str(self.root / "usr" / "bin" / "python3"), *args]
+        return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# --- the base install, as pip installs it on a Pi --------------------------------------------
+
+
+def project_dependencies() -> list[str]:
+    """The base install's requirements, read from pyproject.toml (never a list kept here)."""
+    text = (REPO / "pyproject.toml").read_text()
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10: pip vendors a TOML reader
+        from pip._vendor import tomli as tomllib  # type: ignore[no-redef]
+    return list(tomllib.loads(text)["project"]["dependencies"])
+
+
+def pip_target_args(suite: str) -> list[str]:
+    """pip options that resolve for a 64-bit Pi running `suite`: aarch64 manylinux wheels up to
+    its glibc, its CPython version, binary wheels only (a Pi user gets no compiler run either)."""
+    python, glibc_minor = SUITES[suite]
+    tags = [f"manylinux_2_{minor}_aarch64" for minor in range(17, glibc_minor + 1)] + ["manylinux2014_aarch64"]
+    return ["--only-binary=:all:", *(f"--platform={t}" for t in tags), f"--python-version={python}", "--implementation=cp"]
+
+
+def _pip(args: list[str], *, what: str) -> str:
+    return _run([sys.executable, "-m", "pip", "--disable-pip-version-check", *args], what=what, timeout=1200)
+
+
+def ensure_deps_site(cache: Path, suite: str, requirements: list[str]) -> Path:
+    """The project's dependencies as aarch64 wheels for `suite`, installed into a folder of
+    their own; cached by the requirement list (a new list, a new folder)."""
+    key = hashlib.sha256(json.dumps([suite, requirements, pip_target_args(suite)]).encode()).hexdigest()[:16]
+    site = cache / f"site-{suite}-{key}"
+    if (site / ".complete").is_file():
+        return site
+    log(f"installing {', '.join(requirements)} for aarch64 Python {SUITES[suite][0]} ({suite})")
+    tmp = Path(tempfile.mkdtemp(prefix=f"site-{suite}-", dir=cache))
+    try:
+        _pip(["install", "-q", "--target", str(tmp), *pip_target_args(suite), *requirements],
+             what=f"pip install of the aarch64 wheels for {suite}")
+        (tmp / ".complete").write_text(json.dumps(requirements) + "\n")
+        _publish(tmp, site)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return site
+
+
+def installed_versions(site: Path) -> dict[str, str]:
+    out = {}
+    for info in site.glob("*.dist-info"):
+        name, _, version = info.name[: -len(".dist-info")].partition("-")
+        out[name.lower().replace("_", "-")] = version
+    return out
+
+
+def build_project_site(work: Path, suite: str) -> Path:
+    """gclf itself, built from this checkout into a wheel and installed as pip does on a Pi
+    (with its gclf-infer entry-point script), beside the cached dependencies."""
+    wheels = work / "wheel"
+    if not any(wheels.glob("gclf-*.whl")):
+        _pip(["wheel", "-q", "--no-deps", "-w", str(wheels), str(REPO)], what="building gclf's wheel")
+    site = work / f"gclf-{suite}"
+    wheel = next(wheels.glob("gclf-*.whl"))
+    _pip(["install", "-q", "--no-deps", "--target", str(site), *pip_target_args(suite), str(wheel)],
+         what=f"installing gclf's wheel for {suite}")
+    return site
+
+
+# --- the checks -------------------------------------------------------------------------------
+
+
+def default_photos(root: Path, per_class: int = 1) -> list[Path]:
+    """A few real photos from each class of each data set under `root` (sorted, so fixed)."""
+    photos = []
+    for dataset in ("gender-faces", "utkface-dev"):
+        for cls in ("man", "woman"):
+            folder = root / dataset / cls
+            if folder.is_dir():
+                photos += sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:per_class]
+    return photos
+
+
+def make_clip(photos: list[Path], path: Path, *, size: tuple[int, int] = (320, 240)) -> int:
+    """A short MJPG clip, one frame per photo (squashed to `size`); returns the frame count."""
+    import cv2
+
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, size)
+    if not writer.isOpened():
+        raise CheckFailed(f"OpenCV cannot write an MJPG clip to {path}")
+    for photo in photos:
+        writer.write(cv2.resize(cv2.imread(str(photo)), size))
+    writer.release()
+    return len(photos)
+
+
+def infer_args(entry: list[str], model: Path, rest: list[str]) -> list[str]:
+    return [*entry, str(model), *rest]
+
+
+def parse_json_lines(stdout: str, what: str) -> list[dict]:
+    try:
+        return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+    except json.JSONDecodeError as exc:
+        raise CheckFailed(f"{what}: output is not JSON lines ({exc})") from None
+
+
+@dataclass
+class Comparison:
+    what: str
+    max_diff: float = 0.0
+    near_ties: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def compare_photos(what: str, x86: list[dict], arm: list[dict], tol: float) -> Comparison:
+    """Same images, same labels, probabilities within `tol`. A photo whose two best x86
+    probabilities lie within `tol` of each other is a near tie: its label may flip within the
+    tolerance, so only its probabilities are compared (and it is reported)."""
+    c = Comparison(what)
+    by_path = {r["path"]: r for r in arm}
+    if sorted(by_path) != sorted(r["path"] for r in x86):
+        c.problems.append(f"classified other images than x86 ({len(arm)} vs {len(x86)})")
+        return c
+    for ref in x86:
+        got = by_path[ref["path"]]
+        diff = max(abs(got["probabilities"][k] - p) for k, p in ref["probabilities"].items())
+        c.max_diff = max(c.max_diff, diff)
+        top = sorted(ref["probabilities"].values(), reverse=True)
+        tie = len(top) > 1 and top[0] - top[1] <= 2 * tol
+        if tie:
+            c.near_ties.append(Path(ref["path"]).name)
+        if got["label"] != ref["label"] and not tie:
+            c.problems.append(f"{Path(ref['path']).name}: {got['label']} on ARM, {ref['label']} on x86")
+        if diff > tol:
+            c.problems.append(f"{Path(ref['path']).name}: probabilities differ by {diff:.2g} (> {tol:g})")
+    return c
+
+
+LIVE_FIELDS = {"timestamp", "frame", "faces", "fps"}
+
+
+def compare_video(what: str, x86: list[dict], arm: list[dict], frames: int, tol: float) -> Comparison:
+    c = Comparison(what)
+    for name, lines in (("x86", x86), ("ARM", arm)):
+        if len(lines) != frames:
+            c.problems.append(f"{name}: {len(lines)} JSON lines for a {frames}-frame clip")
+    for ref, got in zip(x86, arm):
+        if set(got) != LIVE_FIELDS:
+            c.problems.append(f"frame line has fields {sorted(got)}, expected {sorted(LIVE_FIELDS)}")
+            continue
+        if got["frame"] != ref["frame"] or len(got["faces"]) != len(ref["faces"]):
+            c.problems.append(f"frame {ref['frame']}: ARM reported frame {got['frame']} with {len(got['faces'])} results, x86 {len(ref['faces'])}")
+            continue
+        for a, b in zip(ref["faces"], got["faces"]):
+            diff = abs(a["confidence"] - b["confidence"])
+            c.max_diff = max(c.max_diff, diff)
+            if a["box"] != b["box"]:
+                c.problems.append(f"frame {ref['frame']}: box {b['box']} on ARM, {a['box']} on x86")
+            if a["label"] != b["label"] and abs(a["confidence"] - 0.5) > tol:
+                c.problems.append(f"frame {ref['frame']}: {b['label']} on ARM, {a['label']} on x86")
+            if diff > tol:
+                c.problems.append(f"frame {ref['frame']}: confidence differs by {diff:.2g} (> {tol:g})")
+    return c
+
+
+@dataclass(frozen=True)
+class Job:
+    what: str
+    args: list[str]
+
+
+def run_x86(entry: list[str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gclf.runtime.cli", *entry], capture_output=True, text=True, timeout=900)
+
+
+def check_pi(pi: Pi, entry_script: Path, jobs: list[Job], x86: dict[str, list[dict]], meta: dict) -> list[Comparison]:
+    """Run every job on `pi` and compare with x86."""
+    results = []
+    for job in jobs:
+        started = time.monotonic()
+        done = pi.python([str(entry_script), *job.args])
+        seconds = time.monotonic() - started
+        c = Comparison(f"{pi.name}: {job.what}")
+        if done.returncode != 0:
+            tail = " | ".join((done.stderr.strip() or done.stdout.strip()).splitlines()[-3:])
+            c.problems.append(f"exit code {done.returncode}: {tail}" + (" (illegal instruction: this wheel does not run on this CPU)" if done.returncode == -4 else ""))
+        elif job.what == "--help":
+            if "Usage:" not in done.stdout or "--camera" not in done.stdout:
+                c.problems.append("--help printed no usage")
+        elif job.what.startswith("video"):
+            c = compare_video(c.what, x86[job.what], parse_json_lines(done.stdout, c.what), meta["frames"], TOL_INT8 if "int8" in job.what else TOL_FP32)
+        else:
+            c = compare_photos(c.what, x86[job.what], parse_json_lines(done.stdout, c.what), TOL_INT8 if "int8" in job.what else TOL_FP32)
+        log(f"{'ok  ' if not c.problems else 'FAIL'} {c.what} ({seconds:.0f} s" + (f", max |p diff| {c.max_diff:.2g}" if c.max_diff else "") + (f", near ties {c.near_ties}" if c.near_ties else "") + ")")
+        for problem in c.problems:
+            log(f"     {problem}")
+        results.append(c)
+    return results
+
+
+def setup_pis(cache: Path, suites: list[str], cpus: list[str], work: Path, requirements: list[str]) -> list[Pi]:
+    qemu, debootstrap = ensure_tools(cache)
+    pis = []
+    for suite in suites:
+        root = ensure_root(cache, suite, debootstrap)
+        deps = ensure_deps_site(cache, suite, requirements)
+        gclf_site = build_project_site(work, suite)
+        versions = installed_versions(deps)
+        log(f"{suite}: " + ", ".join(f"{k} {versions[k]}" for k in ("numpy", "opencv-python-headless", "onnxruntime", "click") if k in versions))
+        suite_pis = [Pi(qemu, root, suite, cpu, (gclf_site, deps)) for cpu in cpus]
+        if suite_pis and not (deps / ".warm").is_file():
+            # One import of everything first, so that the Pis run side by side next do not all
+            # compile the same stdlib and wheels to bytecode at once (the first time only).
+            log(f"{suite}: first start, compiling the imports to bytecode")
+            done = suite_pis[0].python(["-c", "import gclf.runtime.cli, gclf.runtime.live, gclf.runtime.files"])
+            if done.returncode == 0:
+                (deps / ".warm").write_text("")
+        pis += suite_pis
+    return pis
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--fp32", type=Path, default=REPO / "gclf-quickstart" / "run" / "model.onnx", help="fp32 model exported on x86 (default: gclf-quickstart's)")
+    parser.add_argument("--int8", type=Path, default=REPO / "gclf-quickstart" / "run" / "model.int8.onnx", help="int8 model exported on x86 (default: gclf-quickstart's)")
+    parser.add_argument("--photos", type=Path, default=DEFAULT_PHOTOS, help="folder with gender-faces/ and utkface-dev/ (the first photo of each class of each is used: 4)")
+    parser.add_argument("--suites", default=",".join(SUITES), help="Debian suites (Raspberry Pi OS generations) to check")
+    parser.add_argument("--cpus", default=",".join(CPUS), help="qemu CPU models to check")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="downloads and built userlands ($GCLF_ARM_CACHE)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="emulated Pis run side by side")
+    args = parser.parse_args(argv)
+    started = time.monotonic()
+
+    suites, cpus = args.suites.split(","), args.cpus.split(",")
+    unknown = [s for s in suites if s not in SUITES] + [c for c in cpus if c not in CPUS]
+    for model in (args.fp32, args.int8):
+        if not model.is_file():
+            log(f"error: model {model} not found (run gclf-quickstart first, or pass --fp32/--int8)")
+            return EXIT_USAGE
+    photos = default_photos(args.photos)
+    if unknown or len(photos) < 2:
+        log(f"error: unknown suite/CPU {unknown}" if unknown else f"error: no photos under {args.photos} (expected gender-faces/ and utkface-dev/ class folders; pass --photos)")
+        return EXIT_USAGE
+
+    args.cache.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="run-", dir=args.cache))
+    try:
+        try:
+            pis = setup_pis(args.cache, suites, cpus, work, project_dependencies())
+        except SetupError as exc:
+            log(f"error: the emulated Raspberry Pi could not be set up: {exc}")
+            return EXIT_SETUP
+        log(f"set up in {time.monotonic() - started:.0f} s")
+
+        clip = work / "clip.avi"
+        frames = make_clip(photos, clip)
+        photo_args = [str(p) for p in photos]
+        # fp32 on two of the photos only: emulated fp32 GoogLeNet costs about 7x int8's CPU time.
+        fp32_args = [str(p) for p in (photos[0], photos[-1])]
+        jobs = [
+            Job("--help", ["--help"]),
+            Job("photos fp32", [str(args.fp32), *fp32_args, "--json", "--threads", "1"]),
+            Job("photos int8", [str(args.int8), *photo_args, "--json", "--threads", "1"]),
+            Job("video int8", [str(args.int8), "--video", str(clip), "--headless", "--threads", "1"]),
+        ]
+        x86 = {}
+        for job in jobs[1:]:
+            done = run_x86(job.args)
+            if done.returncode != 0:
+                log(f"error: the x86 reference run failed ({job.what}): {done.stderr.strip()[-300:]}")
+                return EXIT_FAILED
+            x86[job.what] = parse_json_lines(done.stdout, f"x86 {job.what}")
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            futures = [pool.submit(check_pi, pi, pi.site[0] / "bin" / "gclf-infer", jobs, x86, {"frames": frames}) for pi in pis]
+            results = [c for f in futures for c in f.result()]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    failed = [c for c in results if c.problems]
+    for kind, tol in (("fp32", TOL_FP32), ("int8", TOL_INT8)):
+        diffs = [c.max_diff for c in results if kind in c.what]
+        if diffs:
+            log(f"{kind}: largest probability difference ARM vs x86 {max(diffs):.2g} (tolerance {tol:g})")
+    log(f"{len(results) - len(failed)}/{len(results)} checks passed on {len(pis)} emulated Pis in {time.monotonic() - started:.0f} s")
+    return EXIT_FAILED if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
