@@ -85,6 +85,19 @@ def _distributed(config: TrainConfig, log: Log) -> tuple[Distributed | None, Tra
     return dist, config, log
 
 
+def _on_this_rank(config: TrainConfig, dist: Distributed | None, body: Callable[[torch.device], TrainResult | None]) -> TrainResult | None:
+    """`body(device)`; under torchrun inside the process group, which is left whatever happens."""
+    device = resolve_device(config.device)
+    if dist is None:
+        return body(device)
+    device = dist.device(device)
+    dist.start(device)
+    try:
+        return body(device)
+    finally:
+        dist.stop()
+
+
 def run_training(config: TrainConfig, log: Log = print) -> TrainResult | None:
     """A new run in `config.out` (new or empty). `resume_training` continues an interrupted one.
 
@@ -94,15 +107,7 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult | None:
     dist, config, log = _distributed(config, log)
     config = dataclasses.replace(config, world_size=dist.world_size if dist else 1)
     torch.manual_seed(config.seed)
-    device = resolve_device(config.device)
-    if dist is None:
-        return _new_run(config, device, None, log)
-    device = dist.device(device)
-    dist.start(device)
-    try:
-        return _new_run(config, device, dist, log)
-    finally:
-        dist.stop()
+    return _on_this_rank(config, dist, lambda device: _new_run(config, device, dist, log))
 
 
 def _new_run(config: TrainConfig, device: torch.device, dist: Distributed | None, log: Log) -> TrainResult | None:
@@ -136,15 +141,7 @@ def resume_training(config: TrainConfig, log: Log = print) -> TrainResult | None
     if world_size != config.world_size:
         how = f"torchrun with {config.world_size} processes in all (e.g. torchrun --nproc_per_node {config.world_size} gclf-train --resume {config.out})" if config.world_size > 1 else f"a plain gclf-train --resume {config.out}"
         raise UsageError(f"--resume: {config.out} was trained by {config.world_size} process(es) and this is {world_size}; continue it with {how}")
-    device = resolve_device(config.device)
-    if dist is None:
-        return _resumed_run(config, device, None, log)
-    device = dist.device(device)
-    dist.start(device)
-    try:
-        return _resumed_run(config, device, dist, log)
-    finally:
-        dist.stop()
+    return _on_this_rank(config, dist, lambda device: _resumed_run(config, device, dist, log))
 
 
 def _resumed_run(config: TrainConfig, device: torch.device, dist: Distributed | None, log: Log) -> TrainResult | None:
