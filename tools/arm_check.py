@@ -54,11 +54,15 @@ SUITES = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41)}
 CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 
 # Tolerances on each class probability, ARM against x86. Measured (docs/raspberry-pi.md):
-# fp32 differs by float rounding alone (largest seen 6e-6; gclf-infer prints 6 decimals);
-# int8 by ARM's and x86's different int8 kernels (largest seen 5e-4), so its bound is wider.
-# Both leave about 20x headroom over what was measured.
+# fp32 differs by float rounding alone (largest seen 6e-6; gclf-infer prints 6 decimals), so
+# 1e-4 leaves about 20x headroom. int8 differs by the int8 kernels: on an x86 CPU with AVX2 but
+# no VNNI, onnxruntime's u8s8 kernels saturate their 16-bit intermediate sums, and x86's int8
+# answer moves away from fp32 (the quick start's model on a UTKFace photo: fp32 0.811, x86
+# int8 0.737, ARM int8 0.815 on both Pi CPUs), so ARM against x86 differed by up to 0.12 on
+# CI's AMD EPYC (5e-4 with a 224 px model of one epoch). 0.15 covers that; labels must still
+# agree wherever x86's two best classes are more than 2 x 0.15 apart.
 TOL_FP32 = 1e-4
-TOL_INT8 = 0.02
+TOL_INT8 = 0.15
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
