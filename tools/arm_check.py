@@ -59,10 +59,10 @@ CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 # no VNNI, onnxruntime's u8s8 kernels saturate their 16-bit intermediate sums, and x86's int8
 # answer moves away from fp32 (the quick start's model on a UTKFace photo: fp32 0.811, x86
 # int8 0.737, ARM int8 0.815 on both Pi CPUs), so ARM against x86 differed by up to 0.12 on
-# CI's AMD EPYC (5e-4 with a 224 px model of one epoch). 0.15 covers that; labels must still
-# agree wherever x86's two best classes are more than 2 x 0.15 apart.
+# CI's AMD EPYC (5e-4 with a 224 px model of one epoch). 0.2 covers that with 1.7x headroom;
+# labels must still agree wherever x86's two best classes are more than 2 x 0.2 apart.
 TOL_FP32 = 1e-4
-TOL_INT8 = 0.15
+TOL_INT8 = 0.2
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
