@@ -57,7 +57,9 @@ def make_checkpoint(model: torch.nn.Module, *, class_names: list[str], spec: dic
         "class_names": list(class_names),
         "spec": spec,
         "init": init,
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        # contiguous: a --channels-last run's weights are stored in the default layout (a
+        # no-op, no copy, for every other run). Autocast never changes them: always fp32.
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         **extra,
     }
 

@@ -47,6 +47,8 @@ class TrainConfig:
     validation_patience: int | None = None  # stop after this many validations without a lower loss
     keep: str = "best"  # one of KEEP_CHOICES
     device: str = "auto"
+    precision: str = "fp32"  # a name in gclf.train.precision.PRECISIONS: fp32 (the study's), bf16 or fp16 autocast
+    channels_last: bool = False  # model and image batches in channels-last memory layout (for CUDA with bf16/fp16)
     verbose: bool = True  # the study's table of iterations
     progress_bar: bool = False  # a progress bar per epoch on stderr (when it is a terminal)
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
@@ -99,8 +101,10 @@ def defaults() -> dict:
 
 # Options a config.json written by the first gclf release lacks; each default reproduces what
 # that release did (no drop schedule, reshuffle every epoch, all data, no freezing, validation
-# every epoch without early stopping, keep the best, the iteration table on, one process).
+# every epoch without early stopping, keep the best, the iteration table on, one process, fp32
+# in the default memory layout).
 OPTIONS_ADDED_LATER = frozenset({
     "lr_drop_factor", "lr_drop_period", "shuffle", "max_train_per_class", "augment_options", "freeze",
     "validation_frequency", "validation_patience", "keep", "progress_bar", "world_size",
+    "precision", "channels_last",
 })

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gclf.runtime.errors import UsageError
 from gclf.train.engine import EvalResult
+from gclf.train.precision import FP32, Precision
 
 # The variables torchrun sets for each process it starts.
 ENV_VARS = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
@@ -147,7 +148,7 @@ def shard_train_loader(dataset: Dataset, *, batch_size: int, shuffle: str, seed:
 
 
 @torch.no_grad()
-def evaluate_sharded(model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device, dist: Distributed) -> EvalResult:
+def evaluate_sharded(model: nn.Module, dataset: Dataset, *, batch_size: int, device: torch.device, dist: Distributed, precision: Precision = FP32) -> EvalResult:
     """Loss and accuracy over the whole of `dataset`, each rank evaluating every
     world-size-th image (no padding, so no image counts twice). Labels and probabilities are
     left empty: the epoch loop needs only the two figures."""
@@ -156,8 +157,10 @@ def evaluate_sharded(model: nn.Module, dataset: Dataset, *, batch_size: int, dev
     loss_sum, correct = 0.0, 0
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     for x, y in DataLoader(torch.utils.data.Subset(dataset, indices), batch_size=batch_size):
-        x, y = x.to(device), y.to(device)
-        logits = model(x).float()
+        x, y = precision.inputs(x, device), y.to(device)
+        with precision.autocast():
+            logits = model(x)
+        logits = logits.float()
         loss_sum += loss_fn(logits, y).item()
         correct += int((logits.argmax(1) == y).sum())
     total_loss, total_correct, n = dist.sum([loss_sum, correct, len(indices)], device)

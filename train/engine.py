@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from gclf.runtime.errors import TrainingDivergedError
+from gclf.train.precision import FP32, Precision
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,12 @@ def train_one_epoch(
     started: float,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
+    precision: Precision = FP32,
 ) -> tuple[float, float]:
     """Returns (mean loss, accuracy) over the epoch's training batches (see `train_steps`)."""
     model.train()
-    batches = ((x.to(device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
-    return train_steps(model, batches, optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step)
+    batches = ((precision.inputs(x, device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+    return train_steps(model, batches, optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step, precision=precision)
 
 
 def train_steps(
@@ -61,18 +63,21 @@ def train_steps(
     started: float,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     on_step: Callable[[StepInfo], None] | None = None,
+    precision: Precision = FP32,
 ) -> tuple[float, float]:
     """One optimizer step per (input, label) batch; returns (mean loss, accuracy).
 
     Shared by full training (images through the model) and --freeze (cached features through
     the head). Raises `TrainingDivergedError` at the first non-finite loss, before the
-    optimizer step, so the weights last saved stay the last good ones.
+    optimizer step, so the weights last saved stay the last good ones. Under --precision
+    bf16/fp16 the forward pass and the loss run in autocast; the weights stay fp32.
     """
     loss_fn = nn.CrossEntropyLoss()
     total_loss, correct, seen = 0.0, 0, 0
     for step, (x, y) in enumerate(batches):
-        logits = forward(x)
-        loss = loss_fn(logits, y)
+        with precision.autocast():
+            logits = forward(x)
+            loss = loss_fn(logits, y)
         if not torch.isfinite(loss):
             lr = optimizer.param_groups[0]["lr"]
             raise TrainingDivergedError(
@@ -81,8 +86,15 @@ def train_steps(
                 "model and data, try a lower --learn-rate (e.g. 0.001)"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if precision.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            # fp16: gradients scaled up against underflow; a step whose gradients overflowed
+            # is skipped and the scale lowered (GradScaler's own recipe).
+            precision.scaler.scale(loss).backward()
+            precision.scaler.step(optimizer)
+            precision.scaler.update()
         if scheduler is not None:
             scheduler.step()
         batch_correct = int((logits.argmax(1) == y).sum())
@@ -95,13 +107,15 @@ def train_steps(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: DataLoader, device: torch.device) -> EvalResult:
+def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, precision: Precision = FP32) -> EvalResult:
     model.eval()
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     total_loss, labels, probs = 0.0, [], []
     for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        logits = model(x)
+        x, y = precision.inputs(x, device), y.to(device)
+        with precision.autocast():
+            logits = model(x)
+        logits = logits.float()  # the loss and softmax in fp32 whatever the forward pass ran in
         total_loss += loss_fn(logits, y).item()
         labels.append(y.cpu().numpy())
         probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())

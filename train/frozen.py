@@ -22,12 +22,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from gclf.train.engine import EvalResult, StepInfo, train_steps
+from gclf.train.precision import FP32, Precision
 
 Log = Callable[[str], None]
 
 
 class FrozenBackbone:
-    def __init__(self, model: nn.Module, device: torch.device, *, batch_size: int, recompute_each_epoch: bool, log: Log) -> None:
+    def __init__(self, model: nn.Module, device: torch.device, *, batch_size: int, recompute_each_epoch: bool, log: Log, precision: Precision = FP32) -> None:
         model.requires_grad_(False)
         model.fc.requires_grad_(True)
         self.model = model
@@ -35,6 +36,7 @@ class FrozenBackbone:
         self.batch_size = batch_size
         self.recompute_each_epoch = recompute_each_epoch
         self.log = log
+        self.precision = precision
         self._train: tuple[torch.Tensor, torch.Tensor] | None = None
         self._val: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -47,7 +49,8 @@ class FrozenBackbone:
         try:
             feats, labels = [], []
             for x, y in DataLoader(dataset, batch_size=self.batch_size, shuffle=False):
-                feats.append(self.model(x.to(self.device)).float())
+                with self.precision.autocast():
+                    feats.append(self.model(self.precision.inputs(x, self.device)).float())
                 labels.append(y.to(self.device))
         finally:
             self.model.fc = head
@@ -78,7 +81,8 @@ class FrozenBackbone:
         feats, labels = self._val
         if len(labels) == 0:
             return EvalResult(math.nan, math.nan, np.empty(0, dtype=np.int64), np.empty((0, 0)))
-        logits = self.head_logits(feats, train=False)
+        with self.precision.autocast():
+            logits = self.head_logits(feats, train=False).float()
         loss = nn.functional.cross_entropy(logits, labels).item()
         probs = torch.softmax(logits, dim=1).cpu().numpy()
         labels_np = labels.cpu().numpy()
@@ -111,4 +115,5 @@ def train_head_epoch(
     return train_steps(
         lambda x: frozen.head_logits(x, train=True), batches(), optimizer,
         epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step,
+        precision=frozen.precision,
     )

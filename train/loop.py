@@ -22,6 +22,7 @@ from gclf.train.distributed import Distributed, evaluate_sharded, shard_train_lo
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
 from gclf.train.optim import make_optimizer, make_scheduler, make_train_loader
+from gclf.train.precision import FP32, Precision
 from gclf.train.progress import TrainingScreen
 from gclf.train.run_folder import RunData
 
@@ -71,6 +72,7 @@ class Trainer:
     # `model` itself. `model` stays the bare network: checkpoints hold its state dict, with
     # no "module." prefixes, so export and everything after it read them as any other.
     forward: torch.nn.Module | None = None
+    precision: Precision = FP32  # --precision's autocast and fp16's GradScaler; --channels-last
 
     def run_epoch(self, epoch: int, started: float, on_step: Callable[[StepInfo], None]) -> tuple[float, float]:
         """(mean loss, accuracy) over the epoch's training batches (this rank's share under torchrun)."""
@@ -80,7 +82,7 @@ class Trainer:
         first_iteration = (epoch - 1) * len(self.train_loader) + 1
         if self.frozen is not None:
             return train_head_epoch(self.frozen, self.train_loader, self.optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
-        loss, accuracy = train_one_epoch(self.forward or self.model, self.train_loader, self.optimizer, self.device, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
+        loss, accuracy = train_one_epoch(self.forward or self.model, self.train_loader, self.optimizer, self.device, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step, precision=self.precision)
         if self.dist is not None:
             # Every rank ran as many batches of the same size (ShardSampler pads), so the
             # mean of the ranks' means is the epoch's mean over all of them.
@@ -92,24 +94,29 @@ class Trainer:
             return self.frozen.evaluate_head(self.val_loader)
         if self.dist is not None:
             self.dist.sync_buffers(self.model)
-            return evaluate_sharded(self.model, self.val_loader.dataset, batch_size=self.val_loader.batch_size, device=self.device, dist=self.dist)
-        return evaluate(self.model, self.val_loader, self.device)
+            return evaluate_sharded(self.model, self.val_loader.dataset, batch_size=self.val_loader.batch_size, device=self.device, dist=self.dist, precision=self.precision)
+        return evaluate(self.model, self.val_loader, self.device, self.precision)
 
 
 def make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, device: torch.device, log: Log, dist: Distributed | None = None) -> Trainer:
+    precision = Precision.of(config.precision, device, channels_last=config.channels_last)
     model.to(device)
+    if config.channels_last:
+        # The weights change layout, not values; checkpoints store them contiguous again.
+        model.to(memory_format=torch.channels_last)
+    pin_memory = device.type == "cuda"  # asynchronous copies to the GPU; CPU runs as before
     generator = torch.Generator().manual_seed(config.seed)
     aug = augment_config(config.augment, config.augment_options)
     augment_fn = (lambda rgb, rng: augment(rgb, rng, aug)) if aug.enabled else None
     train_ds = ImageDataset(data.splits["train"], data.store, data.spec, augment=augment_fn, seed=config.seed)
     if dist is None:
-        train_loader = make_train_loader(train_ds, config, generator)
+        train_loader = make_train_loader(train_ds, config, generator, pin_memory=pin_memory)
     else:
-        train_loader = shard_train_loader(train_ds, batch_size=config.batch_size, shuffle=config.shuffle, seed=config.seed, dist=dist)
-    val_loader = eval_loader(config, data, "val")
+        train_loader = shard_train_loader(train_ds, batch_size=config.batch_size, shuffle=config.shuffle, seed=config.seed, dist=dist, pin_memory=pin_memory)
+    val_loader = eval_loader(config, data, "val", pin_memory=pin_memory)
     frozen = None
     if config.freeze:
-        frozen = FrozenBackbone(model, device, batch_size=max(config.batch_size, 32), recompute_each_epoch=aug.enabled, log=log)
+        frozen = FrozenBackbone(model, device, batch_size=max(config.batch_size, 32), recompute_each_epoch=aug.enabled, log=log, precision=precision)
     optimizer = make_optimizer(model.fc if config.freeze else model, config)
     scheduler = make_scheduler(optimizer, config, steps_per_epoch=len(train_loader))
     forward = None
@@ -119,12 +126,12 @@ def make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, dev
         # Built after the optimizer's parameters are chosen; DDP broadcasts rank 0's weights
         # now, so every rank starts from the same network whatever its own initialisation.
         forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    return Trainer(model, optimizer, scheduler, generator, train_ds, train_loader, val_loader, device, frozen, dist, forward)
+    return Trainer(model, optimizer, scheduler, generator, train_ds, train_loader, val_loader, device, frozen, dist, forward, precision)
 
 
-def eval_loader(config: TrainConfig, data: RunData, split: str) -> DataLoader:
+def eval_loader(config: TrainConfig, data: RunData, split: str, *, pin_memory: bool = False) -> DataLoader:
     """A split's images in manifest order (unshuffled), for validation and testing."""
-    return DataLoader(ImageDataset(data.splits[split], data.store, data.spec), batch_size=max(config.batch_size, 32))
+    return DataLoader(ImageDataset(data.splits[split], data.store, data.spec), batch_size=max(config.batch_size, 32), pin_memory=pin_memory)
 
 
 # save_epoch(progress, validation or None, keep_this): writes the epoch's checkpoints.

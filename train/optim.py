@@ -64,25 +64,25 @@ def _piecewise(optimizer, config: "TrainConfig", steps: int, steps_per_epoch: in
 LR_SCHEDULES: dict[str, Callable | None] = {"none": None, "cosine": _cosine, "onecycle": _onecycle, "piecewise": _piecewise}
 
 
-def _every_epoch(dataset: "Dataset", config: "TrainConfig", generator: "torch.Generator") -> "DataLoader":
+def _every_epoch(dataset: "Dataset", config: "TrainConfig", generator: "torch.Generator", **loader_options) -> "DataLoader":
     from torch.utils.data import DataLoader
 
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=generator, drop_last=False, **loader_options)
 
 
-def _once(dataset: "Dataset", config: "TrainConfig", generator: "torch.Generator") -> "DataLoader":
+def _once(dataset: "Dataset", config: "TrainConfig", generator: "torch.Generator", **loader_options) -> "DataLoader":
     import torch
     from torch.utils.data import DataLoader
 
     # One order drawn from the seed, the same every epoch (MATLAB's Shuffle "once").
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(config.seed)).tolist()
-    return DataLoader(dataset, batch_size=config.batch_size, sampler=order, drop_last=False)
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=order, drop_last=False, **loader_options)
 
 
-def _never(dataset: "Dataset", config: "TrainConfig", generator: "torch.Generator") -> "DataLoader":
+def _never(dataset: "Dataset", config: "TrainConfig", generator: "torch.Generator", **loader_options) -> "DataLoader":
     from torch.utils.data import DataLoader
 
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=False)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=False, drop_last=False, **loader_options)
 
 
 SHUFFLES: dict[str, Callable] = {"every-epoch": _every_epoch, "once": _once, "never": _never}
@@ -108,6 +108,7 @@ def make_scheduler(optimizer: "torch.optim.Optimizer", config: "TrainConfig", st
     return factory(optimizer, config, max(config.max_epochs * steps_per_epoch, 1), steps_per_epoch)
 
 
-def make_train_loader(train_ds: "Dataset", config: "TrainConfig", generator: "torch.Generator") -> "DataLoader":
-    """The training batches, in the order --shuffle asks for."""
-    return _lookup(SHUFFLES, config.shuffle, "--shuffle")(train_ds, config, generator)
+def make_train_loader(train_ds: "Dataset", config: "TrainConfig", generator: "torch.Generator", *, pin_memory: bool = False) -> "DataLoader":
+    """The training batches, in the order --shuffle asks for. pin_memory (for a CUDA run)
+    lets the copies to the GPU run asynchronously; CPU runs leave it off."""
+    return _lookup(SHUFFLES, config.shuffle, "--shuffle")(train_ds, config, generator, pin_memory=pin_memory)

@@ -21,6 +21,7 @@ from gclf.runtime.metadata import INPUT_KINDS
 from gclf.train.augment import PRESETS, AugmentConfig
 from gclf.train.config import KEEP_CHOICES, TrainConfig, defaults
 from gclf.train.optim import LR_SCHEDULES, OPTIMIZERS, SHUFFLES
+from gclf.train.precision import PRECISIONS
 from gclf.train.split import SplitFractions
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,6 +116,8 @@ TRAINING_OPTIONS: tuple[_Option, ...] = (
     _augment_flag("grey_p", "--grey-p", FiniteFloatRange(0, 1), "Probability of turning a training image grey: the remedy for grey photos"),
     _Option("input_kind", ("--input-kind",), _choice(INPUT_KINDS), "What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'."),
     _Option("device", ("--device",), help="'auto' (GPU when present), 'cpu' or 'cuda'."),
+    _Option("precision", ("--precision",), _choice(PRECISIONS), "Arithmetic of the training and validation passes: fp32 (the study's), or automatic mixed precision in bf16 (CPU or CUDA) or fp16 (CUDA only, with a gradient scaler). Weights, checkpoints and exports stay fp32."),
+    _Option("channels_last", ("--channels-last/--no-channels-last",), help="Model and image batches in channels-last memory layout: faster convolutions on CUDA with bf16/fp16, rarely on CPU."),
     # Neither flag (None): a progress bar on a terminal instead of the iteration table.
     _Option("verbose", ("--verbose/--quiet",), help="--verbose: the study's table of iterations; --quiet: only a line per epoch [default: a progress bar per epoch on a terminal].", default=None, show_default=False),
     _Option("verbose_frequency", ("--verbose-frequency",), click.IntRange(min=1), "Iterations between verbose rows."),

@@ -22,10 +22,12 @@ from gclf.train.run_folder import RunData
 
 Log = Callable[[str], None]
 
+GRAD_SCALER_KEY = "grad_scaler"
+
 
 def capture_state(trainer: Trainer, progress: Progress) -> dict:
     """Everything an epoch changed, as last.pt's "resume" entry."""
-    return {
+    state = {
         "epoch": progress.epoch,
         "best_val_loss": progress.best_val_loss,
         "best_epoch": progress.best_epoch,
@@ -39,13 +41,23 @@ def capture_state(trainer: Trainer, progress: Progress) -> dict:
         "loader_generator_state": trainer.generator.get_state(),
         "cuda_rng_states": torch.cuda.get_rng_state_all() if trainer.device.type == "cuda" else [],
     }
+    if trainer.precision.scaler is not None:
+        # --precision fp16: the loss scale and its growth tracker (plain numbers). Other runs'
+        # last.pt has no such entry, exactly as before the option.
+        state[GRAD_SCALER_KEY] = trainer.precision.scaler.state_dict()
+    return state
 
 
 def restore_state(trainer: Trainer, state: dict) -> Progress:
     """Put `capture_state`'s state back into a freshly made trainer; returns the progress."""
     if (trainer.scheduler is None) != (state["scheduler"] is None):
         raise UsageError("--resume: last.pt's learn-rate schedule does not match config.json")
+    scaler = trainer.precision.scaler
+    if (scaler is None) != (state.get(GRAD_SCALER_KEY) is None):
+        raise UsageError(f"--resume: last.pt's precision does not match config.json's --precision {trainer.precision.name}")
     try:
+        if scaler is not None:
+            scaler.load_state_dict(state[GRAD_SCALER_KEY])
         trainer.optimizer.load_state_dict(state["optimizer"])
         if trainer.scheduler is not None:
             trainer.scheduler.load_state_dict(state["scheduler"])

@@ -33,6 +33,7 @@ from gclf.train.engine import EvalResult, evaluate
 from gclf.train.loop import Progress, eval_loader, make_trainer, train_epochs
 from gclf.train.metrics import classification_report
 from gclf.train.model import build_model, keeps_head, resolve_weights
+from gclf.train.precision import check_precision
 from gclf.train.reports import write_run_reports
 from gclf.train.resume import capture_state, restore_state, resume_point
 from gclf.train.run_folder import RunData, prepare_run_dir, read_run_data, save_epoch, scan_and_split, spec_of, write_history, write_new_run
@@ -88,9 +89,11 @@ def _distributed(config: TrainConfig, log: Log) -> tuple[Distributed | None, Tra
 def _on_this_rank(config: TrainConfig, dist: Distributed | None, body: Callable[[torch.device], TrainResult | None]) -> TrainResult | None:
     """`body(device)`; under torchrun inside the process group, which is left whatever happens."""
     device = resolve_device(config.device)
+    if dist is not None:
+        device = dist.device(device)
+    check_precision(config.precision, device)  # fp16 on a CPU: refused before anything is written
     if dist is None:
         return body(device)
-    device = dist.device(device)
     dist.start(device)
     try:
         return body(device)
@@ -157,6 +160,8 @@ def _resumed_run(config: TrainConfig, device: torch.device, dist: Distributed | 
 def _train_and_report(config: TrainConfig, data: RunData, model: torch.nn.Module, init: dict, device: torch.device, state: dict | None, log: Log, dist: Distributed | None = None) -> TrainResult | None:
     main = dist is None or dist.is_main
     where = f"; {dist.world_size} processes (rank 0 of them prints), global batch {config.global_batch_size}" if dist else ""
+    if config.precision != "fp32" or config.channels_last:
+        where += f"; precision {config.precision}" + (", channels-last" if config.channels_last else "")
     log(f"model: GoogLeNet, {len(data.class_names)}-class head; init: {init['description']}; device: {device}{where}")
     trainer = make_trainer(config, data, model, device, log, dist)
     progress = Progress()
@@ -187,7 +192,9 @@ def _evaluate_and_report(config: TrainConfig, data: RunData, progress: Progress,
     test: EvalResult | None = None
     report = None
     if data.splits["test"]:
-        test = evaluate(best_model, eval_loader(config, data, "test"), device)  # unshuffled: rows follow splits["test"]
+        # Unshuffled: rows follow splits["test"]. In fp32 whatever --precision trained: the
+        # test report describes the fp32 network that best.pt holds and gclf-export exports.
+        test = evaluate(best_model, eval_loader(config, data, "test", pin_memory=device.type == "cuda"), device)
         report = evaluation_report(test, data.class_names)
     kept_epoch = progress.best_epoch if config.keep == "best" else progress.epoch
     summary = {
@@ -202,6 +209,7 @@ def _evaluate_and_report(config: TrainConfig, data: RunData, progress: Progress,
         "split_counts": {k: len(v) for k, v in data.splits.items()},
         "wall_time_s": round(time.monotonic() - started, 1),
         "device": str(device),
+        "precision": config.precision,  # the training passes'; the test split is evaluated in fp32
         "world_size": config.world_size,  # processes that trained together (torchrun)
         "global_batch_size": config.global_batch_size,  # --mini-batch-size x world_size
         "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
