@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
@@ -73,3 +73,15 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
     export = runner.invoke(export_main, [str(run_dir), "--quantize", "--force", "--calibration-size", str(calibration_size)])
     assert export.exit_code == 0, export.output
     return TinyRun(data, run_dir, run_dir / "model.onnx", run_dir / "model.int8.onnx", train.output, export.output, image_size, per_class, calibration_size)
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """torch on one thread: float sums can depend on how work is split across threads, so
+    runs that are compared bit for bit (or nearly) run on one."""
+    import torch  # here, not at the top: the runtime's tests must not load torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

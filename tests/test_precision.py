@@ -30,13 +30,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("precision") / "data", per_class=6, min_side=32, max_side=48)
 
 
-@pytest.fixture
-def one_thread():
-    # Float sums can depend on how work is split across threads: compare runs on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _train(*args: str | Path) -> Result:

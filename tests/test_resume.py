@@ -15,7 +15,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import torch
@@ -37,13 +36,6 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_shapes_dataset(tmp_path_factory.mktemp("resume") / "data", per_class=8, min_side=32, max_side=64)
 
 
-@pytest.fixture(scope="module")
-def one_thread() -> Iterator[None]:
-    # Float sums can depend on how work is split across threads: compare runs on one thread.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _train(*args: str | Path) -> Result:
