@@ -15,6 +15,7 @@ import numpy as np
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import BadModelError, ImageDecodeError, UsageError
+from gclf.runtime.faces import NO_FACE_ACTIONS
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch
 
@@ -26,10 +27,6 @@ Image = Union[str, os.PathLike, np.ndarray]
 
 DECODE_WORKERS = 2  # threads decoding and resizing files ahead of inference (OpenCV releases the GIL)
 
-# What `classify_files(faces=True)` does with a photo in which no face is found: classify the
-# whole image (the default: on photos of people in scenes, largest face else whole image gave
-# 73.7% where whole images alone gave 52.6%, issue 11), or leave it unclassified.
-NO_FACE_ACTIONS = ("whole", "skip")
 
 
 @dataclass(frozen=True)

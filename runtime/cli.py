@@ -12,11 +12,9 @@ import click
 
 from gclf.runtime.cli_support import report_errors, warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN  # faces.py loads OpenCV only when detecting
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # faces.py loads OpenCV only when detecting
 from gclf.runtime.face_models import FaceModelParam
 
-# classifier.NO_FACE_ACTIONS, spelt out here: importing classifier.py would load numpy for --help.
-NO_FACE_ACTIONS = ("whole", "skip")
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier, FaceResult, Prediction

@@ -37,6 +37,11 @@ Box = tuple[int, int, int, int]  # x, y, width, height, in pixels
 # box, hence 0; face crops with more context around the face need a larger margin.
 DEFAULT_FACE_MARGIN = 0.0
 
+# What `classify_files(faces=True)` does with a photo in which no face is found: classify the
+# whole image (the default: on photos of people in scenes, largest face else whole image gave
+# 73.7% where whole images alone gave 52.6%, issue 11), or leave it unclassified.
+NO_FACE_ACTIONS = ("whole", "skip")
+
 # Detection runs on a copy whose longer side is at most this: its cost grows with the pixels.
 # Measured (benchmarks/live_bench.py, 2-core x86, 640x480 frames with a 240 px face): Haar
 # 46 -> 23 ms and YuNet 45 -> 9 ms per frame from 640 to 320, finding faces in 78 -> 76 and
@@ -159,10 +164,15 @@ def face_crops(bgr: np.ndarray, boxes: Sequence[Box], margin: float) -> list[np.
     """RGB crops (the preprocessing contract's input) of the faces in a BGR frame."""
     import cv2
 
+    return [cv2.cvtColor(crop, cv2.COLOR_BGR2RGB) for crop in _bgr_crops(bgr, boxes, margin)]
+
+
+def _bgr_crops(bgr: np.ndarray, boxes: Sequence[Box], margin: float) -> list[np.ndarray]:
+    """Views of the faces in a BGR frame, each box widened by `margin` (no copy)."""
     crops = []
     for box in boxes:
         x, y, w, h = expand_box(box, bgr.shape[:2], margin)
-        crops.append(cv2.cvtColor(bgr[y : y + h, x : x + w], cv2.COLOR_BGR2RGB))
+        crops.append(bgr[y : y + h, x : x + w])
     return crops
 
 
@@ -174,12 +184,7 @@ def faces_to_model_input(
     from gclf.runtime.preprocess import preprocess_batch
 
     boxes = detector.detect(bgr)
-    h, w = bgr.shape[:2]
-    crops = []
-    for box in boxes:
-        x, y, bw, bh = expand_box(box, (h, w), margin)
-        crops.append(bgr[y : y + bh, x : x + bw])
-    return boxes, preprocess_batch(crops, spec, color="bgr")
+    return boxes, preprocess_batch(_bgr_crops(bgr, boxes, margin), spec, color="bgr")
 
 
 def make_detector(face_model: Path | str | None) -> FaceDetector:
