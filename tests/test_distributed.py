@@ -190,6 +190,19 @@ def test_freeze_is_refused_under_torchrun(data: Path, tmp_path: Path) -> None:
     assert other.exit_code == EXIT_USAGE and "error: (rank 1 of 2) --freeze is not supported" in other.output
 
 
+def test_experiments_and_quickstart_are_refused_under_torchrun(data: Path, tmp_path: Path) -> None:
+    # They run trainings one after another in one process: N copies would race on one folder.
+    from gclf.train.experiment_cli import main as experiment_main
+    from gclf.train.quickstart import main as quickstart_main
+
+    env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
+    exp = CliRunner().invoke(experiment_main, ["learn-rate", "--data", str(data), "--out", str(tmp_path / "e"), "--seeds", "1"], env=env)
+    assert exp.exit_code == EXIT_USAGE and "gclf-experiment does not run under torchrun (2 processes" in exp.output
+    quick = CliRunner().invoke(quickstart_main, ["--out", str(tmp_path / "q")], env=env)
+    assert quick.exit_code == EXIT_USAGE and "gclf-quickstart does not run under torchrun" in quick.output
+    assert not (tmp_path / "e").exists() and not (tmp_path / "q").exists()
+
+
 def test_torchrun_environment_is_read() -> None:
     assert Distributed.from_env({}) is None
     assert Distributed.from_env({"WORLD_SIZE": "1", "RANK": "0", "LOCAL_RANK": "0"}) is None  # one process: the plain path

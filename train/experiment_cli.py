@@ -70,7 +70,10 @@ def experiment_options(varies: str) -> Callable:
 def _base(data: tuple[Path, ...], out: Path, options: dict[str, Any]) -> TrainConfig:
     """The options every run of the experiment shares; checks --weights before any training."""
     require_training_extra()
+    from gclf.train.distributed import refuse_torchrun
     from gclf.train.model import resolve_weights
+
+    refuse_torchrun("gclf-experiment")
 
     base = TrainConfig(data=data, out=out, **config_values(options))
     resolve_weights(base.weights)  # a missing file or download fails now, not after the first run

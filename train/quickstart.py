@@ -26,6 +26,9 @@ def main(out: Path, per_class: int, max_epochs: int) -> None:
     from gclf.train.cli import require_training_extra
 
     require_training_extra()
+    from gclf.train.distributed import refuse_torchrun
+
+    refuse_torchrun("gclf-quickstart")
     from gclf.export.pipeline import export_fp32, export_int8, locate_run
     from gclf.export.quantize import QuantizeOptions
     from gclf.runtime.classifier import Classifier
