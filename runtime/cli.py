@@ -335,8 +335,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         saver.fps = source.fps if keep_every_frame else None
         sinks.append(saver)
 
-    every = "every frame" if opts.detect_every == 1 else f"every {opts.detect_every} frames, tracked between"
-    what = f"faces ({detector.name} detector, {every})" if detector is not None else "whole frames"
+    every = "on every frame" if opts.detect_every == 1 else f"every {opts.detect_every} frames, tracked between"
+    what = f"faces ({detector.name} detector) detected {every}" if detector is not None else "whole frames"
     windowed = not opts.headless and web is None
     click.echo(f"live: {source.name}, classifying {what} with {model.name}" + ("; q or Esc quits" if windowed else ""), err=True)
     feed = open_feed(source, keep_every_frame=keep_every_frame)

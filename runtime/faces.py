@@ -90,9 +90,10 @@ class HaarFaceDetector:
     MIN_NEIGHBORS = 5  # higher: fewer false faces, more missed ones
     SCALE_FACTOR = 1.1
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_side: int = DETECT_MAX_SIDE) -> None:
         import cv2
 
+        self.max_side = max_side  # the working copy's longer side (benchmarks/track_bench.py varies it)
         path = os.path.join(cv2.data.haarcascades, HAAR_CASCADE)
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
@@ -104,7 +105,7 @@ class HaarFaceDetector:
     def detect(self, bgr: np.ndarray) -> list[Box]:
         import cv2
 
-        small, scale = _downscaled(bgr, DETECT_MAX_SIDE)
+        small, scale = _downscaled(bgr, self.max_side)
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))  # evens out lighting
         side = max(20, round(min(grey.shape) * self.MIN_FACE_FRACTION))  # the cascade's window is 24 px
         found = self._cascade.detectMultiScale(
