@@ -83,6 +83,7 @@ COPY_SIDES = (320, 256, 224, 192, 160)
 class Truth:
     boxes: list[Box]  # per face on this frame
     labels: list[str]
+    clip: int
 
 
 # --- the video -----------------------------------------------------------------------------
@@ -93,7 +94,7 @@ def make_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Photo], n
     frames: list[np.ndarray] = []
     truths: list[Truth] = []
     it = iter(chosen)
-    for _ in range(n_clips):
+    for clip in range(n_clips):
         corner = cv2.cvtColor(decode_image(pool[rng.randrange(len(pool))].path), cv2.COLOR_RGB2BGR)
         bg, _ = background(rng, nprng, corner)
         faces = [next(it) for _ in range(2 if rng.random() < two_faces else 1)]
@@ -126,7 +127,7 @@ def make_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Photo], n
                 boxes.append(paste_face(frame, bgr, ref, (round(x), round(y), pw, ph)))
                 labels.append(photo.label)
             frames.append(as_camera_frame(frame))
-            truths.append(Truth(boxes, labels))
+            truths.append(Truth(boxes, labels, clip))
     return frames, truths
 
 
@@ -187,6 +188,20 @@ def face_outcomes(results: list[FrameResult], truths: list[Truth]) -> list[list[
     return out
 
 
+def label_stability(outcomes, truths: list[Truth]) -> float | None:
+    """Share of faces found on two frames in a row (same clip) that got the same label on both:
+    how much the labels flicker from frame to frame anyway, for reading the agreement figures."""
+    same = n = 0
+    for k in range(1, len(outcomes)):
+        if truths[k].clip != truths[k - 1].clip:
+            continue
+        for (label, _, _), (prev, _, _) in zip(outcomes[k], outcomes[k - 1]):
+            if label is not None and prev is not None:
+                n += 1
+                same += label == prev
+    return same / n if n else None
+
+
 def summarise_faces(outcomes, reference, truths: list[Truth]) -> dict:
     n = found = carried_found = both = agree = correct = 0
     ious: dict[bool, list[float]] = {True: [], False: []}
@@ -205,7 +220,8 @@ def summarise_faces(outcomes, reference, truths: list[Truth]) -> dict:
     return {"faces": n, "recall": found / n, "carried_share": carried_found / found if found else 0.0,
             "agreement": agree / both if both else None, "accuracy_all": correct / n,
             "iou_detected": statistics.mean(ious[True]) if ious[True] else None,
-            "iou_carried": statistics.mean(ious[False]) if ious[False] else None}
+            "iou_carried": statistics.mean(ious[False]) if ious[False] else None,
+            "same_label_as_previous_frame": label_stability(outcomes, truths)}
 
 
 def _pct(value: float | None) -> str:
@@ -317,6 +333,11 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
                  f"{_pct(row.get('agreement'))} | {100 * row['accuracy_all']:.1f}%") if dname else "- | - | - | - | -"
         print(f"| {dname or 'none (whole frames)'} | {n if dname else '-'} | {row['fps']:.1f} | {row['bare']:.1f} | **{row['ratio']:.2f}x** "
               f"({min(run['ratio']):.2f}-{max(run['ratio']):.2f}) | {row['cpu_ms']:.2f} ({row['bare_cpu_ms']:.2f}) | {faces} |")
+    for dname in detector_names:
+        row = out["loop"].get(f"{dname} N=1")
+        if row is not None:
+            print(f"\n{dname}, N=1: a face found on two frames in a row got the same label on both in "
+                  f"{_pct(row['same_label_as_previous_frame'])} of cases (how much labels flicker anyway)")
     out["load_end"] = os.getloadavg()
     if json_out is not None:
         from gclf.runtime.files import write_json_atomic
