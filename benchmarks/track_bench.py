@@ -15,6 +15,8 @@ Prints its figures (markdown tables) and asserts nothing.
 - **Smaller copies.** Each detector alone on every frame at several working sizes (the longer
   side of the copy it detects on; 320 is the runtime's DETECT_MAX_SIDE): recall at IoU >= 0.5
   against the true boxes, and milliseconds per frame.
+- **Finding faces alone.** Each detector through `FaceTracker` for each N over every frame, in
+  this thread: CPU ms per frame of detection plus tracking, and how often the detector ran.
 - **Loop.** `run_live` on the video, every frame in order (as `gclf-infer --video`), for each
   detector and each `--every` N (gclf.runtime.tracking.FaceTracker), and on whole frames.
   Rounds are interleaved: in each round every configuration runs once, each between two
@@ -71,6 +73,7 @@ from gclf.runtime.decode import decode_image  # noqa: E402
 from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector  # noqa: E402
 from gclf.runtime.live import FrameResult, run_live  # noqa: E402
 from gclf.runtime.preprocess import preprocess  # noqa: E402
+from gclf.runtime.tracking import FaceTracker  # noqa: E402
 from gclf.runtime.video_sources import CaptureSource, OrderedFrameReader  # noqa: E402
 
 IOU = 0.5
@@ -286,6 +289,21 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
                 out["copies"][f"{name}@{side}"] = {"recall": hits / n_faces, "ms": statistics.median(ms)}
                 cells.append(f"{100 * hits / n_faces:.1f}%, {statistics.median(ms):.1f} ms")
             print(f"| {name} | " + " | ".join(cells) + " |")
+
+    print("\n### Finding faces alone (FaceTracker called in turn, no model): CPU ms per frame, detector runs\n")
+    print("| detector | " + " | ".join(f"N={n}" for n in everys) + " |")
+    print("|---|" + "---|" * len(everys))
+    for name in detector_names:
+        cells = []
+        for n in everys:
+            tracker = FaceTracker(make(name), n)
+            cpu = time.process_time()
+            for f in frames:
+                tracker.faces(f)
+            ms = 1000 * (time.process_time() - cpu) / len(frames)
+            out.setdefault("finding", {})[f"{name} N={n}"] = {"cpu_ms": ms, "detections": tracker.counts.detections, "lost": tracker.counts.lost}
+            cells.append(f"{ms:.1f} ms, {tracker.counts.detections} runs ({tracker.counts.lost} brought forward)")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
     clf = Classifier(model, threads=threads or None, spin=False)  # as gclf-infer's live loop
     sample = cv2.cvtColor(frames[0], cv2.COLOR_BGR2RGB)
