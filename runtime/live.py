@@ -1,7 +1,8 @@
 """The live loop: frames in, faces (or the whole frame) classified, results out to sinks.
 
     feed (camera / video, own thread)
-      -> prepare: [face detector], crops, preprocessing contract (own thread)
+      -> prepare: [face detector every N-th frame, boxes tracked between], crops,
+                  preprocessing contract (own thread)
       -> Classifier -> sinks (JSON lines | window | video file)
 
 Preparing frame N+1 overlaps the inference of frame N, so when the model is the bottleneck
