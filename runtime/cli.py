@@ -335,10 +335,15 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         saver.fps = source.fps if keep_every_frame else None
         sinks.append(saver)
 
-    every = "on every frame" if opts.detect_every == 1 else f"every {opts.detect_every} frames, tracked between"
-    what = f"faces ({detector.name} detector) detected {every}" if detector is not None else "whole frames"
+    what = f"faces ({detector.name} detector)" if detector is not None else "whole frames"
+    if detector is not None:
+        n = opts.detect_every
+        pace = "; faces detected on every frame" if n == 1 else f"; faces detected on every {n}{_ordinal(n)} frame, boxes tracked between"
     windowed = not opts.headless and web is None
-    click.echo(f"live: {source.name}, classifying {what} with {model.name}" + ("; q or Esc quits" if windowed else ""), err=True)
+    click.echo(
+        f"live: {source.name}, classifying {what} with {model.name}" + (pace if detector is not None else "") + ("; q or Esc quits" if windowed else ""),
+        err=True,
+    )
     feed = open_feed(source, keep_every_frame=keep_every_frame)
     if web is not None:
         web.dropped = lambda: feed.dropped
@@ -354,6 +359,11 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     if summary.failure is not None:
         raise summary.failure
     return EXIT_OK
+
+
+def _ordinal(n: int) -> str:
+    """The English ordinal suffix of n: 2nd, 3rd, 11th, 21st."""
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 WINDOW_ADVICE = "; pass --headless for JSON lines instead (--save FILE also writes the annotated video)"
