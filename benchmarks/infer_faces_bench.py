@@ -5,8 +5,9 @@
         [--face-model yunet.onnx] [--frames 200] [--keep DIR]
 
 Prints its figures and asserts nothing. Each frame is one photo of the model's test split
-(from the run's manifest: never trained on) pasted at a random place and size onto a larger
-generated background (a gradient with noise and blurred shapes), saved as JPEG. The frames go
+(from the run's manifest: never trained on) placed at a random place and size in a 640x480
+generated scene by benchmarks/scene_bench.py's `make_scene` (the benchmarks' one frame
+generator), saved as JPEG. The frames go
 through the `gclf-infer` command itself (--json); a frame counts as right when the label of
 its largest face, or the whole image where no face was found (the default fallback), is the
 photo's class. For reference the model is also run on the photos as they are.
@@ -26,11 +27,12 @@ import click
 import cv2
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from scene_bench import Photo, make_scene  # noqa: E402  (a sibling script: one frame generator for the benchmarks)
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "datasets" / "gender-faces"
 DEFAULT_YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
-FRAME_SIZES = ((640, 480), (800, 600), (480, 640))  # width, height: landscape and portrait
-FACE_SHARE = (0.25, 0.6)  # the photo's height as a share of the frame's
 
 
 def test_photos(manifest: Path, data: Path, limit: int, seed: int) -> list[tuple[Path, str]]:
@@ -44,39 +46,20 @@ def test_photos(manifest: Path, data: Path, limit: int, seed: int) -> list[tuple
     return photos[:limit]
 
 
-def background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A gradient with noise and blurred coloured shapes: clutter, but no faces."""
-    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    t = np.linspace(0, 1, width)[None, :, None]
-    image = (c0 * (1 - t) + c1 * t).repeat(height, axis=0).astype(np.float32)
-    for _ in range(int(rng.integers(4, 12))):
-        colour = tuple(int(v) for v in rng.integers(0, 256, 3))
-        centre = (int(rng.integers(0, width)), int(rng.integers(0, height)))
-        if rng.random() < 0.5:
-            axes = (int(rng.integers(20, width // 3)), int(rng.integers(20, height // 3)))
-            cv2.ellipse(image, centre, axes, float(rng.integers(0, 180)), 0, 360, colour, -1)
-        else:
-            corner = (centre[0] + int(rng.integers(20, width // 3)), centre[1] + int(rng.integers(20, height // 3)))
-            cv2.rectangle(image, centre, corner, colour, -1)
-    image = cv2.GaussianBlur(image, (0, 0), 3)
-    image += rng.normal(0, 8, image.shape)
-    return np.clip(image, 0, 255).astype(np.uint8)
-
-
 def make_frames(photos: list[tuple[Path, str]], out: Path, seed: int) -> dict[str, str]:
-    """One JPEG frame per photo in `out`; frame file name -> the photo's class."""
-    rng = np.random.default_rng(seed)
+    """One JPEG frame per photo in `out` (benchmarks/scene_bench.py's `make_scene`, the one
+    frame generator of the benchmarks: a 640x480 generated background, the photo at a random
+    place and size with a feathered edge); frame file name -> the photo's class."""
+    rng, nprng = random.Random(seed), np.random.default_rng(seed)
     labels = {}
     for i, (path, label) in enumerate(photos):
-        face = cv2.imread(str(path))
-        width, height = FRAME_SIZES[i % len(FRAME_SIZES)]
-        frame = background(rng, width, height)
-        fh = int(height * rng.uniform(*FACE_SHARE))
-        fw = min(width, round(face.shape[1] * fh / face.shape[0]))
-        x, y = int(rng.integers(0, width - fw + 1)), int(rng.integers(0, height - fh + 1))
-        frame[y : y + fh, x : x + fw] = cv2.resize(face, (fw, fh), interpolation=cv2.INTER_AREA)
+        bgr = cv2.imread(str(path))
+        corner = cv2.imread(str(photos[rng.randrange(len(photos))][0]))
+        # The true face box only matters to scene_bench's matching; here the frame's label does.
+        whole = (0, 0, bgr.shape[1], bgr.shape[0])
+        scene = make_scene([(Photo(path, label, path.parent.parent.name), bgr, whole)], rng, nprng, corner)
         name = f"frame_{i:04d}.jpg"
-        cv2.imwrite(str(out / name), frame, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        cv2.imwrite(str(out / name), scene.bgr, [cv2.IMWRITE_JPEG_QUALITY, 90])
         labels[name] = label
     return labels
 
@@ -138,8 +121,8 @@ def main(model: Path, manifest: Path, data: Path, face_model: Path, frames: int,
         report("photos as they are (reference)", [{**r, "path": by_photo[r["path"]]} for r in records], truth, elapsed)
         records, elapsed = infer(model, [folder], "--no-faces")
         report("frames, --no-faces (whole image)", records, truth, elapsed)
-        records, elapsed = infer(model, [folder], "--faces")
-        report("frames, faces: Haar (default)", records, truth, elapsed)
+        records, elapsed = infer(model, [folder], "--faces", "--face-model", "haar")
+        report("frames, faces: Haar", records, truth, elapsed)
         if face_model.is_file():
             for margin in ("0", "0.2"):
                 records, elapsed = infer(model, [folder], "--faces", "--face-model", str(face_model), "--face-margin", margin)

@@ -197,17 +197,29 @@ def make_scene(
                 break
         else:
             continue  # no room: this frame gets one face fewer (counted by the caller)
-        x, y, pw, ph = rect
-        resized = cv2.resize(bgr, (pw, ph), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR).astype(np.float32)
-        mask = _feather_mask(ph, pw)
-        region = frame[y : y + ph, x : x + pw]
-        frame[y : y + ph, x : x + pw] = mask * resized + (1 - mask) * region
-        rx, ry, rw, rh = ref
-        box = (x + round(rx * scale), y + round(ry * scale), max(1, round(rw * scale)), max(1, round(rh * scale)))
         rects.append(rect)
-        placed.append(PlacedFace(photo, box))
+        placed.append(PlacedFace(photo, paste_face(frame, bgr, ref, rect)))
+    return Scene(as_camera_frame(frame), placed, kind)
+
+
+def paste_face(frame: np.ndarray, bgr: np.ndarray, ref: Box, rect: tuple[int, int, int, int]) -> Box:
+    """Paste the photo `bgr` scaled into `rect` (x, y, w, h) of the float32 `frame`, in place,
+    with a feathered edge; its true face box in the frame (the reference box `ref`, mapped).
+    Also the frame generator of benchmarks/track_bench.py (faces moving along known paths)."""
+    x, y, pw, ph = rect
+    scale = ph / bgr.shape[0]
+    resized = cv2.resize(bgr, (pw, ph), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR).astype(np.float32)
+    mask = _feather_mask(ph, pw)
+    region = frame[y : y + ph, x : x + pw]
+    frame[y : y + ph, x : x + pw] = mask * resized + (1 - mask) * region
+    rx, ry, rw, rh = ref
+    return (x + round(rx * scale), y + round(ry * scale), max(1, round(rw * scale)), max(1, round(rh * scale)))
+
+
+def as_camera_frame(frame: np.ndarray) -> np.ndarray:
+    """A float32 frame as a camera or a photo file would give it: uint8, JPEG-encoded and decoded."""
     ok, jpeg = cv2.imencode(".jpg", np.clip(frame, 0, 255).astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
-    return Scene(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), placed, kind)
+    return cv2.imdecode(jpeg, cv2.IMREAD_COLOR)
 
 
 # --- matching and figures ----------------------------------------------------------------------

@@ -26,11 +26,14 @@ def annotate(bgr: np.ndarray, result: FrameResult) -> np.ndarray:
     h, w = bgr.shape[:2]
     scale = max(0.4, min(w, h) / 800)
     line_h = round(30 * scale) + 4
-    for face in result.faces:
+    thick = max(2, round(2 * scale))
+    for i, face in enumerate(result.faces):
         x, y, bw, bh = face.box
         whole = (bw, bh) == (w, h)
         if not whole:
-            cv2.rectangle(bgr, (x, y), (x + bw - 1, y + bh - 1), BOX_COLOUR, max(1, round(2 * scale)))
+            # A box carried over by the tracker (not detected on this frame) is drawn thinner.
+            carried = result.detected is not None and not result.detected[i]
+            cv2.rectangle(bgr, (x, y), (x + bw - 1, y + bh - 1), BOX_COLOUR, max(1, thick // 2) if carried else thick)
         # Above the box if there is room, else inside it; the whole frame's label goes under the FPS.
         org = (8, 2 * line_h) if whole else (x + 2, y - 6 if y >= line_h else y + line_h)
         _text(bgr, f"{face.label} {face.confidence:.2f}", org, scale)

@@ -176,8 +176,8 @@ class Classifier:
         """Find the faces in an image and classify each; largest face first.
 
         For a model trained on face crops (its metadata's input_kind is "faces"). Detection
-        is the live loop's: `detector` defaults to OpenCV's bundled Haar cascade (pass a
-        `YuNetFaceDetector` for a more robust one), `margin` to DEFAULT_FACE_MARGIN. An image
+        is the live loop's: `detector` defaults to gclf.runtime.faces.default_face_model's
+        (YuNet where its file is cached, else OpenCV's bundled Haar cascade), `margin` to DEFAULT_FACE_MARGIN. An image
         without a face gives an empty list; `classify_files(paths, faces=True)` does the same
         for files, with a whole-image fallback.
         """
@@ -188,7 +188,7 @@ class Classifier:
             )
         array, order = _load(image, color)
         bgr = np.ascontiguousarray(array[..., ::-1] if order == "rgb" else array)  # detectors take OpenCV's order
-        prepared = self._prepare_faces(bgr, detector or self._haar(), _margin(margin), no_face="skip")
+        prepared = self._prepare_faces(bgr, detector or self._default_face_detector(), _margin(margin), no_face="skip")
         faces, _ = self._run_prepared([prepared])[0]
         return list(faces)
 
@@ -219,7 +219,7 @@ class Classifier:
         if faces:
             # One detector object serves both threads: OpenCV's detectors keep state per call
             # (YuNet its input size), so detection takes turns while decoding overlaps it.
-            shared = _Serialised(detector or self._haar())
+            shared = _Serialised(detector or self._default_face_detector())
             face_margin = _margin(margin)
 
             def prepare(rgb: np.ndarray) -> _Prepared:
@@ -251,11 +251,11 @@ class Classifier:
             if pending:
                 yield from self._file_results(pending, faces)
 
-    def _haar(self) -> FaceDetector:
-        from gclf.runtime.faces import HaarFaceDetector
+    def _default_face_detector(self) -> FaceDetector:
+        from gclf.runtime.faces import make_detector
 
-        if self._default_detector is None:  # loading the cascade takes a while: once per Classifier
-            self._default_detector = HaarFaceDetector()
+        if self._default_detector is None:  # loading a detector takes a while: once per Classifier
+            self._default_detector = make_detector(None)  # faces.default_face_model decides
         return self._default_detector
 
     def _prepare_faces(self, bgr: np.ndarray, detector: FaceDetector, margin: float, *, no_face: str) -> _Prepared:

@@ -14,6 +14,7 @@ from gclf.runtime.cli_support import report_errors, warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # faces.py loads OpenCV only when detecting
 from gclf.runtime.face_models import FaceModelParam
+from gclf.runtime.tracking import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
 
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ class SizeParam(click.ParamType):
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
 @click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each crop, or classify whole images and frames. Default: what the model's metadata says it was trained on.")
-@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="The face detector. haar (default): OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).")
+@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="The face detector. haar: OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).  [default: yunet once it is in that cache, else haar]")
+@click.option("--detect-every", type=click.IntRange(min=1), default=None, metavar="N", help=f"Live, faces: run the face detector on every N-th frame and carry the boxes over (track them) in between; a lost box is detected again at once. 1: detect on every frame.  [default: {DEFAULT_DETECT_EVERY}]")
 @click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Widen each face box by this share of its size on every side before cropping.  [default: {DEFAULT_FACE_MARGIN}]")
 @click.option("--if-no-face", "if_no_face", type=click.Choice(NO_FACE_ACTIONS), default=None, help="Image files, faces detected: for a photo without a face, classify the whole image, or report it unclassified.  [default: whole]")
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
@@ -92,6 +94,7 @@ def main(
     realtime: bool,
     faces: bool | None,
     face_model: Path | str | None,
+    detect_every: int | None,
     face_margin: float | None,
     if_no_face: str | None,
     headless: bool,
@@ -118,7 +121,7 @@ def main(
     live_options = {
         "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
         "--serve": serve is not None, "--token": token is not None,
-        "--camera-size": camera_size is not None,
+        "--camera-size": camera_size is not None, "--detect-every": detect_every is not None,
     }
     margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
     if camera is not None or video is not None:
@@ -128,7 +131,10 @@ def main(
             raise UsageError("--if-no-face applies to image files; a live frame without a face has an empty face list")
         if camera_size is not None and camera is None:
             raise UsageError("--camera-size sets the size of a --camera's frames; a --video has its own")
-        live = LiveOptions(camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size)
+        live = LiveOptions(
+            camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size,
+            detect_every=DEFAULT_DETECT_EVERY if detect_every is None else detect_every, detect_every_given=detect_every is not None,
+        )
         return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
     if given:
@@ -266,6 +272,8 @@ class LiveOptions:
     serve: str | None = None  # --serve [HOST:]PORT
     token: str | None = None
     camera_size: tuple[int, int] | None = None  # (width, height); None: the camera's default
+    detect_every: int = DEFAULT_DETECT_EVERY  # the face detector runs on every N-th frame, boxes tracked between
+    detect_every_given: bool = False  # --detect-every was on the command line (warned about if unused)
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
@@ -293,8 +301,9 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     # detection 0.84x instead of 0.70x of the bare model rate, and a third of the latency).
     clf = Classifier(model, threads=threads or None, spin=False)
     with_faces = _use_face_detection(clf.metadata, opts.faces)
-    if opts.face_model is not None and not with_faces:
-        warn(f"--face-model is not used: {model.name} is run on whole frames (pass --faces to detect faces)")
+    unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--detect-every", opts.detect_every_given)) if given]
+    if unused and not with_faces:
+        warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: {model.name} is run on whole frames (pass --faces to detect faces)")
     detector = make_detector(opts.face_model) if with_faces else None
 
     keep_every_frame = opts.video is not None and not opts.realtime
@@ -327,13 +336,20 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         sinks.append(saver)
 
     what = f"faces ({detector.name} detector)" if detector is not None else "whole frames"
+    if detector is not None:
+        n = opts.detect_every
+        pace = "; faces detected on every frame" if n == 1 else f"; faces detected on every {n}{_ordinal(n)} frame, boxes tracked between"
     windowed = not opts.headless and web is None
-    click.echo(f"live: {source.name}, classifying {what} with {model.name}" + ("; q or Esc quits" if windowed else ""), err=True)
+    click.echo(
+        f"live: {source.name}, classifying {what} with {model.name}" + (pace if detector is not None else "") + ("; q or Esc quits" if windowed else ""),
+        err=True,
+    )
     feed = open_feed(source, keep_every_frame=keep_every_frame)
     if web is not None:
         web.dropped = lambda: feed.dropped
         announce_web_sink(web)
-    summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=opts.face_margin, max_frames=opts.max_frames)
+    summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=opts.face_margin, max_frames=opts.max_frames,
+                       detect_every=opts.detect_every)
 
     click.echo(f"live: {summary.line()}", err=True)
     if opts.save is not None and summary.processed:
@@ -343,6 +359,11 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     if summary.failure is not None:
         raise summary.failure
     return EXIT_OK
+
+
+def _ordinal(n: int) -> str:
+    """The English ordinal suffix of n: 2nd, 3rd, 11th, 21st."""
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
 
 
 WINDOW_ADVICE = "; pass --headless for JSON lines instead (--save FILE also writes the annotated video)"

@@ -1,7 +1,8 @@
 """Face detector model files: `--face-model haar|yunet|PATH`, and YuNet's download cache.
 
-Haar needs no file (its cascade ships inside the opencv wheel), so it stays the default and
-nothing is ever downloaded unless asked for. `--face-model yunet` fetches OpenCV Zoo's YuNet
+Haar needs no file (its cascade ships inside the opencv wheel); YuNet is the default only once
+its file is in the cache (gclf.runtime.faces.default_face_model), and nothing is ever
+downloaded unless asked for. `--face-model yunet` fetches OpenCV Zoo's YuNet
 once into a user cache and checks its sha256, the way torchvision caches weights in
 `$TORCH_HOME/hub/checkpoints`: the cache is `$GCLF_HOME/face_models`, `$GCLF_HOME` defaulting
 to `$XDG_CACHE_HOME/gclf`, i.e. `~/.cache/gclf/face_models/`. The download goes to a temporary
@@ -153,6 +154,13 @@ def _unavailable(source: ModelSource, dest: Path, exc: BaseException) -> Weights
         f"download {source.url} (sha256 {source.sha256}) where there is a network and put it at {dest}, "
         f"or pass --face-model PATH with a YuNet ONNX file, or leave --face-model out for the bundled Haar cascade"
     )
+
+
+def cached_model_path(source: ModelSource, *, cache: Path | None = None) -> Path | None:
+    """`source`'s file if the cache already holds it with the pinned sha256, else None.
+    Never downloads (for choosing a default: gclf.runtime.faces.default_face_model)."""
+    dest = (Path(cache) if cache is not None else cache_dir()) / source.filename
+    return dest if dest.is_file() and sha256_file(dest) == source.sha256 else None
 
 
 def yunet_model_path(*, notify: Callable[[str], None] | None = _default_notify) -> Path:

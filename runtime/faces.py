@@ -1,7 +1,8 @@
 """Finding faces in a frame, so a model trained on face crops sees face crops.
 
-Two detectors behind one small interface (`detect(bgr) -> boxes`):
-- `HaarFaceDetector`, the default: OpenCV 4.x ships its Haar cascades inside the wheel
+Two detectors behind one small interface (`detect(bgr) -> boxes`); `default_face_model` picks
+YuNet where its file is cached and Haar otherwise:
+- `HaarFaceDetector`: OpenCV 4.x ships its Haar cascades inside the wheel
   (`cv2.data.haarcascades`), so it works offline with nothing to download. Fast, but it
   misses turned and tilted faces and faces that fill the whole image.
 - `YuNetFaceDetector` (`--face-model yunet` or `PATH`): OpenCV's small CNN detector
@@ -89,9 +90,10 @@ class HaarFaceDetector:
     MIN_NEIGHBORS = 5  # higher: fewer false faces, more missed ones
     SCALE_FACTOR = 1.1
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_side: int = DETECT_MAX_SIDE) -> None:
         import cv2
 
+        self.max_side = max_side  # the working copy's longer side (benchmarks/track_bench.py varies it)
         path = os.path.join(cv2.data.haarcascades, HAAR_CASCADE)
         self._cascade = cv2.CascadeClassifier(path)
         if self._cascade.empty():
@@ -103,7 +105,7 @@ class HaarFaceDetector:
     def detect(self, bgr: np.ndarray) -> list[Box]:
         import cv2
 
-        small, scale = _downscaled(bgr, DETECT_MAX_SIDE)
+        small, scale = _downscaled(bgr, self.max_side)
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_BGR2GRAY))  # evens out lighting
         side = max(20, round(min(grey.shape) * self.MIN_FACE_FRACTION))  # the cascade's window is 24 px
         found = self._cascade.detectMultiScale(
@@ -181,17 +183,40 @@ def faces_to_model_input(
 ) -> tuple[list[Box], np.ndarray]:
     """The faces in a BGR frame as detected, and their crops (each widened by `margin`) as one
     float32 model-input batch, in the same order."""
+    boxes = detector.detect(bgr)
+    return boxes, boxes_to_model_input(bgr, boxes, spec, margin=margin)
+
+
+def boxes_to_model_input(bgr: np.ndarray, boxes: Sequence[Box], spec: PreprocessSpec, *, margin: float = DEFAULT_FACE_MARGIN) -> np.ndarray:
+    """The crops of `boxes` (each widened by `margin`) as one float32 model-input batch, in order;
+    for boxes found otherwise than by a detector on this frame (carried over by the live loop's tracker)."""
     from gclf.runtime.preprocess import preprocess_batch
 
-    boxes = detector.detect(bgr)
-    return boxes, preprocess_batch(_bgr_crops(bgr, boxes, margin), spec, color="bgr")
+    return preprocess_batch(_bgr_crops(bgr, boxes, margin), spec, color="bgr")
+
+
+def default_face_model() -> Path | str:
+    """The detector used where nothing names one (no `--face-model`, nothing recorded in the
+    model): YuNet where its file is at hand, i.e. the pinned file is already in the user cache
+    (`--face-model yunet` once puts it there), else "haar", the bundled cascade. Never downloads.
+
+    Why YuNet when it can be had: on faces placed in scenes (benchmarks/scene_bench.py) it found
+    84.6% of faces against Haar's 66.7% at a fifth of the time per frame, and in the live loop
+    it is the faster of the two (docs/measurements.md). The one place this choice is made.
+    """
+    from gclf.runtime.face_models import cached_model_path, yunet_source
+
+    path = cached_model_path(yunet_source())
+    return path if path is not None else "haar"
 
 
 def make_detector(face_model: Path | str | None) -> FaceDetector:
-    """The detector `--face-model` names: None or "haar" the bundled Haar cascade, "yunet" the
-    pinned OpenCV Zoo YuNet from the user cache (downloaded once, see gclf.runtime.face_models),
-    a path a YuNet ONNX file."""
-    if face_model is None or face_model == "haar":
+    """The detector `--face-model` names: None the default (`default_face_model`: YuNet if
+    cached, else Haar), "haar" the bundled Haar cascade, "yunet" the pinned OpenCV Zoo YuNet
+    from the user cache (downloaded once, see gclf.runtime.face_models), a path a YuNet ONNX file."""
+    if face_model is None:
+        face_model = default_face_model()
+    if face_model == "haar":
         return HaarFaceDetector()
     if face_model == "yunet":
         from gclf.runtime.face_models import yunet_model_path

@@ -1,7 +1,8 @@
 """The live loop: frames in, faces (or the whole frame) classified, results out to sinks.
 
     feed (camera / video, own thread)
-      -> prepare: [face detector], crops, preprocessing contract (own thread)
+      -> prepare: [face detector every N-th frame, boxes tracked between], crops,
+                  preprocessing contract (own thread)
       -> Classifier -> sinks (JSON lines | window | video file)
 
 Preparing frame N+1 overlaps the inference of frame N, so when the model is the bottleneck
@@ -27,9 +28,10 @@ import numpy as np
 from gclf.runtime.annotate import annotate
 from gclf.runtime.classifier import Classifier, FaceResult
 from gclf.runtime.errors import GclfError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, Box, FaceDetector, faces_to_model_input
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN, Box, FaceDetector, boxes_to_model_input, faces_to_model_input
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.runtime.sinks import Sink
+from gclf.runtime.tracking import DEFAULT_DETECT_EVERY, FaceTracker
 from gclf.runtime.video_sources import Frame, FrameFeed
 
 
@@ -42,14 +44,22 @@ class FrameResult:
     timestamp: float  # capture time, seconds since the epoch
     faces: tuple[FaceResult, ...]
     fps: float  # frames processed per second, over the last few frames
+    # Per face: True if the detector found its box on this frame, False if the box was carried
+    # over from earlier frames by the tracker; None for whole frames (no detection).
+    detected: tuple[bool, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "timestamp": round(self.timestamp, 3),
-            "frame": self.index,
-            "faces": [{"box": list(f.box), "label": f.label, "confidence": round(f.confidence, 6)} for f in self.faces],
-            "fps": round(self.fps, 2),
-        }
+        faces = []
+        for i, f in enumerate(self.faces):
+            face: dict[str, Any] = {"box": list(f.box), "label": f.label, "confidence": round(f.confidence, 6)}
+            if self.detected is not None:
+                face["box_source"] = BOX_DETECTED if self.detected[i] else BOX_CARRIED
+            faces.append(face)
+        return {"timestamp": round(self.timestamp, 3), "frame": self.index, "faces": faces, "fps": round(self.fps, 2)}
+
+
+# A face's "box_source" in the JSON: found by the detector on this frame, or carried over.
+BOX_DETECTED, BOX_CARRIED = "detected", "carried"
 
 
 @dataclass(frozen=True)
@@ -93,17 +103,26 @@ class PreparedFrame:
     """A frame made ready for the model: where its faces are, and their model input."""
 
     frame: Frame
-    boxes: tuple[Box, ...]  # the faces as detected; the whole frame without a detector
+    boxes: tuple[Box, ...]  # the faces as detected or carried; the whole frame without a detector
     batch: np.ndarray  # float32 (len(boxes), 3, H, W), the preprocessing contract's output
+    detected: tuple[bool, ...] | None = None  # per box: detected on this frame (True) or carried; None: whole frame
 
 
-def prepare_frame(frame: Frame, spec: PreprocessSpec, detector: FaceDetector | None, *, margin: float = DEFAULT_FACE_MARGIN) -> PreparedFrame:
-    """Detect faces (or take the whole frame) and turn them into one model-input batch."""
+def prepare_frame(
+    frame: Frame, spec: PreprocessSpec, detector: FaceDetector | FaceTracker | None, *, margin: float = DEFAULT_FACE_MARGIN
+) -> PreparedFrame:
+    """Find the faces (a detector on this frame, or a tracker that detects every N-th frame and
+    carries boxes between) or take the whole frame, and turn them into one model-input batch."""
     if detector is None:
         h, w = frame.bgr.shape[:2]
         return PreparedFrame(frame, ((0, 0, w, h),), preprocess_batch([frame.bgr], spec, color="bgr"))
+    if isinstance(detector, FaceTracker):
+        found = detector.faces(frame.bgr)
+        boxes = tuple(f.box for f in found)
+        batch = boxes_to_model_input(frame.bgr, boxes, spec, margin=margin)
+        return PreparedFrame(frame, boxes, batch, tuple(f.detected for f in found))
     boxes, batch = faces_to_model_input(frame.bgr, spec, detector, margin=margin)
-    return PreparedFrame(frame, tuple(boxes), batch)
+    return PreparedFrame(frame, tuple(boxes), batch, (True,) * len(boxes))
 
 
 def classify_prepared(prepared: PreparedFrame, classifier: Classifier) -> list[FaceResult]:
@@ -194,8 +213,12 @@ def run_live(
     sinks: Sequence[Sink],
     margin: float = DEFAULT_FACE_MARGIN,
     max_frames: int | None = None,
+    detect_every: int = DEFAULT_DETECT_EVERY,
 ) -> LiveSummary:
     """Classify frames from `feed` until it ends, a sink asks to stop, or `max_frames`.
+
+    With a `detector`, it runs on every `detect_every`-th frame and the boxes are carried over
+    (tracked) in between (gclf.runtime.tracking; 1: detection on every frame).
 
     The feed and every sink are closed on the way out, whatever happens (camera and window
     released, video file finished). Ctrl-C ends the run with a summary (`interrupted`).
@@ -206,8 +229,10 @@ def run_live(
     last = 0.0
     stopped_by = ""
     interrupted = False
+    # Made here, used only by the preparation thread: it keeps the previous frame to track from.
+    finder = FaceTracker(detector, detect_every) if detector is not None else None
     with contextlib.ExitStack() as cleanup:
-        preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, detector, margin=margin))
+        preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, finder, margin=margin))
         # Run in reverse: stop the preparer, close the sinks, close the feed (which also
         # releases a preparer waiting for a frame), then wait for the preparer's thread.
         cleanup.callback(preparer.join)
@@ -224,7 +249,9 @@ def run_live(
                 if first is None:
                     first = time.perf_counter()
                 faces = classify_prepared(prepared, classifier)
-                result = FrameResult(prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()))
+                result = FrameResult(
+                    prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()), prepared.detected
+                )
                 processed += 1
                 last = time.perf_counter()
                 # Asked per frame: a sink may want pictures only some of the time (--serve: while watched).

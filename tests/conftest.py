@@ -85,3 +85,11 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _no_user_face_model_cache(monkeypatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The default face detector depends on what the user's cache holds (YuNet once it is
+    downloaded: gclf.runtime.faces.default_face_model), so every test starts with an empty
+    cache; tests of the cache set $GCLF_HOME themselves."""
+    monkeypatch.setenv("GCLF_HOME", str(tmp_path_factory.getbasetemp() / "gclf-home-empty"))
