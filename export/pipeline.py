@@ -104,6 +104,10 @@ def training_summary(ckpt: dict, metrics: dict | None) -> dict:
     }
     config = ckpt.get("train_config") or {}
     summary["input_kind"] = config.get("input_kind", "whole_image")  # followed by the live runtime
+    if ckpt.get("face_crop") is not None:
+        # The detector that cropped the training photos (gclf-train --face-crop): the runtime
+        # crops new photos with it by default (gclf.runtime.faces.resolve_face_detection).
+        summary["face_crop"] = ckpt["face_crop"]
     for key in ("max_epochs", "batch_size", "learn_rate", "optimizer", "lr_schedule", "image_size", "seed"):
         if key in config:
             summary[key] = config[key]
