@@ -354,6 +354,14 @@ class FaceCropper:
         return np.ascontiguousarray(rgb[y : y + h, x : x + w])
 
 
+def resolve_face_margin(face_margin: float | None, recorded: FaceCropSpec | None) -> float:
+    """The margin to crop with: the explicit one, else the model's training margin, else
+    DEFAULT_FACE_MARGIN."""
+    if face_margin is not None:
+        return face_margin
+    return recorded.margin if recorded is not None else DEFAULT_FACE_MARGIN
+
+
 def resolve_face_detection(
     face_model: Path | str | None,
     face_margin: float | None,
@@ -369,7 +377,7 @@ def resolve_face_detection(
     cache, then the pinned file (gclf.runtime.face_models); a file whose sha256 is not the
     recorded one is used, with one sentence through `warn`.
     """
-    margin = face_margin if face_margin is not None else (recorded.margin if recorded is not None else DEFAULT_FACE_MARGIN)
+    margin = resolve_face_margin(face_margin, recorded)
     if face_model is not None:
         return face_model, margin
     if recorded is None:
