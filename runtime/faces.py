@@ -388,8 +388,19 @@ def resolve_face_detection(
     else:
         from gclf.runtime.face_models import cache_dir, yunet_model_path
 
-        candidates = [d / recorded.model_file for d in ([model_dir] if model_dir is not None else []) + [cache_dir()]]
-        path = next((p for p in candidates if p.is_file()), None) or yunet_model_path()
+        from gclf.runtime.errors import WeightsUnavailableError
+
+        folders = ([model_dir] if model_dir is not None else []) + [cache_dir()]
+        path = next((d / recorded.model_file for d in folders if (d / recorded.model_file).is_file()), None)
+        if path is None:
+            try:
+                path = yunet_model_path()  # the pinned file: cached, or downloaded once
+            except WeightsUnavailableError as exc:
+                raise WeightsUnavailableError(
+                    f"the model was trained on crops by YuNet file {recorded.model_file} (sha256 {recorded.model_sha256}), "
+                    f"which is not in {' or '.join(map(str, folders))}, and the pinned YuNet could not be had either: "
+                    f"put that file there, or pass --face-model PATH ({exc})"
+                ) from None
         chosen = path
     from gclf.runtime.files import sha256_file
 
