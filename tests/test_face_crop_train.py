@@ -267,9 +267,10 @@ def face_run(tmp_path_factory: pytest.TempPathFactory, one_thread):
     train = _train("--data", data, "--out", run, "--weights", "none", "--image-size", "32", "--max-epochs", "1", "--batch-size", "16",
                    "--device", "cpu", "--quiet", "--input-kind", "faces", "--face-crop", YUNET, "--face-margin", "0.1")
     assert train.exit_code == 0, train.output
-    export = CliRunner().invoke(export_main, [str(run)])
+    # --force: a one-epoch toy cannot be expected to pass the int8 parity gate.
+    export = CliRunner().invoke(export_main, [str(run), "--quantize", "--force", "--calibration-size", "4"])
     assert export.exit_code == 0, export.output
-    return data, run, train.output
+    return data, run, train.output + export.output
 
 
 @needs_shared
@@ -289,6 +290,9 @@ def test_training_crops_reports_and_records_the_detector(face_run) -> None:
     for name in ("best.pt", "last.pt"):
         assert FaceCropSpec.from_dict(load_gclf_checkpoint(run / name)["face_crop"]) == recorded
     assert ModelMetadata.from_props(_props(run / "model.onnx")).face_crop == recorded
+    assert ModelMetadata.from_props(_props(run / "model.int8.onnx")).face_crop == recorded
+    # Export checks and calibrates on face crops, as the training saw the photos.
+    assert "validation images (face crops)" in output and "calibration and parity images are face crops" in output
 
 
 def _props(path: Path) -> dict:
