@@ -1,6 +1,6 @@
 """Real-scene accuracy: face photos placed in generated scenes at known boxes, then detected.
 
-    python benchmarks/scene_bench.py --model MODEL.onnx [--frames 300] [--margin 0 --margin 0.2]
+    python benchmarks/scene_bench.py --model MODEL.onnx [--frames 300] [--margin 0 --margin 0.2 (default: 0 and the model's trained margin)]
         [--face-model PATH|yunet] [--data DIR ...] [--exclude-manifest RUN/manifest.json] [--json OUT]
 
 Prints its figures (markdown tables) and asserts nothing. A user's photos show a person in a
@@ -267,7 +267,7 @@ def pct(n: int, d: int) -> str:
 @click.option("--face-model", default=str(DEFAULT_YUNET), show_default=True, help="YuNet for the YuNet detector and for the true boxes: a file, or 'yunet' (the pinned file from the user cache).")
 @click.option("--frames", type=click.IntRange(min=1), default=300, show_default=True)
 @click.option("--two-faces", type=click.FloatRange(0, 1), default=0.15, show_default=True, help="Share of frames with two faces.")
-@click.option("--margin", "margins", multiple=True, type=click.FloatRange(0, 2), default=(0.0, 0.2), show_default=True, help="Crop margins to compare (repeat the option).")
+@click.option("--margin", "margins", multiple=True, type=click.FloatRange(0, 2), default=(), help="Crop margins to compare (repeat the option).  [default: 0 and the margin the --model records it was trained with (gclf-train --face-crop), else 0 and 0.2]")
 @click.option("--exclude-manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="A run's manifest.json: leave out its train and val photos.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime threads (0: one per core).")
@@ -368,11 +368,19 @@ def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, 
     if model is None:
         print("\naccuracy skipped: no --model given")
     else:
-        results["accuracy"] = accuracy_part(Classifier(model, threads=threads or None), scenes, list(margins), detectors)
+        clf = Classifier(model, threads=threads or None)
+        results["accuracy"] = accuracy_part(clf, scenes, list(margins) or default_margins(clf), detectors)
     if json_out is not None:
         from gclf.runtime.files import write_json_atomic
 
         write_json_atomic(json_out, results)
+
+
+def default_margins(clf: Classifier) -> list[float]:
+    """0 and the model's training margin (its metadata's face_crop), else 0 and 0.2."""
+    crop = clf.metadata.face_crop
+    trained = crop.margin if crop is not None else 0.2
+    return sorted({0.0, trained})
 
 
 def accuracy_part(clf: Classifier, scenes: list[Scene], margins: list[float], detectors: dict[str, FaceDetector]) -> dict:

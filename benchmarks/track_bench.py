@@ -35,8 +35,6 @@ Prints its figures (markdown tables) and asserts nothing.
 
 from __future__ import annotations
 
-import io
-import json
 import math
 import os
 import random

@@ -18,6 +18,7 @@ import onnx
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
+from gclf.runtime.faces import FaceCropper, FaceCropSpec
 from gclf.runtime.files import atomic_path, sha256_file
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
@@ -91,8 +92,31 @@ def balanced_sample(files: Sequence[tuple[Path, int]], count: int, seed: int) ->
     return sorted(chosen, key=lambda t: str(t[0]))
 
 
-def load_batch(paths: Sequence[Path], spec: PreprocessSpec) -> np.ndarray:
-    return preprocess_batch([decode_image(p) for p in paths], spec)
+def load_batch(paths: Sequence[Path], spec: PreprocessSpec, face_crop: FaceCropper | None = None) -> np.ndarray:
+    """Model input for image files, each cropped to its face as the training was (`face_crop`)."""
+    return preprocess_batch([load_image(p, face_crop) for p in paths], spec)
+
+
+def load_image(path: Path, face_crop: FaceCropper | None = None) -> np.ndarray:
+    """An image file as the training saw it: its largest face with `face_crop` (the whole
+    image where the detector finds none, as gclf-train --if-no-face whole keeps it)."""
+    rgb = decode_image(path)
+    cropped = face_crop(rgb) if face_crop is not None else None
+    return rgb if cropped is None else cropped
+
+
+def run_face_cropper(ckpt: dict, log: Log) -> FaceCropper | None:
+    """The detector crop a checkpoint was trained with (gclf-train --face-crop), rebuilt from
+    the run's options, so the parity checks and the int8 calibration see face crops like the
+    training did; None for a model trained on the photos as they were."""
+    if ckpt.get("face_crop") is None:
+        return None
+    recorded = FaceCropSpec.from_dict(ckpt["face_crop"])
+    face_model = (ckpt.get("train_config") or {}).get("face_crop", recorded.kind)
+    cropper = FaceCropper.create(face_model, recorded.margin)
+    if cropper.spec != recorded:
+        log(f"warning: the run cropped with {recorded.describe()}; its checks and calibration now crop with {cropper.spec.describe()}")
+    return cropper
 
 
 def training_summary(ckpt: dict, metrics: dict | None) -> dict:
@@ -104,6 +128,10 @@ def training_summary(ckpt: dict, metrics: dict | None) -> dict:
     }
     config = ckpt.get("train_config") or {}
     summary["input_kind"] = config.get("input_kind", "whole_image")  # followed by the live runtime
+    if ckpt.get("face_crop") is not None:
+        # The detector that cropped the training photos (gclf-train --face-crop): the runtime
+        # crops new photos with it by default (gclf.runtime.faces.resolve_face_detection).
+        summary["face_crop"] = ckpt["face_crop"]
     for key in ("max_epochs", "batch_size", "learn_rate", "optimizer", "lr_schedule", "image_size", "seed"):
         if key in config:
             summary[key] = config[key]
@@ -129,7 +157,8 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
     val = split_files(run.manifest, "val", metadata.class_names)
     if val:
         paths = [p for p, _ in balanced_sample(val, PARITY_IMAGES, seed=0)]
-        batch, what = load_batch(paths, spec), f"{len(paths)} validation images"
+        cropper = run_face_cropper(ckpt, log)
+        batch, what = load_batch(paths, spec, cropper), f"{len(paths)} validation images" + (" (face crops)" if cropper else "")
     else:
         log("warning: no run manifest beside the checkpoint: checking torch vs onnxruntime on random inputs instead of real images")
         batch, what = np.random.default_rng(0).normal(size=(8, *spec.input_shape_chw)).astype(np.float32), "8 random inputs"
@@ -143,11 +172,18 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
     return ExportResult(dest, diff)
 
 
-def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]]) -> np.ndarray:
-    """Softmax probabilities (N, C) per file, through the runtime itself."""
+def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]], face_crop: FaceCropper | None = None) -> np.ndarray:
+    """Softmax probabilities (N, C) per file, through the runtime itself; with `face_crop` on
+    each file's face crop, as the training saw it."""
     from gclf.runtime.classifier import Classifier
 
     clf = Classifier(model_path)
+    if face_crop is not None:
+        rows = []
+        for start in range(0, len(files), 32):
+            batch = load_batch([p for p, _ in files[start : start + 32]], clf.spec, face_crop)
+            rows.extend(list(pred.probabilities.values()) for pred in clf.predict_input(batch))
+        return np.asarray(rows, dtype=np.float64)
     probs = []
     for result in clf.classify_files([p for p, _ in files], batch_size=32):
         if result.prediction is None:
@@ -233,7 +269,12 @@ def export_int8(
     per_class = {c: sum(1 for _, y in calib if y == i) for i, c in enumerate(metadata.class_names)}
     log(f"calibrating int8 on {len(calib)} training-split images ({', '.join(f'{c} {n}' for c, n in per_class.items())}); disjoint from the {len(test)} {check_name} images: yes")
     labels = np.array([y for _, y in test])
-    p32 = predict_probabilities(fp32_path, test)
+    from gclf.train.checkpoint import load_gclf_checkpoint
+
+    cropper = run_face_cropper(load_gclf_checkpoint(run.checkpoint), log)
+    if cropper is not None:
+        log(f"calibration and parity images are face crops, as in training: {cropper.spec.describe()}")
+    p32 = predict_probabilities(fp32_path, test, cropper)
     base = {
         "format": "QDQ",
         "activation_type": "QUInt8",
@@ -247,7 +288,7 @@ def export_int8(
     }
 
     def quantize_to(path: Path, opts: QuantizeOptions) -> dict:
-        quantize_int8(fp32_path, path, [p for p, _ in calib], metadata.spec, INPUT_NAME, opts)
+        quantize_int8(fp32_path, path, [p for p, _ in calib], metadata.spec, INPUT_NAME, opts, load=lambda p: load_image(p, cropper))
         quant = {**base, "method": opts.method, "per_channel": opts.per_channel, "first_conv_and_classifier_float": opts.keep_ends_float}
         _write_int8_metadata(path, metadata, quant)
         return quant
@@ -256,7 +297,7 @@ def export_int8(
         attempts, chosen = [], None
         for name, opts in remedies(options):
             quant = quantize_to(tmp, opts)
-            parity = measure_parity(p32, predict_probabilities(tmp, test), labels)
+            parity = measure_parity(p32, predict_probabilities(tmp, test, cropper), labels)
             problems = gate_failures(parity)
             attempts.append({"remedy": name, **parity, "passed": not problems})
             log(

@@ -8,7 +8,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -27,20 +27,24 @@ class QuantizeOptions:
 class ImageCalibrationReader:
     """onnxruntime `CalibrationDataReader` over image files, preprocessed like the runtime does."""
 
-    def __init__(self, paths: Sequence[Path], spec: PreprocessSpec, input_name: str, batch_size: int) -> None:
-        self._batches = self._iter(paths, spec, input_name, batch_size)
+    def __init__(self, paths: Sequence[Path], spec: PreprocessSpec, input_name: str, batch_size: int, load: Callable[[Path], np.ndarray] = decode_image) -> None:
+        self._batches = self._iter(paths, spec, input_name, batch_size, load)
 
     @staticmethod
-    def _iter(paths, spec, input_name, batch_size) -> Iterator[dict[str, np.ndarray]]:
+    def _iter(paths, spec, input_name, batch_size, load) -> Iterator[dict[str, np.ndarray]]:
+        # `load`: a file as the training saw it (decoded; a face crop for --face-crop runs).
         for start in range(0, len(paths), batch_size):
-            batch = preprocess_batch([decode_image(p) for p in paths[start : start + batch_size]], spec)
+            batch = preprocess_batch([load(p) for p in paths[start : start + batch_size]], spec)
             yield {input_name: batch}
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._batches, None)
 
 
-def quantize_int8(fp32_path: Path, dest: Path, calibration: Sequence[Path], spec: PreprocessSpec, input_name: str, options: QuantizeOptions) -> None:
+def quantize_int8(
+    fp32_path: Path, dest: Path, calibration: Sequence[Path], spec: PreprocessSpec, input_name: str, options: QuantizeOptions,
+    *, load: Callable[[Path], np.ndarray] = decode_image,
+) -> None:
     """fp32 ONNX -> int8 QDQ ONNX at `dest` (metadata is set by the caller)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -54,7 +58,7 @@ def quantize_int8(fp32_path: Path, dest: Path, calibration: Sequence[Path], spec
         quantize_static(
             str(pre),
             str(dest),
-            ImageCalibrationReader(list(calibration), spec, input_name, options.batch_size),
+            ImageCalibrationReader(list(calibration), spec, input_name, options.batch_size, load),
             quant_format=QuantFormat.QDQ,
             per_channel=options.per_channel,
             activation_type=QuantType.QUInt8,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -176,8 +177,10 @@ class Classifier:
         """Find the faces in an image and classify each; largest face first.
 
         For a model trained on face crops (its metadata's input_kind is "faces"). Detection
-        is the live loop's: `detector` defaults to gclf.runtime.faces.default_face_model's
-        (YuNet where its file is cached, else OpenCV's bundled Haar cascade), `margin` to DEFAULT_FACE_MARGIN. An image
+        is the live loop's: `detector` and `margin` default to those the model records it was
+        trained with (gclf-train --face-crop), else to gclf.runtime.faces.default_face_model's
+        (YuNet where its file is cached, else OpenCV's bundled Haar cascade) and
+        DEFAULT_FACE_MARGIN. An image
         without a face gives an empty list; `classify_files(paths, faces=True)` does the same
         for files, with a whole-image fallback.
         """
@@ -188,7 +191,7 @@ class Classifier:
             )
         array, order = _load(image, color)
         bgr = np.ascontiguousarray(array[..., ::-1] if order == "rgb" else array)  # detectors take OpenCV's order
-        prepared = self._prepare_faces(bgr, detector or self._default_face_detector(), _margin(margin), no_face="skip")
+        prepared = self._prepare_faces(bgr, detector or self._model_detector(), self._face_margin(margin), no_face="skip")
         faces, _ = self._run_prepared([prepared])[0]
         return list(faces)
 
@@ -219,8 +222,8 @@ class Classifier:
         if faces:
             # One detector object serves both threads: OpenCV's detectors keep state per call
             # (YuNet its input size), so detection takes turns while decoding overlaps it.
-            shared = _Serialised(detector or self._default_face_detector())
-            face_margin = _margin(margin)
+            shared = _Serialised(detector or self._model_detector())
+            face_margin = self._face_margin(margin)
 
             def prepare(rgb: np.ndarray) -> _Prepared:
                 return self._prepare_faces(np.ascontiguousarray(rgb[..., ::-1]), shared, face_margin, no_face=no_face)
@@ -251,12 +254,22 @@ class Classifier:
             if pending:
                 yield from self._file_results(pending, faces)
 
-    def _default_face_detector(self) -> FaceDetector:
-        from gclf.runtime.faces import make_detector
+    def _model_detector(self) -> FaceDetector:
+        """The detector the model records it was trained with (gclf-train --face-crop), else
+        today's default (gclf.runtime.faces.resolve_face_detection); made once per Classifier
+        (loading a detector takes a while), so a warning about its file is given once."""
+        from gclf.runtime.faces import make_detector, resolve_face_detection
 
-        if self._default_detector is None:  # loading a detector takes a while: once per Classifier
-            self._default_detector = make_detector(None)  # faces.default_face_model decides
+        if self._default_detector is None:
+            face_model, _ = resolve_face_detection(None, None, self.metadata.face_crop, model_dir=self.path.parent, warn=_warn)
+            self._default_detector = make_detector(face_model)
         return self._default_detector
+
+    def _face_margin(self, margin: float | None) -> float:
+        """`margin` when given, else the model's training margin, else DEFAULT_FACE_MARGIN."""
+        from gclf.runtime.faces import resolve_face_margin
+
+        return resolve_face_margin(margin, self.metadata.face_crop)
 
     def _prepare_faces(self, bgr: np.ndarray, detector: FaceDetector, margin: float, *, no_face: str) -> _Prepared:
         """Detect and crop the faces of a BGR image (the live loop's `faces_to_model_input`);
@@ -312,10 +325,8 @@ class _Serialised:
             return self._detector.detect(bgr)
 
 
-def _margin(margin: float | None) -> float:
-    from gclf.runtime.faces import DEFAULT_FACE_MARGIN
-
-    return DEFAULT_FACE_MARGIN if margin is None else margin
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _largest_first(face: FaceResult) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar
 
@@ -72,9 +72,9 @@ class SizeParam(click.ParamType):
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
 @click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each crop, or classify whole images and frames. Default: what the model's metadata says it was trained on.")
-@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="The face detector. haar: OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).  [default: yunet once it is in that cache, else haar]")
+@click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="The face detector. haar: OpenCV's bundled Haar cascade; yunet: OpenCV Zoo's YuNet, downloaded once into ~/.cache/gclf/face_models (sha256 checked); PATH: a YuNet ONNX file (cv2.FaceDetectorYN).  [default: the one the model was trained with (gclf-train --face-crop), else yunet once it is in that cache, else haar]")
 @click.option("--detect-every", type=click.IntRange(min=1), default=None, metavar="N", help=f"Live, faces: run the face detector on every N-th frame and carry the boxes over (track them) in between; a lost box is detected again at once. 1: detect on every frame.  [default: {DEFAULT_DETECT_EVERY}]")
-@click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Widen each face box by this share of its size on every side before cropping.  [default: {DEFAULT_FACE_MARGIN}]")
+@click.option("--face-margin", type=click.FloatRange(min=0.0, max=2.0), default=None, help=f"Widen each face box by this share of its size on every side before cropping.  [default: the model's training margin, else {DEFAULT_FACE_MARGIN}]")
 @click.option("--if-no-face", "if_no_face", type=click.Choice(NO_FACE_ACTIONS), default=None, help="Image files, faces detected: for a photo without a face, classify the whole image, or report it unclassified.  [default: whole]")
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
@@ -123,7 +123,7 @@ def main(
         "--serve": serve is not None, "--token": token is not None,
         "--camera-size": camera_size is not None, "--detect-every": detect_every is not None,
     }
-    margin = DEFAULT_FACE_MARGIN if face_margin is None else face_margin
+    margin = face_margin  # None: the model's training margin, else DEFAULT_FACE_MARGIN (resolve_face_detection)
     if camera is not None or video is not None:
         if paths:
             raise UsageError("give image files/folders or a live source (--camera/--video), not both")
@@ -148,8 +148,8 @@ def main(
 @dataclass(frozen=True)
 class FileOptions:
     faces: bool | None  # None: follow the model's metadata
-    face_model: Path | str | None  # a file, or "haar"/"yunet"
-    face_margin: float
+    face_model: Path | str | None  # a file, or "haar"/"yunet"; None: the model's, else today's default
+    face_margin: float | None  # None: the model's training margin, else DEFAULT_FACE_MARGIN
     if_no_face: str | None  # None: not given ("whole")
     batch_size: int
     as_json: bool
@@ -172,10 +172,11 @@ def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, thre
         if unused:
             warn(f"{', '.join(unused)} not used: {model.name} classifies whole images (pass --faces to detect faces)")
         return _print_whole_images(clf, files, opts)
+    face_model, margin = _face_detection(clf, model, opts.face_model, opts.face_margin)
     from gclf.runtime.faces import make_detector
 
-    detector = make_detector(opts.face_model)
-    return _print_faces(clf, files, opts, detector)
+    detector = make_detector(face_model)
+    return _print_faces(clf, files, replace(opts, face_margin=margin), detector)
 
 
 def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -> int:
@@ -263,8 +264,8 @@ class LiveOptions:
     video: Path | None
     realtime: bool
     faces: bool | None  # None: follow the model's metadata
-    face_model: Path | str | None  # a file, or "haar"/"yunet"
-    face_margin: float
+    face_model: Path | str | None  # a file, or "haar"/"yunet"; None: the model's, else today's default
+    face_margin: float | None  # None: the model's training margin, else DEFAULT_FACE_MARGIN
     headless: bool
     as_json: bool
     save: Path | None
@@ -304,7 +305,11 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--detect-every", opts.detect_every_given)) if given]
     if unused and not with_faces:
         warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: {model.name} is run on whole frames (pass --faces to detect faces)")
-    detector = make_detector(opts.face_model) if with_faces else None
+    detector = None
+    if with_faces:
+        face_model, margin = _face_detection(clf, model, opts.face_model, opts.face_margin)
+        detector = make_detector(face_model)
+        opts = replace(opts, face_margin=margin)
 
     keep_every_frame = opts.video is not None and not opts.realtime
     sinks: list[Sink] = []
@@ -348,7 +353,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     if web is not None:
         web.dropped = lambda: feed.dropped
         announce_web_sink(web)
-    summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=opts.face_margin, max_frames=opts.max_frames,
+    margin = DEFAULT_FACE_MARGIN if opts.face_margin is None else opts.face_margin  # None only without faces
+    summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
                        detect_every=opts.detect_every)
 
     click.echo(f"live: {summary.line()}", err=True)
@@ -376,6 +382,14 @@ def _naming_option(make: Callable[[], T], *, before: str = "", after: str = "") 
         return make()
     except UsageError as exc:
         raise type(exc)(f"{before}{exc}{after}") from None
+
+
+def _face_detection(clf: Classifier, model: Path, face_model: Path | str | None, face_margin: float | None) -> tuple[Path | str, float]:
+    """(--face-model, --face-margin) as given, else as the model records it was trained with
+    (gclf-train --face-crop), else today's default: gclf.runtime.faces.resolve_face_detection."""
+    from gclf.runtime.faces import resolve_face_detection
+
+    return resolve_face_detection(face_model, face_margin, clf.metadata.face_crop, model_dir=model.parent, warn=warn)
 
 
 def _use_face_detection(metadata: ModelMetadata, override: bool | None) -> bool:

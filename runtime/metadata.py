@@ -5,7 +5,9 @@ Keys (all required unless noted):
 - `gclf.preprocess`: the `PreprocessSpec` as JSON
 - `gclf.class_names`: JSON list of class names, in output order
 - `gclf.variant`: "fp32" or "int8"
-- `gclf.training`: JSON object, a short training summary (init, epochs, accuracy, ...)
+- `gclf.training`: JSON object, a short training summary (init, epochs, accuracy, ...); for a
+  faces model trained on detector crops its "face_crop" is a `FaceCropSpec` (models without
+  it were trained on the photos as they were, and load as before)
 - `gclf.quantization`: JSON object, only (and always) on int8 files
 
 The runtime refuses a file whose metadata is missing or inconsistent; it never falls back to
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gclf.runtime.errors import BadModelError
+from gclf.runtime.faces import FaceCropSpec
 from gclf.runtime.preprocess import PreprocessSpec
 
 FORMAT_VERSION = "1"
@@ -32,6 +35,7 @@ VARIANTS = ("fp32", "int8")
 # What the model was trained on (`gclf.training`'s "input_kind"): face crops, or whole images.
 INPUT_KINDS = ("faces", "whole_image")
 DEFAULT_INPUT_KIND = "whole_image"  # what models trained before gclf recorded input_kind expect
+KEY_FACE_CROP = "face_crop"  # in `gclf.training`: the detector that cropped the training photos
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,13 @@ class ModelMetadata:
         if kind is not None and kind not in INPUT_KINDS:
             raise BadModelError(f"model metadata has input_kind {kind!r}; this gclf knows {list(INPUT_KINDS)}")
         return kind
+
+    @property
+    def face_crop(self) -> FaceCropSpec | None:
+        """The detector that cropped the training photos (`gclf-train --face-crop`), or None
+        for a model trained on the photos as they were (and every model from before the record)."""
+        value = self.training.get(KEY_FACE_CROP)
+        return None if value is None else FaceCropSpec.from_dict(value)  # checked in __post_init__
 
     def to_props(self) -> dict[str, str]:
         props = {
@@ -117,4 +128,12 @@ def _problems(meta: ModelMetadata) -> list[str]:
         problems.append(f"variant must be one of {list(VARIANTS)}, got {meta.variant!r}")
     if (meta.variant == "int8") != (meta.quantization is not None):
         problems.append("int8 files (and only they) carry quantization metadata")
+    crop = meta.training.get(KEY_FACE_CROP)
+    if crop is not None:
+        try:
+            FaceCropSpec.from_dict(crop)
+        except (ValueError, TypeError) as exc:
+            problems.append(f"training.{KEY_FACE_CROP} is not a face-crop record ({exc})")
+        if meta.training.get("input_kind") != "faces":
+            problems.append(f"training.{KEY_FACE_CROP} is recorded for a model whose input_kind is not faces")
     return problems

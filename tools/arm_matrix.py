@@ -23,7 +23,6 @@ import argparse
 import concurrent.futures
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time

@@ -21,6 +21,9 @@ from gclf.runtime.files import write_atomic_with
 CHECKPOINT_FORMAT = "gclf-checkpoint"
 CHECKPOINT_VERSION = 1
 RESUME_KEY = "resume"
+# The detector that cropped the training images (gclf-train --face-crop), a FaceCropSpec as a
+# dict; absent for a run on the photos as they are (and in every checkpoint from before it).
+FACE_CROP_KEY = "face_crop"
 # The training state in last.pt, with the type each entry must have.
 RESUME_FIELDS: dict[str, type | tuple[type, ...]] = {
     "epoch": int,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gclf.runtime.errors import UsageError
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN
 from gclf.train.split import SplitFractions
 
 # Which network best.pt holds: the lowest validation loss, or the last epoch's.
@@ -40,6 +41,12 @@ class TrainConfig:
     max_train_per_class: int | None = None  # use only this many training images per class (val/test unchanged)
     image_size: int = 224
     input_kind: str = "whole_image"  # "whole_image" or "faces": what the runtime must feed the model
+    # Faces models: crop every photo to the largest face this detector finds when the data is
+    # scanned ("none": the photos as they are; "haar", "yunet" or a YuNet file, as gclf-infer's
+    # --face-model), widened by face_margin; a photo without a face is kept whole or left out.
+    face_crop: str = "none"
+    face_margin: float = DEFAULT_FACE_MARGIN
+    if_no_face: str = "whole"  # one of NO_FACE_ACTIONS
     augment: str = "none"  # preset name in gclf.train.augment.PRESETS ("none": the study's)
     augment_options: dict = field(default_factory=dict)  # AugmentConfig fields overriding the preset
     freeze: bool = False  # train only the new head; the backbone's features are computed once and cached
@@ -102,9 +109,9 @@ def defaults() -> dict:
 # Options a config.json written by the first gclf release lacks; each default reproduces what
 # that release did (no drop schedule, reshuffle every epoch, all data, no freezing, validation
 # every epoch without early stopping, keep the best, the iteration table on, one process, fp32
-# in the default memory layout).
+# in the default memory layout, the photos as they are: no face crops).
 OPTIONS_ADDED_LATER = frozenset({
     "lr_drop_factor", "lr_drop_period", "shuffle", "max_train_per_class", "augment_options", "freeze",
     "validation_frequency", "validation_patience", "keep", "progress_bar", "world_size",
-    "precision", "channels_last",
+    "precision", "channels_last", "face_crop", "face_margin", "if_no_face",
 })

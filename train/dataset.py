@@ -12,7 +12,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -22,6 +22,17 @@ from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 
 SPLIT_NAMES = ("train", "val", "test")
+
+
+class FaceCrop(Protocol):
+    """What `scan_folders(face_crop=...)` takes (gclf.runtime.faces.FaceCropper): picklable,
+    so it can go to worker processes; `key` identifies the crop (for cache keys)."""
+
+    key: str
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The RGB image cropped to its largest face; None when no face is found."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,7 @@ class ScanResult:
     duplicate_groups: list[list[str]] = field(default_factory=list)  # same bytes, same class
     conflicts: list[list[str]] = field(default_factory=list)  # same bytes, different classes
     presplit: bool = False
+    no_face: list[str] = field(default_factory=list)  # face_crop found no face (kept whole or left out: no_face action)
 
     def class_counts(self) -> dict[str, int]:
         counts = {name: 0 for name in self.class_names}
@@ -54,14 +66,30 @@ class ImageStore:
     Images beyond the budget are decoded again from disk when needed, with the same
     function, so results do not depend on the budget. The resized-to-input copy used by
     evaluation is always kept (it is small: 150 KB at 224x224).
+
+    With `face_crop` (gclf-train --face-crop) the store holds face crops: `add` is given the
+    crop (see `crop`), and an image decoded again from disk is cropped the same way, so the
+    training never sees an uncropped photo because of the budget. A photo without a face
+    that was kept is kept whole, and the same detector finds no face in it again.
     """
 
-    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30) -> None:
+    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30, *, face_crop: FaceCrop | None = None) -> None:
         self.spec = spec
         self.budget = memory_budget_bytes
+        self.face_crop = face_crop
         self.used = 0
         self._decoded: dict[Path, np.ndarray] = {}
         self._resized: dict[Path, np.ndarray] = {}
+
+    def crop(self, rgb: np.ndarray) -> np.ndarray | None:
+        """The image as this store keeps it: its largest face with `face_crop` (None: no
+        face found), else the image itself."""
+        return rgb if self.face_crop is None else self.face_crop(rgb)
+
+    def _from_disk(self, path: Path) -> np.ndarray:
+        rgb = decode_image(path)
+        cropped = self.crop(rgb)
+        return rgb if cropped is None else cropped
 
     def add(self, path: Path, rgb: np.ndarray) -> None:
         self._resized[path] = resize_to_input(rgb, self.spec)
@@ -71,11 +99,11 @@ class ImageStore:
 
     def decoded(self, path: Path) -> np.ndarray:
         img = self._decoded.get(path)
-        return img if img is not None else decode_image(path)
+        return img if img is not None else self._from_disk(path)
 
     def resized(self, path: Path) -> np.ndarray:
         img = self._resized.get(path)
-        return img if img is not None else resize_to_input(decode_image(path), self.spec)
+        return img if img is not None else resize_to_input(self._from_disk(path), self.spec)
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -104,8 +132,19 @@ def scan_folders(
     store: ImageStore,
     *,
     on_skip: Callable[[str, str], None] | None = None,
+    face_crop: FaceCrop | None = None,
+    no_face: str = "whole",
+    on_no_face: Callable[[str], None] | None = None,
 ) -> ScanResult:
-    """Scan one or more DATA folders (same class names) and decode every image once."""
+    """Scan one or more DATA folders (same class names) and decode every image once.
+
+    With `face_crop` each image is cropped to its largest face right after decoding (the
+    store must be made with the same `face_crop`, for images it decodes again); a photo
+    without a face is listed in `no_face` (and told to `on_no_face`), and kept whole
+    (`no_face="whole"`) or left out ("skip").
+    """
+    if face_crop is not None and store.face_crop is not face_crop:
+        raise ValueError("scan_folders: the store must be made with the same face_crop")
     entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
     presplit_flags = set()
     unreadable: list[tuple[str, str]] = []  # sub-folders that could not be listed
@@ -150,6 +189,16 @@ def scan_folders(
             if on_skip:
                 on_skip(str(path), reason)
             continue
+        if face_crop is not None:
+            cropped = face_crop(rgb)
+            if cropped is None:
+                result.no_face.append(str(path))
+                if on_no_face:
+                    on_no_face(str(path))
+                if no_face == "skip":
+                    continue
+            else:
+                rgb = cropped
         digest = hashlib.sha256(data).hexdigest()
         store.add(path, rgb)
         result.samples.append(Sample(path, index[name], digest, split))

@@ -12,11 +12,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, TypeVar
 
 import click
 
 from gclf.runtime.errors import UsageError
+from gclf.runtime.face_models import FaceModelParam
+from gclf.runtime.faces import NO_FACE_ACTIONS
 from gclf.runtime.metadata import INPUT_KINDS
 from gclf.train.augment import PRESETS, AugmentConfig
 from gclf.train.config import KEEP_CHOICES, TrainConfig, defaults
@@ -53,6 +56,19 @@ class FiniteFloatRange(click.FloatRange):
         if not math.isfinite(number):
             self.fail(f"{number} is not a finite number.", param, ctx)
         return number
+
+
+class FaceCropParam(FaceModelParam):
+    """`--face-crop none|haar|yunet|PATH`: gclf-infer's --face-model values, or none. A path
+    is stored absolute (config.json), so --resume finds it from any working folder."""
+
+    name = "none|haar|yunet|PATH"
+
+    def convert(self, value, param, ctx):
+        if value == "none":
+            return value
+        converted = super().convert(value, param, ctx)
+        return str(converted.absolute()) if isinstance(converted, Path) else converted
 
 
 _FROM_CONFIG = object()  # the option's default is its TrainConfig field's
@@ -115,6 +131,9 @@ TRAINING_OPTIONS: tuple[_Option, ...] = (
     _augment_flag("contrast", "--contrast", FiniteFloatRange(0, 1), "Random contrast change of up to this share"),
     _augment_flag("grey_p", "--grey-p", FiniteFloatRange(0, 1), "Probability of turning a training image grey: the remedy for grey photos"),
     _Option("input_kind", ("--input-kind",), _choice(INPUT_KINDS), "What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'."),
+    _Option("face_crop", ("--face-crop",), FaceCropParam(), "With --input-kind faces: crop every photo (training, validation, test) to the largest face this detector finds when the data is scanned, as gclf-infer crops new photos (its --face-model values); the detector is recorded in the model, and the runtime then crops with it by default. none: the photos as they are."),
+    _Option("face_margin", ("--face-margin",), FiniteFloatRange(0.0, 2.0), "With --face-crop: widen each face box by this share of its size on every side before cropping (gclf-infer's --face-margin)."),
+    _Option("if_no_face", ("--if-no-face",), _choice(NO_FACE_ACTIONS), "With --face-crop: a photo in which no face is found is kept whole, or left out (skip); either way it is listed by name."),
     _Option("device", ("--device",), help="'auto' (GPU when present), 'cpu' or 'cuda'."),
     _Option("precision", ("--precision",), _choice(PRECISIONS), "Arithmetic of the training and validation passes: fp32 (the study's), or automatic mixed precision in bf16 (CPU or CUDA) or fp16 (CUDA only, with a gradient scaler). Weights, checkpoints and exports stay fp32."),
     _Option("channels_last", ("--channels-last/--no-channels-last",), help="Model and image batches in channels-last memory layout: faster convolutions on CUDA with bf16/fp16, rarely on CPU."),

@@ -215,6 +215,12 @@ def summary_markdown(
         f"learn rate {options['learn_rate']:g}, optimizer {optimizer}, schedule {options['lr_schedule']}, L2 {options['l2']:g}",
         f"- image size: {options['image_size']}x{options['image_size']}, seed {options['seed']}",
     ]
+    if options.get("face_crop", "none") != "none":
+        kept = "kept whole" if options.get("if_no_face") == "whole" else "left out"
+        lines.append(
+            f"- face crops: every photo cropped to its largest face ({Path(str(options['face_crop'])).name} detector, margin {options['face_margin']:g}); "
+            f"photos without a face {kept}, listed by name in `manifest.json` (`no_face`)"
+        )
     best = next((row for row in history if int(row["epoch"]) == best_epoch), None)
     if best is not None:
         lines.append(

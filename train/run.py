@@ -26,7 +26,7 @@ import torch
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic
-from gclf.train.checkpoint import load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
+from gclf.train.checkpoint import FACE_CROP_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
 from gclf.train.config import TrainConfig
 from gclf.train.distributed import Distributed
 from gclf.train.engine import EvalResult, evaluate
@@ -36,7 +36,7 @@ from gclf.train.model import build_model, keeps_head, resolve_weights
 from gclf.train.precision import check_precision
 from gclf.train.reports import write_run_reports
 from gclf.train.resume import capture_state, restore_state, resume_point
-from gclf.train.run_folder import RunData, prepare_run_dir, read_run_data, save_epoch, scan_and_split, spec_of, write_history, write_new_run
+from gclf.train.run_folder import RunData, face_cropper_of, prepare_run_dir, read_run_data, save_epoch, scan_and_split, spec_of, write_history, write_new_run
 
 Log = Callable[[str], None]
 
@@ -115,11 +115,12 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult | None:
 
 def _new_run(config: TrainConfig, device: torch.device, dist: Distributed | None, log: Log) -> TrainResult | None:
     main = dist is None or dist.is_main
+    face_crop = face_cropper_of(config)  # bad face-crop options fail before the run folder is made
     if main:
         prepare_run_dir(config.out)
     weights = resolve_weights(config.weights)  # before the scan: a bad --weights fails in seconds
     # Every rank scans and splits: the scan is deterministic, so all hold the same split.
-    data, manifest = scan_and_split(config, log)
+    data, manifest = scan_and_split(config, log, face_crop)
     if main:
         write_new_run(config, manifest)
     log("split (seed %d): %s" % (config.seed, ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())))
@@ -152,7 +153,7 @@ def _resumed_run(config: TrainConfig, device: torch.device, dist: Distributed | 
         check_writable_folder(config.out)
         for stale in remove_stale_temp_files(config.out):
             log(f"removed {stale.name}, a partial file of the interrupted run")
-    data = read_run_data(config.out, spec_of(config), config.memory_budget_gb, log)
+    data = read_run_data(config.out, spec_of(config), config.memory_budget_gb, log, face_crop=face_cropper_of(config))
     model, init, state = resume_point(config, data, log)
     return _train_and_report(config, data, model, init, device, state, log, dist)
 
@@ -172,11 +173,13 @@ def _train_and_report(config: TrainConfig, data: RunData, model: torch.nn.Module
             write_history(config.out, progress.history)
     started = time.monotonic() - (progress.history[-1]["elapsed_s"] if progress.history else 0.0)
     ckpt_common = dict(class_names=data.class_names, spec=data.spec.to_dict(), init=init, transform_input=bool(init["transform_input"]))
+    # The detector that cropped the images (--face-crop): gclf-export writes it into the model.
+    face_crop = {FACE_CROP_KEY: data.face_crop.to_dict()} if data.face_crop is not None else {}
 
     def save(progress: Progress, val: EvalResult | None, keep_this: bool) -> None:
         if not main:
             return  # rank 0 alone writes; its network is every rank's (DDP keeps them equal)
-        extra = {"epoch": progress.epoch, "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None, "train_config": config.to_dict()}
+        extra = {"epoch": progress.epoch, "val_loss": val.loss if val else None, "val_accuracy": val.accuracy if val else None, "train_config": config.to_dict(), **face_crop}
         checkpoint = make_checkpoint(trainer.model, **ckpt_common, extra=extra)
         save_epoch(config.out, checkpoint, capture_state(trainer, progress), progress.history, keep_this=keep_this)
 

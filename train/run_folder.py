@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable
 
 from gclf.runtime.errors import BadDataError, ImageDecodeError, UsageError
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec
 from gclf.runtime.files import check_writable_folder, write_json_atomic, write_text_atomic
 from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec
@@ -48,6 +49,25 @@ class RunData:
     splits: dict[str, list[Sample]]
     store: ImageStore
     roots: list[str]  # the DATA folders, resolved
+    face_crop: FaceCropSpec | None = None  # --face-crop: the detector that cropped every image
+
+
+def face_cropper_of(config: TrainConfig) -> FaceCropper | None:
+    """The detector crop `config` asks for (None: --face-crop none). Refuses face-crop options
+    without --input-kind faces, in one sentence (exit 2), before anything is read."""
+    if config.face_crop == "none":
+        given = [flag for flag, used in (("--face-margin", config.face_margin != DEFAULT_FACE_MARGIN), ("--if-no-face", config.if_no_face != "whole")) if used]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply with --face-crop haar|yunet|PATH (detector crops of the training photos)")
+        return None
+    if config.input_kind != "faces":
+        raise UsageError(f"--face-crop {config.face_crop} needs --input-kind faces: face crops are for a model that the runtime feeds face crops")
+    return FaceCropper.create(config.face_crop, config.face_margin)
+
+
+def _no_face_logger(log: Log, action: str) -> Callable[[str], None]:
+    what = "kept whole" if action == "whole" else "left out"
+    return lambda path: log(f"no face found in {path}: {what}")
 
 
 def spec_of(config: TrainConfig) -> PreprocessSpec:
@@ -67,19 +87,28 @@ def prepare_run_dir(out: Path) -> None:
     check_writable_folder(out)  # a read-only place fails now, not after the scan
 
 
-def scan_and_split(config: TrainConfig, log: Log) -> tuple[RunData, dict]:
+def scan_and_split(config: TrainConfig, log: Log, face_crop: FaceCropper | None = None) -> tuple[RunData, dict]:
     """Scan the DATA folders, split them with the run's seed; returns the run's data and its
-    manifest (what manifest.json will hold)."""
+    manifest (what manifest.json will hold). With `face_crop` (face_cropper_of(config)) every
+    image is its largest face, and the photos without one are listed."""
     spec = spec_of(config)
-    store = ImageStore(spec, int(config.memory_budget_gb * (1 << 30)))
+    store = ImageStore(spec, int(config.memory_budget_gb * (1 << 30)), face_crop=face_crop)
     # Absolute paths, so manifest.json still finds the images from another working folder
     # (gclf-export, --resume).
     roots = [Path(p).absolute() for p in config.data]
-    scan = scan_folders(roots, store, on_skip=lambda p, r: log(f"skipped {p}: {r}"))
+    if face_crop is not None:
+        log(f"cropping every photo to its largest face: {face_crop.spec.describe()}")
+    scan = scan_folders(
+        roots, store, on_skip=lambda p, r: log(f"skipped {p}: {r}"),
+        face_crop=face_crop, no_face=config.if_no_face, on_no_face=_no_face_logger(log, config.if_no_face),
+    )
     counts = scan.class_counts()
     log(f"found {len(scan.samples)} usable images in {len(scan.class_names)} classes: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
     if scan.skipped:
         log(f"skipped {len(scan.skipped)} unreadable file(s) (listed above and in manifest.json)")
+    if face_crop is not None:
+        what = "kept whole" if config.if_no_face == "whole" else "left out (--if-no-face skip)"
+        log(f"no face found in {len(scan.no_face)} photo(s), {what} (listed above and in manifest.json)")
     if scan.duplicate_groups:
         n_files = sum(len(g) for g in scan.duplicate_groups)
         log(f"{len(scan.duplicate_groups)} group(s) of identical files ({n_files} files): each group is kept inside one split")
@@ -92,7 +121,10 @@ def scan_and_split(config: TrainConfig, log: Log) -> tuple[RunData, dict]:
         log(f"training on at most {config.max_train_per_class} images per class (--max-train-per-class); validation and test unchanged")
     resolved = [str(Path(p).resolve()) for p in config.data]
     doc = manifest(scan, splits, seed=config.seed, fractions=None if scan.presplit else config.split, roots=resolved)
-    return RunData(spec, scan.class_names, splits, store, resolved), doc
+    if face_crop is not None:
+        doc["face_crop"] = face_crop.spec.to_dict()
+        doc["no_face"] = [{"path": p, "action": config.if_no_face} for p in scan.no_face]
+    return RunData(spec, scan.class_names, splits, store, resolved, face_crop.spec if face_crop else None), doc
 
 
 def write_new_run(config: TrainConfig, manifest_doc: dict) -> None:
@@ -119,10 +151,13 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return dataclasses.replace(config, out=run_dir)
 
 
-def read_run_data(run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, log: Log, *, only: tuple[str, ...] = SPLIT_NAMES) -> RunData:
+def read_run_data(
+    run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, log: Log, *, only: tuple[str, ...] = SPLIT_NAMES, face_crop: FaceCropper | None = None
+) -> RunData:
     """The run's images, split exactly as its manifest.json says (a resumed run never
     re-splits: the folder may have changed). Every listed image must still be readable.
-    `only` reads some splits (e.g. ("test",) to evaluate); the others stay empty."""
+    `only` reads some splits (e.g. ("test",) to evaluate); the others stay empty.
+    `face_crop` (face_cropper_of(the run's config)) must be the detector the manifest records."""
     path = run_dir / "manifest.json"
     doc = _read_run_json(path)
     try:
@@ -131,9 +166,16 @@ def read_run_data(run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, 
         presplit, roots = bool(doc["presplit"]), [str(r) for r in doc["data"]]
         # Manifest order is the order the new run trained in: the shuffling depends on it.
         entries = [(split, Path(file), index[label]) for split in SPLIT_NAMES if split in only for file, label in doc["splits"][split]]
+        recorded = FaceCropSpec.from_dict(doc["face_crop"]) if doc.get("face_crop") is not None else None
     except (KeyError, TypeError, ValueError) as exc:
         raise UsageError(f"--resume: {path} is not a gclf manifest ({type(exc).__name__}: {exc})") from None
-    store = ImageStore(spec, int(memory_budget_gb * (1 << 30)))
+    asked = face_crop.spec if face_crop is not None else None
+    if asked != recorded:
+        # The same detector file and settings, or the images would not be the ones the run trained on.
+        was = recorded.describe() if recorded else "no face crops"
+        now = asked.describe() if asked else "no face crops"
+        raise UsageError(f"{path} records {was}, and this gclf would crop with {now}; use the same face detector file (--face-crop) the run was started with")
+    store = ImageStore(spec, int(memory_budget_gb * (1 << 30)), face_crop=face_crop)
     splits: dict[str, list[Sample]] = {name: [] for name in SPLIT_NAMES}
     for split, file, label in entries:
         try:
@@ -141,10 +183,11 @@ def read_run_data(run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, 
             rgb = decode_image(raw, name=str(file))
         except ImageDecodeError as exc:
             raise BadDataError(f"{exc}; the run's manifest.json lists it, and resuming needs every image the run was split with") from None
-        store.add(file, rgb)
+        cropped = store.crop(rgb)
+        store.add(file, rgb if cropped is None else cropped)  # no face: kept whole at the scan (skipped ones are not listed)
         splits[split].append(Sample(file, label, hashlib.sha256(raw).hexdigest(), split if presplit else None))
     log(f"read {len(entries)} images in {len(class_names)} classes, split as in manifest.json: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
-    return RunData(spec, class_names, splits, store, roots)
+    return RunData(spec, class_names, splits, store, roots, recorded)
 
 
 def _history_csv(history: list[dict]) -> str:
