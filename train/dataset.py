@@ -4,15 +4,24 @@ Layout: DATA/<class>/<images...> (images in nested sub-folders of a class count 
 class). Unreadable files are reported by name and skipped; exact duplicates (same bytes)
 are grouped so that the split can keep each group inside one split; a file whose copies
 are filed under two classes is a labelling conflict, excluded and reported.
+
+Reading, hashing, decoding and resizing run in worker processes (`workers`), each photo
+handed to the image store: `DiskImageCache` (gclf.train.image_cache: pixels on disk, memory
+flat in the number of photos; what gclf-train uses) or `ImageStore` (every image in memory:
+gclf's first design, kept for `--image-cache memory` and as the benchmark's baseline). A
+store has `ingest(path, data, sha256)` (in a worker: decode, transform, resize; returns a
+payload for the main process) and `keep(path, sha256, payload)` (in the main process).
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -20,6 +29,7 @@ from gclf.runtime.errors import BadDataError, ImageDecodeError
 from gclf.runtime.files import is_hidden, list_images
 from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
+from gclf.train.image_cache import SkipImage, Transform
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -53,15 +63,41 @@ class ImageStore:
 
     Images beyond the budget are decoded again from disk when needed, with the same
     function, so results do not depend on the budget. The resized-to-input copy used by
-    evaluation is always kept (it is small: 150 KB at 224x224).
+    evaluation is always kept (150 KB at 224x224: memory grows with the number of photos,
+    which is why gclf-train uses gclf.train.image_cache.DiskImageCache unless asked).
     """
 
-    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30) -> None:
+    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30, *, transform: Transform | None = None) -> None:
         self.spec = spec
         self.budget = memory_budget_bytes
         self.used = 0
+        self.transform = transform
+        self.decodes = 0
+        self.hits = 0  # never: nothing outlives the process
         self._decoded: dict[Path, np.ndarray] = {}
         self._resized: dict[Path, np.ndarray] = {}
+
+    def use_transform(self, transform: Transform | None) -> None:
+        self.transform = transform
+
+    def prepare(self) -> None:
+        """Nothing to set up before a scan."""
+
+    def ingest(self, path: Path, data: bytes, sha256: str) -> np.ndarray:
+        rgb = decode_image(data, name=str(path))
+        return self._transformed(rgb)
+
+    def keep(self, path: Path, sha256: str, rgb: np.ndarray) -> None:
+        self.decodes += 1
+        self.add(path, rgb)
+
+    def _transformed(self, rgb: np.ndarray) -> np.ndarray:
+        if self.transform is None:
+            return rgb
+        out = self.transform(rgb)
+        if out is None:
+            raise SkipImage(f"{self.transform.key}: nothing found to keep")
+        return out
 
     def add(self, path: Path, rgb: np.ndarray) -> None:
         self._resized[path] = resize_to_input(rgb, self.spec)
@@ -71,11 +107,76 @@ class ImageStore:
 
     def decoded(self, path: Path) -> np.ndarray:
         img = self._decoded.get(path)
-        return img if img is not None else decode_image(path)
+        return img if img is not None else self._transformed(decode_image(path))
+
+    working = decoded  # augmentation starts from the whole decoded photo
 
     def resized(self, path: Path) -> np.ndarray:
         img = self._resized.get(path)
-        return img if img is not None else resize_to_input(decode_image(path), self.spec)
+        return img if img is not None else resize_to_input(self._transformed(decode_image(path)), self.spec)
+
+    @property
+    def pixel_bytes_in_memory(self) -> int:
+        return self.used + sum(a.nbytes for a in self._resized.values())
+
+
+# Fewer files than this are read in the calling process: starting worker processes (each
+# imports numpy and OpenCV) costs more than decoding a few hundred small files.
+POOL_MIN_FILES = 256
+_worker_store: Any = None
+
+
+def _init_worker(store: Any) -> None:
+    import cv2
+
+    global _worker_store
+    _worker_store = store
+    cv2.setNumThreads(1)  # the processes are the parallelism; threads on top would oversubscribe
+
+
+def _ingest_one(store: Any, path: Path) -> tuple[str | None, Any, str | None]:
+    """(sha256, the store's payload, None), or (None, None, why the file is unusable)."""
+    try:
+        data = read_image_bytes(path)
+        sha = hashlib.sha256(data).hexdigest()
+        return sha, store.ingest(path, data, sha), None
+    except ImageDecodeError as exc:
+        return None, None, str(exc).removeprefix(f"{path}: ")
+    except SkipImage as exc:
+        return None, None, str(exc)
+
+
+def _ingest_in_worker(path: Path) -> tuple[str | None, Any, str | None]:
+    return _ingest_one(_worker_store, path)
+
+
+def ingest_files(paths: Sequence[Path], store: Any, *, workers: int = 0) -> Iterator[tuple[str | None, Any, str | None]]:
+    """`_ingest_one` for every path, in order; in `workers` processes (0: in this one).
+
+    Worker processes are spawned, not forked: a fork of a process whose OpenCV or torch
+    threads are running can deadlock in the child. Results stream back in order (imap), so
+    the main process never holds more than a few chunks of them.
+    """
+    store.prepare()
+    if workers <= 0 or len(paths) < POOL_MIN_FILES:
+        for path in paths:
+            yield _ingest_one(store, path)
+        return
+    processes = min(workers, len(paths))
+    chunk = max(1, min(64, len(paths) // (processes * 8)))
+    with multiprocessing.get_context("spawn").Pool(processes, initializer=_init_worker, initargs=(store,)) as pool:
+        yield from pool.imap(_ingest_in_worker, paths, chunksize=chunk)
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use, at most 8, shared among the processes torchrun
+    started on this machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    per_node = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, cores // per_node))
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -101,11 +202,21 @@ def is_presplit(root: Path) -> bool:
 
 def scan_folders(
     roots: Sequence[Path],
-    store: ImageStore,
+    store: Any,
     *,
     on_skip: Callable[[str, str], None] | None = None,
+    workers: int = 0,
+    transform: Transform | None = None,
 ) -> ScanResult:
-    """Scan one or more DATA folders (same class names) and decode every image once."""
+    """Scan one or more DATA folders (same class names) and decode every image once.
+
+    `store`: an `ImageStore` or a `gclf.train.image_cache.DiskImageCache`; `workers`: worker
+    processes for reading, hashing, decoding and resizing (0: this process). `transform`, if
+    given, is applied to each decoded image before it is resized and stored: a picklable
+    object with a `key` string (part of the image cache's key) called as `transform(rgb)`,
+    returning the image to keep or None (the file is then skipped and reported), e.g. a
+    face crop. The result does not depend on `workers`.
+    """
     entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
     presplit_flags = set()
     unreadable: list[tuple[str, str]] = []  # sub-folders that could not be listed
@@ -140,18 +251,15 @@ def scan_folders(
     result = ScanResult(class_names, [], presplit=presplit_flags == {True})
     result.skipped.extend(unreadable)
     by_hash: dict[str, list[tuple[Path, int]]] = defaultdict(list)
-    for path, name, split in entries:
-        try:
-            data = read_image_bytes(path)
-            rgb = decode_image(data, name=str(path))
-        except ImageDecodeError as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
+    store.use_transform(transform)
+    loaded = ingest_files([path for path, _, _ in entries], store, workers=workers)
+    for (path, name, split), (digest, payload, reason) in zip(entries, loaded):
+        if digest is None:
             result.skipped.append((str(path), reason))
             if on_skip:
                 on_skip(str(path), reason)
             continue
-        digest = hashlib.sha256(data).hexdigest()
-        store.add(path, rgb)
+        store.keep(path, digest, payload)
         result.samples.append(Sample(path, index[name], digest, split))
         by_hash[digest].append((path, index[name]))
     _find_duplicates(result, by_hash)

@@ -116,6 +116,8 @@ TRAINING_OPTIONS: tuple[_Option, ...] = (
     _augment_flag("grey_p", "--grey-p", FiniteFloatRange(0, 1), "Probability of turning a training image grey: the remedy for grey photos"),
     _Option("input_kind", ("--input-kind",), _choice(INPUT_KINDS), "What the photos show: 'faces' (face crops; the live runtime then detects and crops faces first) or 'whole_image'."),
     _Option("device", ("--device",), help="'auto' (GPU when present), 'cpu' or 'cuda'."),
+    _Option("workers", ("--workers",), click.IntRange(min=0), "Worker processes that read, hash, decode and resize the photos during the scan, and prepare (augment) training batches; 0: all in the main process [default: one per CPU core, at most 8].", show_default=False),
+    _Option("image_cache", ("--image-cache",), help="Folder of the decoded-image cache: pixels on disk, reused by later runs and --resume, so memory does not grow with the number of photos; 'memory' keeps every image in memory instead [default: $GCLF_HOME/images, i.e. ~/.cache/gclf/images].", show_default=False),
     _Option("precision", ("--precision",), _choice(PRECISIONS), "Arithmetic of the training and validation passes: fp32 (the study's), or automatic mixed precision in bf16 (CPU or CUDA) or fp16 (CUDA only, with a gradient scaler). Weights, checkpoints and exports stay fp32."),
     _Option("channels_last", ("--channels-last/--no-channels-last",), help="Model and image batches in channels-last memory layout: faster convolutions on CUDA with bf16/fp16, rarely on CPU."),
     # Neither flag (None): a progress bar on a terminal instead of the iteration table.
