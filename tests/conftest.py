@@ -85,3 +85,18 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_gclf_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """gclf-train caches decoded images under $GCLF_HOME/images: the tests use a cache of
+    their own (inherited by the processes they start), never the user's ~/.cache/gclf."""
+    import os
+
+    before = os.environ.get("GCLF_HOME")
+    os.environ["GCLF_HOME"] = str(tmp_path_factory.mktemp("gclf-home"))
+    yield
+    if before is None:
+        os.environ.pop("GCLF_HOME", None)
+    else:
+        os.environ["GCLF_HOME"] = before

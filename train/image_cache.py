@@ -29,6 +29,7 @@ count in its resident memory (RSS), which would then grow over an epoch with the
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -136,8 +137,7 @@ class DiskImageCache:
         self.root = Path(root)
         self.spec = spec
         self.transform = transform
-        self.layout = CacheLayout(spec, work_hw, getattr(transform, "key", "") if transform is not None else "")
-        self.folder = self.root / self.layout.folder_name()
+        self._set_layout(CacheLayout(spec, work_hw, getattr(transform, "key", "") if transform is not None else ""))
         self._sha: dict[Path, str] = {}
         self.decodes = 0  # photos decoded by this store's scans (cache misses)
         self.hits = 0  # photos found in the cache
@@ -147,13 +147,23 @@ class DiskImageCache:
         if transform is not None and not isinstance(getattr(transform, "key", None), str):
             raise TypeError("a scan transform needs a `key` string naming what it does (it keys the image cache)")
         self.transform = transform
-        self.layout = CacheLayout(self.spec, self.layout.work_hw, transform.key if transform is not None else "")
-        self.folder = self.root / self.layout.folder_name()
+        self._set_layout(CacheLayout(self.spec, self.layout.work_hw, transform.key if transform is not None else ""))
+
+    def _set_layout(self, layout: CacheLayout) -> None:
+        self.layout = layout
+        self.folder = self.root / layout.folder_name()
+        # Per-read constants, worked out once: an entry is read for every training image.
+        self._folder_str = str(self.folder)
+        self._entry_bytes = layout.entry_bytes
+        self._eval_n = int(np.prod(layout.eval_shape))
+        self._work_n = int(np.prod(layout.work_shape)) if layout.work_shape else 0
 
     def prepare(self) -> None:
         """Create the cache folder (and its key.json, for people) before workers write in it."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            for i in range(256):  # the entries' sub-folders (first two hex digits), made once
+                (self.folder / f"{i:02x}").mkdir(exist_ok=True)
             if not (self.folder / "key.json").is_file():
                 write_json_atomic(self.folder / "key.json", self.layout.key())
         except OSError as exc:
@@ -200,7 +210,10 @@ class DiskImageCache:
     # -- entries -------------------------------------------------------------------------------
 
     def entry_path(self, sha256: str) -> Path:
-        return self.folder / sha256[:2] / f"{sha256}.img"
+        return Path(self._entry_file(sha256))
+
+    def _entry_file(self, sha256: str) -> str:
+        return f"{self._folder_str}/{sha256[:2]}/{sha256}.img"
 
     def _build(self, path: Path, data: bytes) -> tuple[np.ndarray, np.ndarray | None]:
         import cv2
@@ -221,23 +234,28 @@ class DiskImageCache:
 
     def _write(self, sha256: str, copies: tuple[np.ndarray, np.ndarray | None]) -> None:
         body = MAGIC + b"".join(np.ascontiguousarray(c).tobytes() for c in copies if c is not None)
-        dest = self.entry_path(sha256)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        dest = self._entry_file(sha256)
+        tmp = f"{self._folder_str}/{sha256[:2]}/.{sha256}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
         try:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as fh:
+            try:
+                fh = open(tmp, "wb")
+            except FileNotFoundError:  # its sub-folder was removed since prepare()
+                os.makedirs(os.path.dirname(tmp), exist_ok=True)
+                fh = open(tmp, "wb")
+            with fh:
                 fh.write(body + _CRC.pack(zlib.crc32(body)))
             os.replace(tmp, dest)  # a reader sees no file or the whole file
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
             raise OutputWriteError(f"cannot write the image cache in {self.root}: {exc.strerror or exc}; choose another place with --image-cache DIR") from None
 
     def _read(self, sha256: str) -> tuple[np.ndarray, np.ndarray | None] | None:
         """The entry's copies, or None if it is missing or not exactly a valid entry."""
-        size = self.layout.entry_bytes
+        size = self._entry_bytes
         buf = bytearray(size + 1)  # one byte more: a longer file is no valid entry either
         try:
-            with open(self.entry_path(sha256), "rb", buffering=0) as fh:
+            with open(self._entry_file(sha256), "rb", buffering=0) as fh:
                 n = fh.readinto(buf)
         except OSError:
             return None
@@ -246,13 +264,11 @@ class DiskImageCache:
         body = memoryview(buf)[: size - _CRC.size]
         if _CRC.unpack_from(buf, size - _CRC.size)[0] != zlib.crc32(body):
             return None
-        eval_shape, work_shape = self.layout.eval_shape, self.layout.work_shape
         start = len(MAGIC)
-        eval_n = int(np.prod(eval_shape))
-        eval_copy = np.frombuffer(buf, np.uint8, eval_n, start).reshape(eval_shape)
+        eval_copy = np.frombuffer(buf, np.uint8, self._eval_n, start).reshape(self.layout.eval_shape)
         work = None
-        if work_shape is not None:
-            work = np.frombuffer(buf, np.uint8, int(np.prod(work_shape)), start + eval_n).reshape(work_shape)
+        if self._work_n:
+            work = np.frombuffer(buf, np.uint8, self._work_n, start + self._eval_n).reshape(self.layout.work_shape)
         return eval_copy, work
 
     def _entry(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
