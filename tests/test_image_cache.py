@@ -264,8 +264,12 @@ def _train(*args) -> "object":
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_training_reuses_the_cache_and_loader_workers_change_nothing(tmp_path: Path) -> None:
+def test_training_reuses_the_cache_and_loader_workers_change_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
+
+    from gclf.train import loop
+
+    monkeypatch.setattr(loop, "POOL_MIN_FILES", 0)  # loader workers even for a few images
 
     from gclf.train.run_folder import load_run_config, read_run_data
 

@@ -18,6 +18,7 @@ from gclf.runtime.errors import OutputWriteError, TrainingDivergedError
 from gclf.train.augment import augment, augment_config
 from gclf.train.config import TrainConfig
 from gclf.train.data import ImageDataset, loader_worker_options
+from gclf.train.dataset import POOL_MIN_FILES
 from gclf.train.distributed import Distributed, evaluate_sharded, shard_train_loader
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
@@ -111,7 +112,8 @@ def make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, dev
     train_ds = ImageDataset(data.splits["train"], data.store, data.spec, augment=augment_fn, seed=config.seed)
     # Reading and augmenting in loader worker processes. The batches do not depend on it:
     # the order comes from the sampler here, each image's augmentation from (seed, epoch, index).
-    workers = loader_worker_options(0 if config.freeze else resolve_workers(config))
+    small = len(train_ds) < POOL_MIN_FILES  # forking workers every epoch would cost more than they save
+    workers = loader_worker_options(0 if config.freeze or small else resolve_workers(config))
     if dist is None:
         train_loader = make_train_loader(train_ds, config, generator, pin_memory=pin_memory, **workers)
     else:
