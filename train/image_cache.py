@@ -4,8 +4,8 @@ Each usable photo becomes one small file of uint8 pixels, named by the sha256 of
 bytes, in a folder named by everything that decides those pixels (the preprocessing spec's
 resize fields, the working size, the optional transform's key, the OpenCV version, this
 format's version). Later runs, `--resume`, and every process of a torchrun job find the files
-there and decode nothing. The training process keeps only a path -> sha256 table (about 150
-bytes an image); pixels are read from disk when a batch needs them, and the kernel's page
+there and decode nothing. The training process keeps only a path -> sha256 table (under 1 KB
+a photo with its Sample); pixels are read from disk when a batch needs them, and the kernel's page
 cache keeps the hot ones in memory, shared by every process and given back under pressure.
 
 Each entry holds two copies of one photo:
