@@ -299,3 +299,26 @@ def test_image_cache_memory_is_the_in_memory_store(tmp_path: Path) -> None:
     config = TrainConfig(data=(tmp_path,), out=tmp_path / "r", image_cache=str(tmp_path / "c"), image_size=32, augment="light")
     store = make_store(config, spec_of(config))
     assert isinstance(store, DiskImageCache) and store.root == tmp_path / "c" and store.layout.work_hw == (40, 40)
+
+
+def test_loader_workers_run_after_the_parent_used_opencvs_threads(photos: Path, tmp_path: Path) -> None:
+    """Loader workers are forked: they must not wait on OpenCV's thread pool of the parent
+    (a cv2.setNumThreads call in a forked worker did, forever)."""
+    import cv2
+    import torch
+
+    from gclf.train.augment import augment, augment_config
+    from gclf.train.data import ImageDataset, loader_worker_options
+
+    big = np.zeros((1500, 1500, 3), np.uint8)
+    for _ in range(3):  # starts OpenCV's worker threads in this process
+        cv2.resize(big, (700, 700))
+        cv2.warpAffine(big, np.float32([[1, 0, 2], [0, 1, 2]]), (1500, 1500))
+    store = _cache(tmp_path / "cache", work_hw=working_size(SPEC, True))
+    scan = scan_folders([photos], store)
+    aug = augment_config("standard")
+    dataset = ImageDataset(scan.samples, store, SPEC, augment=lambda rgb, rng: augment(rgb, rng, aug))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=4, timeout=120, **loader_worker_options(2))
+    in_process = torch.utils.data.DataLoader(dataset, batch_size=4)
+    for (x, y), (x0, y0) in zip(loader, in_process, strict=True):
+        assert torch.equal(x, x0) and torch.equal(y, y0)

@@ -47,21 +47,15 @@ class ImageDataset(Dataset):
         return torch.from_numpy(x), sample.label
 
 
-def _init_loader_worker(worker_id: int) -> None:
-    import cv2
-
-    # The loader's processes are the parallelism; OpenCV's own threads on top of them would
-    # only compete for the same cores.
-    cv2.setNumThreads(1)
-
-
 def loader_worker_options(workers: int) -> dict:
     """DataLoader arguments for `workers` processes preparing training batches (0: none).
 
     Not persistent: each epoch's workers are forked afresh, so they see the dataset's
     current `epoch` (augmentation differs per epoch); a fork costs milliseconds, and the
-    dataset they copy holds no pixels.
+    dataset they copy holds no pixels. No worker_init_fn calls cv2.setNumThreads: in a child
+    forked after the parent used OpenCV's thread pool it waits forever for the parent's
+    threads (tests/test_image_cache.py checks loader workers after the pool ran).
     """
     if workers <= 0:
         return {}
-    return {"num_workers": workers, "worker_init_fn": _init_loader_worker, "prefetch_factor": 2}
+    return {"num_workers": workers, "prefetch_factor": 2}
