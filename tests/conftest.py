@@ -88,8 +88,10 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _no_user_face_model_cache(monkeypatch, tmp_path_factory: pytest.TempPathFactory) -> None:
-    """The default face detector depends on what the user's cache holds (YuNet once it is
-    downloaded: gclf.runtime.faces.default_face_model), so every test starts with an empty
-    cache; tests of the cache set $GCLF_HOME themselves."""
+def _private_gclf_home(monkeypatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """$GCLF_HOME is the tests' own, never the user's ~/.cache/gclf (inherited by the
+    processes tests start): the default face detector depends on what its face_models/
+    holds (YuNet once downloaded: gclf.runtime.faces.default_face_model), which no test
+    finds unless it puts it there, and gclf-train caches decoded images in its images/.
+    Tests of either cache set $GCLF_HOME themselves."""
     monkeypatch.setenv("GCLF_HOME", str(tmp_path_factory.getbasetemp() / "gclf-home-empty"))

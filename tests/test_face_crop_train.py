@@ -10,6 +10,7 @@ and no-face photos are known. The end-to-end tests use a real face photo from
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import pickle
 import shutil
@@ -79,9 +80,9 @@ def patch_photos(tmp_path: Path) -> Path:
 
 def test_the_store_holds_the_crops_not_the_photos(patch_photos: Path) -> None:
     cropper = PatchCropper()
-    store = ImageStore(SPEC, face_crop=cropper)
+    store = ImageStore(SPEC)
 
-    scan = scan_folders([patch_photos], store, face_crop=cropper)
+    scan = scan_folders([patch_photos], store, transform=cropper)
 
     crop = store.decoded(patch_photos / "a" / "0.png")
     assert crop.shape == (PATCH[3], PATCH[2], 3)
@@ -93,10 +94,10 @@ def test_the_store_holds_the_crops_not_the_photos(patch_photos: Path) -> None:
 @pytest.mark.parametrize("action", ["whole", "skip"])
 def test_photos_without_a_face_are_listed_and_kept_whole_or_left_out(patch_photos: Path, action: str) -> None:
     cropper = PatchCropper()
-    store = ImageStore(SPEC, face_crop=cropper)
+    store = ImageStore(SPEC)
     told = []
 
-    scan = scan_folders([patch_photos], store, face_crop=cropper, no_face=action, on_no_face=told.append)
+    scan = scan_folders([patch_photos], store, transform=cropper, no_face=action, on_no_face=told.append)
 
     noface = str(patch_photos / "a" / "noface.png")
     assert scan.no_face == [noface] and told == [noface]
@@ -109,8 +110,8 @@ def test_photos_without_a_face_are_listed_and_kept_whole_or_left_out(patch_photo
 
 def test_a_store_over_its_budget_crops_the_photos_it_decodes_again(patch_photos: Path) -> None:
     cropper = PatchCropper()
-    store = ImageStore(SPEC, memory_budget_bytes=0, face_crop=cropper)
-    scan_folders([patch_photos], store, face_crop=cropper)
+    store = ImageStore(SPEC, memory_budget_bytes=0)
+    scan_folders([patch_photos], store, transform=cropper)
     calls = cropper.calls
 
     again = store.decoded(patch_photos / "b" / "1.png")
@@ -121,9 +122,21 @@ def test_a_store_over_its_budget_crops_the_photos_it_decodes_again(patch_photos:
     assert whole.shape == (60, 80, 3)
 
 
-def test_the_scan_refuses_a_store_with_another_cropper(patch_photos: Path) -> None:
-    with pytest.raises(ValueError, match="same face_crop"):
-        scan_folders([patch_photos], ImageStore(SPEC), face_crop=PatchCropper())
+def test_the_disk_image_cache_holds_the_same_crops_and_remembers_photos_without_a_face(patch_photos: Path, tmp_path: Path) -> None:
+    # gclf-train's default store: crops made in worker processes, found again by a later run.
+    from gclf.train.image_cache import DiskImageCache
+
+    memory = ImageStore(SPEC)
+    expected = scan_folders([patch_photos], memory, transform=PatchCropper())
+    disk = DiskImageCache(tmp_path / "cache", SPEC, work_hw=(40, 40))
+    scan = scan_folders([patch_photos], disk, transform=PatchCropper(), workers=2)
+    again = DiskImageCache(tmp_path / "cache", SPEC, work_hw=(40, 40))
+    rescan = scan_folders([patch_photos], again, transform=PatchCropper(), no_face="skip")
+
+    assert scan.no_face == expected.no_face == rescan.no_face == [str(patch_photos / "a" / "noface.png")]
+    assert disk.decodes == 7 and again.decodes == 0 and len(rescan.samples) == 6
+    for s in expected.samples:
+        assert np.array_equal(disk.resized(s.path), memory.resized(s.path))
 
 
 # --- options -------------------------------------------------------------------------------
@@ -304,20 +317,20 @@ def _props(path: Path) -> dict:
 
 @needs_shared
 def test_the_run_reads_its_images_back_cropped_and_refuses_another_detector(face_run) -> None:
-    from gclf.train.run_folder import face_cropper_of, load_run_config, read_run_data, spec_of
+    from gclf.train.run_folder import load_run_config, read_run_data
 
     data, run, _ = face_run
     config = load_run_config(run)
 
-    back = read_run_data(run, spec_of(config), 1.0, lambda _: None, face_crop=face_cropper_of(config))
+    back = read_run_data(run, config, lambda _: None)
 
     assert back.face_crop is not None and back.face_crop.margin == 0.1
     sample = next(s for split in back.splits.values() for s in split if s.path.name != "noface.png")
     assert max(back.store.decoded(sample.path).shape[:2]) < max(CANVAS) * 0.75  # a face, not the picture
     with pytest.raises(UsageError, match="records yunet"):
-        read_run_data(run, spec_of(config), 1.0, lambda _: None, face_crop=None)
+        read_run_data(run, dataclasses.replace(config, face_crop="none", face_margin=0.0), lambda _: None)
     with pytest.raises(UsageError, match="margin 0.3"):
-        read_run_data(run, spec_of(config), 1.0, lambda _: None, face_crop=FaceCropper.create(YUNET, 0.3))
+        read_run_data(run, dataclasses.replace(config, face_margin=0.3), lambda _: None)
 
 
 @needs_shared
@@ -376,11 +389,11 @@ def test_the_training_crop_is_the_runtimes_crop(face_run, monkeypatch) -> None:
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.decode import decode_image
     from gclf.runtime.faces import expand_box
-    from gclf.train.run_folder import face_cropper_of, load_run_config, read_run_data, spec_of
+    from gclf.train.run_folder import load_run_config, read_run_data
 
     data, run, _ = face_run
     config = load_run_config(run)
-    store = read_run_data(run, spec_of(config), 1.0, lambda _: None, face_crop=face_cropper_of(config)).store
+    store = read_run_data(run, dataclasses.replace(config, image_cache="memory"), lambda _: None).store
     photo = data / "man" / "1.png"
     shutil.copy(YUNET, run / YUNET.name)  # beside the model: found there
     clf = Classifier(run / "model.onnx")

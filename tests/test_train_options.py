@@ -66,10 +66,10 @@ def test_freeze_validates_on_cached_features_exactly_as_the_whole_model(data: Pa
     from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
     from gclf.train.engine import evaluate
     from gclf.train.loop import eval_loader as _eval_loader
-    from gclf.train.run_folder import load_run_config, read_run_data, spec_of as _spec
+    from gclf.train.run_folder import load_run_config, read_run_data
 
     config = load_run_config(out)
-    run_data = read_run_data(out, _spec(config), 1.0, lambda _: None)
+    run_data = read_run_data(out, config, lambda _: None)
     model = model_from_checkpoint(load_gclf_checkpoint(out / "best.pt"))
     full = evaluate(model, _eval_loader(config, run_data, "val"), torch.device("cpu"))
     last_row = (out / "history.csv").read_text().strip().splitlines()[-1].split(",")

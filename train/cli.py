@@ -100,9 +100,10 @@ def _under_torchrun() -> bool:
     return Distributed.from_env() is not None
 
 
-# What --resume may change: where the run computes and how much it prints. Everything else
+# What --resume may change: where the run computes, where its decoded images are cached, and
+# how much it prints. Everything else
 # would make the resumed run differ from the one it continues.
-RESUME_MAY_CHANGE = frozenset({"device", "verbose", "verbose_frequency", "progress_bar"})
+RESUME_MAY_CHANGE = frozenset({"device", "verbose", "verbose_frequency", "progress_bar", "workers", "image_cache"})
 
 
 def _given_on_command_line(name: str) -> bool:

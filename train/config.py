@@ -59,7 +59,13 @@ class TrainConfig:
     verbose: bool = True  # the study's table of iterations
     progress_bar: bool = False  # a progress bar per epoch on stderr (when it is a terminal)
     verbose_frequency: int = 50  # iterations between verbose rows, as MATLAB's VerboseFrequency
-    memory_budget_gb: float = 4.0
+    memory_budget_gb: float = 4.0  # decoded originals kept by --image-cache memory
+    # Where decoded images are cached: a folder (None: $GCLF_HOME/images, ~/.cache/gclf/images),
+    # or "memory" to keep every image in memory instead (gclf's first design).
+    image_cache: str | None = None
+    # Worker processes for the scan (decode, sha256, resize) and the training loader
+    # (augmentation); 0: all in the main process; None: one per CPU core, at most 8.
+    workers: int | None = None
     # Processes training together (torchrun's WORLD_SIZE; 1 for a plain gclf-train). Not an
     # option: gclf-train sets it from the environment. batch_size is per process.
     world_size: int = 1
@@ -109,9 +115,10 @@ def defaults() -> dict:
 # Options a config.json written by the first gclf release lacks; each default reproduces what
 # that release did (no drop schedule, reshuffle every epoch, all data, no freezing, validation
 # every epoch without early stopping, keep the best, the iteration table on, one process, fp32
-# in the default memory layout, the photos as they are: no face crops).
+# in the default memory layout, the photos as they are (no face crops), and the image cache
+# and worker processes, which change where pixels are kept and who computes them, not the pixels).
 OPTIONS_ADDED_LATER = frozenset({
     "lr_drop_factor", "lr_drop_period", "shuffle", "max_train_per_class", "augment_options", "freeze",
     "validation_frequency", "validation_patience", "keep", "progress_bar", "world_size",
-    "precision", "channels_last", "face_crop", "face_margin", "if_no_face",
+    "precision", "channels_last", "face_crop", "face_margin", "if_no_face", "image_cache", "workers",
 })

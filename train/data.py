@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 
 from gclf.runtime.preprocess import PreprocessSpec, preprocess, to_model_input
 from gclf.train.dataset import ImageStore, Sample
+from gclf.train.image_cache import DiskImageCache
 
 Augment = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 
@@ -19,10 +20,13 @@ class ImageDataset(Dataset):
 
     Without augmentation this is exactly the runtime's `preprocess(decode_image(path))`
     (the store keeps the resized copy, and `to_model_input` does the rest). With
-    augmentation, it is applied to the decoded RGB image before the same `preprocess`.
+    augmentation, it is applied to the store's working copy (the disk cache's, a little
+    larger than the input; the in-memory store's, the whole decoded photo) before the same
+    `preprocess`. Reads go through the store, so the dataset is as cheap to copy into
+    DataLoader worker processes as the store is (the disk cache: a path -> sha256 table).
     """
 
-    def __init__(self, samples: Sequence[Sample], store: ImageStore, spec: PreprocessSpec, augment: Augment | None = None, seed: int = 0) -> None:
+    def __init__(self, samples: Sequence[Sample], store: ImageStore | DiskImageCache, spec: PreprocessSpec, augment: Augment | None = None, seed: int = 0) -> None:
         self.samples = list(samples)
         self.store = store
         self.spec = spec
@@ -39,5 +43,19 @@ class ImageDataset(Dataset):
             x = to_model_input(self.store.resized(sample.path), self.spec)[0]
         else:
             rng = np.random.default_rng((self.seed, self.epoch, i))
-            x = preprocess(self.augment(self.store.decoded(sample.path), rng), self.spec)
+            x = preprocess(self.augment(self.store.working(sample.path), rng), self.spec)
         return torch.from_numpy(x), sample.label
+
+
+def loader_worker_options(workers: int) -> dict:
+    """DataLoader arguments for `workers` processes preparing training batches (0: none).
+
+    Not persistent: each epoch's workers are forked afresh, so they see the dataset's
+    current `epoch` (augmentation differs per epoch); a fork costs milliseconds, and the
+    dataset they copy holds no pixels. No worker_init_fn calls cv2.setNumThreads: in a child
+    forked after the parent used OpenCV's thread pool it waits forever for the parent's
+    threads (tests/test_image_cache.py checks loader workers after the pool ran).
+    """
+    if workers <= 0:
+        return {}
+    return {"num_workers": workers, "prefetch_factor": 2}

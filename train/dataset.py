@@ -4,15 +4,30 @@ Layout: DATA/<class>/<images...> (images in nested sub-folders of a class count 
 class). Unreadable files are reported by name and skipped; exact duplicates (same bytes)
 are grouped so that the split can keep each group inside one split; a file whose copies
 are filed under two classes is a labelling conflict, excluded and reported.
+
+Reading, hashing, decoding and resizing run in worker processes (`workers`), each photo
+handed to the image store: `DiskImageCache` (gclf.train.image_cache: pixels on disk, memory
+flat in the number of photos; what gclf-train uses) or `ImageStore` (every image in memory:
+gclf's first design, kept for `--image-cache memory` and as the benchmark's baseline). A
+store has `ingest(path, data, sha256)` (in a worker: decode, transform, resize; returns a
+payload for the main process and whether the transform found what it looks for) and
+`keep(path, sha256, payload)` (in the main process).
+
+A transform (e.g. gclf-train --face-crop's detector crop) that finds nothing in a photo
+leaves it whole; the stores remember that, and the scan lists the photo (`no_face`) and keeps
+it whole or leaves it out (`no_face="whole"|"skip"`), so a later run that finds the photo in
+the image cache reports it the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -20,19 +35,9 @@ from gclf.runtime.errors import BadDataError, ImageDecodeError
 from gclf.runtime.files import is_hidden, list_images
 from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
+from gclf.train.image_cache import Transform
 
 SPLIT_NAMES = ("train", "val", "test")
-
-
-class FaceCrop(Protocol):
-    """What `scan_folders(face_crop=...)` takes (gclf.runtime.faces.FaceCropper): picklable,
-    so it can go to worker processes; `key` identifies the crop (for cache keys)."""
-
-    key: str
-
-    def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
-        """The RGB image cropped to its largest face; None when no face is found."""
-        ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,7 @@ class ScanResult:
     duplicate_groups: list[list[str]] = field(default_factory=list)  # same bytes, same class
     conflicts: list[list[str]] = field(default_factory=list)  # same bytes, different classes
     presplit: bool = False
-    no_face: list[str] = field(default_factory=list)  # face_crop found no face (kept whole or left out: no_face action)
+    no_face: list[str] = field(default_factory=list)  # the transform (face crop) found nothing: kept whole or left out
 
     def class_counts(self) -> dict[str, int]:
         counts = {name: 0 for name in self.class_names}
@@ -65,31 +70,40 @@ class ImageStore:
 
     Images beyond the budget are decoded again from disk when needed, with the same
     function, so results do not depend on the budget. The resized-to-input copy used by
-    evaluation is always kept (it is small: 150 KB at 224x224).
-
-    With `face_crop` (gclf-train --face-crop) the store holds face crops: `add` is given the
-    crop (see `crop`), and an image decoded again from disk is cropped the same way, so the
-    training never sees an uncropped photo because of the budget. A photo without a face
-    that was kept is kept whole, and the same detector finds no face in it again.
+    evaluation is always kept (150 KB at 224x224: memory grows with the number of photos,
+    which is why gclf-train uses gclf.train.image_cache.DiskImageCache unless asked).
     """
 
-    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30, *, face_crop: FaceCrop | None = None) -> None:
+    def __init__(self, spec: PreprocessSpec, memory_budget_bytes: int = 4 << 30, *, transform: Transform | None = None) -> None:
         self.spec = spec
         self.budget = memory_budget_bytes
-        self.face_crop = face_crop
         self.used = 0
+        self.transform = transform
+        self.decodes = 0
+        self.hits = 0  # never: nothing outlives the process
         self._decoded: dict[Path, np.ndarray] = {}
         self._resized: dict[Path, np.ndarray] = {}
 
-    def crop(self, rgb: np.ndarray) -> np.ndarray | None:
-        """The image as this store keeps it: its largest face with `face_crop` (None: no
-        face found), else the image itself."""
-        return rgb if self.face_crop is None else self.face_crop(rgb)
+    def use_transform(self, transform: Transform | None) -> None:
+        self.transform = transform
 
-    def _from_disk(self, path: Path) -> np.ndarray:
-        rgb = decode_image(path)
-        cropped = self.crop(rgb)
-        return rgb if cropped is None else cropped
+    def prepare(self) -> None:
+        """Nothing to set up before a scan."""
+
+    def ingest(self, path: Path, data: bytes, sha256: str) -> tuple[np.ndarray, bool]:
+        return self._transformed(decode_image(data, name=str(path)))
+
+    def keep(self, path: Path, sha256: str, rgb: np.ndarray) -> None:
+        self.decodes += 1
+        self.add(path, rgb)
+
+    def _transformed(self, rgb: np.ndarray) -> tuple[np.ndarray, bool]:
+        """(the image as kept, whether the transform found something): a photo in which it
+        found nothing is kept whole (the scan decides whether to use it)."""
+        if self.transform is None:
+            return rgb, True
+        out = self.transform(rgb)
+        return (rgb, False) if out is None else (out, True)
 
     def add(self, path: Path, rgb: np.ndarray) -> None:
         self._resized[path] = resize_to_input(rgb, self.spec)
@@ -99,11 +113,83 @@ class ImageStore:
 
     def decoded(self, path: Path) -> np.ndarray:
         img = self._decoded.get(path)
-        return img if img is not None else self._from_disk(path)
+        return img if img is not None else self._transformed(decode_image(path))[0]
+
+    working = decoded  # augmentation starts from the whole decoded photo
 
     def resized(self, path: Path) -> np.ndarray:
         img = self._resized.get(path)
-        return img if img is not None else resize_to_input(self._from_disk(path), self.spec)
+        return img if img is not None else resize_to_input(self._transformed(decode_image(path))[0], self.spec)
+
+    @property
+    def pixel_bytes_in_memory(self) -> int:
+        return self.used + sum(a.nbytes for a in self._resized.values())
+
+
+# Fewer files than this are read in the calling process: starting worker processes (each
+# imports numpy and OpenCV) costs more than decoding a few hundred small files.
+POOL_MIN_FILES = 256
+_worker_store: Any = None
+
+
+def _init_worker(store: Any) -> None:
+    import cv2
+
+    global _worker_store
+    _worker_store = store
+    cv2.setNumThreads(1)  # the processes are the parallelism; threads on top would oversubscribe
+
+
+class Ingested(NamedTuple):
+    """One file through a store's `ingest`: sha256 None and `reason` when it is unusable."""
+
+    sha256: str | None
+    payload: Any
+    reason: str | None
+    found: bool = True  # False: the transform (face crop) found nothing; the photo is kept whole
+
+
+def _ingest_one(store: Any, path: Path) -> Ingested:
+    try:
+        data = read_image_bytes(path)
+        sha = hashlib.sha256(data).hexdigest()
+        payload, found = store.ingest(path, data, sha)
+        return Ingested(sha, payload, None, found)
+    except ImageDecodeError as exc:
+        return Ingested(None, None, str(exc).removeprefix(f"{path}: "))
+
+
+def _ingest_in_worker(path: Path) -> Ingested:
+    return _ingest_one(_worker_store, path)
+
+
+def ingest_files(paths: Sequence[Path], store: Any, *, workers: int = 0) -> Iterator[Ingested]:
+    """`_ingest_one` for every path, in order; in `workers` processes (0: in this one).
+
+    Worker processes are spawned, not forked: a fork of a process whose OpenCV or torch
+    threads are running can deadlock in the child. Results stream back in order (imap), so
+    the main process never holds more than a few chunks of them.
+    """
+    store.prepare()
+    if workers <= 0 or len(paths) < POOL_MIN_FILES:
+        for path in paths:
+            yield _ingest_one(store, path)
+        return
+    processes = min(workers, len(paths))
+    chunk = max(1, min(64, len(paths) // (processes * 8)))
+    with multiprocessing.get_context("spawn").Pool(processes, initializer=_init_worker, initargs=(store,)) as pool:
+        yield from pool.imap(_ingest_in_worker, paths, chunksize=chunk)
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use, at most 8, shared among the processes torchrun
+    started on this machine."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    per_node = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, cores // per_node))
 
 
 def _class_folders(root: Path) -> list[Path]:
@@ -129,22 +215,27 @@ def is_presplit(root: Path) -> bool:
 
 def scan_folders(
     roots: Sequence[Path],
-    store: ImageStore,
+    store: Any,
     *,
     on_skip: Callable[[str, str], None] | None = None,
-    face_crop: FaceCrop | None = None,
+    workers: int = 0,
+    transform: Transform | None = None,
     no_face: str = "whole",
     on_no_face: Callable[[str], None] | None = None,
 ) -> ScanResult:
     """Scan one or more DATA folders (same class names) and decode every image once.
 
-    With `face_crop` each image is cropped to its largest face right after decoding (the
-    store must be made with the same `face_crop`, for images it decodes again); a photo
-    without a face is listed in `no_face` (and told to `on_no_face`), and kept whole
-    (`no_face="whole"`) or left out ("skip").
+    `store`: an `ImageStore` or a `gclf.train.image_cache.DiskImageCache`; `workers`: worker
+    processes for reading, hashing, decoding and resizing (0: this process). `transform`, if
+    given, is applied to each decoded image before it is resized and stored: a picklable
+    object with a `key` string (part of the image cache's key) called as `transform(rgb)`,
+    returning the image to keep or None when it finds nothing, e.g. gclf-train --face-crop's
+    crop to the largest face. A photo in which it finds nothing is listed in `no_face` (and
+    told to `on_no_face`), and kept whole (`no_face="whole"`) or left out ("skip"). The
+    result does not depend on `workers`.
     """
-    if face_crop is not None and store.face_crop is not face_crop:
-        raise ValueError("scan_folders: the store must be made with the same face_crop")
+    if no_face not in ("whole", "skip"):
+        raise ValueError(f"no_face must be 'whole' or 'skip', not {no_face!r}")
     entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
     presplit_flags = set()
     unreadable: list[tuple[str, str]] = []  # sub-folders that could not be listed
@@ -179,28 +270,21 @@ def scan_folders(
     result = ScanResult(class_names, [], presplit=presplit_flags == {True})
     result.skipped.extend(unreadable)
     by_hash: dict[str, list[tuple[Path, int]]] = defaultdict(list)
-    for path, name, split in entries:
-        try:
-            data = read_image_bytes(path)
-            rgb = decode_image(data, name=str(path))
-        except ImageDecodeError as exc:
-            reason = str(exc).removeprefix(f"{path}: ")
+    store.use_transform(transform)
+    loaded = ingest_files([path for path, _, _ in entries], store, workers=workers)
+    for (path, name, split), (digest, payload, reason, found) in zip(entries, loaded):
+        if digest is None:
             result.skipped.append((str(path), reason))
             if on_skip:
                 on_skip(str(path), reason)
             continue
-        if face_crop is not None:
-            cropped = face_crop(rgb)
-            if cropped is None:
-                result.no_face.append(str(path))
-                if on_no_face:
-                    on_no_face(str(path))
-                if no_face == "skip":
-                    continue
-            else:
-                rgb = cropped
-        digest = hashlib.sha256(data).hexdigest()
-        store.add(path, rgb)
+        if not found:
+            result.no_face.append(str(path))
+            if on_no_face:
+                on_no_face(str(path))
+            if no_face == "skip":
+                continue
+        store.keep(path, digest, payload)
         result.samples.append(Sample(path, index[name], digest, split))
         by_hash[digest].append((path, index[name]))
     _find_duplicates(result, by_hash)

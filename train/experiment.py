@@ -33,7 +33,7 @@ from gclf.train.data import ImageDataset
 from gclf.train.engine import EvalResult, evaluate
 from gclf.train.config import TrainConfig
 from gclf.train.run import resume_training, run_training
-from gclf.train.run_folder import face_cropper_of, load_run_config, read_run_data, spec_of
+from gclf.train.run_folder import load_run_config, read_run_data
 
 Log = Callable[[str], None]
 OUTCOME = "outcome.json"
@@ -139,7 +139,7 @@ def evaluate_test_split(run_dir: Path, *, grey: bool = False) -> EvalResult:
     """The run's kept network (best.pt) on its test split, through the preprocessing contract;
     `grey` feeds grey copies of the test photos."""
     config = load_run_config(run_dir)
-    data = read_run_data(run_dir, spec_of(config), config.memory_budget_gb, lambda _: None, only=("test",), face_crop=face_cropper_of(config))
+    data = read_run_data(run_dir, config, lambda _: None, only=("test",))
     model = model_from_checkpoint(load_gclf_checkpoint(run_dir / "best.pt"))
     dataset = ImageDataset(data.splits["test"], data.store, data.spec, augment=(lambda rgb, rng: grey_copy(rgb)) if grey else None)
     loader = torch.utils.data.DataLoader(dataset, batch_size=max(config.batch_size, 32))

@@ -17,14 +17,15 @@ from torch.utils.data import DataLoader
 from gclf.runtime.errors import OutputWriteError, TrainingDivergedError
 from gclf.train.augment import augment, augment_config
 from gclf.train.config import TrainConfig
-from gclf.train.data import ImageDataset
+from gclf.train.data import ImageDataset, loader_worker_options
+from gclf.train.dataset import POOL_MIN_FILES
 from gclf.train.distributed import Distributed, evaluate_sharded, shard_train_loader
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
 from gclf.train.optim import make_optimizer, make_scheduler, make_train_loader
 from gclf.train.precision import FP32, Precision
 from gclf.train.progress import TrainingScreen
-from gclf.train.run_folder import RunData
+from gclf.train.run_folder import RunData, resolve_workers
 
 Log = Callable[[str], None]
 
@@ -109,10 +110,14 @@ def make_trainer(config: TrainConfig, data: RunData, model: torch.nn.Module, dev
     aug = augment_config(config.augment, config.augment_options)
     augment_fn = (lambda rgb, rng: augment(rgb, rng, aug)) if aug.enabled else None
     train_ds = ImageDataset(data.splits["train"], data.store, data.spec, augment=augment_fn, seed=config.seed)
+    # Reading and augmenting in loader worker processes. The batches do not depend on it:
+    # the order comes from the sampler here, each image's augmentation from (seed, epoch, index).
+    small = len(train_ds) < POOL_MIN_FILES  # forking workers every epoch would cost more than they save
+    workers = loader_worker_options(0 if config.freeze or small else resolve_workers(config))
     if dist is None:
-        train_loader = make_train_loader(train_ds, config, generator, pin_memory=pin_memory)
+        train_loader = make_train_loader(train_ds, config, generator, pin_memory=pin_memory, **workers)
     else:
-        train_loader = shard_train_loader(train_ds, batch_size=config.batch_size, shuffle=config.shuffle, seed=config.seed, dist=dist, pin_memory=pin_memory)
+        train_loader = shard_train_loader(train_ds, batch_size=config.batch_size, shuffle=config.shuffle, seed=config.seed, dist=dist, pin_memory=pin_memory, **workers)
     val_loader = eval_loader(config, data, "val", pin_memory=pin_memory)
     frozen = None
     if config.freeze:

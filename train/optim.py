@@ -108,7 +108,8 @@ def make_scheduler(optimizer: "torch.optim.Optimizer", config: "TrainConfig", st
     return factory(optimizer, config, max(config.max_epochs * steps_per_epoch, 1), steps_per_epoch)
 
 
-def make_train_loader(train_ds: "Dataset", config: "TrainConfig", generator: "torch.Generator", *, pin_memory: bool = False) -> "DataLoader":
+def make_train_loader(train_ds: "Dataset", config: "TrainConfig", generator: "torch.Generator", *, pin_memory: bool = False, **loader_options) -> "DataLoader":
     """The training batches, in the order --shuffle asks for. pin_memory (for a CUDA run)
-    lets the copies to the GPU run asynchronously; CPU runs leave it off."""
-    return _lookup(SHUFFLES, config.shuffle, "--shuffle")(train_ds, config, generator, pin_memory=pin_memory)
+    lets the copies to the GPU run asynchronously; CPU runs leave it off. `loader_options`:
+    further DataLoader arguments (its worker processes)."""
+    return _lookup(SHUFFLES, config.shuffle, "--shuffle")(train_ds, config, generator, pin_memory=pin_memory, **loader_options)

@@ -135,6 +135,8 @@ TRAINING_OPTIONS: tuple[_Option, ...] = (
     _Option("face_margin", ("--face-margin",), FiniteFloatRange(0.0, 2.0), "With --face-crop: widen each face box by this share of its size on every side before cropping (gclf-infer's --face-margin)."),
     _Option("if_no_face", ("--if-no-face",), _choice(NO_FACE_ACTIONS), "With --face-crop: a photo in which no face is found is kept whole, or left out (skip); either way it is listed by name."),
     _Option("device", ("--device",), help="'auto' (GPU when present), 'cpu' or 'cuda'."),
+    _Option("workers", ("--workers",), click.IntRange(min=0), "Worker processes that read, hash, decode and resize the photos during the scan, and prepare (augment) training batches; 0: all in the main process [default: one per CPU core, at most 8].", show_default=False),
+    _Option("image_cache", ("--image-cache",), help="Folder of the decoded-image cache: pixels on disk, reused by later runs and --resume, so memory does not grow with the number of photos; 'memory' keeps every image in memory instead [default: $GCLF_HOME/images, i.e. ~/.cache/gclf/images].", show_default=False),
     _Option("precision", ("--precision",), _choice(PRECISIONS), "Arithmetic of the training and validation passes: fp32 (the study's), or automatic mixed precision in bf16 (CPU or CUDA) or fp16 (CUDA only, with a gradient scaler). Weights, checkpoints and exports stay fp32."),
     _Option("channels_last", ("--channels-last/--no-channels-last",), help="Model and image batches in channels-last memory layout: faster convolutions on CUDA with bf16/fp16, rarely on CPU."),
     # Neither flag (None): a progress bar on a terminal instead of the iteration table.

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 import torch
 
@@ -36,9 +36,10 @@ from gclf.train.model import build_model, keeps_head, resolve_weights
 from gclf.train.precision import check_precision
 from gclf.train.reports import write_run_reports
 from gclf.train.resume import capture_state, restore_state, resume_point
-from gclf.train.run_folder import RunData, face_cropper_of, prepare_run_dir, read_run_data, save_epoch, scan_and_split, spec_of, write_history, write_new_run
+from gclf.train.run_folder import RunData, face_cropper_of, prepare_run_dir, read_run_data, save_epoch, scan_and_split, write_history, write_new_run
 
 Log = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass
@@ -113,6 +114,23 @@ def run_training(config: TrainConfig, log: Log = print) -> TrainResult | None:
     return _on_this_rank(config, dist, lambda device: _new_run(config, device, dist, log))
 
 
+def _rank0_first(dist: Distributed | None, read: Callable[[], T]) -> T:
+    """`read()` (a scan), under torchrun on rank 0 first: it fills the image cache while the
+    other ranks wait at a barrier, then they read the same photos from the cache instead of
+    decoding them again in parallel (the cache is safe to write at once, but that is work
+    done N times). Rank 0 reaches the barrier even when its scan fails, so the others then
+    fail with the same error instead of waiting for it."""
+    if dist is None:
+        return read()
+    if dist.is_main:
+        try:
+            return read()
+        finally:
+            dist.barrier()
+    dist.barrier()
+    return read()
+
+
 def _new_run(config: TrainConfig, device: torch.device, dist: Distributed | None, log: Log) -> TrainResult | None:
     main = dist is None or dist.is_main
     face_crop = face_cropper_of(config)  # bad face-crop options fail before the run folder is made
@@ -120,7 +138,7 @@ def _new_run(config: TrainConfig, device: torch.device, dist: Distributed | None
         prepare_run_dir(config.out)
     weights = resolve_weights(config.weights)  # before the scan: a bad --weights fails in seconds
     # Every rank scans and splits: the scan is deterministic, so all hold the same split.
-    data, manifest = scan_and_split(config, log, face_crop)
+    data, manifest = _rank0_first(dist, lambda: scan_and_split(config, log, face_crop))
     if main:
         write_new_run(config, manifest)
     log("split (seed %d): %s" % (config.seed, ", ".join(f"{k} {len(v)}" for k, v in data.splits.items())))
@@ -153,7 +171,7 @@ def _resumed_run(config: TrainConfig, device: torch.device, dist: Distributed | 
         check_writable_folder(config.out)
         for stale in remove_stale_temp_files(config.out):
             log(f"removed {stale.name}, a partial file of the interrupted run")
-    data = read_run_data(config.out, spec_of(config), config.memory_budget_gb, log, face_crop=face_cropper_of(config))
+    data = _rank0_first(dist, lambda: read_run_data(config.out, config, log))
     model, init, state = resume_point(config, data, log)
     return _train_and_report(config, data, model, init, device, state, log, dist)
 

@@ -20,21 +20,20 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from gclf.runtime.errors import BadDataError, ImageDecodeError, UsageError
+from gclf.runtime.errors import BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec
 from gclf.runtime.files import check_writable_folder, write_json_atomic, write_text_atomic
-from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.checkpoint import RESUME_KEY, save_checkpoint
 from gclf.train.config import TrainConfig
-from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, scan_folders
+from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, default_workers, ingest_files, scan_folders
+from gclf.train.image_cache import DiskImageCache, default_cache_root, working_size
 from gclf.train.split import limit_per_class, manifest, split_samples
 
 Log = Callable[[str], None]
@@ -47,7 +46,7 @@ class RunData:
     spec: PreprocessSpec
     class_names: list[str]
     splits: dict[str, list[Sample]]
-    store: ImageStore
+    store: ImageStore | DiskImageCache
     roots: list[str]  # the DATA folders, resolved
     face_crop: FaceCropSpec | None = None  # --face-crop: the detector that cropped every image
 
@@ -74,6 +73,31 @@ def spec_of(config: TrainConfig) -> PreprocessSpec:
     return PreprocessSpec(input_height=config.image_size, input_width=config.image_size)
 
 
+# --image-cache's value that keeps every image in memory (gclf's first design) instead.
+MEMORY_CACHE = "memory"
+
+
+def make_store(config: TrainConfig, spec: PreprocessSpec) -> ImageStore | DiskImageCache:
+    """The run's image store: the disk cache (--image-cache DIR, default the user cache), or
+    every image in memory with --image-cache memory."""
+    if config.image_cache == MEMORY_CACHE:
+        return ImageStore(spec, int(config.memory_budget_gb * (1 << 30)))
+    from gclf.train.augment import augment_config
+
+    root = Path(config.image_cache).expanduser() if config.image_cache else default_cache_root()
+    return DiskImageCache(root, spec, work_hw=working_size(spec, augment_config(config.augment, config.augment_options).enabled))
+
+
+def resolve_workers(config: TrainConfig) -> int:
+    return default_workers() if config.workers is None else config.workers
+
+
+def _cache_line(store: ImageStore | DiskImageCache) -> str:
+    if isinstance(store, DiskImageCache):
+        return f"decoded {store.decodes} image(s), {store.hits} found in the image cache ({store.folder})"
+    return f"decoded {store.decodes} image(s), kept in memory (--image-cache memory)"
+
+
 def prepare_run_dir(out: Path) -> None:
     """A run never overwrites another run's files: the folder must be new or empty."""
     try:
@@ -92,18 +116,19 @@ def scan_and_split(config: TrainConfig, log: Log, face_crop: FaceCropper | None 
     manifest (what manifest.json will hold). With `face_crop` (face_cropper_of(config)) every
     image is its largest face, and the photos without one are listed."""
     spec = spec_of(config)
-    store = ImageStore(spec, int(config.memory_budget_gb * (1 << 30)), face_crop=face_crop)
+    store = make_store(config, spec)
     # Absolute paths, so manifest.json still finds the images from another working folder
     # (gclf-export, --resume).
     roots = [Path(p).absolute() for p in config.data]
     if face_crop is not None:
         log(f"cropping every photo to its largest face: {face_crop.spec.describe()}")
     scan = scan_folders(
-        roots, store, on_skip=lambda p, r: log(f"skipped {p}: {r}"),
-        face_crop=face_crop, no_face=config.if_no_face, on_no_face=_no_face_logger(log, config.if_no_face),
+        roots, store, on_skip=lambda p, r: log(f"skipped {p}: {r}"), workers=resolve_workers(config),
+        transform=face_crop, no_face=config.if_no_face, on_no_face=_no_face_logger(log, config.if_no_face),
     )
     counts = scan.class_counts()
     log(f"found {len(scan.samples)} usable images in {len(scan.class_names)} classes: " + ", ".join(f"{c} {n}" for c, n in counts.items()))
+    log(_cache_line(store))
     if scan.skipped:
         log(f"skipped {len(scan.skipped)} unreadable file(s) (listed above and in manifest.json)")
     if face_crop is not None:
@@ -151,13 +176,14 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     return dataclasses.replace(config, out=run_dir)
 
 
-def read_run_data(
-    run_dir: Path, spec: PreprocessSpec, memory_budget_gb: float, log: Log, *, only: tuple[str, ...] = SPLIT_NAMES, face_crop: FaceCropper | None = None
-) -> RunData:
+def read_run_data(run_dir: Path, config: TrainConfig, log: Log, *, only: tuple[str, ...] = SPLIT_NAMES) -> RunData:
     """The run's images, split exactly as its manifest.json says (a resumed run never
     re-splits: the folder may have changed). Every listed image must still be readable.
-    `only` reads some splits (e.g. ("test",) to evaluate); the others stay empty.
-    `face_crop` (face_cropper_of(the run's config)) must be the detector the manifest records."""
+    `only` reads some splits (e.g. ("test",) to evaluate); the others stay empty. The images
+    go through the run's image store, so a resumed run finds them in the image cache, and
+    through the run's face crop (--face-crop), which must be the one the manifest records."""
+    spec = spec_of(config)
+    face_crop = face_cropper_of(config)
     path = run_dir / "manifest.json"
     doc = _read_run_json(path)
     try:
@@ -175,18 +201,17 @@ def read_run_data(
         was = recorded.describe() if recorded else "no face crops"
         now = asked.describe() if asked else "no face crops"
         raise UsageError(f"{path} records {was}, and this gclf would crop with {now}; use the same face detector file (--face-crop) the run was started with")
-    store = ImageStore(spec, int(memory_budget_gb * (1 << 30)), face_crop=face_crop)
+    store = make_store(config, spec)
+    store.use_transform(face_crop)  # a listed photo without a face was kept whole at the scan: it is again
     splits: dict[str, list[Sample]] = {name: [] for name in SPLIT_NAMES}
-    for split, file, label in entries:
-        try:
-            raw = read_image_bytes(file)
-            rgb = decode_image(raw, name=str(file))
-        except ImageDecodeError as exc:
-            raise BadDataError(f"{exc}; the run's manifest.json lists it, and resuming needs every image the run was split with") from None
-        cropped = store.crop(rgb)
-        store.add(file, rgb if cropped is None else cropped)  # no face: kept whole at the scan (skipped ones are not listed)
-        splits[split].append(Sample(file, label, hashlib.sha256(raw).hexdigest(), split if presplit else None))
+    loaded = ingest_files([file for _, file, _ in entries], store, workers=resolve_workers(config))
+    for (split, file, label), (digest, payload, reason, _) in zip(entries, loaded):
+        if digest is None:
+            raise BadDataError(f"{file}: {reason}; the run's manifest.json lists it, and resuming needs every image the run was split with")
+        store.keep(file, digest, payload)
+        splits[split].append(Sample(file, label, digest, split if presplit else None))
     log(f"read {len(entries)} images in {len(class_names)} classes, split as in manifest.json: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
+    log(_cache_line(store))
     return RunData(spec, class_names, splits, store, roots, recorded)
 
 
