@@ -64,18 +64,6 @@ class Distributed:
             return None
         return cls(world_size, rank, local_rank)
 
-
-def refuse_torchrun(command: str) -> None:
-    """Stop a command that is one process by nature (it runs several trainings in turn, or
-    generates its own data) when torchrun started it: each of the N copies would run the
-    whole job and write the same folders at the same time."""
-    dist = Distributed.from_env()
-    if dist is not None:
-        raise UsageError(
-            f"{command} does not run under torchrun ({dist.world_size} processes would each run it "
-            "and write the same folders); run it as a plain command, and use torchrun for gclf-train"
-        )
-
     def device(self, requested: torch.device) -> torch.device:
         """One GPU per process on a node (its LOCAL_RANK), or the CPU."""
         if requested.type != "cuda":
@@ -180,3 +168,15 @@ def evaluate_sharded(model: nn.Module, dataset: Dataset, *, batch_size: int, dev
     if n == 0:
         return EvalResult(math.nan, math.nan, *empty)
     return EvalResult(total_loss / n, total_correct / n, *empty)
+
+
+def refuse_torchrun(command: str) -> None:
+    """Stop a command that is one process by nature (it runs several trainings in turn, or
+    generates its own data) when torchrun started it: each of the N copies would run the
+    whole job and write the same folders at the same time."""
+    dist = Distributed.from_env()
+    if dist is not None:
+        raise UsageError(
+            f"{command} does not run under torchrun ({dist.world_size} processes would each run it "
+            "and write the same folders); run it as a plain command, and use torchrun for gclf-train"
+        )
