@@ -6,10 +6,13 @@ Imported by conftest.py and the test modules (pytest puts tests/ on sys.path).
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from gclf.runtime.video_sources import Frame
 
 
 # Colour of each tiny-model class, as an RGB channel index: the tiny model's logit for a
@@ -100,3 +103,25 @@ def build_tiny_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(model, str(path))
     return path
+
+
+class ListFeed:
+    """A feed that hands out given frames, then ends; records that it was closed."""
+
+    def __init__(self, images: list[np.ndarray]) -> None:
+        from gclf.runtime.video_sources import Frame
+
+        self.frames = [Frame(i, 1000.0 + i / 10, img) for i, img in enumerate(images)]
+        self.closed = False
+        self.dropped = 0
+        self.end_reason: str | None = None
+        self.failure = None
+
+    def next_frame(self) -> Frame | None:
+        if not self.frames:
+            self.end_reason = "end of list"
+            return None
+        return self.frames.pop(0)
+
+    def close(self) -> None:
+        self.closed = True

@@ -10,26 +10,7 @@ from gclf.runtime.classifier import Classifier
 from gclf.runtime.live import FpsMeter, FrameResult, run_live
 from gclf.runtime.sinks import VideoFileSink
 from gclf.runtime.video_sources import Frame
-
-
-class ListFeed:
-    """A feed that hands out given frames, then ends; records that it was closed."""
-
-    def __init__(self, images: list[np.ndarray]) -> None:
-        self.frames = [Frame(i, 1000.0 + i / 10, img) for i, img in enumerate(images)]
-        self.closed = False
-        self.dropped = 0
-        self.end_reason: str | None = None
-        self.failure = None
-
-    def next_frame(self) -> Frame | None:
-        if not self.frames:
-            self.end_reason = "end of list"
-            return None
-        return self.frames.pop(0)
-
-    def close(self) -> None:
-        self.closed = True
+from gclf_testutil import ListFeed
 
 
 class RecordingSink:

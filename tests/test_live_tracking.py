@@ -28,7 +28,7 @@ from gclf.runtime.files import sha256_file
 from gclf.runtime.live import BOX_CARRIED, BOX_DETECTED, FrameResult, run_live
 from gclf.runtime.sinks import JsonLinesSink
 from gclf.runtime.tracking import FaceTracker
-from gclf.runtime.video_sources import Frame
+from gclf_testutil import ListFeed
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
@@ -143,23 +143,6 @@ def test_detect_every_below_1_is_refused() -> None:
 
 
 # --- the loop's output ----------------------------------------------------------------------
-
-
-class ListFeed:
-    def __init__(self, images: list[np.ndarray]) -> None:
-        self.frames = [Frame(i, 1000.0 + i / 10, img) for i, img in enumerate(images)]
-        self.dropped = 0
-        self.end_reason: str | None = None
-        self.failure = None
-
-    def next_frame(self) -> Frame | None:
-        if not self.frames:
-            self.end_reason = "end of list"
-            return None
-        return self.frames.pop(0)
-
-    def close(self) -> None:
-        pass
 
 
 def _json_lines(tiny_onnx, detect_every: int, n: int = 8) -> list[dict]:
