@@ -269,9 +269,11 @@ def export_int8(
     per_class = {c: sum(1 for _, y in calib if y == i) for i, c in enumerate(metadata.class_names)}
     log(f"calibrating int8 on {len(calib)} training-split images ({', '.join(f'{c} {n}' for c, n in per_class.items())}); disjoint from the {len(test)} {check_name} images: yes")
     labels = np.array([y for _, y in test])
-    from gclf.train.checkpoint import load_gclf_checkpoint
+    cropper = None
+    if metadata.face_crop is not None:  # the fp32 parent says whether training cropped faces
+        from gclf.train.checkpoint import load_gclf_checkpoint
 
-    cropper = run_face_cropper(load_gclf_checkpoint(run.checkpoint), log)
+        cropper = run_face_cropper(load_gclf_checkpoint(run.checkpoint), log)  # the run's detector file
     if cropper is not None:
         log(f"calibration and parity images are face crops, as in training: {cropper.spec.describe()}")
     p32 = predict_probabilities(fp32_path, test, cropper)
