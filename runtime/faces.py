@@ -215,15 +215,12 @@ def make_detector(face_model: Path | str | None) -> FaceDetector:
     """The detector `--face-model` names: None the default (`default_face_model`: YuNet if
     cached, else Haar), "haar" the bundled Haar cascade, "yunet" the pinned OpenCV Zoo YuNet
     from the user cache (downloaded once, see gclf.runtime.face_models), a path a YuNet ONNX file."""
-    if face_model is None:
-        face_model = default_face_model()
-    if face_model == "haar":
-        return HaarFaceDetector()
-    if face_model == "yunet":
-        from gclf.runtime.face_models import yunet_model_path
+    return _detector_of(*_detector_file(face_model))
 
-        return YuNetFaceDetector(yunet_model_path())
-    return YuNetFaceDetector(face_model)
+
+def _detector_of(kind: str, path: Path | str | None, *, max_side: int = DETECT_MAX_SIDE) -> FaceDetector:
+    """A detector of `kind` ("haar" or "yunet", see FACE_CROP_KINDS); `path` is YuNet's file."""
+    return HaarFaceDetector(max_side=max_side) if kind == "haar" else YuNetFaceDetector(path, max_side=max_side)
 
 
 # --- the detector a model was trained with ---------------------------------------------------
@@ -296,8 +293,11 @@ def _haar_cascade_path() -> Path:
 
 
 def _detector_file(face_model: Path | str | None) -> tuple[str, Path]:
-    """(kind, file) of the detector `--face-model` names (see make_detector)."""
-    if face_model is None or face_model == "haar":
+    """(kind, file) of the detector `--face-model` names (see make_detector); None: the
+    default's (default_face_model)."""
+    if face_model is None:
+        face_model = default_face_model()
+    if face_model == "haar":
         return "haar", _haar_cascade_path()
     if face_model == "yunet":
         from gclf.runtime.face_models import yunet_model_path
@@ -313,7 +313,7 @@ def face_crop_spec(face_model: Path | str | None, margin: float = DEFAULT_FACE_M
     from gclf.runtime.files import sha256_file
 
     kind, path = _detector_file(face_model)
-    HaarFaceDetector() if kind == "haar" else YuNetFaceDetector(path)
+    _detector_of(kind, path)
     spec = FaceCropSpec(
         kind=kind,
         model_sha256=sha256_file(path),
@@ -359,7 +359,7 @@ class FaceCropper:
 
     def detector(self) -> FaceDetector:
         if self._detector is None:
-            self._detector = HaarFaceDetector(max_side=self.spec.detect_max_side) if self.spec.kind == "haar" else YuNetFaceDetector(self.model_path, max_side=self.spec.detect_max_side)
+            self._detector = _detector_of(self.spec.kind, self.model_path, max_side=self.spec.detect_max_side)
         return self._detector
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray | None:
@@ -423,9 +423,10 @@ def resolve_face_detection(
         chosen = path
     from gclf.runtime.files import sha256_file
 
-    if warn is not None and sha256_file(path) != recorded.model_sha256:
+    found = sha256_file(path) if warn is not None else recorded.model_sha256
+    if found != recorded.model_sha256:
         warn(
             f"the model was trained on crops by {recorded.kind} file {recorded.model_file} (sha256 {recorded.model_sha256[:12]}...) "
-            f"and {path} is another file (sha256 {sha256_file(path)[:12]}...); its crops may differ a little from training's"
+            f"and {path} is another file (sha256 {found[:12]}...); its crops may differ a little from training's"
         )
     return chosen, margin
