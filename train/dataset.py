@@ -80,7 +80,6 @@ class ImageStore:
         self.used = 0
         self.transform = transform
         self.decodes = 0
-        self.hits = 0  # never: nothing outlives the process
         self._decoded: dict[Path, np.ndarray] = {}
         self._resized: dict[Path, np.ndarray] = {}
 
