@@ -80,7 +80,8 @@ class SizeParam(click.ParamType):
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
 @click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only; any other host needs a token. Needs pip install \"gclf[serve]\".")
-@click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer). Default: none on 127.0.0.1, else a generated one, printed with the URL.")
+@click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer), at least 22 characters; other users see a command line, so prefer --token-file or $GCLF_SERVE_TOKEN. Default: $GCLF_SERVE_TOKEN, else a generated one, printed with the URL.")
+@click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="With --serve: read the token from PATH (one line; a file only its owner, or group, can read, e.g. a systemd credential).")
 @report_errors
 def main(
     model: Path,
@@ -102,6 +103,7 @@ def main(
     max_frames: int | None,
     serve: str | None,
     token: str | None,
+    token_file: Path | None,
 ) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
@@ -120,7 +122,7 @@ def main(
     """
     live_options = {
         "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
-        "--serve": serve is not None, "--token": token is not None,
+        "--serve": serve is not None, "--token": token is not None, "--token-file": token_file is not None,
         "--camera-size": camera_size is not None, "--detect-every": detect_every is not None,
     }
     margin = face_margin  # None: the model's training margin, else DEFAULT_FACE_MARGIN (resolve_face_detection)
@@ -133,6 +135,7 @@ def main(
             raise UsageError("--camera-size sets the size of a --camera's frames; a --video has its own")
         live = LiveOptions(
             camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size,
+            token_file=token_file,
             detect_every=DEFAULT_DETECT_EVERY if detect_every is None else detect_every, detect_every_given=detect_every is not None,
         )
         return run_live_command(model, live, threads=threads)
@@ -275,6 +278,7 @@ class LiveOptions:
     camera_size: tuple[int, int] | None = None  # (width, height); None: the camera's default
     detect_every: int = DEFAULT_DETECT_EVERY  # the face detector runs on every N-th frame, boxes tracked between
     detect_every_given: bool = False  # --detect-every was on the command line (warned about if unused)
+    token_file: Path | None = None  # --token-file PATH
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
@@ -294,8 +298,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         raise UsageError("give one live source: --camera or --video")
     if opts.realtime and opts.video is None:
         raise UsageError("--realtime paces a --video file; a camera is always real time")
-    if opts.token is not None and opts.serve is None:
-        raise UsageError("--token only applies with --serve")
+    if opts.serve is None and (opts.token is not None or opts.token_file is not None):
+        raise UsageError(f"{'--token' if opts.token is not None else '--token-file'} only applies with --serve")
 
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (measured in docs/measurements.md: with face
@@ -320,7 +324,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
             sinks.append(JsonLinesSink(sys.stdout))
         saver = _naming_option(lambda: VideoFileSink(opts.save, fps=None), before="--save ") if opts.save is not None else None
         if opts.serve is not None:
-            web = make_web_sink(opts.serve, opts.token, model, clf)
+            web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf)
             sinks.append(web)
         if not opts.headless and web is None:  # with --serve the page is the window
             sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
@@ -408,20 +412,22 @@ def _use_face_detection(metadata: ModelMetadata, override: bool | None) -> bool:
     return kind == "faces"
 
 
-def make_web_sink(serve: str, token: str | None, model: Path, clf):
+def make_web_sink(serve: str, token: str | None, token_file: Path | None, model: Path, clf):
     """The --serve sink, bound and serving (no frame yet); see gclf.runtime.serve."""
     from gclf.runtime.serve import ModelInfo, WebSink, parse_serve_address, resolve_token
 
     address = parse_serve_address(serve)
     info = ModelInfo(model.name, clf.metadata.variant, tuple(clf.class_names))
-    return WebSink(address, token=resolve_token(address, token), model=info)
+    return WebSink(address, token=resolve_token(token, token_file), model=info, report=warn)
 
 
 def announce_web_sink(web) -> None:
+    # A token the user gave is never printed (it outlives the run, and stderr is the journal).
+    given = "" if web.token.generated else f" (add ?token= with the token from {web.token.source})"
     for url in web.urls():
-        click.echo(f"live: watch at {url}", err=True)
+        click.echo(f"live: watch at {url}{given}", err=True)
     if web.address.loopback:
-        click.echo("live: only this machine can connect (from another one: ssh -L, or --serve 0.0.0.0:PORT)", err=True)
+        click.echo("live: only this machine can connect, with the token (from another one: ssh -L, or --serve 0.0.0.0:PORT)", err=True)
     else:
         click.echo("live: anyone on the network with this link (token included) can watch; Ctrl-C stops", err=True)
 

@@ -15,8 +15,10 @@ one encoding thread) only while someone watches /stream, and at most `STREAM_MAX
 a second: on a Pi they share the cores with the model. Each picture is encoded once,
 whatever the number of viewers.
 
-Private by default: without a host it binds 127.0.0.1; any other address needs a token
-(given, or generated and printed with the URL) and every request without it gets 403.
+Private by default: without a host it binds 127.0.0.1. Every address, loopback included,
+needs a token (from `--token-file`, `$GCLF_SERVE_TOKEN` or `--token`; else generated and
+printed with the URL, as Jupyter does) and every request without it gets 403. A token the
+user gave is never printed. The page trades the URL's token for an HttpOnly cookie.
 
 This module imports no web library, so that `--serve` without the `serve` extra can say
 so in one sentence; the tornado side is imported when a `WebSink` is made.
@@ -27,10 +29,14 @@ from __future__ import annotations
 import contextlib
 import hmac
 import ipaddress
+import os
 import re
 import secrets
 import socket
+import stat
+import sys
 import time
+from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -45,9 +51,18 @@ LOOPBACK = "127.0.0.1"
 MAX_VIEWERS = 8  # concurrent /stream connections; more get 503 (each one costs a socket's buffers)
 STREAM_MAX_FPS = 15.0  # JPEG encodes per second, all viewers together: a Pi's cores belong to the model
 JPEG_QUALITY = 80
-WRITE_TIMEOUT_S = 10.0  # a viewer that takes no data for this long is disconnected (frees its slot)
-MIN_TOKEN_LENGTH = 12
+# A frame's write must be done (in the socket's small send buffer) this long after it began,
+# else the viewer is disconnected and frees its slot: with the buffers that fill in well
+# under 2 s, a viewer that stops reading is let go within 10 s.
+WRITE_TIMEOUT_S = 8.0
+MIN_TOKEN_LENGTH = 22  # secrets.token_urlsafe(16): 128 bits
+MIN_TOKEN_DISTINCT = 10  # distinct characters: refuses "aaaa...", "abab...", "1234512345..."
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # URL-safe: goes into ?token= unescaped
+# Words of the guides' and tools' placeholders ("YOUR-LONG-TOKEN", "changeme", "<token>"):
+# a token copied from a page instead of made is public.
+PLACEHOLDER_WORDS = ("your", "token", "change", "example", "placeholder", "secret", "password", "xxxx", "replace")
+TOKEN_ENV = "GCLF_SERVE_TOKEN"
+MAKE_TOKEN_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 INSTALL_HINT = 'pip install "gclf[serve]"'
 
 
@@ -92,19 +107,72 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def resolve_token(address: ServeAddress, token: str | None) -> str | None:
-    """The token requests must carry: `token` when given, else a generated one off loopback,
-    else None (on loopback only this machine's own programs can connect)."""
-    if token is not None:
-        if len(token) < MIN_TOKEN_LENGTH or not TOKEN_CHARS.fullmatch(token):
-            raise UsageError(
-                f"--token must be at least {MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 . _ ~ - "
-                "(leave it out and a strong one is generated)"
-            )
-        return token
-    if address.loopback:
-        return None
-    return secrets.token_urlsafe(16)
+@dataclass(frozen=True)
+class ServeToken:
+    """The token every request must carry, and where it came from. `generated`: made for this
+    run, so it may be printed; a token the user gave is never printed (it outlives the run)."""
+
+    value: str
+    source: str  # "generated", "--token", "--token-file PATH", "$GCLF_SERVE_TOKEN"
+
+    @property
+    def generated(self) -> bool:
+        return self.source == "generated"
+
+    def __repr__(self) -> str:  # never in a traceback or a log by accident
+        return f"ServeToken(source={self.source!r})"
+
+
+def resolve_token(token: str | None = None, token_file: Path | None = None, environ: dict[str, str] | None = None) -> ServeToken:
+    """The token for --serve: `--token`, `--token-file` (one of them), else $GCLF_SERVE_TOKEN,
+    else a new random one. A given token must pass `check_token` (UsageError, exit 2)."""
+    if token is not None and token_file is not None:
+        raise UsageError("give --token or --token-file, not both")
+    env = os.environ if environ is None else environ
+    if token_file is not None:
+        given = ServeToken(read_token_file(token_file), f"--token-file {token_file}")
+    elif token is not None:
+        given = ServeToken(token, "--token")
+    elif env.get(TOKEN_ENV):
+        given = ServeToken(env[TOKEN_ENV], f"${TOKEN_ENV}")
+    else:
+        return ServeToken(secrets.token_urlsafe(24), "generated")
+    check_token(given.value, given.source)
+    return given
+
+
+def check_token(token: str, source: str) -> None:
+    """Refuse a token that is short, not URL-safe, a placeholder or low-variety, in one
+    sentence (never quoting the token) with a one-line way to make a good one."""
+    lowered = token.lower()
+    if len(token) < MIN_TOKEN_LENGTH or not TOKEN_CHARS.fullmatch(token):
+        problem = f"must be at least {MIN_TOKEN_LENGTH} characters of A-Z a-z 0-9 . _ ~ -"
+    elif any(word in lowered for word in PLACEHOLDER_WORDS):
+        problem = "looks like a placeholder, not a secret"
+    elif len(set(token)) < MIN_TOKEN_DISTINCT:
+        problem = f"has too little variety (fewer than {MIN_TOKEN_DISTINCT} different characters)"
+    else:
+        return
+    raise UsageError(f"the token from {source} {problem}: make one with {MAKE_TOKEN_HINT}")
+
+
+def read_token_file(path: Path) -> str:
+    """The token in `path`, one trailing newline stripped. A file other users can read is
+    refused: the token would be theirs too (0600 or 0640, as systemd's credentials are)."""
+    try:
+        with open(path, "rb") as fh:
+            mode = os.fstat(fh.fileno()).st_mode
+            data = fh.read(4097)
+    except OSError as exc:
+        raise UsageError(f"--token-file {path}: cannot read it ({exc.strerror or exc})") from None
+    if mode & stat.S_IROTH:
+        raise UsageError(f"--token-file {path} is readable by every user of this machine: chmod 600 {path}")
+    text = data.decode("utf-8", "replace")
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    return text
 
 
 def token_matches(given: str | None, expected: str | None) -> bool:
@@ -142,6 +210,12 @@ def page_url(host: str, port: int, token: str | None) -> str:
     return f"http://{shown}:{port}/" + (f"?token={token}" if token else "")
 
 
+def cookie_name(port: int) -> str:
+    """The cookie that holds the token after the first visit; one per port, since cookies
+    are shared by every port of a host."""
+    return f"gclf_token_{port}"
+
+
 # --- what the loop hands over -----------------------------------------------------------------
 
 
@@ -176,13 +250,18 @@ class WebSink:
         self,
         address: ServeAddress,
         *,
-        token: str | None,
+        token: ServeToken | str,
         model: ModelInfo,
         dropped: Callable[[], int] = lambda: 0,
         max_viewers: int = MAX_VIEWERS,
         max_fps: float = STREAM_MAX_FPS,
         write_timeout_s: float = WRITE_TIMEOUT_S,
+        report: Callable[[str], None] | None = None,
+        **limits: Any,
     ) -> None:
+        """`token`: a `ServeToken` (resolve_token), or a plain string, taken as given (not
+        printed). `report`: where the server's own trouble goes (default: a line on stderr).
+        `limits`: serve_http.WebServer's max_connections, max_per_address, header_timeout_s."""
         try:
             import tornado  # noqa: F401  (only to tell a missing extra apart from a bug)
         except ImportError:
@@ -190,7 +269,7 @@ class WebSink:
         from gclf.runtime.serve_http import WebServer
 
         self.address = address
-        self.token = token
+        self.token = token if isinstance(token, ServeToken) else ServeToken(token, "the caller")
         self.model = model
         self.dropped = dropped  # settable: the CLI makes the feed after the sinks
         self._latest: Snapshot | None = None  # the newest frame
@@ -201,7 +280,7 @@ class WebSink:
         self._server = WebServer(
             address.host,
             address.port,
-            token=token,
+            token=self.token.value,
             loopback_only=address.loopback,
             latest=lambda: self._latest,
             latest_image=lambda: self._latest_image,
@@ -209,6 +288,8 @@ class WebSink:
             max_viewers=max_viewers,
             max_fps=max_fps,
             write_timeout_s=write_timeout_s,
+            report=report or _report_on_stderr,
+            **limits,
         )
 
     @property
@@ -216,8 +297,19 @@ class WebSink:
         return self._server.port
 
     def urls(self) -> list[str]:
-        """The page's address(es), with the token: what the user opens."""
-        return [page_url(host, self.port, self.token) for host in reachable_hosts(self.address)]
+        """The page's address(es): with the token when it was generated for this run (the
+        one way to learn it), without it when the user gave it (never printed)."""
+        shown = self.token.value if self.token.generated else None
+        return [page_url(host, self.port, shown) for host in reachable_hosts(self.address)]
+
+    @property
+    def open_connections(self) -> int:
+        return self._server.open_connections
+
+    @property
+    def connection_limits(self) -> tuple[int, int]:
+        """(total, per address): see serve_http.connection_limits."""
+        return self._server.max_connections, self._server.max_per_address
 
     @property
     def needs_image(self) -> bool:
@@ -243,6 +335,10 @@ class WebSink:
 
     def close(self) -> None:
         self._server.close()
+
+
+def _report_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def latest_json(snapshot: Snapshot | None, model: ModelInfo) -> dict[str, Any]:

@@ -16,11 +16,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import concurrent.futures
+import errno
 import hashlib
 import json
 import re
+import resource
 import socket
 import threading
+import time
+from collections import OrderedDict
 from datetime import timedelta
 from importlib import resources
 from typing import Callable
@@ -32,9 +36,18 @@ import tornado.netutil
 import tornado.web
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.serve import ModelInfo, Snapshot, encode_jpeg, is_loopback_host, latest_json, token_matches
+from gclf.runtime.serve import ModelInfo, Snapshot, cookie_name, encode_jpeg, is_loopback_host, latest_json, token_matches
 
 BOUNDARY = "gclf-frame"
+# Time a connection gets to send a request's headers (from its opening, or from the end of its
+# previous request): a connection that sends nothing, or a byte a second, is closed after it.
+HEADER_TIMEOUT_S = 3.0
+MAX_CONNECTIONS = 256  # open connections, all addresses together (also bounded by the open-file limit)
+STREAM_SNDBUF = 32 * 1024  # a viewer's send buffer: small, so a stalled viewer fills it at once
+ACCEPT_BATCH = 16  # connections accepted per turn of the event loop: requests on open ones go on meanwhile
+ACCEPT_PAUSE_S = 1.0  # out of file descriptors: stop accepting this long instead of retrying at once
+REPORT_EVERY_S = 60.0  # the same trouble is reported at most this often
+_OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 PAGE = resources.files("gclf.runtime").joinpath("serve_page.html").read_text(encoding="utf-8")
 # The page's one inline script is allowed by its hash: no other script can run in it.
 _SCRIPT = re.search(r"<script>(.*?)</script>", PAGE, re.S)
@@ -103,9 +116,14 @@ class FrameHub:
 
 
 class _Base(tornado.web.RequestHandler):
-    """Every answer: GET only, the token checked first, nothing cached, no referrer sent on."""
+    """Every answer: GET only, the token checked first, nothing cached, no referrer sent on.
+
+    Data (frames, results) is refused to requests a browser marks cross-site, so a page
+    elsewhere cannot embed them even where the browser would send the cookie.
+    """
 
     SUPPORTED_METHODS = ("GET",)  # anything else: 405
+    cross_site_ok = False  # the page itself may be opened from a link anywhere
 
     def initialize(self, server: "WebServer") -> None:
         self.server = server
@@ -123,6 +141,8 @@ class _Base(tornado.web.RequestHandler):
     def prepare(self) -> None:
         if not self.server.allowed(self.request):
             raise tornado.web.HTTPError(403)
+        if not self.cross_site_ok and self.request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+            raise tornado.web.HTTPError(403)
 
     def write_error(self, status_code: int, **kwargs) -> None:
         # A short plain answer, never a traceback or a frame.
@@ -137,7 +157,13 @@ class _Base(tornado.web.RequestHandler):
 
 
 class PageHandler(_Base):
+    cross_site_ok = True
+
     def get(self) -> None:
+        if self.get_query_argument("token", None) is not None:
+            # Traded for a cookie that scripts cannot read and no other site's request carries;
+            # the page then takes the token out of the address bar (history.replaceState).
+            self.set_cookie(cookie_name(self.server.port), self.server.token, httponly=True, samesite="Strict", path="/")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", PAGE_CSP)
         self.finish(PAGE)
@@ -158,6 +184,11 @@ class StreamHandler(_Base):
             self.finish(f"503 Too Many Viewers: at most {self.server.max_viewers} watch at once\n")
             return
         try:
+            sock = self.request.connection.stream.socket
+            if sock is not None:
+                # Small, so that a viewer who stops reading fills it (and the write deadline
+                # below starts counting) within a frame or two, not after megabytes.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
             self.set_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             seq = 0
             while True:
@@ -169,7 +200,8 @@ class StreamHandler(_Base):
                 self.write(jpeg)
                 self.write(b"\r\n")
                 # The next frame is fetched only once this one is in the socket's buffer: a
-                # slow viewer gets fewer frames, never a queue. One that takes nothing is let go.
+                # slow viewer gets fewer frames, never a queue. One that takes nothing is let
+                # go: the deadline counts from this frame's write, whatever the buffers hold.
                 await tornado.gen.with_timeout(
                     timedelta(seconds=self.server.write_timeout_s), self.flush(), quiet_exceptions=(tornado.iostream.StreamClosedError,)
                 )
@@ -193,16 +225,52 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.finish(f"{status_code} {self._reason}\n")
 
 
+class _Conn:
+    """One open connection: whose, since when, and whether a request on it carried the token."""
+
+    __slots__ = ("host", "authenticated")
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.authenticated = False
+
+
+def connection_limits(max_connections: int | None = None, max_per_address: int | None = None) -> tuple[int, int]:
+    """(total, per address) caps on open connections, below the open-file limit.
+
+    The soft open-file limit is first raised to the hard one (it only bounds this process).
+    Half of it is left to the rest of the process (model, camera, threads, JPEG encoder);
+    one address may hold a quarter of the total, so a flood from one machine leaves room for
+    the others. Given values are used as they are (tests)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass  # some systems cap the soft limit below an infinite hard one; keep the soft one
+    limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    total = max_connections if max_connections is not None else max(8, min(MAX_CONNECTIONS, limit // 2))
+    per_address = max_per_address if max_per_address is not None else max(4, total // 4)
+    return total, per_address
+
+
 class WebServer:
     """Binds at once (in the caller's thread, so a busy port is an error before the camera
-    opens), then serves from a daemon thread with its own event loop until `close()`."""
+    opens), then serves from a daemon thread with its own event loop until `close()`.
+
+    Connections are accepted here, not by tornado, so that they can be counted: at most
+    `max_connections` in all and `max_per_address` from one address. When either is
+    reached, the oldest connection that has not shown the token is closed to make room
+    (one that has keeps its place, and a new one is refused instead). Running out of file
+    descriptors pauses accepting for a second, reported at most once a minute."""
 
     def __init__(
         self,
         host: str,
         port: int,
         *,
-        token: str | None,
+        token: str,
         loopback_only: bool,
         latest: Callable[[], Snapshot | None],
         latest_image: Callable[[], Snapshot | None],
@@ -210,6 +278,10 @@ class WebServer:
         max_viewers: int,
         max_fps: float,
         write_timeout_s: float,
+        report: Callable[[str], None],
+        max_connections: int | None = None,
+        max_per_address: int | None = None,
+        header_timeout_s: float = HEADER_TIMEOUT_S,
     ) -> None:
         self.token = token
         self.loopback_only = loopback_only
@@ -219,6 +291,12 @@ class WebServer:
         self.max_viewers = max_viewers
         self._max_fps = max_fps
         self.write_timeout_s = write_timeout_s
+        self._report = report
+        self.max_connections, self.max_per_address = connection_limits(max_connections, max_per_address)
+        self._header_timeout_s = header_timeout_s
+        self._conns: OrderedDict[tornado.iostream.IOStream, _Conn] = OrderedDict()  # oldest first; on the event loop only
+        self._paused = False
+        self._reported_at: dict[str, float] = {}
         self.viewers = 0  # changed on the event loop only; read from anywhere
         try:
             self._sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC)
@@ -255,10 +333,10 @@ class WebServer:
                 app,
                 max_header_size=16 * 1024,
                 max_body_size=16 * 1024,  # GET only: a body is never wanted, so never buffered large
-                idle_connection_timeout=10,  # also the time allowed for a request's headers
-                body_timeout=10,
+                idle_connection_timeout=self._header_timeout_s,  # also the time allowed for a request's headers
+                body_timeout=self._header_timeout_s,
             )
-            self._http.add_sockets(self._sockets)
+            self._listen()
         except BaseException as exc:
             self._start_error = exc
             self._started.set()
@@ -269,23 +347,112 @@ class WebServer:
         finally:
             self._loop.close()
 
+    def _listen(self) -> None:
+        for sock in self._sockets:
+            self._loop.add_reader(sock.fileno(), self._accept, sock)
+
+    def _accept(self, sock: socket.socket) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, address = sock.accept()
+            except BlockingIOError:
+                return
+            except ConnectionAbortedError:
+                continue
+            except OSError as exc:
+                if exc.errno in _OUT_OF_FDS:
+                    self._pause_accepting(exc)
+                    return
+                self._report_once("accept", f"--serve: cannot accept a connection ({exc.strerror or exc})")
+                return
+            self._admit(conn, address)
+
+    def _admit(self, conn: socket.socket, address) -> None:
+        for stream in [s for s in self._conns if s.closed()]:
+            del self._conns[stream]
+        host = address[0] if isinstance(address, tuple) else str(address)
+        if len(self._conns) >= self.max_connections:
+            room = self._make_room(None)
+        elif sum(c.host == host for c in self._conns.values()) >= self.max_per_address:
+            room = self._make_room(host)
+        else:
+            room = True
+        if not room:
+            conn.close()  # every connection here has shown the token: the newcomer waits
+            return
+        conn.setblocking(False)
+        stream = tornado.iostream.IOStream(conn, max_buffer_size=64 * 1024)
+        self._conns[stream] = _Conn(host)
+        self._http.handle_stream(stream, address)
+
+    def _make_room(self, host: str | None) -> bool:
+        """Close the oldest connection (from `host`, if given) that has not shown the token."""
+        for stream, conn in self._conns.items():
+            if not conn.authenticated and (host is None or conn.host == host):
+                del self._conns[stream]
+                stream.close()
+                return True
+        return False
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        # The listening socket stays readable while a connection waits: retrying at once would
+        # spin (and log) as fast as the loop turns. Wait for descriptors to come back instead.
+        if self._paused:
+            return
+        self._paused = True
+        for sock in self._sockets:
+            self._loop.remove_reader(sock.fileno())
+        self._report_once(
+            "fds",
+            f"--serve: out of file descriptors ({exc.strerror}); not accepting connections for a while "
+            f"({len(self._conns)} open; raise LimitNOFILE, or fewer clients)",
+        )
+        self._loop.call_later(ACCEPT_PAUSE_S, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        if self._paused and not self.hub.closed:
+            self._paused = False
+            self._listen()
+
+    def _report_once(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        if now - self._reported_at.get(kind, -REPORT_EVERY_S) >= REPORT_EVERY_S:
+            self._reported_at[kind] = now
+            self._report(message)
+
+    @property
+    def open_connections(self) -> int:
+        """Connections counted against the caps (closed ones leave the count at the next accept)."""
+        return len(self._conns)
+
     async def _shutdown(self) -> None:
         self.hub.shut()  # open streams end their responses
-        self._http.stop()  # no new connections
+        if not self._paused:
+            for sock in self._sockets:
+                self._loop.remove_reader(sock.fileno())  # no new connections
+        self._paused = True
         try:
             await asyncio.wait_for(self._http.close_all_connections(), timeout=2.0)
         except asyncio.TimeoutError:
             pass
+        for stream in list(self._conns):
+            stream.close()
 
     def allowed(self, request) -> bool:
-        if self.token is not None:
-            given = request.query_arguments.get("token", [b""])[-1].decode("utf-8", "surrogateescape") or _bearer(request)
-            return token_matches(given, self.token)
-        if self.loopback_only:
-            # No token on loopback: then the Host header must name this machine too, so a web
-            # page elsewhere cannot point a name of its own at 127.0.0.1 (DNS rebinding).
-            return is_loopback_host(request.host_name.strip("[]"))
-        return False  # not reached: off loopback there is always a token
+        """Whether `request` carries the token (query, Authorization: Bearer, or the page's
+        cookie), and on loopback names this machine in its Host header. Every handler's one
+        check; a connection that passed it is no longer the first to be closed for room."""
+        given = _given_token(request, cookie_name(self.port))
+        ok = given is not None and token_matches(given, self.token)
+        if ok and self.loopback_only:
+            # Loopback: the Host header must name this machine too, so a web page elsewhere
+            # cannot point a name of its own at 127.0.0.1 (DNS rebinding).
+            ok = is_loopback_host(request.host_name.strip("[]"))
+        if ok:
+            conn = self._conns.get(getattr(request.connection, "stream", None))
+            if conn is not None:
+                conn.authenticated = True
+        return ok
 
     def take_viewer(self) -> bool:
         if self.viewers >= self.max_viewers:
@@ -316,6 +483,21 @@ class WebServer:
         self._pool.shutdown(wait=False, cancel_futures=True)
         for sock in self._sockets:
             sock.close()
+
+
+def _given_token(request, cookie: str) -> str | None:
+    """The token a request carries: one ?token= (two or more are refused: which would count?),
+    else an Authorization: Bearer header, else the page's cookie; None when none."""
+    values = request.query_arguments.get("token", [])
+    if len(values) > 1:
+        return None
+    if values:
+        return values[0].decode("utf-8", "surrogateescape")
+    bearer = _bearer(request)
+    if bearer is not None:
+        return bearer
+    morsel = request.cookies.get(cookie) if "Cookie" in request.headers else None
+    return morsel.value if morsel is not None else None
 
 
 def _bearer(request) -> str | None:

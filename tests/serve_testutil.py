@@ -73,10 +73,17 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOU
         time.sleep(0.02)
 
 
-def get(port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def _with_token(headers: dict[str, str] | None, token: str | None) -> dict[str, str]:
+    return {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
+
+
+def get(
+    port: int, path: str, *, method: str = "GET", headers: dict[str, str] | None = None, token: str | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """One request; `token` goes in an Authorization: Bearer header."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
     try:
-        conn.request(method, path, headers=headers or {})
+        conn.request(method, path, headers=_with_token(headers, token))
         resp = conn.getresponse()
         return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
     finally:
@@ -115,9 +122,9 @@ class MjpegReader:
     parts: list[Part] = field(default_factory=list)
 
     @classmethod
-    def open(cls, port: int, path: str = "/stream") -> "MjpegReader":
+    def open(cls, port: int, path: str = "/stream", *, token: str | None = None, headers: dict[str, str] | None = None) -> "MjpegReader":
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
-        conn.request("GET", path)
+        conn.request("GET", path, headers=_with_token(headers, token))
         resp = conn.getresponse()
         assert resp.status == 200, (resp.status, resp.read())
         ctype = resp.getheader("Content-Type", "")

@@ -21,10 +21,14 @@ from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
 from gclf.runtime.serve import (
     LOOPBACK,
+    MAKE_TOKEN_HINT,
+    TOKEN_ENV,
     ModelInfo,
+    ServeToken,
     ServeAddress,
     WebSink,
     page_url,
+    check_token,
     parse_serve_address,
     reachable_hosts,
     resolve_token,
@@ -34,25 +38,34 @@ from serve_testutil import (
     FakeLoop,
     MjpegReader,
     colour_of,
-    get,
     port_of,
     raw_request,
     start_served_run,
     wait_until,
     write_colour_video,
 )
+from serve_testutil import get as _get
 
-TOKEN = "test-token-0123456789"
+TOKEN = "Tq3x-9vLk2PzR8mW_c7JdYe"  # 23 characters, varied, no placeholder word
 MODEL = ModelInfo("tiny.onnx", "fp32", ("red", "blue"))
 HEADLESS_FIELDS = {"timestamp", "frame", "faces", "fps"}  # a --headless JSON line's fields
 
 
+def get(port: int, path: str, *, token: str | None = TOKEN, **options):
+    """serve_testutil.get with the token (Authorization: Bearer) unless token=None."""
+    return _get(port, path, token=token, **options)
+
+
+def open_stream(port: int, path: str = "/stream", *, token: str | None = TOKEN, **options) -> MjpegReader:
+    return MjpegReader.open(port, path, token=token, **options)
+
+
 @pytest.fixture
 def served():
-    """`served(token=None, noise=False, **WebSink options)` -> (sink, running FakeLoop); both stopped after."""
+    """`served(token=TOKEN, noise=False, **WebSink options)` -> (sink, running FakeLoop); both stopped after."""
     made: list[tuple[WebSink, FakeLoop]] = []
 
-    def make(token: str | None = None, noise: bool = False, **options) -> tuple[WebSink, FakeLoop]:
+    def make(token: str = TOKEN, noise: bool = False, **options) -> tuple[WebSink, FakeLoop]:
         sink = WebSink(ServeAddress(LOOPBACK, 0), token=token, model=MODEL, **options)
         loop = FakeLoop(sink, noise=noise)
         made.append((sink, loop))
@@ -83,24 +96,58 @@ def test_bad_serve_address_is_a_usage_error(text: str) -> None:
         parse_serve_address(text)
 
 
-def test_token_is_generated_off_loopback_and_optional_on_it() -> None:
-    assert resolve_token(ServeAddress("127.0.0.1", 1), None) is None
-    assert resolve_token(ServeAddress("localhost", 1), None) is None
-    made = {resolve_token(ServeAddress(host, 1), None) for host in ("0.0.0.0", "192.168.1.5", "::", "pi.local", "0.0.0.0")}
-    assert None not in made and len(made) == 5  # a fresh one each time
-    assert all(len(t) >= 20 for t in made)
-    assert resolve_token(ServeAddress("127.0.0.1", 1), TOKEN) == TOKEN  # given on loopback: required there too
-    for weak in ("short", "has space in it!", "ünïcode-token-long"):
-        with pytest.raises(UsageError, match="--token"):
-            resolve_token(ServeAddress("0.0.0.0", 1), weak)
+def test_a_token_is_generated_when_none_is_given_and_is_printable() -> None:
+    made = [resolve_token(environ={}) for _ in range(5)]
+    assert len({t.value for t in made}) == 5 and all(t.generated and len(t.value) >= 22 for t in made)
+    for t in made:
+        check_token(t.value, "generated")  # what we make passes our own check
 
 
-def test_token_comparison() -> None:
-    assert token_matches(TOKEN, TOKEN)
-    assert not token_matches(TOKEN[:-1], TOKEN) and not token_matches(None, TOKEN) and not token_matches("", TOKEN)
-    assert token_matches(None, None)
-    assert page_url("::1", 8080, None) == "http://[::1]:8080/"
-    assert page_url("192.168.1.5", 8080, TOKEN) == f"http://192.168.1.5:8080/?token={TOKEN}"
+def test_a_given_token_is_taken_from_the_option_file_or_environment(tmp_path: Path) -> None:
+    assert resolve_token(TOKEN, environ={}) == ServeToken(TOKEN, "--token")
+    assert resolve_token(environ={TOKEN_ENV: TOKEN}) == ServeToken(TOKEN, "$GCLF_SERVE_TOKEN")
+    assert resolve_token(TOKEN, environ={TOKEN_ENV: "other-" + TOKEN}).value == TOKEN  # the option wins
+    path = tmp_path / "serve-token"
+    for written in (TOKEN, TOKEN + "\n", TOKEN + "\r\n"):  # one trailing newline, as echo and editors leave
+        path.write_text(written)
+        path.chmod(0o600)
+        assert resolve_token(token_file=path, environ={TOKEN_ENV: "x"}) == ServeToken(TOKEN, f"--token-file {path}")
+    path.chmod(0o640)  # a systemd credential's group may read it
+    assert resolve_token(token_file=path).value == TOKEN
+    assert TOKEN not in repr(resolve_token(token_file=path))  # never in a traceback or log
+
+
+def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "serve-token"
+    path.write_text(TOKEN + "\n")
+    path.chmod(0o644)
+    with pytest.raises(UsageError, match="readable by every user of this machine: chmod 600"):
+        resolve_token(token_file=path)
+    with pytest.raises(UsageError, match="cannot read it"):
+        resolve_token(token_file=tmp_path / "missing")
+    with pytest.raises(UsageError, match="not both"):
+        resolve_token(TOKEN, tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("weak", "why"),
+    [
+        ("aaaaaaaaaaaa", "at least 22"),
+        ("............", "at least 22"),
+        ("YOUR-LONG-TOKEN", "at least 22"),  # the old guide's own placeholder
+        ("YOUR-LONG-TOKEN-FOR-THE-CAMERA", "placeholder"),
+        ("changeme-changeme-changeme", "placeholder"),
+        ("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "variety"),
+        ("abcabcabcabcabcabcabcabcabc", "variety"),
+        ("has spaces in it, twenty-two+", "at least 22"),
+        ("ünïcode-is-not-url-safe-at-all", "at least 22"),
+    ],
+)
+def test_weak_tokens_are_refused_in_one_sentence(weak: str, why: str) -> None:
+    with pytest.raises(UsageError) as refused:
+        resolve_token(weak, environ={})
+    message = str(refused.value)
+    assert why in message and MAKE_TOKEN_HINT in message and weak not in message
 
 
 def test_urls_printed_for_a_wildcard_address_name_this_machine() -> None:
@@ -117,32 +164,85 @@ def test_urls_printed_for_a_wildcard_address_name_this_machine() -> None:
 @pytest.mark.parametrize("path", ["/", "/latest", "/stream"])
 def test_requests_without_the_token_get_403_and_no_frame(served, path: str) -> None:
     sink, _ = served(token=TOKEN)
-    for attempt in (path, f"{path}?token=wrong-token-0123456789", f"{path}?token={TOKEN[:-1]}"):
-        status, _, body = get(sink.port, attempt)
+    for attempt in (
+        path,
+        f"{path}?token=wrong-token-0123456789",
+        f"{path}?token={TOKEN[:-1]}",
+        f"{path}?token={TOKEN}x",
+        f"{path}?token=wrong-token-0123456789&token={TOKEN}",  # repeated: which would count? neither
+        f"{path}?token={TOKEN}&token=wrong-token-0123456789",
+        f"{path}?token={TOKEN}&token={TOKEN}",
+        f"{path}?TOKEN={TOKEN}",
+        f"{path}?token={TOKEN.upper()}",
+    ):
+        status, _, body = get(sink.port, attempt, token=None)
         assert status == 403, attempt
         assert b"\xff\xd8" not in body and b"red" not in body and b"<img" not in body
-    status, _, _ = get(sink.port, path, headers={"Authorization": "Bearer wrong-token-0123456789"})
-    assert status == 403
+    for headers in (
+        {"Authorization": "Bearer wrong-token-0123456789"},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Cookie": f"gclf_token_{sink.port}=wrong-token-0123456789"},
+        {"Cookie": f"gclf_token_{sink.port + 1}={TOKEN}"},  # another port's cookie
+        {"X-Token": TOKEN},
+    ):
+        assert get(sink.port, path, token=None, headers=headers)[0] == 403, headers
+    # In a body: never read (GET only, and the body is not where a token is looked for).
+    answer = raw_request(sink.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(TOKEN) + 6}\r\nConnection: close\r\n\r\ntoken={TOKEN}".encode())
+    assert answer.startswith(b"HTTP/1.1 403 ")
     assert sink.viewers == 0  # a refused stream never counted as a viewer
 
 
 def test_the_token_opens_every_endpoint_by_query_or_header(served) -> None:
     sink, _ = served(token=TOKEN)
-    status, headers, body = get(sink.port, f"/?token={TOKEN}")
+    status, headers, body = get(sink.port, f"/?token={TOKEN}", token=None)
     assert status == 200 and headers["content-type"].startswith("text/html") and b'id="view"' in body
     assert "script-src 'sha256-" in headers["content-security-policy"]
     assert headers["referrer-policy"] == "no-referrer"
-    status, _, body = get(sink.port, "/latest", headers={"Authorization": f"Bearer {TOKEN}"})
+    status, _, body = get(sink.port, "/latest", token=None, headers={"Authorization": f"Bearer {TOKEN}"})
     assert status == 200 and json.loads(body)["model"]["name"] == "tiny.onnx"
-    stream = MjpegReader.open(sink.port, f"/stream?token={TOKEN}")
+    stream = open_stream(sink.port, f"/stream?token={TOKEN}", token=None)
     try:
         assert stream.next_part().body.startswith(b"\xff\xd8")
     finally:
         stream.close()
 
 
-def test_loopback_without_token_refuses_foreign_host_names(served) -> None:
+def test_the_page_trades_the_url_token_for_a_strict_http_only_cookie(served) -> None:
     sink, _ = served()
+    status, headers, body = get(sink.port, f"/?token={TOKEN}", token=None)
+    assert status == 200
+    cookie = headers["set-cookie"]
+    name, _, rest = cookie.partition("=")
+    assert name == f"gclf_token_{sink.port}" and rest.startswith(TOKEN + ";")
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and "path=/" in cookie.lower()
+    assert b"history.replaceState" in body  # the page takes the token out of the address bar
+    assert "set-cookie" not in get(sink.port, "/")[1]  # only a token in the URL is traded
+    jar = {"Cookie": f"{name}={TOKEN}"}
+    assert get(sink.port, "/latest", token=None, headers=jar)[0] == 200
+    assert get(sink.port, "/", token=None, headers=jar)[0] == 200  # a reload, token gone from the URL
+    stream = open_stream(sink.port, token=None, headers=jar)
+    try:
+        assert stream.next_part().body.startswith(b"\xff\xd8")
+    finally:
+        stream.close()
+
+
+def test_cross_site_requests_for_frames_and_results_are_refused(served) -> None:
+    sink, _ = served()
+    cross = {"Sec-Fetch-Site": "cross-site"}
+    # Another site's <img src=.../stream> or fetch(): refused even with the token or cookie.
+    assert get(sink.port, "/stream", headers=cross)[0] == 403
+    assert get(sink.port, "/latest", headers=cross)[0] == 403
+    assert get(sink.port, "/latest", token=None, headers={**cross, "Cookie": f"gclf_token_{sink.port}={TOKEN}"})[0] == 403
+    assert sink.viewers == 0
+    # The page's own requests, and a link to the page from anywhere, are fine.
+    assert get(sink.port, "/latest", headers={"Sec-Fetch-Site": "same-origin"})[0] == 200
+    assert get(sink.port, f"/?token={TOKEN}", token=None, headers=cross)[0] == 200
+
+
+def test_loopback_needs_the_token_and_refuses_foreign_host_names(served) -> None:
+    sink, _ = served()
+    assert get(sink.port, "/latest", token=None)[0] == 403  # any local user or process: no token, no picture
     assert get(sink.port, "/latest")[0] == 200
     assert get(sink.port, "/latest", headers={"Host": f"localhost:{sink.port + 1}"})[0] == 200  # an ssh -L tunnel
     # A page elsewhere that points its own name at 127.0.0.1 (DNS rebinding) reads nothing.
@@ -169,7 +269,7 @@ def test_latest_has_the_headless_fields_and_the_pages(served) -> None:
 
 
 def test_latest_before_the_first_frame() -> None:
-    sink = WebSink(ServeAddress(LOOPBACK, 0), token=None, model=MODEL)
+    sink = WebSink(ServeAddress(LOOPBACK, 0), token=TOKEN, model=MODEL)
     try:
         data = json.loads(get(sink.port, "/latest")[2])
         assert data["frame"] is None and data["faces"] == [] and data["processed"] == 0
@@ -183,7 +283,7 @@ def test_latest_before_the_first_frame() -> None:
 
 def test_mjpeg_framing_and_frames_that_follow_the_loop(served) -> None:
     sink, _ = served()
-    stream = MjpegReader.open(sink.port)
+    stream = open_stream(sink.port)
     try:
         colours = set()
         for _ in range(40):
@@ -203,7 +303,7 @@ def test_frames_are_drawn_only_while_someone_watches_and_no_faster_than_encoded(
     sink, loop = served(max_fps=5.0)  # the stand-in loop runs at about 50 FPS
     assert not sink.needs_image
     assert loop.with_image == 0  # nobody watched: the loop drew no picture
-    stream = MjpegReader.open(sink.port)
+    stream = open_stream(sink.port)
     stream.next_part()
     written, drawn = loop.written, loop.with_image
     assert drawn > 0
@@ -230,7 +330,7 @@ def test_each_frame_is_encoded_at_most_once_for_all_viewers(served, monkeypatch)
 
     monkeypatch.setattr(serve_http, "encode_jpeg", counting)
     sink, _ = served()
-    streams = [MjpegReader.open(sink.port) for _ in range(3)]
+    streams = [open_stream(sink.port) for _ in range(3)]
     try:
         for _ in range(8):
             for stream in streams:
@@ -244,7 +344,7 @@ def test_each_frame_is_encoded_at_most_once_for_all_viewers(served, monkeypatch)
 
 def test_a_vanished_viewer_leaves_the_loop_and_the_others_running(served) -> None:
     sink, loop = served()
-    leaving, staying = MjpegReader.open(sink.port), MjpegReader.open(sink.port)
+    leaving, staying = open_stream(sink.port), open_stream(sink.port)
     try:
         leaving.next_part()
         staying.next_part()
@@ -265,12 +365,12 @@ def test_a_viewer_that_stops_reading_never_blocks_the_loop(served) -> None:
     sink, loop = served(max_fps=50.0, noise=True)  # large JPEGs: its socket is full within a second
     stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # then never reads
+    stuck.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())  # then never reads
     try:
         wait_until(lambda: sink.viewers == 1, "the stuck viewer to connect")
         written = loop.written
         wait_until(lambda: loop.written > written + 50, "the loop to go on past a full socket")
-        other = MjpegReader.open(sink.port)
+        other = open_stream(sink.port)
         try:
             first = other.next_part().body
             assert any(other.next_part().body != first for _ in range(20))
@@ -284,7 +384,7 @@ def test_a_viewer_that_takes_nothing_is_let_go(served) -> None:
     sink, loop = served(write_timeout_s=1.0, max_fps=50.0, noise=True)
     stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
     stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    stuck.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")  # then never reads
+    stuck.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())  # then never reads
     try:
         wait_until(lambda: sink.viewers == 1, "the stuck viewer to connect")
         # Once the socket's buffers are full, its next frame waits; after write_timeout_s it is dropped.
@@ -297,14 +397,14 @@ def test_a_viewer_that_takes_nothing_is_let_go(served) -> None:
 
 def test_viewers_beyond_the_cap_get_503(served) -> None:
     sink, _ = served(max_viewers=2)
-    streams = [MjpegReader.open(sink.port) for _ in range(2)]
+    streams = [open_stream(sink.port) for _ in range(2)]
     try:
         status, headers, _ = get(sink.port, "/stream")
         assert status == 503 and headers["retry-after"] == "5"
         assert get(sink.port, "/latest")[0] == 200  # programs still get results
         streams.pop().close()
         wait_until(lambda: sink.viewers == 1, "a slot to free")
-        streams.append(MjpegReader.open(sink.port))
+        streams.append(open_stream(sink.port))
         streams[-1].next_part()
     finally:
         for stream in streams:
@@ -356,7 +456,7 @@ def test_many_connections_at_once_all_get_an_answer(served) -> None:
     try:
         for _ in range(12):
             try:
-                streams.append(MjpegReader.open(sink.port))
+                streams.append(open_stream(sink.port))
             except AssertionError as exc:
                 assert "503" in str(exc)
                 refused += 1
@@ -369,10 +469,10 @@ def test_many_connections_at_once_all_get_an_answer(served) -> None:
 
 
 def test_close_ends_open_streams_and_frees_the_port() -> None:
-    sink = WebSink(ServeAddress(LOOPBACK, 0), token=None, model=MODEL)
+    sink = WebSink(ServeAddress(LOOPBACK, 0), token=TOKEN, model=MODEL)
     loop = FakeLoop(sink)
     loop.start()
-    stream = MjpegReader.open(sink.port)
+    stream = open_stream(sink.port)
     stream.next_part()
     loop.stop()
     sink.close()
@@ -439,7 +539,7 @@ def test_the_command_serves_while_a_video_plays(tiny_onnx, tmp_path: Path) -> No
         assert run.url.startswith("http://127.0.0.1:") and run.url.endswith(f"/?token={TOKEN}")
         port = port_of(run.url)
         assert get(port, "/latest")[0] == 403
-        stream = MjpegReader.open(port, f"/stream?token={TOKEN}")
+        stream = open_stream(port, f"/stream?token={TOKEN}")
         try:
             labels = {colour_of(stream.next_part().body) for _ in range(30)}
         finally:
