@@ -45,6 +45,10 @@ HEADER_TIMEOUT_S = 3.0
 MAX_CONNECTIONS = 256  # open connections, all addresses together (also bounded by the open-file limit)
 STREAM_SNDBUF = 32 * 1024  # a viewer's send buffer: small, so a stalled viewer fills it at once
 ACCEPT_BATCH = 16  # connections accepted per turn of the event loop: requests on open ones go on meanwhile
+# Waiting connections the kernel queues before we accept them: more than a flood from one
+# address can hold open, so that another client's connection is queued, not dropped.
+LISTEN_BACKLOG = 1024
+SPEAK_GRACE_S = 1.0  # a connection that has sent bytes is not closed for room before this
 ACCEPT_PAUSE_S = 1.0  # out of file descriptors: stop accepting this long instead of retrying at once
 REPORT_EVERY_S = 60.0  # the same trouble is reported at most this often
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -228,11 +232,35 @@ class NotFoundHandler(tornado.web.RequestHandler):
 class _Conn:
     """One open connection: whose, since when, and whether a request on it carried the token."""
 
-    __slots__ = ("host", "authenticated")
+    __slots__ = ("host", "opened", "authenticated")
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, opened: float) -> None:
         self.host = host
+        self.opened = opened
         self.authenticated = False
+
+
+class _Stream(tornado.iostream.IOStream):
+    """An IOStream that remembers whether its peer ever sent a byte."""
+
+    spoke = False
+
+    def read_from_fd(self, buf) -> int | None:
+        n = super().read_from_fd(buf)
+        if n:
+            self.spoke = True
+        return n
+
+    def silent(self) -> bool:
+        """Nothing received, nor waiting in the socket to be read."""
+        if self.spoke or self.socket is None:
+            return False
+        try:
+            return not self.socket.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False  # reset: closed soon anyway
 
 
 def connection_limits(max_connections: int | None = None, max_per_address: int | None = None) -> tuple[int, int]:
@@ -299,7 +327,7 @@ class WebServer:
         self._reported_at: dict[str, float] = {}
         self.viewers = 0  # changed on the event loop only; read from anywhere
         try:
-            self._sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC)
+            self._sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC, backlog=LISTEN_BACKLOG)
         except (OSError, UnicodeError) as exc:
             raise UsageError(f"--serve {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
         self.port: int = self._sockets[0].getsockname()[1]
@@ -381,14 +409,19 @@ class WebServer:
             conn.close()  # every connection here has shown the token: the newcomer waits
             return
         conn.setblocking(False)
-        stream = tornado.iostream.IOStream(conn, max_buffer_size=64 * 1024)
-        self._conns[stream] = _Conn(host)
+        stream = _Stream(conn, max_buffer_size=64 * 1024)
+        self._conns[stream] = _Conn(host, time.monotonic())
         self._http.handle_stream(stream, address)
 
     def _make_room(self, host: str | None) -> bool:
-        """Close the oldest connection (from `host`, if given) that has not shown the token."""
+        """Close the oldest connection (from `host`, if given) that has not shown the token and
+        has either sent nothing or had `SPEAK_GRACE_S` to show it. A client that sent its
+        request at once keeps its place while the request is read, however fast others come."""
+        now = time.monotonic()
         for stream, conn in self._conns.items():
-            if not conn.authenticated and (host is None or conn.host == host):
+            if conn.authenticated or (host is not None and conn.host != host):
+                continue
+            if now - conn.opened >= SPEAK_GRACE_S or stream.silent():
                 del self._conns[stream]
                 stream.close()
                 return True

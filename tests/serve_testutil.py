@@ -190,10 +190,20 @@ class ServedRun:
         return self.proc.returncode
 
 
-def start_served_run(args: list[str], stdout: IO[bytes] | int = subprocess.DEVNULL, timeout: float = 60.0) -> ServedRun:
-    """`gclf-infer ARGS` (which must include --serve); returns once it prints its URL."""
+def start_served_run(
+    args: list[str],
+    stdout: IO[bytes] | int = subprocess.DEVNULL,
+    timeout: float = 60.0,
+    *,
+    env: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
+) -> ServedRun:
+    """`gclf-infer ARGS` (which must include --serve); returns once it prints its URL.
+    `env`: added to this process's environment; `preexec_fn`: run in the child (rlimits)."""
+    import os
+
     cmd = [sys.executable, "-m", "gclf.runtime.cli", *args]
-    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})}, preexec_fn=preexec_fn)
     lines: list[str] = []
     found: list[str] = []
     ready = threading.Event()
@@ -234,3 +244,87 @@ def write_colour_video(path: Path, n_frames: int, *, fps: float, size: tuple[int
         writer.write(frame)
     writer.release()
     return path
+
+
+# --- attacks -------------------------------------------------------------------------------------
+
+
+class IdleFlood(threading.Thread):
+    """`n` connections to 127.0.0.1:`port` that send nothing, each opened again as soon as the
+    server closes it (an attacker holding as many as it can): one thread, non-blocking sockets.
+
+    `held`: how many are open now as this side sees them (the kernel completes connects the
+    server has not accepted yet); `reopened`: connections the server closed and we reopened."""
+
+    def __init__(self, port: int, n: int) -> None:
+        super().__init__(daemon=True)
+        self.port, self.n = port, n
+        self.held = 0
+        self.reopened = 0
+        self.failed = 0  # connects refused or timed out
+        self.stop_event = threading.Event()
+
+    def _open(self, sel) -> None:
+        import selectors
+
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            sock.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.failed += 1
+            sock.close()
+            return
+        sel.register(sock, selectors.EVENT_READ)
+
+    def run(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        for _ in range(self.n):
+            self._open(sel)
+        while not self.stop_event.is_set():
+            for key, _ in sel.select(timeout=0.05):
+                sock = key.fileobj
+                try:
+                    data = sock.recv(4096)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:  # closed by the server (or refused): open another
+                    sel.unregister(sock)
+                    sock.close()
+                    self.reopened += 1
+                    self._open(sel)
+            self.held = len(sel.get_map())
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()
+        sel.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(TIMEOUT_S)
+
+
+def timed_get(port: int, path: str, *, token: str | None = None) -> tuple[int, float]:
+    """(status, seconds to the answer) of one request; status 0 when none came in TIMEOUT_S."""
+    start = time.monotonic()
+    try:
+        status = get(port, path, token=token)[0]
+    except (OSError, http.client.HTTPException):
+        status = 0
+    return status, time.monotonic() - start
+
+
+def limit_open_files(n: int) -> Callable[[], None]:
+    """A preexec_fn that sets the child's open-file limit (soft and hard) to `n`."""
+
+    def set_limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
+
+    return set_limit

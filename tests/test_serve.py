@@ -12,6 +12,7 @@ import http.client
 import json
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -36,14 +37,18 @@ from gclf.runtime.serve import (
 )
 from serve_testutil import (
     FakeLoop,
+    IdleFlood,
     MjpegReader,
     colour_of,
+    limit_open_files,
+    timed_get,
     port_of,
     raw_request,
     start_served_run,
     wait_until,
     write_colour_video,
 )
+from serve_testutil import TIMEOUT_S
 from serve_testutil import get as _get
 
 TOKEN = "Tq3x-9vLk2PzR8mW_c7JdYe"  # 23 characters, varied, no placeholder word
@@ -383,12 +388,12 @@ def test_a_viewer_that_stops_reading_never_blocks_the_loop(served) -> None:
 def test_a_viewer_that_takes_nothing_is_let_go(served) -> None:
     sink, loop = served(write_timeout_s=1.0, max_fps=50.0, noise=True)
     stuck = socket.create_connection(("127.0.0.1", sink.port), timeout=5)
-    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())  # then never reads
     try:
         wait_until(lambda: sink.viewers == 1, "the stuck viewer to connect")
-        # Once the socket's buffers are full, its next frame waits; after write_timeout_s it is dropped.
-        wait_until(lambda: sink.viewers == 0, "the stuck viewer to be let go", timeout=60)
+        # The server's send buffer is small: it fills within a frame or two, then the frame
+        # being written has write_timeout_s. Not minutes of buffered frames first.
+        wait_until(lambda: sink.viewers == 0, "the stuck viewer to be let go", timeout=4.0)
         written = loop.written
         wait_until(lambda: loop.written > written + 5, "the loop to go on")
     finally:
@@ -468,6 +473,96 @@ def test_many_connections_at_once_all_get_an_answer(served) -> None:
             stream.close()
 
 
+# --- floods -------------------------------------------------------------------------------------------
+
+
+def test_an_idle_flood_is_capped_and_neither_a_request_nor_a_viewer_with_the_token_loses(served) -> None:
+    sink, loop = served(max_connections=40, max_per_address=20, header_timeout_s=1.0)
+    viewer = open_stream(sink.port)
+    viewer.next_part()
+    flood = IdleFlood(sink.port, 100)
+    flood.start()
+    try:
+        wait_until(lambda: flood.reopened > 100, "the server to close idle connections to make room")
+        assert sink.open_connections <= 20  # one address: its cap, whatever it tries
+        status, _ = timed_get(sink.port, "/latest", token=TOKEN)
+        assert status == 200
+        before = len(viewer.parts)
+        for _ in range(5):
+            viewer.next_part()  # the authenticated viewer kept its connection
+        assert len(viewer.parts) == before + 5
+        written = loop.written
+        wait_until(lambda: loop.written > written + 5, "the loop to go on")
+    finally:
+        flood.stop()
+        viewer.close()
+
+
+def test_a_connection_that_sends_no_headers_is_closed_after_the_header_deadline(served) -> None:
+    sink, _ = served(header_timeout_s=0.5)
+    with socket.create_connection(("127.0.0.1", sink.port), timeout=TIMEOUT_S) as idle:
+        idle.sendall(b"GET /latest HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # a slow client: never finishes its headers
+        start = time.monotonic()
+        assert idle.recv(100) == b""  # closed, without an answer
+        assert time.monotonic() - start < 5.0
+
+
+FLOOD_SCRIPT = """
+import sys, time
+from gclf.runtime.serve import LOOPBACK, ModelInfo, ServeAddress, WebSink
+sink = WebSink(ServeAddress(LOOPBACK, 0), token=sys.argv[1], model=ModelInfo("m.onnx", "fp32", ("a", "b")),
+               max_connections=10_000, max_per_address=10_000)  # caps above the limit: only EMFILE stops it
+print(sink.port, flush=True)
+time.sleep(float(sys.argv[2]))
+sink.close()
+"""
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_and_is_reported_once() -> None:
+    import subprocess
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", FLOOD_SCRIPT, TOKEN, "30"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=limit_open_files(64)
+    )
+    try:
+        port = int(proc.stdout.readline())
+        flood = IdleFlood(port, 150)
+        flood.start()
+        time.sleep(2.0)
+        flood.stop()  # the flood's sockets close; the server's descriptors come back
+        wait_until(lambda: timed_get(port, "/latest", token=TOKEN)[0] == 200, "accepting to resume", timeout=TIMEOUT_S)
+    finally:
+        proc.terminate()
+        _, stderr = proc.communicate(timeout=TIMEOUT_S)
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "out of file descriptors" in lines[0], stderr[-2000:]
+
+
+def test_a_flood_under_an_open_file_limit_of_256_leaves_the_loop_and_the_token_holder(tiny_onnx, tmp_path: Path) -> None:
+    """The issue's probe: 400 idle connections from one address, the open-file limit 256."""
+    video = write_colour_video(tmp_path / "v.avi", 1000, fps=25, size=(64, 48), every=10)  # 40 s; stopped sooner
+    run = start_served_run(
+        [str(a) for a in (tiny_onnx(), "--video", video, "--realtime", "--headless", "--serve", "127.0.0.1:0")],
+        env={TOKEN_ENV: TOKEN},
+        preexec_fn=limit_open_files(256),
+    )
+    port = port_of(run.url)
+    flood = IdleFlood(port, 400)
+    try:
+        before = json.loads(get(port, "/latest")[2])["processed"]
+        flood.start()
+        wait_until(lambda: flood.reopened > 400, "the server to close idle connections", timeout=30)
+        status, _ = timed_get(port, "/latest", token=TOKEN)
+        assert status == 200
+        during = json.loads(get(port, "/latest")[2])["processed"]
+        assert during > before  # the loop went on
+    finally:
+        flood.stop()
+        run.stop()
+    console = run.stderr_lines
+    assert len(console) < 100 and "Traceback" not in "".join(console), "".join(console[-20:])
+
+
 def test_close_ends_open_streams_and_frees_the_port() -> None:
     sink = WebSink(ServeAddress(LOOPBACK, 0), token=TOKEN, model=MODEL)
     loop = FakeLoop(sink)
@@ -503,7 +598,8 @@ def test_serve_without_the_extra_names_it(tiny_onnx, tmp_path: Path, monkeypatch
     [
         (["--token", TOKEN], "--token only applies with --serve"),
         (["--serve", "web"], "--serve web: give PORT"),
-        (["--serve", "0", "--token", "short"], "--token must be at least"),
+        (["--serve", "0", "--token", "short"], "the token from --token must be at least 22"),
+        (["--token-file", "x"], "--token-file only applies with --serve"),
     ],
 )
 def test_serve_usage_errors(tiny_onnx, tmp_path: Path, args: list[str], message: str) -> None:
@@ -534,18 +630,19 @@ def test_serve_with_only_images_is_refused(tiny_onnx, tmp_path: Path, write_imag
 def test_the_command_serves_while_a_video_plays(tiny_onnx, tmp_path: Path) -> None:
     video = write_colour_video(tmp_path / "v.avi", 400, fps=25, size=(64, 48), every=10)  # 16 s; stopped sooner
     out = (tmp_path / "lines.jsonl").open("wb")
-    run = start_served_run([tiny_onnx(), "--video", video, "--realtime", "--headless", "--serve", "127.0.0.1:0", "--token", TOKEN], stdout=out)
+    run = start_served_run([tiny_onnx(), "--video", video, "--realtime", "--headless", "--serve", "127.0.0.1:0"], stdout=out, env={TOKEN_ENV: TOKEN})
     try:
-        assert run.url.startswith("http://127.0.0.1:") and run.url.endswith(f"/?token={TOKEN}")
+        assert run.url.startswith("http://127.0.0.1:") and run.url.endswith("/")  # the token is the user's: not printed
+        assert "the token from $GCLF_SERVE_TOKEN" in "".join(run.stderr_lines)
         port = port_of(run.url)
-        assert get(port, "/latest")[0] == 403
-        stream = open_stream(port, f"/stream?token={TOKEN}")
+        assert get(port, "/latest", token=None)[0] == 403
+        stream = open_stream(port, f"/stream?token={TOKEN}", token=None)
         try:
             labels = {colour_of(stream.next_part().body) for _ in range(30)}
         finally:
             stream.close()
         assert labels == {"red", "blue"}
-        data = json.loads(get(port, f"/latest?token={TOKEN}")[2])
+        data = json.loads(get(port, f"/latest?token={TOKEN}", token=None)[2])
         assert data["faces"][0]["label"] in ("red", "blue") and data["model"]["classes"] == ["red", "blue"]
     finally:
         code = run.stop()
@@ -554,6 +651,38 @@ def test_the_command_serves_while_a_video_plays(tiny_onnx, tmp_path: Path) -> No
     lines = [json.loads(line) for line in (tmp_path / "lines.jsonl").read_text().splitlines()]
     assert lines and set(lines[0]) == HEADLESS_FIELDS  # the JSON lines go on as before
     assert "Traceback" not in "".join(run.stderr_lines)
+    assert TOKEN not in "".join(run.stderr_lines)
+
+
+@pytest.mark.parametrize("given", ["none", "file"])
+def test_the_printed_address_works_and_a_given_token_is_never_printed(tiny_onnx, tmp_path: Path, given: str) -> None:
+    video = write_colour_video(tmp_path / "v.avi", 400, fps=25, size=(64, 48), every=10)
+    args = [tiny_onnx(), "--video", video, "--realtime", "--headless", "--serve", "127.0.0.1:0"]
+    if given == "file":
+        (tmp_path / "serve-token").write_text(TOKEN + "\n")
+        (tmp_path / "serve-token").chmod(0o600)
+        args += ["--token-file", tmp_path / "serve-token"]
+    run = start_served_run([str(a) for a in args], env={TOKEN_ENV: ""})
+    try:
+        port = port_of(run.url)
+        assert get(port, "/latest", token=None)[0] == 403  # loopback too: no token, no picture
+        if given == "none":  # generated: printed once with the address, which then opens the page
+            status, headers, _ = get(port, run.url[run.url.index("/", 7):], token=None)
+            assert status == 200 and "set-cookie" in headers
+        else:
+            assert run.url.endswith("/") and get(port, "/latest", token=TOKEN)[0] == 200
+    finally:
+        run.stop()
+    console = "".join(run.stderr_lines)
+    assert "Traceback" not in console and (given == "none" or TOKEN not in console)
+
+
+@pytest.mark.parametrize("weak", ["aaaaaaaaaaaa", "............", "YOUR-LONG-TOKEN"])
+def test_the_command_refuses_weak_tokens_with_exit_2(tiny_onnx, tmp_path: Path, weak: str) -> None:
+    video = write_colour_video(tmp_path / "v.avi", 4, fps=10, size=(64, 48))
+    result = CliRunner().invoke(main, [str(tiny_onnx()), "--video", str(video), "--serve", "0"], env={TOKEN_ENV: weak})
+    assert result.exit_code == EXIT_USAGE and MAKE_TOKEN_HINT in result.stderr
+    assert weak not in result.stderr and "Traceback" not in result.output
 
 
 def test_run_live_asks_each_frame_whether_a_picture_is_wanted(tiny_onnx, tmp_path: Path) -> None:
