@@ -16,10 +16,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from gclf.runtime.errors import ImageDecodeError
+from gclf.runtime.errors import ImageDecodeError, UsageError
 
-# A decoded image larger than this is refused rather than allocated (about 1 GB as RGB).
-MAX_IMAGE_PIXELS = 20000 * 20000
+# Sized for a small device (a Raspberry Pi with 1 to 4 GB): an image of more pixels, or a file
+# of more bytes, is refused by name before a decoder allocates anything. The largest allowed
+# 8-bit RGBA image needs about 200 MB decoded plus 150 MB as RGB. Raise them for a larger
+# machine with $GCLF_MAX_IMAGE_PIXELS and $GCLF_MAX_IMAGE_BYTES (docs/security.md).
+MAX_IMAGE_PIXELS = 50_000_000  # e.g. 8192x6104; phone photos are 12 to 50 megapixels
+MAX_IMAGE_BYTES = 100_000_000
+PIXELS_ENV = "GCLF_MAX_IMAGE_PIXELS"
+BYTES_ENV = "GCLF_MAX_IMAGE_BYTES"
+_COMPOSITE_ROWS_BYTES = 4 << 20  # alpha compositing works on bands of rows of about this many bytes
 # 16-bit, alpha and grey handling, named so that the model's metadata says what happened.
 DEPTH_16_TO_8 = "scale_65535_to_255"
 ALPHA_HANDLING = "composite_on_white"
@@ -32,12 +39,40 @@ def _label(source: str | os.PathLike | bytes, name: str | None) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
 
 
+def _limit(env: str, default: int) -> int:
+    text = os.environ.get(env)
+    if not text:
+        return default
+    if not text.strip().isdigit() or int(text) <= 0:
+        raise UsageError(f"${env} must be a positive whole number, got {text!r}")
+    return int(text)
+
+
+def max_image_pixels() -> int:
+    """The pixel cap: MAX_IMAGE_PIXELS, or $GCLF_MAX_IMAGE_PIXELS where set."""
+    return _limit(PIXELS_ENV, MAX_IMAGE_PIXELS)
+
+
+def max_image_bytes() -> int:
+    """The file-size cap: MAX_IMAGE_BYTES, or $GCLF_MAX_IMAGE_BYTES where set."""
+    return _limit(BYTES_ENV, MAX_IMAGE_BYTES)
+
+
+def _too_big_file(label: str, n_bytes: int, cap: int) -> ImageDecodeError:
+    return ImageDecodeError(f"{label}: file too large ({n_bytes} bytes; gclf reads image files of up to {cap // 1_000_000} MB, ${BYTES_ENV} raises it)")
+
+
 def read_image_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file for decoding; an unreadable file is an `ImageDecodeError` naming it."""
+    """Read a file for decoding; an unreadable or too large file is an `ImageDecodeError` naming it."""
+    cap = max_image_bytes()
     try:
-        return Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(cap + 1)  # never more than the cap, whatever the file's size
     except OSError as exc:
         raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from None
+    if len(data) > cap:
+        raise _too_big_file(str(path), os.path.getsize(path), cap)
+    return data
 
 
 def decode_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> np.ndarray:
@@ -50,6 +85,8 @@ def decode_image(source: str | os.PathLike | bytes, *, name: str | None = None) 
     data = source if isinstance(source, (bytes, bytearray, memoryview)) else read_image_bytes(source)
     if len(data) == 0:
         raise ImageDecodeError(f"{label}: empty file")
+    if len(data) > max_image_bytes():
+        raise _too_big_file(label, len(data), max_image_bytes())
     data = bytes(data)
     kind = _sniff_format(data)
     if kind is None:
@@ -275,10 +312,11 @@ def _refuse_huge(size: tuple[int, int] | None, n_bytes: int, label: str) -> None
     if size is None:
         return
     pixels = size[0] * size[1]
-    if pixels > MAX_IMAGE_PIXELS:
+    cap = max_image_pixels()
+    if pixels > cap:
         raise ImageDecodeError(
             f"{label}: image too large ({size[0]}x{size[1]} pixels; gclf reads images of up to "
-            f"{MAX_IMAGE_PIXELS // 1_000_000} megapixels)"
+            f"{cap // 1_000_000} megapixels, ${PIXELS_ENV} raises it)"
         )
     if pixels > max(BOMB_CHECK_FLOOR_PIXELS, MAX_PIXELS_PER_FILE_BYTE * n_bytes):
         raise ImageDecodeError(
@@ -329,7 +367,7 @@ def _apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _to_rgb8(img: np.ndarray, label: str) -> np.ndarray:
-    if img.shape[0] * img.shape[1] > MAX_IMAGE_PIXELS:
+    if img.shape[0] * img.shape[1] > max_image_pixels():
         raise ImageDecodeError(f"{label}: image too large ({img.shape[1]}x{img.shape[0]} pixels)")
     if img.dtype == np.uint16:
         img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)  # rounds to nearest
@@ -341,8 +379,25 @@ def _to_rgb8(img: np.ndarray, label: str) -> np.ndarray:
     if channels == 3:
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
     if channels == 4:
-        # Transparent pixels often hold junk colour: composite onto white, as viewers show them.
-        alpha = img[:, :, 3:4].astype(np.float32) * (1.0 / 255.0)
-        bgr = img[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
-        return cv2.cvtColor(np.rint(bgr).astype(np.uint8), cv2.COLOR_BGR2RGB)
+        return composite_on_white(img)
     raise ImageDecodeError(f"{label}: unsupported number of channels ({channels})")
+
+
+def composite_on_white(bgra: np.ndarray) -> np.ndarray:
+    """BGRA uint8 -> RGB uint8 composited onto white (transparent pixels often hold junk
+    colour; viewers show them on white): round(c * a / 255 + 255 * (1 - a / 255)).
+
+    Integer arithmetic on bands of rows: besides the result, only one band's uint16
+    temporaries (a few MB) are allocated, never a float copy of the whole image.
+    """
+    height, width = bgra.shape[:2]
+    out = np.empty((height, width, 3), np.uint8)
+    rows = max(1, _COMPOSITE_ROWS_BYTES // max(1, width * 8))
+    for top in range(0, height, rows):
+        band = bgra[top:top + rows]
+        alpha = band[:, :, 3:4].astype(np.uint16)
+        mixed = band[:, :, 2::-1] * alpha  # BGR -> RGB; at most 255 * 255, fits uint16
+        mixed += (255 - alpha) * 255 + 127  # + white * (1 - a); +127: round half up (x / 255 is never .5)
+        mixed //= 255
+        out[top:top + rows] = mixed
+    return out

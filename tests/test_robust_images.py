@@ -20,8 +20,8 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.cli import main as infer_main
-from gclf.runtime.decode import MAX_IMAGE_PIXELS, decode_image
-from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError
+from gclf.runtime.decode import MAX_IMAGE_PIXELS, composite_on_white, decode_image
+from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError, UsageError
 from gclf.runtime.preprocess import PreprocessSpec, preprocess
 from gclf.train.dataset import ImageStore, scan_folders
 from gclf_testutil import encode_image, noise_bgr, solid_bgr
@@ -171,9 +171,9 @@ def test_a_large_but_allowed_header_is_left_to_the_decoder() -> None:
 
 
 def test_a_tiny_file_claiming_millions_of_pixels_is_refused_as_a_bomb() -> None:
-    data = _png_header(10000, 10000)  # 100 megapixels (allowed) in under 150 bytes (impossible)
+    data = _png_header(7000, 7000)  # 49 megapixels (allowed) in under 150 bytes (impossible)
 
-    with pytest.raises(ImageDecodeError, match=r"^bomb\.png: .*10000x10000 pixels.*decompression bomb"):
+    with pytest.raises(ImageDecodeError, match=r"^bomb\.png: .*7000x7000 pixels.*decompression bomb"):
         decode_image(data, name="bomb.png")
 
 
@@ -242,3 +242,97 @@ def test_training_scan_and_gclf_infer_skip_the_same_files_by_name(tmp_path: Path
     assert {Path(line.removeprefix("skipped: ").split(":")[0]).name for line in skipped_lines} == bad
     assert f"{len(good)} classified, {len(bad)} skipped" in infer.stderr
     assert "Traceback" not in infer.output
+
+
+# --- limits for a small device ------------------------------------------------------------------
+
+
+def _rgba_png_of_zeros(path: Path, width: int, height: int) -> Path:
+    """A valid RGBA PNG of `width` x `height` transparent black pixels, written without ever
+    holding the image: zlib compresses zeros about 1000:1 (20000x20000: a 1.5 MB file)."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    squeeze = zlib.compressobj(9)
+    zeros, remaining, parts = bytes(1 << 23), height * (1 + 4 * width), []
+    while remaining:
+        step = min(remaining, len(zeros))
+        parts.append(squeeze.compress(memoryview(zeros)[:step]))
+        remaining -= step
+    parts.append(squeeze.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b""))
+    return path
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+MEASURE_PEAK = """
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(code.stdout)
+sys.stderr.write(code.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)  # bytes (Linux: KiB)
+sys.exit(code.returncode)
+"""
+
+
+def test_a_small_png_declaring_20000x20000_rgba_is_refused_by_name_in_bounded_memory(tmp_path: Path, tiny_onnx, write_image) -> None:
+    """The issue's probe: 1.5 MB on disk, 1.6 GB decoded, more with float alpha copies."""
+    import subprocess
+    import sys
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    bomb = _rgba_png_of_zeros(photos / "bomb.png", 20000, 20000)
+    assert bomb.stat().st_size < 2_000_000
+    write_image(photos / "ok.png", solid_bgr((0, 0, 255)))
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE_PEAK, sys.executable, "-m", "gclf.runtime.cli", str(tiny_onnx()), str(photos)],
+        capture_output=True, text=True, timeout=300,
+    )
+    *messages, peak = run.stderr.strip().splitlines()
+    assert run.returncode == EXIT_PARTIAL, run.stderr
+    assert any(f"{bomb}: image too large (20000x20000 pixels" in line for line in messages), messages
+    assert "ok.png" in run.stdout and "bomb.png" not in run.stdout  # the other photo is classified
+    assert int(peak) <= 700_000_000, f"peak memory {int(peak) / 1e6:.0f} MB"
+
+
+def test_alpha_compositing_makes_no_float_copy_of_the_image() -> None:
+    import tracemalloc
+
+    rgba = np.random.default_rng(0).integers(0, 256, (1500, 1200, 4), dtype=np.uint8)
+    alpha = rgba[:, :, 3:4].astype(np.float32) / 255
+    expected = np.rint(rgba[:, :, :3].astype(np.float32) * alpha + 255 * (1 - alpha)).astype(np.uint8)[:, :, ::-1]
+    del alpha
+    tracemalloc.start()
+    try:
+        got = composite_on_white(rgba)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.array_equal(got, expected)  # the same rounding as the float formula
+    output = 1500 * 1200 * 3
+    assert peak < output + 12_000_000  # the result and one band of uint16 rows; a float32 RGB copy alone is 21.6 MB
+
+
+def test_the_limits_can_be_raised_or_lowered_for_a_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = encode_image(noise_bgr(0, 30, 40), ".png")
+    monkeypatch.setenv("GCLF_MAX_IMAGE_BYTES", str(len(data) - 1))
+    with pytest.raises(ImageDecodeError, match=r"^x\.png: file too large .*GCLF_MAX_IMAGE_BYTES"):
+        decode_image(data, name="x.png")
+    monkeypatch.setenv("GCLF_MAX_IMAGE_BYTES", str(len(data)))
+    assert decode_image(data).shape == (30, 40, 3)
+    monkeypatch.setenv("GCLF_MAX_IMAGE_PIXELS", "1000")
+    with pytest.raises(ImageDecodeError, match=r"image too large \(40x30 pixels.*GCLF_MAX_IMAGE_PIXELS raises it"):
+        decode_image(data, name="x.png")
+    monkeypatch.setenv("GCLF_MAX_IMAGE_PIXELS", "lots")
+    with pytest.raises(UsageError, match="GCLF_MAX_IMAGE_PIXELS must be a positive whole number"):
+        decode_image(data)
+
+
+def test_a_file_over_the_size_cap_is_not_read_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    big = tmp_path / "big.jpg"
+    big.write_bytes(b"\xff\xd8\xff" + bytes(5000))
+    monkeypatch.setenv("GCLF_MAX_IMAGE_BYTES", "1000")
+    with pytest.raises(ImageDecodeError, match=rf"^{big}: file too large \(5003 bytes"):
+        decode_image(big)
