@@ -144,8 +144,15 @@ class Classifier:
             )
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
-        """Model input (N, 3, H, W) float32 -> logits (N, C)."""
-        return self.session.run(None, {self.input_name: batch})[0]
+        """Model input (N, 3, H, W) float32 -> logits (N, C).
+
+        A model that loads can still fail when run (a node that allocates more memory than
+        there is, shapes that only clash at run time): onnxruntime's error becomes one
+        sentence naming the model (BadModelError, exit 6), not a traceback."""
+        try:
+            return self.session.run(None, {self.input_name: batch})[0]
+        except Exception as exc:  # ORT raises several private exception types (Fail, RuntimeException, ...)
+            raise BadModelError(f"{self.path}: onnxruntime failed running the model ({_short(exc)})") from None
 
     def predict_input(self, batch: np.ndarray) -> list[Prediction]:
         """Model input (N, 3, H, W) float32, already preprocessed -> predictions."""

@@ -129,3 +129,85 @@ def test_invalid_metadata_values_are_refused_by_name(tiny_onnx, update: dict, me
         Classifier(path)
     assert str(path) in str(info.value)
 
+
+
+# --- a model that loads and then fails when run -----------------------------------------------------
+
+
+def _model_failing_at_run_time(path: Path, tail: str) -> Path:
+    """A gclf model that passes every load check and fails in onnxruntime when run:
+    "reshape": its Reshape pairs up 3 values an image; "huge": its ConstantOfShape wants a
+    40000x40000 float tensor (6.4 GB) at every run."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from gclf.export.onnx_export import set_metadata
+
+    inits = [numpy_helper.from_array(np.eye(3, 2, dtype=np.float32), "w")]
+    nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]
+    if tail == "reshape":
+        inits.append(numpy_helper.from_array(np.array([-1, 2], np.int64), "shape"))
+        nodes.append(helper.make_node("Reshape", ["flat", "shape"], ["logits"]))  # (N, 3) -> (?, 2): 3 values do not pair
+    else:  # the size comes from the input's shape, so nothing is folded at load time
+        inits += [numpy_helper.from_array(np.array([40000], np.int64), "side"), numpy_helper.from_array(np.array([0], np.int64), "zero")]
+        nodes += [
+            helper.make_node("Shape", ["input"], ["in_shape"], start=0, end=1),  # [N]
+            helper.make_node("Mul", ["in_shape", "side"], ["rows"]),  # [N * 40000]
+            helper.make_node("Concat", ["rows", "side"], ["big_shape"], axis=0),
+            helper.make_node("ConstantOfShape", ["big_shape"], ["big"]),
+            helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+            helper.make_node("MatMul", ["flat", "w"], ["scores"]),
+            helper.make_node("Add", ["scores", "total"], ["logits"]),
+        ]
+    graph = helper.make_graph(
+        nodes,
+        "fails",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    set_metadata(model, ModelMetadata(spec=PreprocessSpec(input_height=32, input_width=32), class_names=("red", "blue"), variant="fp32", training=dict(TINY_TRAINING_SUMMARY)))
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_a_model_failing_at_run_time_is_one_sentence_naming_it_exit_6(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gclf.runtime.cli import main
+    from gclf.runtime.errors import EXIT_BAD_MODEL
+
+    model = _model_failing_at_run_time(tmp_path / "odd-batch.onnx", "reshape")
+    clf = Classifier(model)  # loads: nothing is wrong until it runs
+    with pytest.raises(BadModelError, match=r"odd-batch\.onnx: onnxruntime failed running the model \("):
+        clf.predict(solid_bgr((255, 0, 0)))
+    image = write_image_file(tmp_path / "a.png", solid_bgr((255, 0, 0)))
+    result = CliRunner().invoke(main, [str(model), str(image)])
+    assert result.exit_code == EXIT_BAD_MODEL
+    assert "odd-batch.onnx: onnxruntime failed running the model" in result.stderr and "Traceback" not in result.output
+
+
+RUN_LIMITED = """
+import resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # 3 GB: the 6.4 GB tensor cannot be had
+from gclf.runtime.cli import main
+sys.argv = ["gclf-infer", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_model_that_allocates_more_than_there_is_fails_with_its_name_not_a_traceback(tmp_path: Path) -> None:
+    """The issue's probe (a 40000x40000 ConstantOfShape), in a child whose memory is capped
+    as a unit's MemoryMax would, so that no machine is asked for 6.4 GB."""
+    import subprocess
+    import sys
+
+    from gclf.runtime.errors import EXIT_BAD_MODEL
+
+    model = _model_failing_at_run_time(tmp_path / "huge.onnx", "huge")
+    image = write_image_file(tmp_path / "a.png", solid_bgr((255, 0, 0)))
+    run = subprocess.run([sys.executable, "-c", RUN_LIMITED, str(model), str(image)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == EXIT_BAD_MODEL, run.stderr[-2000:]
+    assert "huge.onnx: onnxruntime failed running the model" in run.stderr and "Traceback" not in run.stderr
