@@ -9,15 +9,24 @@ to `$XDG_CACHE_HOME/gclf`, i.e. `~/.cache/gclf/face_models/`. The download goes 
 file beside its destination, is hashed while it is written, and is renamed into place only if
 the sha256 is the pinned one: the cache never holds a partial or a foreign file.
 
+The cache is trusted only as far as it is private: a folder that another user owns or may
+write to is refused (they could swap the file between its check and its use), a cached file
+that is a symbolic link is refused, and the bytes that were hashed are the bytes OpenCV loads
+(`model_bytes`: from memory, never by opening the path again). A download is capped in size
+(`MAX_DOWNLOAD_BYTES`) and in total time (`DOWNLOAD_DEADLINE_S`, plus one read's timeout).
+
 Only the standard library (urllib) is used: the runtime must stay light for a Raspberry Pi.
 Nothing here imports OpenCV, so the click option type below costs `--help` nothing.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import stat
 import sys
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -25,7 +34,7 @@ from typing import Callable
 import click
 
 from gclf.runtime.errors import WeightsUnavailableError
-from gclf.runtime.files import atomic_path, sha256_file
+from gclf.runtime.files import atomic_path
 
 
 @dataclass(frozen=True)
@@ -60,8 +69,15 @@ YUNET = ModelSource(
 # `GCLF_YUNET_URL` points the download elsewhere (a mirror, a file:// URL on a machine without
 # internet); the sha256 stays pinned, so only the very same file is accepted from anywhere.
 URL_ENV = "GCLF_YUNET_URL"
-DOWNLOAD_TIMEOUT_S = 30.0
+DOWNLOAD_TIMEOUT_S = 30.0  # each network read
+DOWNLOAD_DEADLINE_S = 120.0  # the whole download (checked between reads)
+MAX_DOWNLOAD_BYTES = 16 << 20  # YuNet is 230 KB: anything much larger is not it
 _CHUNK = 1 << 16
+
+# The bytes of each face-model file as they were read and hashed (verified against a pinned
+# sha256, or read once for a user's PATH), keyed by path: what OpenCV is given, so a file
+# swapped after its check is never the one loaded. A few hundred KB a file.
+_LOADED: dict[Path, bytes] = {}
 
 
 def cache_dir() -> Path:
@@ -100,13 +116,22 @@ def fetch_model(
     """
     folder = Path(cache) if cache is not None else cache_dir()
     dest = folder / source.filename
-    damaged = dest.is_file() and sha256_file(dest) != source.sha256
-    if dest.is_file() and not damaged:
+    cached = _read_cached(dest)
+    damaged = cached is not None and hashlib.sha256(cached).hexdigest() != source.sha256
+    if cached is not None and not damaged:
+        _LOADED[dest] = cached
         return dest
     if notify is not None:
         notify(f"downloading {source.filename} from {source.url} to {dest}" + (" (the cached copy is damaged)" if damaged else ""))
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError:
+        pass  # atomic_path says why in one sentence
+    if folder.is_dir():
+        check_cache_folder(folder)
     with atomic_path(dest) as tmp:
-        digest, n_bytes = _download(source, tmp, dest, timeout)
+        digest, data = _download(source, tmp, dest, timeout)
+        n_bytes = len(data)
         if digest != source.sha256:
             # Raised inside atomic_path: the temporary file is removed, `dest` is untouched.
             expected = f"{source.sha256} ({source.size} bytes)" if source.size else source.sha256
@@ -115,39 +140,89 @@ def fetch_model(
                 f"(sha256 {digest}, {n_bytes} bytes; expected {expected}), so it was not kept; "
                 f"download the file yourself from a source you trust, or pass --face-model PATH"
             )
+    _LOADED[dest] = data
     return dest
 
 
-def _download(source: ModelSource, tmp: Path, dest: Path, timeout: float) -> tuple[str, int]:
-    """Stream `source.url` into `tmp`; the sha256 and byte count of what was written.
+def _download(source: ModelSource, tmp: Path, dest: Path, timeout: float) -> tuple[str, bytes]:
+    """Stream `source.url` into `tmp`; the sha256 of what was written, and the bytes.
 
+    At most MAX_DOWNLOAD_BYTES, within DOWNLOAD_DEADLINE_S (each read within `timeout`).
     Network errors become `WeightsUnavailableError` here, inside the caller's `atomic_path`:
     urllib's errors are `OSError`s, which `atomic_path` would otherwise report as a failure
     to write the file. Errors writing `tmp` itself stay `OSError` (full disk: exit 11).
     """
     import urllib.request  # here: it pulls in http and ssl, which `gclf-infer --help` need not load
 
+    deadline = time.monotonic() + DOWNLOAD_DEADLINE_S
     digest = hashlib.sha256()
-    n_bytes = 0
+    data = bytearray()
     try:
         response = urllib.request.urlopen(source.url, timeout=timeout)  # noqa: S310 (the URL is pinned or the user's)
     except (OSError, ValueError) as exc:
         raise _unavailable(source, dest, exc) from None
     with response, open(tmp, "wb") as out:
         while True:
+            if time.monotonic() > deadline:
+                raise _unavailable(source, dest, f"not done within {DOWNLOAD_DEADLINE_S:.0f} s")
             try:
                 block = response.read(_CHUNK)
             except OSError as exc:
                 raise _unavailable(source, dest, exc) from None
             if not block:
                 break
+            if len(data) + len(block) > MAX_DOWNLOAD_BYTES:
+                raise _unavailable(source, dest, f"larger than {MAX_DOWNLOAD_BYTES} bytes, far more than a face model")
             digest.update(block)
-            n_bytes += len(block)
+            data += block
             out.write(block)
-    return digest.hexdigest(), n_bytes
+    return digest.hexdigest(), bytes(data)
 
 
-def _unavailable(source: ModelSource, dest: Path, exc: BaseException) -> WeightsUnavailableError:
+def check_cache_folder(folder: Path) -> None:
+    """Refuse a cache folder that another user owns or may write to: they could replace a
+    file in it between its sha256 check and its use (WeightsUnavailableError, exit 7)."""
+    info = os.stat(folder)
+    if info.st_uid != os.geteuid():
+        problem = f"belongs to another user (uid {info.st_uid})"
+    elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        problem = f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o}): chmod go-w {folder}"
+    else:
+        return
+    raise WeightsUnavailableError(f"the face-model cache {folder} {problem}; use a folder of your own (set GCLF_HOME)")
+
+
+def _read_cached(dest: Path) -> bytes | None:
+    """The bytes of a cached file, or None when there is none; its folder must be private
+    and the file a regular file, not a symbolic link."""
+    if not dest.parent.is_dir():
+        return None
+    check_cache_folder(dest.parent)
+    try:
+        fd = os.open(dest, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise WeightsUnavailableError(f"{dest} is a symbolic link; the face-model cache holds only files gclf wrote: remove it") from None
+        return None  # unreadable: treated as damaged, downloaded again
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        return fh.read(MAX_DOWNLOAD_BYTES + 1)
+
+
+def model_bytes(path: Path) -> bytes:
+    """The bytes to load for the face-model file `path`: those that were hashed when it was
+    checked against its pin (fetch_model, cached_model_path), else the file as read now."""
+    path = Path(path)
+    known = _LOADED.get(path)
+    if known is not None:
+        return known
+    return path.read_bytes()
+
+
+def _unavailable(source: ModelSource, dest: Path, exc: BaseException | str) -> WeightsUnavailableError:
     reason = getattr(exc, "reason", None) or exc
     return WeightsUnavailableError(
         f"the face model {source.filename} is not in the cache and could not be downloaded ({reason}): "
@@ -160,7 +235,11 @@ def cached_model_path(source: ModelSource, *, cache: Path | None = None) -> Path
     """`source`'s file if the cache already holds it with the pinned sha256, else None.
     Never downloads (for choosing a default: gclf.runtime.faces.default_face_model)."""
     dest = (Path(cache) if cache is not None else cache_dir()) / source.filename
-    return dest if dest.is_file() and sha256_file(dest) == source.sha256 else None
+    cached = _read_cached(dest)
+    if cached is None or hashlib.sha256(cached).hexdigest() != source.sha256:
+        return None
+    _LOADED[dest] = cached
+    return dest
 
 
 def yunet_model_path(*, notify: Callable[[str], None] | None = _default_notify) -> Path:

@@ -129,9 +129,17 @@ class YuNetFaceDetector:
         self.max_side = max_side  # benchmarks/scene_bench.py's reference boxes use full resolution
         if not self.path.is_file():
             raise UsageError(f"{self.path}: no such face model file")
+        import numpy as np
+
+        from gclf.runtime.face_models import model_bytes
+
         try:
+            # From the bytes that were checked, never the path again (see face_models.model_bytes).
             # The input size is set per frame in detect(); 320x320 is only a placeholder.
-            self._net = cv2.FaceDetectorYN.create(str(self.path), "", (320, 320), self.SCORE_THRESHOLD, self.NMS_THRESHOLD, 5000)
+            weights = np.frombuffer(model_bytes(self.path), np.uint8)
+            self._net = cv2.FaceDetectorYN.create("onnx", weights, np.empty(0, np.uint8), (320, 320), self.SCORE_THRESHOLD, self.NMS_THRESHOLD, 5000)
+        except OSError as exc:
+            raise UsageError(f"{self.path}: cannot read the face model ({exc.strerror or exc})") from None
         except cv2.error as exc:
             lines = str(exc).strip().splitlines()
             raise UsageError(f"{self.path}: not a YuNet face model OpenCV can load ({lines[-1] if lines else exc})") from None

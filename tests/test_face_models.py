@@ -230,3 +230,67 @@ def test_cli_a_missing_face_model_path_is_a_usage_error(tiny_onnx, grey_video: P
 
     assert result.exit_code == 2
     assert "does not exist" in result.output
+
+
+# --- the cache under attack ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", [0o777, 0o775, 0o757])
+def test_a_cache_folder_others_may_write_to_is_refused(tmp_path: Path, mode: int) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(mode)
+    source = ModelSource(filename="face.onnx", url="file:///nonexistent", sha256="0" * 64)
+    for use in (lambda: fetch_model(source, cache=cache, notify=None), lambda: face_models.cached_model_path(source, cache=cache)):
+        with pytest.raises(WeightsUnavailableError, match=rf"^the face-model cache {cache} may be written by other users \(mode {mode:o}\): chmod go-w"):
+            use()
+
+
+def test_a_cache_folder_of_another_user_is_refused(tmp_path: Path) -> None:
+    import os
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    if os.geteuid() != 0:
+        pytest.skip("only root can give a folder to another user")
+    os.chown(cache, 4242, -1)
+    source = ModelSource(filename="face.onnx", url="file:///nonexistent", sha256="0" * 64)
+    with pytest.raises(WeightsUnavailableError, match=r"belongs to another user \(uid 4242\).*GCLF_HOME"):
+        face_models.cached_model_path(source, cache=cache)
+
+
+@needs_yunet
+def test_a_symlink_in_the_cache_is_refused(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    source = _shared_source(YUNET.as_uri())
+    (cache / source.filename).symlink_to(YUNET)  # the right bytes, but a link: whoever can change its target decides
+    with pytest.raises(WeightsUnavailableError, match="is a symbolic link"):
+        fetch_model(source, cache=cache, notify=None)
+
+
+@needs_yunet
+def test_the_bytes_that_were_hashed_are_the_bytes_loaded(tmp_path: Path) -> None:
+    source = _shared_source(YUNET.as_uri())
+    cache = tmp_path / "cache"
+    path = fetch_model(source, cache=cache, notify=None)
+    assert sha256_file(path) == source.sha256
+    path.write_bytes(b"swapped after the check")  # as another process might
+    detector = YuNetFaceDetector(path)  # loads what was checked, not what the path holds now
+    assert detector.detect(np.full((240, 320, 3), 90, np.uint8)) == []
+    assert face_models.cached_model_path(source, cache=cache) is None  # checked again: now damaged
+
+
+@needs_yunet
+def test_a_download_is_capped_in_size_and_in_time(served, tmp_path: Path, monkeypatch) -> None:
+    base, _ = served
+    source = _shared_source(f"{base}/{YUNET.name}")
+    monkeypatch.setattr(face_models, "MAX_DOWNLOAD_BYTES", 10_000)
+    with pytest.raises(WeightsUnavailableError, match="larger than 10000 bytes"):
+        fetch_model(source, cache=tmp_path / "a", notify=None)
+    assert _files(tmp_path / "a") == []
+    monkeypatch.setattr(face_models, "MAX_DOWNLOAD_BYTES", 16 << 20)
+    monkeypatch.setattr(face_models, "DOWNLOAD_DEADLINE_S", 0.0)  # over before the first read
+    with pytest.raises(WeightsUnavailableError, match="not done within 0 s"):
+        fetch_model(source, cache=tmp_path / "b", notify=None)
+    assert _files(tmp_path / "b") == []
