@@ -43,8 +43,8 @@ JPEG_BYTES = 0.0  # mean size of a streamed frame, as the viewers saw it
 VIEWERS = {"serve, 0 viewers": 0, "serve, 1 viewer": 1, "serve, 3 viewers": 3}
 
 
-def make_video(path: Path, n_frames: int) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+def make_video(path: Path, n_frames: int, fps: float = 30.0) -> Path:
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     # A smooth scene, as a camera sees one (noise would make every JPEG several times larger).
     ys, xs = np.mgrid[0:480, 0:640]
     background = np.dstack([xs * 255 // 640, ys * 255 // 480, 128 + 0 * xs]).astype(np.uint8)

@@ -52,9 +52,10 @@ MAX_VIEWERS = 8  # concurrent /stream connections; more get 503 (each one costs 
 STREAM_MAX_FPS = 15.0  # JPEG encodes per second, all viewers together: a Pi's cores belong to the model
 JPEG_QUALITY = 80
 # A frame's write must be done (in the socket's small send buffer) this long after it began,
-# else the viewer is disconnected and frees its slot: with the buffers that fill in well
-# under 2 s, a viewer that stops reading is let go within 10 s.
-WRITE_TIMEOUT_S = 8.0
+# else the viewer is disconnected and frees its slot. The buffers between a viewer and us
+# (our 32 KB send buffer, its receive buffer) hold a few seconds of frames at most, so a viewer
+# that stops reading is let go within 10 s; any link that shows video sends a frame in 5 s.
+WRITE_TIMEOUT_S = 5.0
 MIN_TOKEN_LENGTH = 22  # secrets.token_urlsafe(16): 128 bits
 MIN_TOKEN_DISTINCT = 10  # distinct characters: refuses "aaaa...", "abab...", "1234512345..."
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # URL-safe: goes into ?token= unescaped

@@ -125,3 +125,36 @@ class ListFeed:
 
     def close(self) -> None:
         self.closed = True
+
+
+def rgba_png_of_zeros(path: Path, width: int, height: int) -> Path:
+    """A valid RGBA PNG of `width` x `height` transparent black pixels, written without ever
+    holding the image: zlib compresses zeros about 1000:1 (20000x20000: a 1.5 MB file)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
+    squeeze = zlib.compressobj(9)
+    zeros, remaining, parts = bytes(1 << 23), height * (1 + 4 * width), []
+    while remaining:
+        step = min(remaining, len(zeros))
+        parts.append(squeeze.compress(memoryview(zeros)[:step]))
+        remaining -= step
+    parts.append(squeeze.flush())
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"".join(parts)) + chunk(b"IEND", b""))
+    return path
+
+
+# `python -c MEASURE_PEAK CMD...`: runs CMD, passes its output and exit code on, and prints the
+# child's peak resident memory in bytes as the last line of stderr (ru_maxrss of the children).
+MEASURE_PEAK = """
+import resource, subprocess, sys
+code = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+sys.stdout.write(code.stdout)
+sys.stderr.write(code.stderr)
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)  # ru_maxrss: KiB on Linux
+sys.exit(code.returncode)
+"""

@@ -24,7 +24,7 @@ from gclf.runtime.decode import MAX_IMAGE_PIXELS, composite_on_white, decode_ima
 from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError, UsageError
 from gclf.runtime.preprocess import PreprocessSpec, preprocess
 from gclf.train.dataset import ImageStore, scan_folders
-from gclf_testutil import encode_image, noise_bgr, solid_bgr
+from gclf_testutil import MEASURE_PEAK, encode_image, noise_bgr, rgba_png_of_zeros, solid_bgr
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow (a matplotlib dependency) writes the odd formats OpenCV cannot")
 ImageOps = pytest.importorskip("PIL.ImageOps")
@@ -247,35 +247,6 @@ def test_training_scan_and_gclf_infer_skip_the_same_files_by_name(tmp_path: Path
 # --- limits for a small device ------------------------------------------------------------------
 
 
-def _rgba_png_of_zeros(path: Path, width: int, height: int) -> Path:
-    """A valid RGBA PNG of `width` x `height` transparent black pixels, written without ever
-    holding the image: zlib compresses zeros about 1000:1 (20000x20000: a 1.5 MB file)."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    squeeze = zlib.compressobj(9)
-    zeros, remaining, parts = bytes(1 << 23), height * (1 + 4 * width), []
-    while remaining:
-        step = min(remaining, len(zeros))
-        parts.append(squeeze.compress(memoryview(zeros)[:step]))
-        remaining -= step
-    parts.append(squeeze.flush())
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b""))
-    return path
-
-
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-
-MEASURE_PEAK = """
-import resource, subprocess, sys
-code = subprocess.run(sys.argv[1:], capture_output=True, text=True)
-sys.stdout.write(code.stdout)
-sys.stderr.write(code.stderr)
-print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)  # bytes (Linux: KiB)
-sys.exit(code.returncode)
-"""
-
-
 def test_a_small_png_declaring_20000x20000_rgba_is_refused_by_name_in_bounded_memory(tmp_path: Path, tiny_onnx, write_image) -> None:
     """The issue's probe: 1.5 MB on disk, 1.6 GB decoded, more with float alpha copies."""
     import subprocess
@@ -283,7 +254,7 @@ def test_a_small_png_declaring_20000x20000_rgba_is_refused_by_name_in_bounded_me
 
     photos = tmp_path / "photos"
     photos.mkdir()
-    bomb = _rgba_png_of_zeros(photos / "bomb.png", 20000, 20000)
+    bomb = rgba_png_of_zeros(photos / "bomb.png", 20000, 20000)
     assert bomb.stat().st_size < 2_000_000
     write_image(photos / "ok.png", solid_bgr((0, 0, 255)))
     run = subprocess.run(

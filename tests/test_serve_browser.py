@@ -3,7 +3,8 @@ protocol on a pipe (no driver, no download, no extra package), while gclf-infer 
 
 The video's frames are solid red or solid blue, the colour changing every second, and the
 tiny model's label is the colour. The page is opened with its token, as the printed URL
-gives it; the test reads what the browser shows:
+gives it (generated for the run); the page trades it for a cookie and takes it out of the
+address bar. The test reads what the browser shows:
 - the <img> (drawn into a canvas in the page): its lower half is red at one moment and blue
   at another (the picture changes), and its top-left corner has white text with a dark
   outline on the solid colour (the label and FPS drawn into the frame);
@@ -29,7 +30,6 @@ import pytest
 
 from serve_testutil import start_served_run, write_colour_video
 
-TOKEN = "browser-test-token-42"
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",  # CI runs as root
@@ -49,7 +49,8 @@ SAMPLE_JS = r"""
   const $ = (id) => document.getElementById(id);
   const img = $("view");
   const out = {labels: $("labels").textContent, fps: $("fps").textContent, model: $("model").textContent,
-               classes: $("classes").textContent, status: $("status").textContent, width: img.naturalWidth};
+               classes: $("classes").textContent, status: $("status").textContent, width: img.naturalWidth,
+               search: location.search, cookie: document.cookie};
   if (img.naturalWidth > 0) {
     const c = document.createElement("canvas");
     c.width = img.naturalWidth; c.height = img.naturalHeight;
@@ -147,10 +148,10 @@ class DevTools:
 def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp_path: Path) -> None:
     chromium = find_chromium()
     video = write_colour_video(tmp_path / "colours.avi", 1500, fps=25, size=(320, 240), every=25)  # 60 s; stopped sooner
-    run = start_served_run([tiny_onnx(), "--video", video, "--realtime", "--serve", "127.0.0.1:0", "--token", TOKEN])
+    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--serve", "127.0.0.1:0"], env={"GCLF_SERVE_TOKEN": ""})
     browser = None
     try:
-        assert run.url.endswith(f"/?token={TOKEN}")
+        assert "/?token=" in run.url  # generated: printed once, with the address
         browser = DevTools(chromium, tmp_path / "profile")
         target = browser.call("Target.createTarget", {"url": run.url})["targetId"]
         session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
@@ -187,6 +188,8 @@ def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp
     assert float(last["fps"]) > 0, last
     assert last["model"] == "tiny.onnx (fp32)" and last["classes"] == "classes: red, blue"
     assert last["status"] == "live", last
+    assert last["search"] == "", "the token is still in the address bar"
+    assert last["cookie"] == "", "the token's cookie is readable by scripts (not HttpOnly)"
 
 
 def _seen_everything(samples: list[dict]) -> bool:
