@@ -181,9 +181,10 @@ def _download(source: ModelSource, tmp: Path, dest: Path, timeout: float) -> tup
 
 def check_cache_folder(folder: Path) -> None:
     """Refuse a cache folder that another user owns or may write to: they could replace a
-    file in it between its sha256 check and its use (WeightsUnavailableError, exit 7)."""
+    file in it between its sha256 check and its use (WeightsUnavailableError, exit 7).
+    root's folders are fine (a device's models installed for a service user)."""
     info = os.stat(folder)
-    if info.st_uid != os.geteuid():
+    if info.st_uid not in (os.geteuid(), 0):
         problem = f"belongs to another user (uid {info.st_uid})"
     elif info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         problem = f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o}): chmod go-w {folder}"
