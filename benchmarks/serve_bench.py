@@ -41,6 +41,7 @@ from gclf.runtime.video_sources import CaptureSource, open_feed
 CONFIGS = ("headless", "serve, 0 viewers", "serve, 1 viewer", "serve, 3 viewers")
 JPEG_BYTES = 0.0  # mean size of a streamed frame, as the viewers saw it
 VIEWERS = {"serve, 0 viewers": 0, "serve, 1 viewer": 1, "serve, 3 viewers": 3}
+TOKEN = "bench-Vb6yQ1mNs4Rt8Wk0Jc3Ex"  # every address needs one (docs/live.md)
 
 
 def make_video(path: Path, n_frames: int, fps: float = 30.0) -> Path:
@@ -104,7 +105,7 @@ def viewers_process(port: int, n: int, stop: multiprocessing.Event, counts: mult
 
     def watch(i: int) -> None:
         with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-            sock.sendall(b"GET /stream HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            sock.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
             tail, total = b"", 0
             while not stop.is_set():
                 chunk = sock.recv(1 << 18)
@@ -133,7 +134,7 @@ def run_once(config: str, model: Path, video: Path, clf: Classifier) -> tuple[fl
     viewers = VIEWERS.get(config)
     proc = stop = counts = None
     if viewers is not None:
-        web = WebSink(ServeAddress(LOOPBACK, 0), token=None, model=ModelInfo(model.name, "fp32", clf.class_names))
+        web = WebSink(ServeAddress(LOOPBACK, 0), token=TOKEN, model=ModelInfo(model.name, "fp32", clf.class_names))
         sinks.append(web)
         if viewers:
             ctx = multiprocessing.get_context("spawn")
@@ -186,10 +187,10 @@ def main(model: Path | None, frames: int, rounds: int) -> None:
         model = model or make_model(Path(tmp) / "bench_cnn.onnx")
         clf = Classifier(model, spin=False)  # as gclf-infer's live loop runs it
         batch = np.zeros((1, 3, clf.spec.input_height, clf.spec.input_width), np.float32)
-        clf.predict_batch(batch)
+        clf.logits(batch)
         start = time.perf_counter()
         for _ in range(20):
-            clf.predict_batch(batch)
+            clf.logits(batch)
         model_fps = 20 / (time.perf_counter() - start)
         print(f"model {model.name}: {model_fps:.1f} images/s alone; video 640x480, {frames} frames, every frame in order", file=sys.stderr)
         print(f"annotate(): {annotate_cost_ms(video, clf):.2f} ms a frame (only while someone watches)", file=sys.stderr)
