@@ -11,7 +11,6 @@ on OpenCV's implicit defaults; the spec names what happened (`GREY_TO_RGB`, ...)
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -155,6 +155,21 @@ def test_weak_tokens_are_refused_in_one_sentence(weak: str, why: str) -> None:
     assert why in message and MAKE_TOKEN_HINT in message and weak not in message
 
 
+def test_token_comparison_and_printed_urls() -> None:
+    assert token_matches(TOKEN, TOKEN)
+    assert not token_matches(TOKEN[:-1], TOKEN) and not token_matches(None, TOKEN) and not token_matches("", TOKEN)
+    assert page_url("::1", 8080, None) == "http://[::1]:8080/"
+    assert page_url("192.168.1.5", 8080, TOKEN) == f"http://192.168.1.5:8080/?token={TOKEN}"
+    given = WebSink(ServeAddress(LOOPBACK, 0), token=ServeToken(TOKEN, "--token-file x"), model=MODEL)
+    made = WebSink(ServeAddress(LOOPBACK, 0), token=resolve_token(environ={}), model=MODEL)
+    try:
+        assert given.urls() == [f"http://127.0.0.1:{given.port}/"]  # the user's token: never printed
+        assert made.urls() == [f"http://127.0.0.1:{made.port}/?token={made.token.value}"]  # generated: the one way to learn it
+    finally:
+        given.close()
+        made.close()
+
+
 def test_urls_printed_for_a_wildcard_address_name_this_machine() -> None:
     assert reachable_hosts(ServeAddress("127.0.0.1", 1)) == ["127.0.0.1"]
     assert reachable_hosts(ServeAddress("pi.local", 1)) == ["pi.local"]
