@@ -20,7 +20,6 @@ import errno
 import hashlib
 import json
 import re
-import resource
 import socket
 import threading
 import time
@@ -34,6 +33,11 @@ import tornado.httpserver
 import tornado.iostream
 import tornado.netutil
 import tornado.web
+
+try:
+    import resource  # POSIX: open-file limits
+except ImportError:  # Windows: no such limit to follow
+    resource = None
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.serve import ModelInfo, Snapshot, cookie_name, encode_jpeg, is_loopback_host, latest_json, token_matches
@@ -270,14 +274,16 @@ def connection_limits(max_connections: int | None = None, max_per_address: int |
     Half of it is left to the rest of the process (model, camera, threads, JPEG encoder);
     one address may hold a quarter of the total, so a flood from one machine leaves room for
     the others. Given values are used as they are (tests)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != soft:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-            soft = hard
-        except (ValueError, OSError):
-            pass  # some systems cap the soft limit below an infinite hard one; keep the soft one
-    limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
+    limit = 2 * MAX_CONNECTIONS  # no open-file limit to follow (Windows)
+    if resource is not None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard != soft:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+                soft = hard
+            except (ValueError, OSError):
+                pass  # some systems cap the soft limit below an infinite hard one; keep the soft one
+        limit = soft if soft != resource.RLIM_INFINITY else 1 << 20
     total = max_connections if max_connections is not None else max(8, min(MAX_CONNECTIONS, limit // 2))
     per_address = max_per_address if max_per_address is not None else max(4, total // 4)
     return total, per_address
