@@ -38,6 +38,10 @@ INSTALL_HINT = (
 )
 
 
+class NumpyMismatchError(MissingDependencyError):
+    """picamera2 is installed but cannot be imported beside this environment's numpy."""
+
+
 def numpy_mismatch_hint(exc: BaseException) -> str:
     """The sentence for picamera2 failing to import beside the wrong numpy (its simplejpeg is
     built against Debian's numpy 1.x; a venv that pip gave numpy 2 puts that in front of it)."""
@@ -59,7 +63,7 @@ def import_picamera2() -> Any:
     except ValueError as exc:  # "numpy.dtype size changed, may indicate binary incompatibility"
         if "numpy" not in str(exc):
             raise
-        raise MissingDependencyError(numpy_mismatch_hint(exc)) from None
+        raise NumpyMismatchError(numpy_mismatch_hint(exc)) from None
     return Picamera2
 
 
