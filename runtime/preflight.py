@@ -139,7 +139,9 @@ def check_cameras(ctx: PreflightContext) -> list[Finding]:
     """USB cameras (/dev/v4l/by-id), Pi cameras (picamera2), and whether this user may open them."""
     usb = usb_cameras(ctx.dev)
     pi, pi_note = _pi_cameras()
-    others = [n for n in video_devices(ctx.dev) if n not in {node for _, node in usb}]
+    by_id = ctx.dev / "v4l" / "by-id"
+    usb_nodes = {Path(os.path.realpath(link)) for link in by_id.glob("*")} if by_id.is_dir() else set()  # index1: metadata
+    others = [n for n in video_devices(ctx.dev) if n not in usb_nodes]
     parts = [f"USB {link} -> {node}{_v4l_name(ctx, node)}" for link, node in usb]
     parts += [f"Pi camera picam:{i} ({info.get('Model', '?')})" for i, info in enumerate(pi)]
     other_text = ""
