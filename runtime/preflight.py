@@ -147,7 +147,7 @@ def check_cameras(ctx: PreflightContext) -> list[Finding]:
     other_text = ""
     if others:
         named = ", ".join(f"{n.name}{_v4l_name(ctx, n)}" for n in others[:6]) + (", ..." if len(others) > 6 else "")
-        other_text = f"; other video devices (not USB cameras: on a Pi, codecs and the ISP): {named}"
+        other_text = f"; other video devices (not USB cameras; on a Pi, its codecs and ISP): {named}"
     findings: list[Finding] = []
     if not parts:
         findings.append(Finding(
