@@ -181,7 +181,8 @@ def stop_on_signals(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterato
         signal.signal(signum, previous[signum])
 
     for sig in signals:
-        previous[sig] = signal.signal(sig, handle)
+        # None: a handler installed outside Python, which cannot be put back; the default is.
+        previous[sig] = signal.signal(sig, handle) or signal.SIG_DFL
     try:
         yield request
     finally:
