@@ -301,6 +301,9 @@ class _ThreadedFeed:
     """
 
     JOIN_TIMEOUT_S = 5.0
+    # After the source itself reported a stall, releasing it may hang in the same driver: the
+    # run waits this long for a clean release, then ends (its exit releases the device).
+    STALLED_JOIN_TIMEOUT_S = 1.0
 
     def __init__(self, source: FrameSource, *, clock: Callable[[], float] = time.time, timeout_s: float | None = None) -> None:
         self._source = source
@@ -309,7 +312,7 @@ class _ThreadedFeed:
         self._stop = threading.Event()
         self._end_reason: str | None = None
         self._failure: GclfError | None = None
-        self._stalled = False
+        self._stalled = False  # the consumer found the source stalled: its thread is stuck
         # Daemon: a camera read stuck in its driver must not keep the process alive at exit.
         self._thread = threading.Thread(target=self._run, name=f"gclf-capture {source.name}", daemon=True)
 
@@ -368,7 +371,8 @@ class _ThreadedFeed:
         self._stop.set()
         self._unblock()
         if self._thread.is_alive() and self._thread is not threading.current_thread() and not self._stalled:
-            self._thread.join(self.JOIN_TIMEOUT_S)
+            stalled_source = isinstance(self._failure, SourceStalledError)
+            self._thread.join(self.STALLED_JOIN_TIMEOUT_S if stalled_source else self.JOIN_TIMEOUT_S)
 
     def _deliver(self, frame: Frame) -> bool:
         raise NotImplementedError

@@ -96,6 +96,29 @@ def test_a_feed_whose_source_stalls_ends_with_a_stall_and_does_not_wait_for_the_
     assert closing_s < feed_class.JOIN_TIMEOUT_S  # the thread stuck in the driver is not joined
 
 
+def test_a_source_that_reports_a_stall_and_then_hangs_while_released_is_not_waited_for_long() -> None:
+    released = threading.Event()
+
+    class StalledCamera(StallingSource):
+        def read(self) -> np.ndarray | None:
+            raise video_sources.stalled(self.name, 5.0)  # as the Pi camera's timed-out capture
+
+        def close(self) -> None:
+            released.wait()  # camera.stop() stuck in the same driver
+
+    feed = LatestFrameGrabber(StalledCamera(frames=0)).start()
+    try:
+        assert feed.next_frame() is None
+        start = time.monotonic()
+        feed.close()
+        closing_s = time.monotonic() - start
+    finally:
+        released.set()
+
+    assert isinstance(feed.failure, SourceStalledError) and str(feed.failure).startswith("camera 0 delivered no frame for 5 s")
+    assert closing_s < LatestFrameGrabber.JOIN_TIMEOUT_S
+
+
 def test_within_deadline_returns_raises_or_gives_up() -> None:
     gone = threading.Event()
     assert within_deadline(lambda: 42, 1.0, lambda: AssertionError("no timeout expected")) == 42
