@@ -65,6 +65,39 @@ class StallingSource:
         self.closed = True
 
 
+class FakeVideoCapture:
+    """Stands in for cv2.VideoCapture: `good` frames (None: for ever), then reads that fail
+    (False, None), or that never return while `gate` is given and not set (stuck in a driver)."""
+
+    good: int | None = None
+    gate: threading.Event | None = None
+    opened: list = []  # the index of every capture made
+
+    def __init__(self, index) -> None:
+        self.reads = 0
+        FakeVideoCapture.opened.append(index)
+
+    def isOpened(self) -> bool:
+        return True
+
+    def set(self, prop, value) -> bool:
+        return True
+
+    def get(self, prop) -> float:
+        return 30.0
+
+    def read(self):
+        self.reads += 1
+        if self.good is None or self.reads <= self.good:
+            return True, np.full((8, 8, 3), RED_BGR, dtype=np.uint8)
+        if self.gate is not None:
+            self.gate.wait()
+        return False, None
+
+    def release(self) -> None:
+        pass
+
+
 @pytest.fixture
 def short_timeouts(monkeypatch) -> None:
     monkeypatch.setattr(video_sources, "FRAME_TIMEOUT_S", 0.3)
@@ -209,6 +242,22 @@ def test_a_wedged_pi_camera_that_ignores_its_timeout_is_ended_by_the_feed(tiny_o
     assert "error: Pi camera 0 (64x48) delivered no frame for 0.5 s: it stalled" in result.stderr
 
 
+@pytest.mark.parametrize("block", [False, True])
+def test_a_usb_camera_whose_reads_fail_or_block_ends_the_run_with_exit_5(tiny_onnx, monkeypatch, short_timeouts, block: bool) -> None:
+    gate = threading.Event()
+    monkeypatch.setattr(FakeVideoCapture, "good", 3)
+    monkeypatch.setattr(FakeVideoCapture, "gate", gate if block else None)
+    monkeypatch.setattr(video_sources.cv2, "VideoCapture", FakeVideoCapture)
+    try:
+        result = _infer(tiny_onnx(), "--camera", "0", "--headless")
+    finally:
+        gate.set()
+
+    assert result.exit_code == EXIT_PARTIAL, result.output
+    expected = "camera 0 delivered no frame for 0.5 s: it stalled" if block else "camera 0 stopped delivering frames (unplugged?)"
+    assert f"error: {expected}" in result.stderr and "Traceback" not in result.output
+
+
 # --- /dev paths ----------------------------------------------------------------------------
 
 
@@ -223,32 +272,12 @@ def test_a_device_link_opens_the_video_node_it_points_to(tmp_path: Path, monkeyp
     link.symlink_to("/dev/video7")
     real_exists = os.path.exists
     monkeypatch.setattr(video_sources.os.path, "exists", lambda p: str(p) == str(link) or real_exists(p))
-    opened: list[int] = []
-
-    class FakeCapture:
-        def __init__(self, index) -> None:
-            opened.append(index)
-
-        def isOpened(self) -> bool:
-            return True
-
-        def set(self, prop, value) -> bool:
-            return True
-
-        def get(self, prop) -> float:
-            return 30.0
-
-        def read(self):
-            return True, np.zeros((4, 4, 3), dtype=np.uint8)
-
-        def release(self) -> None:
-            pass
-
-    monkeypatch.setattr(video_sources.cv2, "VideoCapture", FakeCapture)
+    monkeypatch.setattr(FakeVideoCapture, "opened", [])
+    monkeypatch.setattr(video_sources.cv2, "VideoCapture", FakeVideoCapture)
     source = video_sources.open_camera("usb", str(link))
     source.close()
 
-    assert opened == [7] and source.name == f"camera {link}"
+    assert FakeVideoCapture.opened == [7] and source.name == f"camera {link}"
 
 
 @pytest.mark.parametrize(
