@@ -64,21 +64,32 @@ def within_deadline(fn: Callable[[], T], seconds: float, on_timeout: Callable[[]
 
     For calls into camera drivers that can block for ever (opening a camera, its first read):
     such a call cannot be interrupted, so on timeout its (daemon) thread is left behind and
-    `on_timeout()` is raised here; the process ends soon after, which releases the device.
+    `on_timeout()` is raised here; the process ends soon after, which releases the device. A
+    result that comes after all (a source opened too late) is closed by that thread.
     """
     outcome: list = []
+    lock = threading.Lock()
+    abandoned = threading.Event()
 
     def run() -> None:
         try:
-            outcome.append((True, fn()))
+            result = (True, fn())
         except BaseException as exc:  # handed to the caller's thread
-            outcome.append((False, exc))
+            result = (False, exc)
+        with lock:
+            if not abandoned.is_set():
+                outcome.append(result)
+                return
+        if result[0] and hasattr(result[1], "close"):
+            result[1].close()
 
     thread = threading.Thread(target=run, name="gclf-open", daemon=True)
     thread.start()
     thread.join(seconds)
-    if not outcome:
-        raise on_timeout()
+    with lock:
+        if not outcome:
+            abandoned.set()
+            raise on_timeout()
     ok, value = outcome[0]
     if not ok:
         raise value

@@ -157,11 +157,21 @@ def test_within_deadline_returns_raises_or_gives_up() -> None:
     assert within_deadline(lambda: 42, 1.0, lambda: AssertionError("no timeout expected")) == 42
     with pytest.raises(SourceUnavailableError, match="busy"):
         within_deadline(lambda: (_ for _ in ()).throw(SourceUnavailableError("busy")), 1.0, lambda: AssertionError())
+    late = StallingSource(frames=1)
+
+    def open_late() -> StallingSource:
+        gone.wait()
+        return late
+
     try:
         with pytest.raises(SourceLostError, match="within 0.2 s of opening"):
-            within_deadline(gone.wait, 0.2, lambda: video_sources.stalled("camera 3", 0.2, "within"))
+            within_deadline(open_late, 0.2, lambda: video_sources.stalled("camera 3", 0.2, "within"))
     finally:
         gone.set()
+    deadline = time.monotonic() + 5
+    while not late.closed and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert late.closed  # opened after the caller gave up: released, not leaked
 
 
 # --- the CLI, in process -------------------------------------------------------------------
