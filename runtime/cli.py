@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Callable, NamedTuple, TypeVar
 import click
 
 from gclf.runtime.cli_support import report_errors, warn
-from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
+from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_CHECK_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # faces.py loads OpenCV only when detecting
 from gclf.runtime.face_models import FaceModelParam
 from gclf.runtime.tracking import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
@@ -27,23 +27,26 @@ T = TypeVar("T")
 
 class Camera(NamedTuple):
     kind: str  # "usb": OpenCV VideoCapture; "picam": the Raspberry Pi camera via picamera2
-    index: int
+    device: int | str  # the camera's index; "usb" also a /dev/video* path or a link to one
 
 
 class CameraParam(click.ParamType):
-    """`--camera`: INDEX (a USB/V4L2 camera), `picam` or `picam:N` (the N-th Pi camera)."""
+    """`--camera`: INDEX or /dev/... (a USB/V4L2 camera: /dev/video*, or a link to one such as
+    /dev/v4l/by-id/...), `picam` or `picam:N` (the N-th Pi camera)."""
 
     name = "camera"
 
     def convert(self, value, param, ctx) -> Camera:
         if isinstance(value, Camera):
             return value
+        if str(value).startswith("/"):  # a device path, checked when opened: cameras come and go
+            return Camera("usb", str(value))
         text = str(value).strip().lower()
         if text == "picam":
             return Camera("picam", 0)
         kind, number = ("picam", text[len("picam:"):]) if text.startswith("picam:") else ("usb", text)
         if not number.isdigit():
-            self.fail(f"{value!r} is not a camera: give an index (0, 1, ...), picam or picam:N", param, ctx)
+            self.fail(f"{value!r} is not a camera: give an index (0, 1, ...), a /dev/video* path, picam or picam:N", param, ctx)
         return Camera(kind, int(number))
 
 
@@ -62,12 +65,13 @@ class SizeParam(click.ParamType):
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, cameras, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
-@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
+@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
 @click.option("--camera-size", type=SizeParam(), default=None, metavar="WxH", help="Live: frame size to ask the camera for, e.g. 640x480.  [default: the camera's own; picam: 640x480]")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
@@ -84,8 +88,9 @@ class SizeParam(click.ParamType):
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="With --serve: read the token from PATH (one line; a file only its owner, or group, can read, e.g. a systemd credential).")
 @report_errors
 def main(
-    model: Path,
+    model: Path | None,
     paths: tuple[Path, ...],
+    check: bool,
     batch_size: int,
     threads: int,
     as_json: bool,
@@ -116,10 +121,23 @@ def main(
     read; 5: some could not be read; 3: none could.
 
     Live: a window shows each face's (or the frame's) label, confidence and the FPS; q or
-    Esc quits. A summary (frames processed and dropped, mean FPS) goes to stderr at the
-    end. Exit code 0: the video ended or the user quit; 2: the camera cannot be opened;
-    5: the camera stopped delivering frames mid-run; 8: --camera picam without picamera2.
+    Esc quits, and so do SIGTERM, SIGINT (Ctrl-C) and SIGHUP. A summary (frames processed
+    and dropped, mean FPS) goes to stderr at the end. Exit code 0: the video ended or the
+    user quit; 2: the camera cannot be opened; 5: the camera stopped delivering frames or
+    stalled (nothing for a few seconds); 8: --camera picam without picamera2.
+
+    --check [MODEL]: what a Raspberry Pi needs, checked in one go; exit 0, or 12 and one
+    sentence per problem.
     """
+    if check:
+        ctx = click.get_current_context()
+        given = [param.opts[0] for param in ctx.command.params if isinstance(param, click.Option)
+                 and param.name not in ("check", "threads") and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
+        if given or paths:
+            raise UsageError(f"--check takes a MODEL and --threads only, not {', '.join(given) or 'image files'}")
+        return run_check_command(model, threads=threads)
+    if model is None:
+        raise UsageError("give a MODEL (an ONNX file from gclf-export), or --check")
     live_options = {
         "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
         "--serve": serve is not None, "--token": token is not None, "--token-file": token_file is not None,
@@ -290,9 +308,10 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     """
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.faces import make_detector
-    from gclf.runtime.live import run_live
+    from gclf.runtime.live import run_live, stop_on_signals
     from gclf.runtime.sinks import JsonLinesSink, Sink, VideoFileSink, WindowSink
-    from gclf.runtime.video_sources import CaptureSource, FrameSource, PacedSource, open_camera, open_feed
+    from gclf.runtime.sd_notify import SystemdNotifySink
+    from gclf.runtime.video_sources import FrameSource, PacedSource, open_camera, open_feed, open_video
 
     if opts.camera is not None and opts.video is not None:
         raise UsageError("give one live source: --camera or --video")
@@ -330,9 +349,9 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
             sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
         # Opened last: nothing above can leave a camera open when it fails.
         if opts.camera is not None:
-            source = open_camera(opts.camera.kind, opts.camera.index, opts.camera_size)
+            source = open_camera(opts.camera.kind, opts.camera.device, opts.camera_size)
         else:
-            source = CaptureSource.video(opts.video)
+            source = open_video(opts.video)
         if opts.realtime:
             source = _naming_option(lambda: PacedSource(source), before="--realtime: ")
     except BaseException:
@@ -358,8 +377,13 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         web.dropped = lambda: feed.dropped
         announce_web_sink(web)
     margin = DEFAULT_FACE_MARGIN if opts.face_margin is None else opts.face_margin  # None only without faces
-    summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
-                       detect_every=opts.detect_every)
+    notifier = SystemdNotifySink.from_environment()  # under systemd: READY=1, WATCHDOG=1 as frames flow
+    if notifier is not None:
+        sinks.append(notifier)
+    # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
+    with stop_on_signals() as stop:
+        summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
+                           detect_every=opts.detect_every, stop=stop)
 
     click.echo(f"live: {summary.line()}", err=True)
     if opts.save is not None and summary.processed:
@@ -368,6 +392,19 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         return EXIT_INTERRUPTED
     if summary.failure is not None:
         raise summary.failure
+    return EXIT_OK
+
+
+def run_check_command(model: Path | None, *, threads: int) -> int:
+    """`gclf-infer --check [MODEL]`: every check of gclf.runtime.preflight, one line each."""
+    from gclf.runtime.preflight import PreflightContext, run_checks
+
+    findings = run_checks(PreflightContext(model=model, threads=threads or None), report=lambda f: click.echo(f.line()))
+    problems = [f for f in findings if f.is_problem]
+    if problems:
+        click.echo(f"check: {len(problems)} problem{'' if len(problems) == 1 else 's'} (lines marked PROBLEM above)", err=True)
+        return EXIT_CHECK_FAILED
+    click.echo("check: all passed", err=True)
     return EXIT_OK
 
 

@@ -19,6 +19,7 @@ EXIT_MISSING_DEPENDENCY = 8
 EXIT_QUALITY_GATE = 9
 EXIT_EXPORT_CHECK = 10
 EXIT_WRITE_FAILED = 11
+EXIT_CHECK_FAILED = 12  # gclf-infer --check found a problem (one sentence each)
 EXIT_INTERRUPTED = 130
 
 

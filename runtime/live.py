@@ -18,10 +18,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import queue
+import signal
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -137,6 +138,56 @@ def classify_prepared(prepared: PreparedFrame, classifier: Classifier) -> list[F
 
 
 _FEED_ENDED = object()
+STOP_POLL_S = 0.1  # how often a loop waiting for a frame looks whether it was asked to stop
+
+# The signals that end a live run as q/Esc does: systemctl stop (SIGTERM), Ctrl-C (SIGINT),
+# the terminal closing (SIGHUP).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+class StopRequest:
+    """Asks `run_live` to end after the frame in hand, as a quit key does; says who asked."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason: str | None = None
+
+    def set(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+@contextlib.contextmanager
+def stop_on_signals(signals: Sequence[signal.Signals] = STOP_SIGNALS) -> Iterator[StopRequest]:
+    """A `StopRequest` that `signals` set while the block runs (their handlers restored after).
+
+    The handler only sets a flag: the loop ends between frames, so no output is cut half-way
+    (a JSON line, a video frame) and everything is closed as after q. The first signal puts
+    the previous handler back, so a second Ctrl-C interrupts at once. Signals can only be
+    handled in the main thread; elsewhere the request is returned unwired.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous: dict[int, Any] = {}
+
+    def handle(signum: int, frame: object) -> None:
+        request.set(f"{signal.Signals(signum).name} received")
+        signal.signal(signum, previous[signum])
+
+    for sig in signals:
+        # None: a handler installed outside Python, which cannot be put back; the default is.
+        previous[sig] = signal.signal(sig, handle) or signal.SIG_DFL
+    try:
+        yield request
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class FramePreparer:
@@ -180,9 +231,16 @@ class FramePreparer:
             except queue.Full:
                 continue
 
-    def next(self) -> PreparedFrame | None:
-        """The next prepared frame; None when the feed has ended."""
-        item = self._ready.get()
+    def next(self, stop: StopRequest | None = None) -> PreparedFrame | None:
+        """The next prepared frame; None when the feed has ended, or once `stop` is set."""
+        while True:
+            try:
+                # Bounded, to notice `stop` (set by a signal handler) while a camera is slow.
+                item = self._ready.get(timeout=STOP_POLL_S)
+                break
+            except queue.Empty:
+                if stop is not None and stop.is_set():
+                    return None
         if item is _FEED_ENDED:
             self._ready.put(item)  # later calls see the end too
             return None
@@ -214,14 +272,17 @@ def run_live(
     margin: float = DEFAULT_FACE_MARGIN,
     max_frames: int | None = None,
     detect_every: int = DEFAULT_DETECT_EVERY,
+    stop: StopRequest | None = None,
 ) -> LiveSummary:
-    """Classify frames from `feed` until it ends, a sink asks to stop, or `max_frames`.
+    """Classify frames from `feed` until it ends, a sink asks to stop, `stop` is set (see
+    `stop_on_signals`), or `max_frames`.
 
     With a `detector`, it runs on every `detect_every`-th frame and the boxes are carried over
     (tracked) in between (gclf.runtime.tracking; 1: detection on every frame).
 
     The feed and every sink are closed on the way out, whatever happens (camera and window
-    released, video file finished). Ctrl-C ends the run with a summary (`interrupted`).
+    released, video file finished). A KeyboardInterrupt (Ctrl-C where no `stop_on_signals`
+    handles it) ends the run with a summary (`interrupted`).
     """
     meter = FpsMeter()
     processed = 0
@@ -242,7 +303,10 @@ def run_live(
         cleanup.callback(preparer.stop)
         try:
             while max_frames is None or processed < max_frames:
-                prepared = preparer.next()
+                prepared = preparer.next(stop)
+                if stop is not None and stop.is_set():
+                    stopped_by = stop.reason or "asked to stop"
+                    break
                 if prepared is None:
                     stopped_by = feed.end_reason or "the source ended"
                     break
@@ -260,6 +324,9 @@ def run_live(
                 keep_going = [sink.write(result, image) for sink in sinks]
                 if not all(keep_going):
                     stopped_by = "quit by the user"
+                    break
+                if stop is not None and stop.is_set():  # after the frame, as a quit key
+                    stopped_by = stop.reason or "asked to stop"
                     break
             else:
                 stopped_by = f"the limit of {max_frames} frames reached"

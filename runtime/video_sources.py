@@ -9,23 +9,91 @@ Two layers, kept apart so each can be tested alone:
   every frame in order (a video file: deterministic, what the tests use).
 
 Frames stay in OpenCV's BGR order here; the loop converts what it classifies to RGB.
+
+A camera that stops delivering frames must end the run, never hang it (a device runs with
+nobody watching; systemd restarts a process that exits, not one that waits): opening a
+source, first frame included, has a deadline (`OPEN_TIMEOUT_S`), and a feed whose source
+delivers nothing for `FEED_TIMEOUT_S` ends with a `SourceLostError` (exit 5), even when the
+read is stuck inside a driver and its thread can never be stopped.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
 import queue
+import re
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Iterator, Protocol, TypeVar
 
 import cv2
 import numpy as np
 
 from gclf.runtime.errors import BadDataError, GclfError, SourceLostError, SourceUnavailableError, UsageError
+
+T = TypeVar("T")
+
+# A live source that delivers no frame for this long has stalled (a loose ribbon cable, a USB
+# camera or a driver that stopped answering). Generous: cameras deliver 5-30 frames a second,
+# and a USB camera in the dark still at least one or two.
+FRAME_TIMEOUT_S = 5.0
+# Opening a source and reading its first frame: a camera needs a moment to start (exposure).
+OPEN_TIMEOUT_S = FRAME_TIMEOUT_S + 3.0
+# The feed's own watchdog: a little longer than a source's own read timeout (the Pi camera has
+# one), so that the source's more precise sentence wins where it has one.
+FEED_TIMEOUT_S = FRAME_TIMEOUT_S + 1.0
+
+
+class SourceStalledError(SourceLostError):
+    """A source that delivers nothing at all any more (as opposed to one that reports errors)."""
+
+
+def stalled(name: str, seconds: float, when: str = "for") -> SourceStalledError:
+    """The one sentence for a source that delivers nothing: `when` "for" (mid-run) or "within"
+    (opening, with "of opening" added)."""
+    span = f"within {seconds:g} s of opening" if when == "within" else f"for {seconds:g} s"
+    return SourceStalledError(f"{name} delivered no frame {span}: it stalled (loose cable, or a driver that stopped answering?)")
+
+
+def within_deadline(fn: Callable[[], T], seconds: float, on_timeout: Callable[[], GclfError]) -> T:
+    """`fn()` run in a thread of its own, waited for at most `seconds`; its result or its error.
+
+    For calls into camera drivers that can block for ever (opening a camera, its first read):
+    such a call cannot be interrupted, so on timeout its (daemon) thread is left behind and
+    `on_timeout()` is raised here; the process ends soon after, which releases the device. A
+    result that comes after all (a source opened too late) is closed by that thread.
+    """
+    outcome: list = []
+    lock = threading.Lock()
+    abandoned = threading.Event()
+
+    def run() -> None:
+        try:
+            result = (True, fn())
+        except BaseException as exc:  # handed to the caller's thread
+            result = (False, exc)
+        with lock:
+            if not abandoned.is_set():
+                outcome.append(result)
+                return
+        if result[0] and hasattr(result[1], "close"):
+            result[1].close()
+
+    thread = threading.Thread(target=run, name="gclf-open", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    with lock:
+        if not outcome:
+            abandoned.set()
+            raise on_timeout()
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value
 
 
 @dataclass(frozen=True)
@@ -82,15 +150,18 @@ class CaptureSource:
         self._pending: np.ndarray | None = None
 
     @classmethod
-    def camera(cls, index: int, size: tuple[int, int] | None = None) -> "CaptureSource":
-        """Camera `index`; `size` (width, height) asks the driver for that frame size, which it
-        may round to one it supports: the name says what it delivers."""
+    def camera(cls, device: int | str, size: tuple[int, int] | None = None) -> "CaptureSource":
+        """Camera `device`: an index, or a /dev/video* path or a symlink to one (e.g.
+        /dev/v4l/by-id/usb-...-video-index0, which keeps naming the same USB camera when
+        another one takes /dev/video0). `size` (width, height) asks the driver for that frame
+        size, which it may round to one it supports: the name says what it delivers."""
+        index = device if isinstance(device, int) else video_device_index(device)
         with _quiet_opencv():
             capture = cv2.VideoCapture(index)
         if not capture.isOpened():
             capture.release()
             raise SourceUnavailableError(
-                f"cannot open camera {index}: no such camera, or it is in use or not permitted "
+                f"cannot open camera {device}: no such camera, or it is in use or not permitted "
                 "(on Linux, cameras are /dev/video*; try another camera index)"
             )
         # Ask the driver for a short queue (not every backend honours it); the grabber
@@ -99,15 +170,15 @@ class CaptureSource:
         if size is not None:
             capture.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
             capture.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
-        source = cls(capture, name=f"camera {index}", is_camera=True)
+        source = cls(capture, name=f"camera {device}", is_camera=True)
         try:
             source._pending = source.read()
         except SourceLostError:
             source.close()
-            raise SourceUnavailableError(f"camera {index} opened but delivers no frames (in use by another program?)") from None
+            raise SourceUnavailableError(f"camera {device} opened but delivers no frames (in use by another program?)") from None
         if size is not None:
             height, width = source._pending.shape[:2]
-            source.name = f"camera {index} ({width}x{height})"
+            source.name = f"camera {device} ({width}x{height})"
         return source
 
     @classmethod
@@ -144,14 +215,35 @@ class CaptureSource:
         self._capture.release()
 
 
-def open_camera(kind: str, index: int, size: tuple[int, int] | None = None) -> FrameSource:
-    """A camera source: `kind` "usb" (OpenCV VideoCapture) or "picam" (the Raspberry Pi camera
-    through picamera2); `size` is (width, height), None for the camera's default."""
+def video_device_index(path: str) -> int:
+    """N of the /dev/videoN that `path` is or links to; one sentence if it is neither."""
+    if not os.path.exists(path):
+        raise SourceUnavailableError(f"no camera at {path} (unplugged? `ls -l /dev/v4l/by-id/` lists the USB cameras)")
+    real = os.path.realpath(path)
+    match = re.fullmatch(r"/dev/video(\d+)", real)
+    if match is None:
+        raise SourceUnavailableError(f"{path} is not a camera: give a /dev/video* device or a link to one ({path} is {real})")
+    return int(match[1])
+
+
+def open_camera(kind: str, device: int | str, size: tuple[int, int] | None = None, *, timeout_s: float | None = None) -> FrameSource:
+    """A camera source: `kind` "usb" (OpenCV VideoCapture; `device` an index or a /dev/video*
+    path) or "picam" (the Raspberry Pi camera through picamera2; `device` its number); `size`
+    is (width, height), None for the camera's default. A camera that has not delivered its
+    first frame after `timeout_s` (None: OPEN_TIMEOUT_S) is a `SourceLostError` (exit 5), not a hang."""
+    timeout_s = OPEN_TIMEOUT_S if timeout_s is None else timeout_s
     if kind == "picam":
         from gclf.runtime.picamera import PicameraSource  # picamera2 is imported only here
 
-        return PicameraSource.open(index, size)
-    return CaptureSource.camera(index, size)
+        return within_deadline(lambda: PicameraSource.open(device, size), timeout_s, lambda: stalled(f"Pi camera {device}", timeout_s, "within"))
+    return within_deadline(lambda: CaptureSource.camera(device, size), timeout_s, lambda: stalled(f"camera {device}", timeout_s, "within"))
+
+
+def open_video(path: Path, *, timeout_s: float | None = None) -> CaptureSource:
+    """`CaptureSource.video` with a deadline (None: OPEN_TIMEOUT_S): a file that blocks (a pipe
+    nobody writes, a network share that stopped answering) is a `SourceLostError`, not a hang."""
+    timeout_s = OPEN_TIMEOUT_S if timeout_s is None else timeout_s
+    return within_deadline(lambda: CaptureSource.video(path), timeout_s, lambda: stalled(f"video {path}", timeout_s, "within"))
 
 
 def _as_bgr(image: np.ndarray) -> np.ndarray:
@@ -212,16 +304,26 @@ class FrameFeed(Protocol):
 
 
 class _ThreadedFeed:
-    """The reading thread both feeds share; subclasses decide what to keep (`_deliver`)."""
+    """The reading thread both feeds share; subclasses decide what to keep (`_deliver`).
+
+    `timeout_s`: a consumer that waits this long for a frame finds the source stalled: the
+    feed ends with a `SourceLostError`, whatever the reading thread is stuck in (None:
+    FEED_TIMEOUT_S; math.inf: wait for ever).
+    """
 
     JOIN_TIMEOUT_S = 5.0
+    # After the source itself reported a stall, releasing it may hang in the same driver: the
+    # run waits this long for a clean release, then ends (its exit releases the device).
+    STALLED_JOIN_TIMEOUT_S = 1.0
 
-    def __init__(self, source: FrameSource, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, source: FrameSource, *, clock: Callable[[], float] = time.time, timeout_s: float | None = None) -> None:
         self._source = source
         self._clock = clock
+        self._timeout_s = FEED_TIMEOUT_S if timeout_s is None else timeout_s
         self._stop = threading.Event()
         self._end_reason: str | None = None
         self._failure: GclfError | None = None
+        self._stalled = False  # the consumer found the source stalled: its thread is stuck
         # Daemon: a camera read stuck in its driver must not keep the process alive at exit.
         self._thread = threading.Thread(target=self._run, name=f"gclf-capture {source.name}", daemon=True)
 
@@ -237,6 +339,17 @@ class _ThreadedFeed:
     def failure(self) -> GclfError | None:
         return self._failure
 
+    def _deadline(self) -> float | None:
+        return None if math.isinf(self._timeout_s) else time.monotonic() + self._timeout_s
+
+    def _stall(self) -> None:
+        """The consumer waited `timeout_s` for nothing: end the feed as a lost source."""
+        if self._failure is None:
+            self._failure = stalled(self._source.name, self._timeout_s)
+            self._end_reason = str(self._failure)
+        self._stalled = True
+        self._stop.set()
+
     def _run(self) -> None:
         index = 0
         try:
@@ -249,7 +362,7 @@ class _ThreadedFeed:
                     break
                 index += 1
             else:
-                self._end_reason = "stopped"
+                self._end_reason = self._end_reason or "stopped"
         except GclfError as exc:
             self._failure = exc
             self._end_reason = str(exc)
@@ -257,16 +370,20 @@ class _ThreadedFeed:
             self._failure = SourceLostError(f"{self._source.name}: reading failed ({exc})")
             self._end_reason = str(self._failure)
         finally:
-            # Released here, in the thread that reads, so a read and a release never overlap.
-            self._source.close()
+            # The consumer learns of the end first: releasing a camera that failed can itself
+            # take a while (or hang in its driver). Released here, in the thread that reads, so
+            # a read and a release never overlap.
             self._finish()
+            self._source.close()
 
     def close(self) -> None:
-        """Stop reading and release the source; safe to call more than once."""
+        """Stop reading and release the source; safe to call more than once. A stalled
+        source's thread is stuck in its driver: it is not waited for."""
         self._stop.set()
         self._unblock()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(self.JOIN_TIMEOUT_S)
+        if self._thread.is_alive() and self._thread is not threading.current_thread() and not self._stalled:
+            stalled_source = isinstance(self._failure, SourceStalledError)
+            self._thread.join(self.STALLED_JOIN_TIMEOUT_S if stalled_source else self.JOIN_TIMEOUT_S)
 
     def _deliver(self, frame: Frame) -> bool:
         raise NotImplementedError
@@ -286,8 +403,8 @@ class LatestFrameGrabber(_ThreadedFeed):
     capture to result stays one inference long however slow the model is.
     """
 
-    def __init__(self, source: FrameSource, *, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(source, clock=clock)
+    def __init__(self, source: FrameSource, *, clock: Callable[[], float] = time.time, timeout_s: float | None = None) -> None:
+        super().__init__(source, clock=clock, timeout_s=timeout_s)
         self._cond = threading.Condition()
         self._slot: Frame | None = None
         self._finished = False
@@ -315,9 +432,14 @@ class LatestFrameGrabber(_ThreadedFeed):
             self._cond.notify_all()
 
     def next_frame(self) -> Frame | None:
+        deadline = self._deadline()
         with self._cond:
             while self._slot is None and not self._finished and not self._stop.is_set():
-                self._cond.wait()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    self._stall()
+                    return None
+                self._cond.wait(remaining)
             frame, self._slot = self._slot, None
             return frame
 
@@ -328,8 +450,10 @@ _END = object()
 class OrderedFrameReader(_ThreadedFeed):
     """Every frame, in order: decoding runs ahead by a few frames, nothing is dropped."""
 
-    def __init__(self, source: FrameSource, *, ahead: int = 4, clock: Callable[[], float] = time.time) -> None:
-        super().__init__(source, clock=clock)
+    def __init__(
+        self, source: FrameSource, *, ahead: int = 4, clock: Callable[[], float] = time.time, timeout_s: float | None = None
+    ) -> None:
+        super().__init__(source, clock=clock, timeout_s=timeout_s)
         self._queue: queue.Queue = queue.Queue(maxsize=ahead)
         self._done = False
 
@@ -361,6 +485,7 @@ class OrderedFrameReader(_ThreadedFeed):
     def next_frame(self) -> Frame | None:
         if self._done:
             return None
+        deadline = self._deadline()
         while True:
             try:
                 item = self._queue.get(timeout=0.1)
@@ -369,13 +494,18 @@ class OrderedFrameReader(_ThreadedFeed):
                 if self._stop.is_set() or (not self._thread.is_alive() and self._queue.empty()):
                     self._done = True
                     return None
+                if deadline is not None and time.monotonic() >= deadline:
+                    self._stall()
+                    self._done = True
+                    return None
         if item is _END:
             self._done = True
             return None
         return item
 
 
-def open_feed(source: FrameSource, *, keep_every_frame: bool) -> FrameFeed:
-    """A started feed over `source`: every frame in order, or only the newest (a camera)."""
-    feed = OrderedFrameReader(source) if keep_every_frame else LatestFrameGrabber(source)
+def open_feed(source: FrameSource, *, keep_every_frame: bool, timeout_s: float | None = None) -> FrameFeed:
+    """A started feed over `source`: every frame in order, or only the newest (a camera).
+    A source that delivers nothing for `timeout_s` ends it as lost (None: FEED_TIMEOUT_S)."""
+    feed = OrderedFrameReader(source, timeout_s=timeout_s) if keep_every_frame else LatestFrameGrabber(source, timeout_s=timeout_s)
     return feed.start()

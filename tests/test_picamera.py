@@ -1,9 +1,9 @@
 """gclf-infer --camera picam: the Raspberry Pi camera through picamera2, with a stand-in module.
 
-The stand-in `picamera2` records what gclf asks of it (camera number, configuration) and
-hands out frames the way picamera2's "RGB888" format lays them out in memory: [B, G, R] per
-pixel. The tiny model labels a frame "red" when its red channel dominates, so a red scene
-labelled "red" proves the colour order end to end.
+The stand-in `picamera2` (tests/picam_stand_in) records what gclf asks of it (camera number,
+configuration) and hands out frames the way picamera2's "RGB888" format lays them out in
+memory: [B, G, R] per pixel. The tiny model labels a frame "red" when its red channel
+dominates, so a red scene labelled "red" proves the colour order end to end.
 """
 
 from __future__ import annotations
@@ -12,11 +12,14 @@ import json
 import sys
 import threading
 import time
-import types
+from typing import Iterator
 
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+
+import picam_stand_in.picamera2 as stand_in
+from picam_stand_in.picamera2 import Picamera2 as FakePicamera2
 
 from gclf.runtime import video_sources
 from gclf.runtime.cli import Camera, main
@@ -24,71 +27,21 @@ from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_PARTIAL, EXIT_USAG
 from gclf.runtime.picamera import PicameraSource
 from gclf.runtime.video_sources import LatestFrameGrabber
 
-RED_SCENE_RGB = (230, 20, 20)
+RED_SCENE_RGB = stand_in.RED_SCENE_RGB
 BLUE_SCENE_RGB = (20, 20, 230)
 
 
-class FakePicamera2:
-    """Stands in for `picamera2.Picamera2`; class attributes are the test's knobs and records."""
-
-    camera_info: list[dict] = [{"Model": "imx708", "Id": "/base/soc/i2c0mux/i2c@1/imx708@1a"}]
-    scene_rgb = RED_SCENE_RGB
-    fail_after: int | None = None  # capture_array raises after this many frames
-    instances: list["FakePicamera2"] = []
-
-    def __init__(self, camera_num: int = 0) -> None:
-        self.camera_num = camera_num
-        self.config_request: dict | None = None
-        self.configured: dict | None = None
-        self.started = self.stopped = self.closed = False
-        self.captured = 0
-        self.capture_threads: set[str] = set()
-        FakePicamera2.instances.append(self)
-
-    @staticmethod
-    def global_camera_info() -> list[dict]:
-        return FakePicamera2.camera_info
-
-    def create_video_configuration(self, main=None, **options) -> dict:
-        self.config_request = {"main": dict(main or {}), **options}
-        return {"use_case": "video", "main": dict(main or {}), **options}
-
-    def configure(self, config: dict) -> None:
-        self.configured = config
-
-    def start(self) -> None:
-        assert self.configured is not None, "started before configure()"
-        self.started = True
-
-    def capture_array(self, name: str = "main") -> np.ndarray:
-        assert self.started and not self.closed and name == "main"
-        if self.fail_after is not None and self.captured >= self.fail_after:
-            raise RuntimeError("Device or resource busy")
-        time.sleep(0.002)  # a camera delivers at its own pace
-        self.captured += 1
-        self.capture_threads.add(threading.current_thread().name)
-        width, height = self.configured["main"]["size"]
-        r, g, b = self.scene_rgb
-        frame = np.empty((height, width, 3), dtype=np.uint8)
-        frame[:] = (b, g, r)  # "RGB888" is [B, G, R] in memory (picamera2 manual, appendix A)
-        return frame
-
-    def stop(self) -> None:
-        self.stopped = True
-
-    def close(self) -> None:
-        self.closed = True
-
-
 @pytest.fixture
-def fake_picamera2(monkeypatch) -> type[FakePicamera2]:
+def fake_picamera2(monkeypatch) -> Iterator[type[FakePicamera2]]:
+    """The stand-in picamera2 (tests/picam_stand_in) in sys.modules, its knobs reset."""
     monkeypatch.setattr(FakePicamera2, "instances", [])
     monkeypatch.setattr(FakePicamera2, "scene_rgb", RED_SCENE_RGB)
-    monkeypatch.setattr(FakePicamera2, "fail_after", None)
-    module = types.ModuleType("picamera2")
-    module.Picamera2 = FakePicamera2
-    monkeypatch.setitem(sys.modules, "picamera2", module)
-    return FakePicamera2
+    for knob, value in (("fail_after", None), ("stall_after", None), ("ignore_timeout", False), ("interval_s", 0.002)):
+        monkeypatch.setattr(FakePicamera2, knob, value)
+    monkeypatch.setattr(FakePicamera2, "release", threading.Event())
+    monkeypatch.setitem(sys.modules, "picamera2", stand_in)
+    yield FakePicamera2
+    FakePicamera2.release.set()  # captures left waiting "for ever" end with the test
 
 
 def _infer(*args: object) -> Result:
