@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.bench import Row, format_table, paired_ratio, recommend
-from gclf.runtime.bench_cli import main as bench_main
+from gclf.studies.bench_cli import main as bench_main
 
 
 def test_infer_help_imports_nothing_heavy() -> None:

@@ -55,7 +55,7 @@ def main(out: Path, per_class: int, max_epochs: int) -> None:
     click.echo("[4/4] classifying the held-out test images with the int8 model (torch-free runtime)")
     clf = Classifier(result.run_dir / "model.int8.onnx")
     test = [(Path(p), label) for p, label in run.manifest["splits"]["test"]]
-    results = list(clf.classify_files([p for p, _ in test]))
+    results = list(clf.predict_files([p for p, _ in test]))
     correct = sum(r.prediction is not None and r.prediction.label == label for r, (_, label) in zip(results, test))
     for r in results[:4]:
         click.echo(f"      {r.path.name:<22} -> {r.prediction.label} ({r.prediction.confidence:.2f})")
