@@ -27,7 +27,7 @@ from gclf.train.augment import grey_copy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 
-# gclf's recommended recipe without ImageNet weights (README, "Recommended recipe"): train from
+# gclf's recommended recipe without ImageNet weights (README, "Doing better than the study"): train from
 # scratch at 112 px, where an epoch costs a quarter of one at 224, then continue the same
 # network (head kept) for a few epochs at the 224 px input it will be exported with.
 COMMON = ["--optimizer", "adamw", "--lr-schedule", "onecycle", "--l2", "0.05", "--augment", "standard",

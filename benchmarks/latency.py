@@ -7,7 +7,7 @@ file->label path, with ratios against onnxruntime fp32 at batch 1. It prints its
 asserts nothing: speed depends on the machine and on what else runs on it.
 """
 
-from gclf.runtime.bench_cli import main
+from gclf.studies.bench_cli import main
 
 if __name__ == "__main__":
     main()

@@ -185,7 +185,7 @@ def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]], f
             rows.extend(list(pred.probabilities.values()) for pred in clf.predict_input(batch))
         return np.asarray(rows, dtype=np.float64)
     probs = []
-    for result in clf.classify_files([p for p, _ in files], batch_size=32):
+    for result in clf.predict_files([p for p, _ in files], batch_size=32):
         if result.prediction is None:
             raise ExportCheckError(f"cannot evaluate: {result.error}")
         probs.append(list(result.prediction.probabilities.values()))  # in the model's class order

@@ -6,9 +6,14 @@
     clf.predict("photo.jpg").label               # also an RGB array, or a BGR frame with color="bgr"
 
 Only numpy, OpenCV and onnxruntime are needed here, so this package installs and runs on
-a Raspberry Pi. Training (`gclf.train`) and export (`gclf.export`) import from this
-package, never the other way round: the preprocessing contract lives here once
+a Raspberry Pi. Training and export import from this package, never the other way round
+(pyproject.toml's layers contract): the preprocessing contract lives here once
 (`gclf.runtime.preprocess`).
+
+The names mirror the command: `Classifier.predict_files` is what `gclf-infer` does on files,
+yielding a `FileResult` per file; `predict_faces` and `predict_files(faces=True)` take a
+`HaarFaceDetector` or `YuNetFaceDetector` (or any `FaceDetector`), `default_face_model()`
+names the default one.
 
 The names below are imported on first use, not here: `gclf-infer --help` must start fast,
 and numpy/OpenCV/onnxruntime alone take a few hundred milliseconds to import on a small CPU.
@@ -24,6 +29,11 @@ _API = {
     "Classifier": "gclf.runtime.classifier",
     "Prediction": "gclf.runtime.classifier",
     "FaceResult": "gclf.runtime.classifier",
+    "FileResult": "gclf.runtime.classifier",
+    "FaceDetector": "gclf.runtime.faces",
+    "HaarFaceDetector": "gclf.runtime.faces",
+    "YuNetFaceDetector": "gclf.runtime.faces",
+    "default_face_model": "gclf.runtime.faces",
     "PreprocessSpec": "gclf.runtime.preprocess",
     "GclfError": "gclf.runtime.errors",
     "BadModelError": "gclf.runtime.errors",
@@ -33,8 +43,9 @@ _API = {
 __all__ = list(_API)
 
 if TYPE_CHECKING:
-    from gclf.runtime.classifier import Classifier, FaceResult, Prediction
+    from gclf.runtime.classifier import Classifier, FaceResult, FileResult, Prediction
     from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
+    from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, default_face_model
     from gclf.runtime.preprocess import PreprocessSpec
 
 

@@ -1,19 +1,20 @@
 """Side-by-side speed of the ways to run one gclf model, measured in one process and one run.
 
 Rows (each skipped with a reason when it cannot run here):
-- PyTorch eager on the run's checkpoint (needs the `train` extra and best.pt beside the model)
 - OpenCV DNN on the same ONNX file
 - onnxruntime fp32 and int8 on pre-decoded tensors (bare `session.run`)
-- gclf end to end, JPEG file -> label, fp32 and int8 (`Classifier.classify_files`)
+- gclf end to end, JPEG file -> label, fp32 and int8 (`Classifier.predict_files`)
 
 Latency is batch 1 (median and p90); throughput is images/s at `batch_size`. Warm-up runs are
 excluded. Ratios are against onnxruntime fp32 at batch 1, so they compare like with like on
 whatever machine runs this; absolute numbers only describe that machine.
+
+The PyTorch eager row needs torch, which this package never imports: the `gclf-bench`
+command, which sits above the runtime, passes it in as `reference_row`.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import statistics
 import subprocess
@@ -108,27 +109,12 @@ def bench_opencv_dnn(model: Path, batch1: np.ndarray, batch: np.ndarray, threads
         return Row("OpenCV DNN fp32", note=f"could not run: {str(exc).strip().splitlines()[-1][:80]}")
 
 
-def bench_pytorch(model: Path, batch1: np.ndarray, batch: np.ndarray, threads: int, repeats: int) -> Row:
-    """PyTorch eager on best.pt beside the model; needs the `train` extra."""
-    checkpoint = model.parent / "best.pt"
-    if not checkpoint.is_file():
-        return Row("PyTorch eager fp32", note="skipped: no best.pt beside the model")
-    try:
-        reference = importlib.import_module("gclf.export.torch_reference")
-    except ImportError as exc:
-        return Row("PyTorch eager fp32", note=f"skipped: {exc.name} not installed")
-    run = reference.eager_runner(checkpoint, threads)
-    lat = time_calls(lambda: run(batch1), repeats=repeats, warmup=3)
-    ips = throughput(lambda: run(batch), len(batch), repeats=max(3, repeats // 4), warmup=1)
-    return Row("PyTorch eager fp32", lat, ips, rss_mb())
-
-
 def bench_end_to_end(name: str, model: Path, files: Sequence[Path], batch_size: int, threads: int, repeats: int) -> Row:
     """JPEG on disk -> label, batch 1 latency per file and folder throughput, through gclf's own path."""
     clf = Classifier(model, threads=threads)
     one = [files[0]]
-    lat = time_calls(lambda: list(clf.classify_files(one, batch_size=1)), repeats=repeats, warmup=3)
-    ips = throughput(lambda: list(clf.classify_files(files, batch_size=batch_size)), len(files), repeats=3, warmup=1)
+    lat = time_calls(lambda: list(clf.predict_files(one, batch_size=1)), repeats=repeats, warmup=3)
+    ips = throughput(lambda: list(clf.predict_files(files, batch_size=batch_size)), len(files), repeats=3, warmup=1)
     return Row(name, lat, ips, rss_mb())
 
 
@@ -156,7 +142,7 @@ def end_to_end_vs_bare(model: Path, files: Sequence[Path], batch_size: int, thre
     files = list(files[:n])
     tensors = [preprocess_batch([decode_image(p) for p in files[i : i + batch_size]], clf.spec) for i in range(0, n, batch_size)]
     return paired_ratio(
-        lambda: list(clf.classify_files(files, batch_size=batch_size)),
+        lambda: list(clf.predict_files(files, batch_size=batch_size)),
         lambda: [clf.logits(t) for t in tensors],
     )
 
@@ -194,7 +180,12 @@ def startup_seconds(repeats: int = 5) -> float:
     return statistics.median(samples)
 
 
-def run_benchmark(fp32: Path, int8: Path | None, images: Sequence[Path], *, batch_size: int = 8, threads: int = 0, repeats: int = 30, log: Callable[[str], None] = print) -> list[Row]:
+# A row measured outside the runtime (gclf-bench's PyTorch row):
+# (model, batch-1 input, batch input, threads, repeats) -> Row.
+RowMaker = Callable[[Path, np.ndarray, np.ndarray, int, int], Row]
+
+
+def run_benchmark(fp32: Path, int8: Path | None, images: Sequence[Path], *, batch_size: int = 8, threads: int = 0, repeats: int = 30, reference_row: RowMaker | None = None, log: Callable[[str], None] = print) -> list[Row]:
     threads = threads or os.cpu_count() or 1
     clf = Classifier(fp32, threads=threads)
     spec = clf.spec
@@ -208,7 +199,8 @@ def run_benchmark(fp32: Path, int8: Path | None, images: Sequence[Path], *, batc
     if int8:
         rows.append(bench_onnxruntime("onnxruntime int8", int8, batch1, batch, threads, repeats))
     rows.append(bench_opencv_dnn(fp32, batch1, batch, threads, repeats))
-    rows.append(bench_pytorch(fp32, batch1, batch, threads, repeats))
+    if reference_row is not None:
+        rows.append(reference_row(fp32, batch1, batch, threads, repeats))
     rows.append(bench_end_to_end("gclf file->label fp32", fp32, images, batch_size, threads, repeats))
     if int8:
         rows.append(bench_end_to_end("gclf file->label int8", int8, images, batch_size, threads, repeats))

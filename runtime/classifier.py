@@ -188,7 +188,7 @@ class Classifier:
         trained with (gclf-train --face-crop), else to gclf.runtime.faces.default_face_model's
         (YuNet where its file is cached, else OpenCV's bundled Haar cascade) and
         DEFAULT_FACE_MARGIN. An image
-        without a face gives an empty list; `classify_files(paths, faces=True)` does the same
+        without a face gives an empty list; `predict_files(paths, faces=True)` does the same
         for files, with a whole-image fallback.
         """
         if self.metadata.input_kind != "faces":
@@ -202,7 +202,7 @@ class Classifier:
         faces, _ = self._run_prepared([prepared])[0]
         return list(faces)
 
-    def classify_files(
+    def predict_files(
         self,
         paths: Iterable[str | os.PathLike],
         *,

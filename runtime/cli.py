@@ -205,7 +205,7 @@ def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -
     width = max(len(str(f)) for f in files)
     if not opts.as_json:
         click.echo(f"{'image':<{width}}  {'label':<16} confidence")
-    for result in clf.classify_files(files, batch_size=opts.batch_size):
+    for result in clf.predict_files(files, batch_size=opts.batch_size):
         if result.error is not None:
             n_failed += 1
             click.echo(f"skipped: {result.error}", err=True)
@@ -228,7 +228,7 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
     width = max(len(str(f)) for f in files)
     if not opts.as_json:
         click.echo(f"{'image':<{width}}  {'face':>4}  {'box x,y,w,h':<19} {'label':<16} confidence")
-    results = clf.classify_files(
+    results = clf.predict_files(
         files, batch_size=opts.batch_size, faces=True, detector=detector, margin=opts.face_margin, no_face=no_face
     )
     for result in results:

@@ -2,7 +2,7 @@
 
 Every failure that is the user's (a bad option, a bad file, a diverged training) is a
 `GclfError` with a sentence for the user; the CLIs print that sentence and exit with the
-error's code instead of a traceback. The codes are documented in the README.
+error's code instead of a traceback. The codes are documented in docs/cli.md.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ Box = tuple[int, int, int, int]  # x, y, width, height, in pixels
 # box, hence 0; face crops with more context around the face need a larger margin.
 DEFAULT_FACE_MARGIN = 0.0
 
-# What `classify_files(faces=True)` does with a photo in which no face is found: classify the
+# What `predict_files(faces=True)` does with a photo in which no face is found: classify the
 # whole image (the default: on photos of people in scenes, largest face else whole image gave
 # 73.7% where whole images alone gave 52.6%, issue 11), or leave it unclassified.
 NO_FACE_ACTIONS = ("whole", "skip")

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.bench import Row, format_table, paired_ratio, recommend
-from gclf.runtime.bench_cli import main as bench_main
+from gclf.studies.bench_cli import main as bench_main, pytorch_row
 
 
 def test_infer_help_imports_nothing_heavy() -> None:
@@ -45,6 +45,15 @@ def test_paired_ratio_compares_like_with_like() -> None:
 
     ratio = paired_ratio(lambda: time.sleep(0.004), lambda: time.sleep(0.002), rounds=3)
     assert 0.25 < ratio < 0.8  # candidate takes about twice as long as the reference
+
+
+def test_the_pytorch_row_says_why_it_is_missing(tmp_path, monkeypatch) -> None:
+    model = tmp_path / "model.onnx"
+    assert pytorch_row(model, None, None, 1, 5).note == "skipped: no best.pt beside the model"
+    (tmp_path / "best.pt").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, "torch", None)  # as in a runtime-only install
+    row = pytorch_row(model, None, None, 1, 5)
+    assert row.latency_ms is None and row.note.startswith("skipped: torch not installed")
 
 
 @pytest.mark.slow

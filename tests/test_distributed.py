@@ -192,8 +192,8 @@ def test_freeze_is_refused_under_torchrun(data: Path, tmp_path: Path) -> None:
 
 def test_experiments_and_quickstart_are_refused_under_torchrun(data: Path, tmp_path: Path) -> None:
     # They run trainings one after another in one process: N copies would race on one folder.
-    from gclf.train.experiment_cli import main as experiment_main
-    from gclf.train.quickstart import main as quickstart_main
+    from gclf.studies.experiment_cli import main as experiment_main
+    from gclf.studies.quickstart import main as quickstart_main
 
     env = {"WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}
     exp = CliRunner().invoke(experiment_main, ["learn-rate", "--data", str(data), "--out", str(tmp_path / "e"), "--seeds", "1"], env=env)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gclf.train import experiment as experiment_module
-from gclf.train.experiment_cli import main
+from gclf.studies import experiment as experiment_module
+from gclf.studies.experiment_cli import main
 from gclf.train.synthetic import make_shapes_dataset
 
 TINY = ["--weights", "none", "--image-size", "64", "--max-epochs", "1", "--device", "cpu", "--seeds", "1"]

@@ -1,5 +1,5 @@
 """Faces on photo files: `gclf-infer MODEL PHOTOS` with a faces model, and the Python API's
-`Classifier.classify_files(faces=True)`, detect each photo's faces and classify every one.
+`Classifier.predict_files(faces=True)`, detect each photo's faces and classify every one.
 
 Most tests use the tiny hand-built model (class "red" scores the red channel, "blue" the blue
 one) and a stand-in detector that calls every strongly coloured patch a face, so boxes and
@@ -89,7 +89,7 @@ def _by_name(results) -> dict:
 def test_every_face_of_every_photo_is_classified_largest_first(faces_model: Path, photos: Path) -> None:
     clf = Classifier(faces_model)
 
-    results = _by_name(clf.classify_files(sorted(photos.iterdir()), faces=True, detector=ColouredPatches()))
+    results = _by_name(clf.predict_files(sorted(photos.iterdir()), faces=True, detector=ColouredPatches()))
 
     two = results["a_two.png"]
     assert [(f.box, f.label) for f in two.faces] == [(LARGE_RED, "red"), (SMALL_BLUE, "blue")]
@@ -102,8 +102,8 @@ def test_a_photo_without_a_face_is_classified_whole_by_default(faces_model: Path
     clf = Classifier(faces_model)
     files = sorted(photos.iterdir())
 
-    none = _by_name(clf.classify_files(files, faces=True, detector=ColouredPatches()))["b_none.png"]
-    whole = _by_name(clf.classify_files(files))["b_none.png"]  # no detection: the whole image
+    none = _by_name(clf.predict_files(files, faces=True, detector=ColouredPatches()))["b_none.png"]
+    whole = _by_name(clf.predict_files(files))["b_none.png"]  # no detection: the whole image
 
     assert none.faces == () and none.fallback == "whole_image"
     assert none.prediction == whole.prediction  # the same preprocessing and answer as --no-faces
@@ -113,7 +113,7 @@ def test_a_photo_without_a_face_is_classified_whole_by_default(faces_model: Path
 def test_a_photo_without_a_face_can_be_left_unclassified(faces_model: Path, photos: Path) -> None:
     clf = Classifier(faces_model)
 
-    results = _by_name(clf.classify_files(sorted(photos.iterdir()), faces=True, detector=ColouredPatches(), no_face="skip"))
+    results = _by_name(clf.predict_files(sorted(photos.iterdir()), faces=True, detector=ColouredPatches(), no_face="skip"))
 
     none = results["b_none.png"]
     assert none.faces == () and none.prediction is None and none.error is None
@@ -127,7 +127,7 @@ def test_all_faces_of_a_batch_of_photos_go_through_one_inference_call(faces_mode
     original = clf.predict_input
     monkeypatch.setattr(clf, "predict_input", lambda batch: calls.append(len(batch)) or original(batch))
 
-    list(clf.classify_files(sorted(photos.iterdir()), faces=True, detector=ColouredPatches(), batch_size=16))
+    list(clf.predict_files(sorted(photos.iterdir()), faces=True, detector=ColouredPatches(), batch_size=16))
 
     assert calls == [4]  # 2 + 1 faces and the faceless photo's whole image
 
@@ -137,8 +137,8 @@ def test_results_do_not_depend_on_the_batch_size(faces_model: Path, photos: Path
     clf = Classifier(faces_model)
     files = sorted(photos.iterdir()) * 2
 
-    results = list(clf.classify_files(files, faces=True, detector=ColouredPatches(), batch_size=batch_size))
-    reference = list(clf.classify_files(files, faces=True, detector=ColouredPatches(), batch_size=64))
+    results = list(clf.predict_files(files, faces=True, detector=ColouredPatches(), batch_size=batch_size))
+    reference = list(clf.predict_files(files, faces=True, detector=ColouredPatches(), batch_size=64))
 
     assert [r.path for r in results] == files  # in input order
     assert [(r.faces, r.prediction) for r in results] == [(r.faces, r.prediction) for r in reference]
@@ -147,7 +147,7 @@ def test_results_do_not_depend_on_the_batch_size(faces_model: Path, photos: Path
 def test_predict_faces_on_an_array_agrees_with_the_file_path(faces_model: Path, photos: Path) -> None:
     clf = Classifier(faces_model)
     files = sorted(photos.iterdir())
-    by_file = _by_name(clf.classify_files(files, faces=True, detector=ColouredPatches(), margin=0.2))
+    by_file = _by_name(clf.predict_files(files, faces=True, detector=ColouredPatches(), margin=0.2))
 
     for path in files:
         bgr = cv2.imread(str(path))
@@ -158,8 +158,8 @@ def test_the_margin_widens_the_crop_not_the_reported_box(faces_model: Path, phot
     clf = Classifier(faces_model)
     files = [photos / "a_two.png"]
 
-    tight = next(clf.classify_files(files, faces=True, detector=ColouredPatches(), margin=0.0))
-    wide = next(clf.classify_files(files, faces=True, detector=ColouredPatches(), margin=0.5))
+    tight = next(clf.predict_files(files, faces=True, detector=ColouredPatches(), margin=0.0))
+    wide = next(clf.predict_files(files, faces=True, detector=ColouredPatches(), margin=0.5))
 
     assert [f.box for f in wide.faces] == [f.box for f in tight.faces]
     # The widened crop takes in black background: the face's colour weighs less.
@@ -168,7 +168,7 @@ def test_the_margin_widens_the_crop_not_the_reported_box(faces_model: Path, phot
 
 def test_an_unknown_no_face_action_is_refused(faces_model: Path, photos: Path) -> None:
     with pytest.raises(ValueError, match="no_face"):
-        list(Classifier(faces_model).classify_files([photos / "a_two.png"], faces=True, no_face="guess"))
+        list(Classifier(faces_model).predict_files([photos / "a_two.png"], faces=True, no_face="guess"))
 
 
 def test_the_command_offers_the_librarys_no_face_actions() -> None:

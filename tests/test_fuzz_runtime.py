@@ -139,7 +139,7 @@ def test_mutated_images_predict_or_are_refused_by_name(data: bytes, classifier: 
     _check_one(data, classifier)
 
 
-def test_classify_files_reports_every_mutated_file_by_name(tmp_path: Path, classifier: Classifier) -> None:
+def test_predict_files_reports_every_mutated_file_by_name(tmp_path: Path, classifier: Classifier) -> None:
     """The threaded file path of gclf-infer: results in order, errors naming each file."""
     rng = np.random.default_rng(0)
     paths = []
@@ -152,7 +152,7 @@ def test_classify_files_reports_every_mutated_file_by_name(tmp_path: Path, class
         paths.append(tmp_path / f"{i:02d}.jpg")
         paths[-1].write_bytes(bytes(data))
 
-    results = list(classifier.classify_files(paths, batch_size=8))
+    results = list(classifier.predict_files(paths, batch_size=8))
 
     assert sorted(r.path for r in results) == paths
     for result in results:

@@ -58,7 +58,7 @@ def test_a_valid_tiny_model_loads_and_reads_its_metadata(tiny_onnx, tmp_path: Pa
     assert clf.spec == PreprocessSpec(input_height=24, input_width=40)
     assert clf.metadata.variant == "fp32" and clf.metadata.training == TINY_TRAINING_SUMMARY
     image = write_image_file(tmp_path / "red.png", solid_bgr((255, 0, 0)))
-    [result] = list(clf.classify_files([image]))
+    [result] = list(clf.predict_files([image]))
     assert result.prediction is not None and result.prediction.label == "red"
 
 

@@ -56,7 +56,7 @@ def test_the_readme_example_runs_as_written(tiny_onnx, tmp_path: Path, monkeypat
     assert set(eval(lines[1])) == {"red", "blue"}  # the probabilities, one per class
     assert lines[2:4] == ["red", "blue"]  # predict_batch, in input order
     assert lines[4].startswith("skipped: broken.jpg: ")
-    # classify_files(faces=True): plain colours hold no face, so both are classified whole.
+    # predict_files(faces=True): plain colours hold no face, so both are classified whole.
     assert lines[5:] == ["photo.jpg [] whole_image", "other.png [] whole_image"]
 
 
@@ -173,3 +173,15 @@ def test_importing_the_api_loads_nothing_heavy_until_a_name_is_used() -> None:
     first, second = proc.stdout.splitlines()
     assert first == "[] gclf.runtime.classifier False"  # onnxruntime waits for the first Classifier
     assert second.startswith("AttributeError") and "NoSuchName" in second
+
+
+def test_every_type_the_readme_tells_users_to_pass_or_receive_is_exported() -> None:
+    import gclf.runtime
+
+    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"\b(?:[A-Z][a-z]+)+(?:Detector|Result|Error|Spec|Classifier|Prediction)\b|\bClassifier\b|\bPrediction\b|\bdefault_face_model\b", section))
+    assert {"Classifier", "HaarFaceDetector", "YuNetFaceDetector", "FileResult"} <= named  # the README's own words
+    missing = sorted(n for n in named - {"ValueError"} if n not in gclf.runtime.__all__)  # a builtin
+    assert missing == [], f"the README's Python API names {missing}, which gclf.runtime does not export"
+    for name in named - {"ValueError"}:
+        assert getattr(gclf.runtime, name) is not None

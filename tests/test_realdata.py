@@ -79,7 +79,7 @@ def _predict(model: Path, items: list[tuple[Path, str]]) -> np.ndarray:
     from gclf.runtime.classifier import Classifier
 
     clf = Classifier(model)
-    results = list(clf.classify_files([p for p, _ in items]))
+    results = list(clf.predict_files([p for p, _ in items]))
     assert all(r.prediction is not None for r in results), [r.error for r in results if r.error]
     return np.array([r.prediction.label for r in results])
 

@@ -1,4 +1,4 @@
-"""The --serve page in a real browser: Debian's headless Chromium, driven over the DevTools
+"""The --serve page in a real browser: headless Chromium (or Chrome), driven over the DevTools
 protocol on a pipe (no driver, no download, no extra package), while gclf-infer plays a video.
 
 The video's frames are solid red or solid blue, the colour changing every second, and the
@@ -10,17 +10,18 @@ address bar. The test reads what the browser shows:
   outline on the solid colour (the label and FPS drawn into the frame);
 - the page's text: a label "red 0.9x" and "blue 0.9x" at different moments, a number for
   FPS, the model's name and its classes.
-Chromium missing is a failure, not a skip: CI must install it (apt-get install chromium).
+A missing browser is a failure, not a skip: README command 2 installs one with
+tools/test_deps.py, which is also where this test looks for it.
 """
 
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import os
 import queue
 import re
-import shutil
 import subprocess
 import threading
 import time
@@ -74,11 +75,16 @@ SAMPLE_JS = r"""
 
 
 def find_chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("the browser test needs Debian's headless Chromium: apt-get install -y chromium (.ci/run installs it)")
+    """The browser tools/test_deps.py finds (or installs): one search, in one place."""
+    tool = Path(__file__).resolve().parents[1] / "tools" / "test_deps.py"
+    spec = importlib.util.spec_from_file_location("gclf_test_deps", tool)
+    assert spec is not None and spec.loader is not None, f"{tool} is missing"
+    test_deps = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_deps)
+    path = test_deps.find_browser()
+    if path is None:
+        pytest.fail(f"the browser test needs a headless Chromium or Chrome: run python tools/test_deps.py, or {test_deps.HOW}")
+    return path
 
 
 class DevTools:

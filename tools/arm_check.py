@@ -54,14 +54,16 @@ SUITES = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41)}
 CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 
 # Tolerances on each class probability, ARM against x86. Measured (docs/raspberry-pi.md):
-# fp32 differs by float rounding alone (largest seen 6e-6; gclf-infer prints 6 decimals), so
-# 1e-4 leaves about 20x headroom. int8 differs by the int8 kernels: on an x86 CPU with AVX2 but
+# fp32: 0 to 6e-6 with 224 px models, but 3.7e-4 with the quick start's 112 px model (all four
+# Pis alike, 2026-12-01): OpenCV's aarch64 build shrinks the 200x200 UTKFace photos to 112 px
+# with slightly different pixels than x86's (the preprocessed tensors differ; the logits of
+# identical tensors agree to 1e-7). 1e-3 leaves 2.7x headroom. int8 differs by the int8 kernels: on an x86 CPU with AVX2 but
 # no VNNI, onnxruntime's u8s8 kernels saturate their 16-bit intermediate sums, and x86's int8
 # answer moves away from fp32 (the quick start's model on a UTKFace photo: fp32 0.811, x86
 # int8 0.737, ARM int8 0.815 on both Pi CPUs), so ARM against x86 differed by up to 0.12 on
 # CI's AMD EPYC (5e-4 with a 224 px model of one epoch). 0.2 covers that with 1.7x headroom;
 # labels must still agree wherever x86's two best classes are more than 2 x 0.2 apart.
-TOL_FP32 = 1e-4
+TOL_FP32 = 1e-3
 TOL_INT8 = 0.2
 
 EXIT_FAILED = 1

@@ -89,7 +89,7 @@ def _show(report: Path) -> None:
 
 def _run(kind: str, arms: list, grey_test: bool, data: tuple[Path, ...], out: Path, seeds: int, **options: Any) -> None:
     base = _base(data, out, options)
-    from gclf.train.experiment import resolve_overrides, run_arms, write_report
+    from gclf.studies.experiment import resolve_overrides, run_arms, write_report
 
     arms = resolve_overrides(base, arms)
     seed_list = list(range(seeds))
@@ -109,7 +109,7 @@ def main() -> None:
 @report_errors
 def learn_rate(rates: list[float], **options: Any) -> None:
     """Accuracy and divergence (NaN loss) per initial learn rate: the study's Table 1."""
-    from gclf.train.experiment import learn_rate_arms
+    from gclf.studies.experiment import learn_rate_arms
 
     _run("learn-rate", learn_rate_arms(rates), False, **options)
 
@@ -120,7 +120,7 @@ def learn_rate(rates: list[float], **options: Any) -> None:
 @report_errors
 def grey(grey_p: float, **options: Any) -> None:
     """Colour vs grey test photos, for a model trained without and one with grey augmentation."""
-    from gclf.train.experiment import grey_arms
+    from gclf.studies.experiment import grey_arms
 
     _run("grey", grey_arms(grey_p), True, **options)
 
@@ -131,7 +131,7 @@ def grey(grey_p: float, **options: Any) -> None:
 @report_errors
 def data_size(sizes: list[int | None], **options: Any) -> None:
     """Accuracy and training time for fewer and more training images (same validation and test)."""
-    from gclf.train.experiment import data_size_arms
+    from gclf.studies.experiment import data_size_arms
 
     _run("data-size", data_size_arms(sizes), False, **options)
 
@@ -159,7 +159,7 @@ def image_size(sizes: list[int], extra_test: Path | None, extra_test_max: int | 
     """Accuracy fp32/int8 (test split and --extra-test) and batch-1 latency fp32/int8 on this
     machine, per input size: each run is exported with gclf-export's own code."""
     base = _base(data, out, options)
-    from gclf.train.image_size import read_extra_test, run_image_size
+    from gclf.studies.image_size import read_extra_test, run_image_size
 
     extra = read_extra_test(extra_test, extra_test_max) if extra_test is not None else None
     _show(run_image_size(base, sizes, list(range(seeds)), out, click.echo, extra=extra, threads=threads, repeats=repeats))

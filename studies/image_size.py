@@ -29,7 +29,7 @@ import numpy as np
 from gclf.runtime.errors import BadDataError
 from gclf.runtime.files import list_images, write_atomic_with, write_json_atomic, write_text_atomic
 from gclf.train.config import TrainConfig
-from gclf.train.experiment import Arm, Outcome, header, run_arms
+from gclf.studies.experiment import Arm, Outcome, header, run_arms
 
 Log = Callable[[str], None]
 KIND = "image-size"
@@ -99,7 +99,7 @@ def _accuracy(model: Path, items: Sequence[tuple[Path, str]]) -> tuple[float, in
 
     clf = Classifier(model)
     correct = done = failed = 0
-    for result, (_, label) in zip(clf.classify_files([p for p, _ in items], batch_size=32), items):
+    for result, (_, label) in zip(clf.predict_files([p for p, _ in items], batch_size=32), items):
         if result.prediction is None:
             failed += 1
             continue

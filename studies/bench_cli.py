@@ -1,14 +1,51 @@
-"""`gclf-bench`: how fast each way of running a gclf model is on this machine, side by side."""
+"""`gclf-bench`: how fast each way of running a gclf model is on this machine, side by side.
+
+The measuring is gclf.runtime.bench (torch-free, so a runtime-only install on a Pi measures
+OpenCV and onnxruntime); the PyTorch eager row lives here, above both, because it needs the
+training side's checkpoint loader and torch, which only the `train` extra installs.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gclf.runtime.cli_support import report_errors
 from gclf.runtime.errors import UsageError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gclf.runtime.bench import Row
+
+
+def pytorch_row(model: Path, batch1: np.ndarray, batch: np.ndarray, threads: int, repeats: int) -> Row:
+    """PyTorch eager on the run's best.pt beside `model`; a skipped row when either is missing."""
+    from gclf.runtime.bench import Row, rss_mb, throughput, time_calls
+
+    name = "PyTorch eager fp32"
+    checkpoint = model.parent / "best.pt"
+    if not checkpoint.is_file():
+        return Row(name, note="skipped: no best.pt beside the model")
+    try:
+        import torch
+
+        from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
+    except ImportError as exc:
+        return Row(name, note=f"skipped: {exc.name} not installed (the `train` extra)")
+    torch.set_num_threads(threads)
+    network = model_from_checkpoint(load_gclf_checkpoint(checkpoint)).eval()
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return network(torch.from_numpy(x)).numpy()
+
+    lat = time_calls(lambda: run(batch1), repeats=repeats, warmup=3)
+    ips = throughput(lambda: run(batch), len(batch), repeats=max(3, repeats // 4), warmup=1)
+    return Row(name, lat, ips, rss_mb())
 
 
 def _default_images(model: Path) -> list[Path]:
@@ -40,7 +77,7 @@ def main(model: Path, int8: Path | None, images: Path | None, batch_size: int, t
     if not files:
         raise UsageError("no images to benchmark with: pass --images DIR")
     files = files[: max(4 * batch_size, 32)]
-    rows = run_benchmark(model, int8, files, batch_size=batch_size, threads=threads, repeats=repeats, log=click.echo)
+    rows = run_benchmark(model, int8, files, batch_size=batch_size, threads=threads, repeats=repeats, reference_row=pytorch_row, log=click.echo)
     click.echo(format_table(rows))
     for name, path in (("fp32", model), ("int8", int8)):
         if path is not None:

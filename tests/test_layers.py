@@ -1,0 +1,85 @@
+"""The layers hold: studies > export > train > runtime, and the runtime never imports torch or onnx.
+
+The contracts live in pyproject.toml ([tool.importlinter]) and are checked here with
+import-linter on a copy of the installed packages (the editable install's `gclf` is a path
+hook that import-linter cannot walk, and the copy lets a test add a wrong arrow on purpose).
+import-linter sees `import` statements only, so a grep of runtime/ catches the string
+imports (importlib.import_module("gclf.export...")) it would miss.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = ("runtime", "train", "export", "studies")
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(f"gclf.{name}")
+    assert spec is not None and spec.submodule_search_locations, f"gclf.{name} is not installed"
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+@pytest.fixture(scope="module")
+def source_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tmp/gclf/<package>/*.py, the installed sources; gclf/__init__.py makes it a regular
+    package, found before the installed namespace package."""
+    root = tmp_path_factory.mktemp("layers")
+    for name in PACKAGES:
+        shutil.copytree(_package_dir(name), root / "gclf" / name, ignore=shutil.ignore_patterns("__pycache__", "*.html"))
+    (root / "gclf" / "__init__.py").write_text("")
+    return root
+
+
+def lint(root: Path) -> subprocess.CompletedProcess[str]:
+    code = (
+        "import sys; from importlinter.cli import lint_imports; "
+        f"sys.exit(lint_imports(config_filename={str(REPO / 'pyproject.toml')!r}, no_cache=True, no_logo=True))"
+    )
+    return subprocess.run([sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True, timeout=300)
+
+
+def test_the_layers_contracts_hold(source_copy: Path) -> None:
+    done = lint(source_copy)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Contracts: 2 kept, 0 broken." in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("module", "line", "contract"),
+    [
+        ("train/_wrong_arrow.py", "import gclf.export.pipeline\n", "studies > export > train > runtime"),
+        ("runtime/_wrong_arrow.py", "from gclf.studies import quickstart\n", "studies > export > train > runtime"),
+        ("runtime/_wrong_arrow.py", "import torch\n", "the runtime installs without torch or onnx"),
+    ],
+)
+def test_a_wrong_arrow_breaks_a_contract(source_copy: Path, module: str, line: str, contract: str) -> None:
+    wrong = source_copy / "gclf" / module
+    wrong.write_text(line)
+    try:
+        done = lint(source_copy)
+    finally:
+        wrong.unlink()
+    assert done.returncode != 0
+    assert f"{contract} BROKEN" in done.stdout, done.stdout + done.stderr
+
+
+def test_the_runtime_does_not_name_training_or_export_even_in_a_string() -> None:
+    # `gclf.training` is a metadata key, not the package: \b leaves it out.
+    named = re.compile(r"gclf\.(train|export)\b")
+    found = [
+        f"{path.relative_to(REPO)}:{n}: {line.strip()}"
+        for path in sorted((REPO / "runtime").rglob("*"))
+        if path.is_file() and path.suffix in (".py", ".html")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if named.search(line)
+    ]
+    assert found == []

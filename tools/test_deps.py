@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""What the tests need beyond pip: a headless Chromium (or Chrome) for tests/test_serve_browser.py.
+
+    python tools/test_deps.py          # README command 2 runs it before pytest
+
+Looks for a browser where systems keep one ($GCLF_BROWSER, $CHROME, chromium,
+chromium-browser, google-chrome on the PATH, the macOS application folders) and, when there is
+none, installs Chromium with the system's package manager: apt-get (Debian: `chromium`;
+Ubuntu: `chromium-browser`), dnf, or Homebrew on macOS. No browser is downloaded by pip or at
+test time (a machine that reaches only package registries cannot). Exit 0 with the browser's
+path printed; 1 with a sentence saying how to install one when nothing worked.
+Standard library only: it runs before or after `pip install`.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+MACOS_APPS = (
+    "/Applications/Chromium.app/Contents/MacOS/Chromium",
+    "/Applications/Google Chrome.app/Contents/MacOS/Google Chrome",
+)
+HOW = (
+    "install Chromium or Chrome (Debian: apt-get install chromium; Ubuntu: apt-get install "
+    "chromium-browser; Fedora: dnf install chromium; macOS: brew install --cask chromium), "
+    "or set GCLF_BROWSER to its executable"
+)
+
+
+def find_browser() -> str | None:
+    """The first headless-capable browser found on this machine, or None."""
+    for variable in ("GCLF_BROWSER", "CHROME"):
+        value = os.environ.get(variable)
+        if value:
+            return shutil.which(value) or (value if Path(value).is_file() else None)
+    for name in NAMES:
+        if path := shutil.which(name):
+            return path
+    return next((app for app in MACOS_APPS if Path(app).is_file()), None)
+
+
+def _run(command: list[str]) -> bool:
+    print("test-deps: " + " ".join(command), flush=True)
+    return subprocess.run(command, stdout=subprocess.DEVNULL).returncode == 0
+
+
+def install() -> None:
+    """Install Chromium with this system's package manager (as root, or through sudo)."""
+    sudo = ["sudo"] if os.name == "posix" and os.geteuid() != 0 and shutil.which("sudo") else []
+    if platform.system() == "Darwin" and shutil.which("brew"):
+        _run(["brew", "install", "--cask", "chromium"])
+    elif shutil.which("apt-get"):
+        apt = [*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        _run([*apt, "update", "-qq"])  # a failed update may still leave a usable list
+        # Debian's package is chromium; Ubuntu's is chromium-browser.
+        _run([*apt, "install", "-y", "-qq", "--no-install-recommends", "chromium"]) or _run(
+            [*apt, "install", "-y", "-qq", "--no-install-recommends", "chromium-browser"]
+        )
+    elif shutil.which("dnf"):
+        _run([*sudo, "dnf", "install", "-y", "chromium"])
+
+
+def main() -> int:
+    browser = find_browser()
+    if browser is None:
+        install()
+        browser = find_browser()
+    if browser is None:
+        print(f"test-deps: no headless browser for tests/test_serve_browser.py: {HOW}", file=sys.stderr)
+        return 1
+    print(f"test-deps: browser for the --serve test: {browser}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
