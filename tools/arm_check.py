@@ -157,7 +157,8 @@ def ensure_tools(cache: Path) -> tuple[Path, list[str]]:
     """qemu-aarch64 (qemu 10, static) and a debootstrap command, downloaded once into the cache."""
     qemu = cache / "qemu-aarch64"
     boot = cache / "debootstrap"
-    if not qemu.is_file() or not (boot / "usr" / "sbin" / "debootstrap").is_file():
+    # qemu-x86_64 too: tests/test_int8_cpu.py runs x86 int8 on an emulated CPU without VNNI.
+    if not qemu.is_file() or not (cache / "qemu-x86_64").is_file() or not (boot / "usr" / "sbin" / "debootstrap").is_file():
         if platform.machine() not in ("x86_64", "AMD64"):
             raise SetupError(f"the ARM check emulates aarch64 on x86_64; this machine is {platform.machine()}")
         log("fetching qemu-user (qemu 10) and debootstrap from Debian trixie")
@@ -170,7 +171,8 @@ def ensure_tools(cache: Path) -> tuple[Path, list[str]]:
             if not binary.is_file():
                 raise SetupError(f"{qemu_deb.name} has no usr/bin/qemu-aarch64")
             _publish(tmp / "debootstrap", boot)
-            binary.rename(qemu)  # the one emulator needed, not the package's 40
+            (tmp / "qemu" / "usr" / "bin" / "qemu-x86_64").rename(cache / "qemu-x86_64")
+            binary.rename(qemu)  # the two emulators needed, not the package's 40
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     debootstrap = [str(boot / "usr" / "sbin" / "debootstrap")]

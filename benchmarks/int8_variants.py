@@ -1,0 +1,244 @@
+"""What onnxruntime's int8 options do to a gclf model, side by side: agreement with fp32 on an
+outside set, natively and on an emulated AVX2-only x86 CPU, and speed at batch 1.
+
+    python benchmarks/int8_variants.py RUN_DIR [--outside DIR] [--images N]
+        [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--work DIR]
+
+RUN_DIR is an exported gclf run (model.onnx, manifest.json). Each variant is quantized from
+model.onnx with static calibration on the same training-split images gclf-export uses (300,
+class-balanced, seed 0):
+
+- QDQ or QOperator format; per-channel or per-tensor weights;
+- s8 weights, full 8-bit or 7-bit (`reduce_range`), or u8 weights (U8U8);
+- with or without `quant_pre_process` (shape inference and Conv+BatchNorm fusion first);
+- gclf's remedy: first convolution and classifier in float.
+
+For each: top-1 agreement with fp32 and both accuracies on the outside set (decoded and
+resized as gclf-infer does for whole images), the largest shift in fp32's top-class
+probability, whether the file is saturation-safe (gclf.export.quantize.saturation_safe), and the
+batch-1 speed ratio int8/fp32 (paired rounds, one thread, this machine). With --emulate-images,
+the first M outside images also run under qemu user-mode emulation of a CPU without VNNI
+(default Haswell: AVX2, where onnxruntime's u8 x s8 kernels saturate): agreement there, and
+the largest difference between the emulated and the native int8 probabilities (zero for a file
+that means the same on every CPU). Speed under emulation means nothing and is not measured.
+The graph optimisation levels are timed for gclf's default variant. Prints a table and writes
+RESULTS.json in --work; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+CALIBRATION_IMAGES = 300  # as gclf-export's default --calibration-size
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    quant_format: str = "QDQ"  # or "QOperator"
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit s8 weights
+    weight_type: str = "QInt8"  # or "QUInt8" (U8U8)
+    preprocess: bool = True  # quant_pre_process first
+    ends_float: bool = False  # first Conv and classifier in float (gclf's first remedy)
+
+
+VARIANTS = [
+    Variant("qdq-pc-8bit"),  # gclf-export's default before saturation-safe int8
+    Variant("qdq-pc-7bit", reduce_range=True),  # gclf-export's default now
+    Variant("qdq-pt-8bit", per_channel=False),
+    Variant("qdq-pt-7bit", per_channel=False, reduce_range=True),
+    Variant("qdq-pc-u8u8", weight_type="QUInt8"),
+    Variant("qop-pc-8bit", quant_format="QOperator"),
+    Variant("qop-pc-7bit", quant_format="QOperator", reduce_range=True),
+    Variant("qdq-pc-7bit-nopre", reduce_range=True, preprocess=False),
+    Variant("qdq-pc-8bit-ends", ends_float=True),
+    Variant("qdq-pc-7bit-ends", reduce_range=True, ends_float=True),
+]
+DEFAULT_VARIANT = "qdq-pc-7bit"
+EMULATED = ["qdq-pc-8bit", "qdq-pc-7bit", "qdq-pc-u8u8", "qdq-pc-8bit-ends"]
+
+
+def quantize_variant(fp32: Path, dest: Path, v: Variant, calibration: list[Path], spec, input_name: str) -> None:
+    import tempfile
+
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from gclf.export.quantize import ImageCalibrationReader, end_nodes
+
+    with tempfile.TemporaryDirectory(prefix="gclf-variant-") as tmp:
+        source = fp32
+        if v.preprocess:
+            source = Path(tmp) / "pre.onnx"
+            quant_pre_process(str(fp32), str(source), skip_symbolic_shape=False)
+        quantize_static(
+            str(source), str(dest), ImageCalibrationReader(calibration, spec, input_name, 8),
+            quant_format=getattr(QuantFormat, v.quant_format), per_channel=v.per_channel, reduce_range=v.reduce_range,
+            activation_type=QuantType.QUInt8, weight_type=getattr(QuantType, v.weight_type),
+            calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=end_nodes(source) if v.ends_float else [],
+            extra_options={"WeightSymmetric": v.weight_type == "QInt8", "ActivationSymmetric": False},
+        )
+
+
+def session(model: Path, threads: int = 1, level: str = "ORT_ENABLE_ALL"):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
+    return ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+
+
+def probabilities(model: Path, inputs: np.ndarray, threads: int = 1, batch: int = 16) -> np.ndarray:
+    sess = session(model, threads)
+    name = sess.get_inputs()[0].name
+    out = []
+    for start in range(0, len(inputs), batch):
+        logits = sess.run(None, {name: inputs[start : start + batch]})[0].astype(np.float64)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        out.append(e / e.sum(1, keepdims=True))
+    return np.concatenate(out)
+
+
+def agreement(p32: np.ndarray, p8: np.ndarray, labels: np.ndarray) -> dict:
+    from gclf.export.pipeline import measure_parity
+
+    return measure_parity(p32, p8, labels)
+
+
+def b1_ratio(fp32: Path, int8: Path, x1: np.ndarray, *, level: str = "ORT_ENABLE_ALL", rounds: int = 7, calls: int = 10) -> dict:
+    """fp32 time / int8 time at batch 1, timed back to back in each round (median over
+    rounds), so a load that comes and goes on a shared machine hits both alike."""
+    a, b = session(fp32, 1, level), session(int8, 1, level)
+    na, nb = a.get_inputs()[0].name, b.get_inputs()[0].name
+    for _ in range(3):
+        a.run(None, {na: x1}), b.run(None, {nb: x1})
+    ratios, t32, t8 = [], [], []
+    for _ in range(rounds):
+        s0 = time.perf_counter()
+        for _ in range(calls):
+            a.run(None, {na: x1})
+        s1 = time.perf_counter()
+        for _ in range(calls):
+            b.run(None, {nb: x1})
+        s2 = time.perf_counter()
+        ratios.append((s1 - s0) / (s2 - s1))
+        t32.append((s1 - s0) / calls * 1000)
+        t8.append((s2 - s1) / calls * 1000)
+    return {"speedup_b1": statistics.median(ratios), "fp32_ms": statistics.median(t32), "int8_ms": statistics.median(t8)}
+
+
+def outside_inputs(folder: Path, class_names: tuple[str, ...], spec, count: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
+    """Up to `count` images of `folder`'s class sub-folders, classes interleaved, as model input."""
+    from gclf.runtime.decode import decode_image
+    from gclf.runtime.files import list_images
+    from gclf.runtime.preprocess import preprocess_batch
+
+    per_class = [sorted(list_images(folder / c)) for c in class_names]
+    items = [(p, i) for row in zip(*per_class) for i, p in enumerate(row)][:count]
+    x = np.concatenate([preprocess_batch([decode_image(p) for p, _ in items[s : s + 64]], spec) for s in range(0, len(items), 64)])
+    return [p for p, _ in items], x, np.array([i for _, i in items])
+
+
+def emulated_probabilities(qemu: Path, cpu: str, model: Path, inputs: Path, out: Path) -> float:
+    """Run this script's --predict under `qemu -cpu CPU`; returns its wall time in seconds."""
+    start = time.monotonic()
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([str(qemu), "-cpu", cpu, sys.executable, __file__, "--predict", str(model), str(inputs), str(out)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"emulated run failed: {done.stderr.strip()[-500:]}")
+    return time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    if argv is None and len(sys.argv) == 5 and sys.argv[1] == "--predict":  # the emulated side
+        model, inputs, out = map(Path, sys.argv[2:])
+        np.save(out, probabilities(model, np.load(inputs)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--outside", type=Path, default=SHARED / "utkface-dev")
+    parser.add_argument("--images", type=int, default=2000, help="outside images, native")
+    parser.add_argument("--emulate-images", type=int, default=0, help="of those, the first M also under qemu (0: none)")
+    parser.add_argument("--qemu", type=Path, default=None, help="a qemu-x86_64 binary (user mode)")
+    parser.add_argument("--emulate-cpu", default="Haswell")
+    parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
+    parser.add_argument("--emulated-variants", default=",".join(EMULATED))
+    parser.add_argument("--work", type=Path, default=None, help="where variants and RESULTS.json go [default: RUN_DIR/int8-variants]")
+    args = parser.parse_args(argv)
+
+    from gclf.export.onnx_export import INPUT_NAME
+    from gclf.export.pipeline import balanced_sample, split_files
+    from gclf.export.quantize import saturation_safe
+    from gclf.runtime.classifier import Classifier
+    from gclf.runtime.cpu_class import cpu_model_name, detect_cpu_class
+
+    fp32 = args.run_dir / "model.onnx"
+    work = args.work or args.run_dir / "int8-variants"
+    work.mkdir(parents=True, exist_ok=True)
+    clf = Classifier(fp32)
+    manifest = json.loads((args.run_dir / "manifest.json").read_text())
+    calib = [p for p, _ in balanced_sample(split_files(manifest, "train", clf.class_names), CALIBRATION_IMAGES, seed=0)]
+    paths, x, labels = outside_inputs(args.outside, clf.class_names, clf.spec, args.images)
+    here = f"{cpu_model_name()} ({detect_cpu_class()}), {os.cpu_count()} CPUs"
+    print(f"{len(paths)} outside images from {args.outside}; calibration {len(calib)} training-split images; native CPU: {here}", flush=True)
+    p32 = probabilities(fp32, x)
+    m = min(args.emulate_images, len(paths))
+    if m:
+        np.save(work / "emulated-inputs.npy", x[:m])
+    chosen = [v for v in VARIANTS if v.name in args.variants.split(",")]
+    results = []
+    for v in chosen:
+        dest = work / f"{v.name}.onnx"
+        if not dest.is_file():
+            t = time.monotonic()
+            quantize_variant(fp32, dest, v, calib, clf.spec, INPUT_NAME)
+            print(f"  quantized {v.name} in {time.monotonic() - t:.0f} s", flush=True)
+        p8 = probabilities(dest, x)
+        row = {**asdict(v), "saturation_safe": saturation_safe(dest), "native": agreement(p32, p8, labels), **b1_ratio(fp32, dest, x[:1])}
+        if m and v.name in args.emulated_variants.split(","):
+            out = work / f"{v.name}.{args.emulate_cpu}.npy"
+            seconds = emulated_probabilities(args.qemu, args.emulate_cpu, dest, work / "emulated-inputs.npy", out)
+            pe = np.load(out)
+            row["emulated"] = {"cpu": args.emulate_cpu, **agreement(p32[:m], pe, labels[:m]),
+                               "max_abs_prob_diff_vs_native_int8": float(np.abs(pe - p8[:m]).max()), "seconds": round(seconds)}
+        results.append(row)
+        print(format_row(row), flush=True)
+    default = work / f"{DEFAULT_VARIANT}.onnx"
+    levels = {}
+    if default.is_file():
+        for level in ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"):
+            levels[level] = b1_ratio(fp32, default, x[:1], level=level)
+            print(f"graph optimisation {level}: {DEFAULT_VARIANT} b1 {levels[level]['speedup_b1']:.2f}x fp32 ({levels[level]['int8_ms']:.1f} vs {levels[level]['fp32_ms']:.1f} ms)", flush=True)
+    (work / "RESULTS.json").write_text(json.dumps({"cpu": here, "outside": str(args.outside), "images": len(paths), "emulated_images": m,
+                                                   "variants": results, "optimisation_levels": levels}, indent=1))
+    print(f"wrote {work / 'RESULTS.json'}")
+
+
+def format_row(r: dict) -> str:
+    n = r["native"]
+    text = (f"{r['name']:<20} safe={'yes' if r['saturation_safe'] else 'no ':<3} native: agree {n['top1_agreement'] * 100:6.2f}% "
+            f"acc {n['fp32_accuracy'] * 100:.2f}->{n['int8_accuracy'] * 100:.2f} max shift {n['max_abs_top_prob_diff']:.3f}; "
+            f"b1 {r['speedup_b1']:.2f}x fp32 ({r['int8_ms']:.1f} vs {r['fp32_ms']:.1f} ms, 1 thread)")
+    if "emulated" in r:
+        e = r["emulated"]
+        text += (f"; {e['cpu']} ({e['images']} img): agree {e['top1_agreement'] * 100:6.2f}% acc {e['fp32_accuracy'] * 100:.2f}->{e['int8_accuracy'] * 100:.2f} "
+                 f"max shift {e['max_abs_top_prob_diff']:.3f}, vs native int8 {e['max_abs_prob_diff_vs_native_int8']:.2g}")
+    return text
+
+
+if __name__ == "__main__":
+    main()
