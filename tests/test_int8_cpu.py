@@ -154,3 +154,21 @@ def test_int8_without_vnni_is_the_same_for_saturation_safe_files(tmp_path: Path)
     if detect_cpu_class() not in SATURATING:
         np.testing.assert_array_equal(native[1], exact[1])  # this CPU sums exactly (VNNI, ...)
     np.testing.assert_array_equal(native[0], emulated[0])
+
+
+@pytest.mark.parametrize(("safe", "expect"), [(True, "does not matter"), (False, "it may matter")])
+def test_bench_names_the_cpu_and_the_gate_class(tiny_onnx, monkeypatch, safe: bool, expect: str) -> None:
+    import json
+
+    import gclf.runtime.cpu_class as cpu_class
+    from gclf.runtime.bench import Row, int8_cpu_lines
+
+    quant = {"format": "QDQ", "parity_cpu_class": "avx512-vnni", "saturation_safe": safe}
+    int8 = tiny_onnx("tiny.int8.onnx", props_update={"gclf.variant": "int8", "gclf.quantization": json.dumps(quant)})
+    monkeypatch.setattr(cpu_class, "detect_cpu_class", lambda: "avx2")
+    rows = [Row("onnxruntime fp32", [10.0]), Row("onnxruntime int8", [4.0])]
+    lines = int8_cpu_lines(int8, rows)
+    assert lines[0].startswith("CPU: ") and "int8 class avx2" in lines[0]
+    assert "2.50x" in lines[1] and "avx2 CPU" in lines[1]
+    assert "measured on avx512-vnni" in lines[2]
+    assert lines[-1].startswith("note: ") and expect in lines[-1]
