@@ -22,7 +22,7 @@ the first M outside images also run under qemu user-mode emulation of a CPU with
 the largest difference between the emulated and the native int8 probabilities (zero for a file
 that means the same on every CPU). Speed under emulation means nothing and is not measured.
 The graph optimisation levels are timed for gclf's default variant. Prints a table and writes
-RESULTS.json in --work; asserts nothing.
+its results (JSON) in --work; asserts nothing.
 """
 
 from __future__ import annotations
@@ -140,6 +140,31 @@ def b1_ratio(fp32: Path, int8: Path, x1: np.ndarray, *, level: str = "ORT_ENABLE
     return {"speedup_b1": statistics.median(ratios), "fp32_ms": statistics.median(t32), "int8_ms": statistics.median(t8)}
 
 
+def op_profile(model: Path, x1: np.ndarray, runs: int = 20) -> dict[str, float]:
+    """Milliseconds per batch-1 run spent in each operator type (onnxruntime's profiler, one
+    thread): where int8's time goes, and so how much faster it can get."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.enable_profiling = True
+    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    name = sess.get_inputs()[0].name
+    for _ in range(runs + 3):
+        sess.run(None, {name: x1})
+    trace = Path(sess.end_profiling())
+    trace_events = json.loads(trace.read_text())
+    trace.unlink()
+    starts = sorted(e["ts"] for e in trace_events if e.get("name") == "model_run")
+    after_warmup = starts[3] if len(starts) > 3 else 0  # the first runs allocate: left out
+    totals: dict[str, float] = {}
+    for e in trace_events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= after_warmup:
+            op = e.get("args", {}).get("op_name", "?")
+            totals[op] = totals.get(op, 0.0) + e["dur"] / 1000
+    return {op: round(ms / runs, 3) for op, ms in sorted(totals.items(), key=lambda kv: -kv[1])}
+
+
 def outside_inputs(folder: Path, class_names: tuple[str, ...], spec, count: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Up to `count` images of `folder`'s class sub-folders, classes interleaved, as model input."""
     from gclf.runtime.decode import decode_image
@@ -152,12 +177,28 @@ def outside_inputs(folder: Path, class_names: tuple[str, ...], spec, count: int)
     return [p for p, _ in items], x, np.array([i for _, i in items])
 
 
-def emulated_probabilities(qemu: Path, cpu: str, model: Path, inputs: Path, out: Path) -> float:
-    """Run this script's --predict under `qemu -cpu CPU`; returns its wall time in seconds."""
+def emulators(args) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """label -> (command prefix that runs this script's --predict, environment), per emulated CPU."""
+    out = {}
+    base = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if args.qemu:
+        for cpu in args.emulate_cpu.split(","):
+            out[f"x86 {cpu}"] = ([str(args.qemu), "-cpu", cpu, sys.executable], base)
+    if args.arm_cache:
+        # tools/arm_check.py's cache: qemu-aarch64, an arm64 Debian trixie and its aarch64 wheels.
+        cache = args.arm_cache
+        root = cache / "root-trixie"
+        site = max(cache.glob("site-trixie-*/.complete"), key=lambda p: p.stat().st_mtime).parent
+        for cpu in args.arm_cpus.split(","):
+            out[f"arm {cpu}"] = ([str(cache / "qemu-aarch64"), "-cpu", cpu, "-L", str(root), str(root / "usr" / "bin" / "python3")],
+                                 {**base, "PYTHONPATH": str(site), "LANG": "C.UTF-8"})
+    return out
+
+
+def emulated_probabilities(prefix: list[str], env: dict[str, str], model: Path, inputs: Path, out: Path) -> float:
+    """Run this script's --predict under an emulator; returns its wall time in seconds."""
     start = time.monotonic()
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([str(qemu), "-cpu", cpu, sys.executable, __file__, "--predict", str(model), str(inputs), str(out)],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run([*prefix, __file__, "--predict", str(model), str(inputs), str(out)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"emulated run failed: {done.stderr.strip()[-500:]}")
     return time.monotonic() - start
@@ -174,10 +215,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=2000, help="outside images, native")
     parser.add_argument("--emulate-images", type=int, default=0, help="of those, the first M also under qemu (0: none)")
     parser.add_argument("--qemu", type=Path, default=None, help="a qemu-x86_64 binary (user mode)")
-    parser.add_argument("--emulate-cpu", default="Haswell")
+    parser.add_argument("--emulate-cpu", default="Haswell", help="qemu x86 CPU models, comma-separated")
+    parser.add_argument("--arm-cache", type=Path, default=None, help="tools/arm_check.py's cache: also run on emulated ARM")
+    parser.add_argument("--arm-cpus", default="cortex-a72,cortex-a76")
     parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
     parser.add_argument("--emulated-variants", default=",".join(EMULATED))
-    parser.add_argument("--work", type=Path, default=None, help="where variants and RESULTS.json go [default: RUN_DIR/int8-variants]")
+    parser.add_argument("--work", type=Path, default=None, help="where variants and the results go [default: RUN_DIR/int8-variants]")
+    parser.add_argument("--results", default="RESULTS.json", help="results file name in --work")
+    parser.add_argument("--no-levels", action="store_true", help="skip the optimisation levels and the operator profiles")
     args = parser.parse_args(argv)
 
     from gclf.export.onnx_export import INPUT_NAME
@@ -210,22 +255,29 @@ def main(argv: list[str] | None = None) -> None:
         p8 = probabilities(dest, x)
         row = {**asdict(v), "saturation_safe": saturation_safe(dest), "native": agreement(p32, p8, labels), **b1_ratio(fp32, dest, x[:1])}
         if m and v.name in args.emulated_variants.split(","):
-            out = work / f"{v.name}.{args.emulate_cpu}.npy"
-            seconds = emulated_probabilities(args.qemu, args.emulate_cpu, dest, work / "emulated-inputs.npy", out)
-            pe = np.load(out)
-            row["emulated"] = {"cpu": args.emulate_cpu, **agreement(p32[:m], pe, labels[:m]),
-                               "max_abs_prob_diff_vs_native_int8": float(np.abs(pe - p8[:m]).max()), "seconds": round(seconds)}
+            row["emulated"] = []
+            for label, (prefix, env) in emulators(args).items():
+                out = work / f"{v.name}.{label.replace(' ', '-')}.npy"
+                seconds = emulated_probabilities(prefix, env, dest, work / "emulated-inputs.npy", out)
+                pe = np.load(out)
+                row["emulated"].append({"cpu": label, **agreement(p32[:m], pe, labels[:m]),
+                                        "max_abs_prob_diff_vs_native_int8": float(np.abs(pe - p8[:m]).max()), "seconds": round(seconds)})
         results.append(row)
         print(format_row(row), flush=True)
     default = work / f"{DEFAULT_VARIANT}.onnx"
     levels = {}
-    if default.is_file():
+    if default.is_file() and not args.no_levels:
         for level in ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL"):
             levels[level] = b1_ratio(fp32, default, x[:1], level=level)
             print(f"graph optimisation {level}: {DEFAULT_VARIANT} b1 {levels[level]['speedup_b1']:.2f}x fp32 ({levels[level]['int8_ms']:.1f} vs {levels[level]['fp32_ms']:.1f} ms)", flush=True)
-    (work / "RESULTS.json").write_text(json.dumps({"cpu": here, "outside": str(args.outside), "images": len(paths), "emulated_images": m,
-                                                   "variants": results, "optimisation_levels": levels}, indent=1))
-    print(f"wrote {work / 'RESULTS.json'}")
+    profiles = {}
+    if default.is_file() and not args.no_levels:
+        profiles = {"fp32": op_profile(fp32, x[:1]), DEFAULT_VARIANT: op_profile(default, x[:1])}
+        for key, prof in profiles.items():
+            print(f"where the time goes, {key}, batch 1, 1 thread (ms per run): " + ", ".join(f"{op} {ms:.2f}" for op, ms in list(prof.items())[:8]), flush=True)
+    (work / args.results).write_text(json.dumps({"cpu": here, "outside": str(args.outside), "images": len(paths), "emulated_images": m,
+                                                   "variants": results, "optimisation_levels": levels, "op_profiles": profiles}, indent=1))
+    print(f"wrote {work / args.results}")
 
 
 def format_row(r: dict) -> str:
@@ -233,10 +285,9 @@ def format_row(r: dict) -> str:
     text = (f"{r['name']:<20} safe={'yes' if r['saturation_safe'] else 'no ':<3} native: agree {n['top1_agreement'] * 100:6.2f}% "
             f"acc {n['fp32_accuracy'] * 100:.2f}->{n['int8_accuracy'] * 100:.2f} max shift {n['max_abs_top_prob_diff']:.3f}; "
             f"b1 {r['speedup_b1']:.2f}x fp32 ({r['int8_ms']:.1f} vs {r['fp32_ms']:.1f} ms, 1 thread)")
-    if "emulated" in r:
-        e = r["emulated"]
-        text += (f"; {e['cpu']} ({e['images']} img): agree {e['top1_agreement'] * 100:6.2f}% acc {e['fp32_accuracy'] * 100:.2f}->{e['int8_accuracy'] * 100:.2f} "
-                 f"max shift {e['max_abs_top_prob_diff']:.3f}, vs native int8 {e['max_abs_prob_diff_vs_native_int8']:.2g}")
+    for e in r.get("emulated", []):
+        text += (f"\n    {e['cpu']} ({e['images']} img): agree {e['top1_agreement'] * 100:6.2f}% acc {e['fp32_accuracy'] * 100:.2f}->{e['int8_accuracy'] * 100:.2f} "
+                 f"max shift {e['max_abs_top_prob_diff']:.3f}; vs native int8: max |p diff| {e['max_abs_prob_diff_vs_native_int8']:.2g}")
     return text
 
 
