@@ -173,6 +173,8 @@ def outside_inputs(folder: Path, class_names: tuple[str, ...], spec, count: int)
 
     per_class = [sorted(list_images(folder / c)) for c in class_names]
     items = [(p, i) for row in zip(*per_class) for i, p in enumerate(row)][:count]
+    if not items:
+        raise SystemExit(f"{folder}: no images in class folders {list(class_names)} (pass --outside)")
     x = np.concatenate([preprocess_batch([decode_image(p) for p, _ in items[s : s + 64]], spec) for s in range(0, len(items), 64)])
     return [p for p, _ in items], x, np.array([i for _, i in items])
 
@@ -218,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--emulate-cpu", default="Haswell", help="qemu x86 CPU models, comma-separated")
     parser.add_argument("--arm-cache", type=Path, default=None, help="tools/arm_check.py's cache: also run on emulated ARM")
     parser.add_argument("--arm-cpus", default="cortex-a72,cortex-a76")
+    parser.add_argument("--arm-images", type=int, default=None, help="of the emulated images, the first K on ARM (ARM emulation is slower) [default: all]")
     parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
     parser.add_argument("--emulated-variants", default=",".join(EMULATED))
     parser.add_argument("--work", type=Path, default=None, help="where variants and the results go [default: RUN_DIR/int8-variants]")
@@ -242,8 +245,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(paths)} outside images from {args.outside}; calibration {len(calib)} training-split images; native CPU: {here}", flush=True)
     p32 = probabilities(fp32, x)
     m = min(args.emulate_images, len(paths))
+    arm_m = min(m, args.arm_images if args.arm_images is not None else m)
     if m:
         np.save(work / "emulated-inputs.npy", x[:m])
+        np.save(work / "emulated-inputs-arm.npy", x[:arm_m])
     chosen = [v for v in VARIANTS if v.name in args.variants.split(",")]
     results = []
     for v in chosen:
@@ -257,11 +262,14 @@ def main(argv: list[str] | None = None) -> None:
         if m and v.name in args.emulated_variants.split(","):
             row["emulated"] = []
             for label, (prefix, env) in emulators(args).items():
+                k = arm_m if label.startswith("arm") else m
                 out = work / f"{v.name}.{label.replace(' ', '-')}.npy"
-                seconds = emulated_probabilities(prefix, env, dest, work / "emulated-inputs.npy", out)
+                inputs = work / ("emulated-inputs-arm.npy" if label.startswith("arm") else "emulated-inputs.npy")
+                seconds = emulated_probabilities(prefix, env, dest, inputs, out)
                 pe = np.load(out)
-                row["emulated"].append({"cpu": label, **agreement(p32[:m], pe, labels[:m]),
-                                        "max_abs_prob_diff_vs_native_int8": float(np.abs(pe - p8[:m]).max()), "seconds": round(seconds)})
+                row["emulated"].append({"cpu": label, **agreement(p32[:k], pe, labels[:k]),
+                                        "max_abs_prob_diff_vs_native_int8": float(np.abs(pe - p8[:k]).max()), "seconds": round(seconds)})
+                print(format_row({**row, "emulated": row["emulated"][-1:]}).splitlines()[-1], flush=True)
         results.append(row)
         print(format_row(row), flush=True)
     default = work / f"{DEFAULT_VARIANT}.onnx"
