@@ -57,7 +57,7 @@ CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 # fp32 differs by float rounding alone (largest seen 6e-6; gclf-infer prints 6 decimals), so
 # 1e-4 leaves about 20x headroom. int8: gclf writes 7-bit weights (docs/int8.md), so x86's
 # int8 sums are exact on every x86 CPU, AVX2 included, as ARM's are; what is left is the
-# rounding of float steps between the integer kernels (TOL_INT8's measurement: docs/int8.md).
+# rounding of float steps between the integer kernels (measured: docs/measurements.md, "int8 across CPU classes").
 # Full 8-bit weights saturated on CI's AVX2 EPYC and moved x86 away from ARM by up to 0.12;
 # this tolerance catches such a drift again.
 TOL_FP32 = 1e-4
