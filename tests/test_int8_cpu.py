@@ -172,3 +172,8 @@ def test_bench_names_the_cpu_and_the_gate_class(tiny_onnx, monkeypatch, safe: bo
     assert "2.50x" in lines[1] and "avx2 CPU" in lines[1]
     assert "measured on avx512-vnni" in lines[2]
     assert lines[-1].startswith("note: ") and expect in lines[-1]
+    # the function gclf-infer --check calls takes the file's ModelMetadata as well
+    from gclf.runtime.classifier import Classifier
+
+    assert int8_cpu_note(Classifier(int8).metadata, "avx2") == lines[-1].removeprefix("note: ")
+    assert int8_cpu_note(Classifier(tiny_onnx("fp32.onnx")).metadata, "avx2") is None
