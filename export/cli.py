@@ -18,9 +18,14 @@ from gclf.train.cli import require_training_extra
 @click.option("--calibration-size", type=click.IntRange(min=1), default=300, help="Training images used to calibrate int8 (class-balanced).")
 @click.option("--calibration-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]), default="MinMax")
 @click.option("--per-channel/--per-tensor", default=True, help="Per-channel weight quantization.")
+@click.option(
+    "--int8-weights", type=click.Choice(["7bit", "8bit"]), default="7bit",
+    help="7bit: weights in [-64, 64], so x86 AVX2 CPUs (no VNNI) give the same int8 answers as VNNI and ARM ones (docs/int8.md). "
+    "8bit: full range; its parity then holds only on CPUs like the exporting one.",
+)
 @click.option("--force", is_flag=True, help="Write the int8 model even if it fails the parity gate (agreement >= 99%, accuracy drop <= 0.5 points).")
 @report_errors
-def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool, force: bool) -> None:
+def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool, int8_weights: str, force: bool) -> None:
     """Export SOURCE (a gclf run folder or checkpoint) to ONNX.
 
     The model file carries its preprocessing and class names, so it is all a device needs:
@@ -35,7 +40,7 @@ def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, 
     fp32 = export_fp32(run, out / "model.onnx", log=click.echo)
     if quantize:
         try:
-            export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel), calibration_size, log=click.echo, force=force)
+            export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel, reduce_range=int8_weights == "7bit"), calibration_size, log=click.echo, force=force)
         except QualityGateError as exc:
             raise QualityGateError(f"{exc}, or pass --force to write the best attempt anyway") from None
 

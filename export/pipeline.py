@@ -31,7 +31,8 @@ from gclf.export.onnx_export import (
     set_metadata,
     to_onnx_model,
 )
-from gclf.export.quantize import QuantizeOptions, quantize_int8
+from gclf.export.quantize import QuantizeOptions, quantize_int8, saturation_safe
+from gclf.runtime.cpu_class import detect_cpu_class
 
 Log = Callable[[str], None]
 PARITY_IMAGES = 32
@@ -287,11 +288,17 @@ def export_int8(
         "parent_file": fp32_path.name,
         "parent_sha256": sha256_file(fp32_path),
         "parity_split": check_name,
+        # int8 sums differ between CPU classes (gclf.runtime.cpu_class): the gate's verdict
+        # holds where it ran, and everywhere if the file is saturation-safe.
+        "parity_cpu_class": detect_cpu_class(),
     }
 
     def quantize_to(path: Path, opts: QuantizeOptions) -> dict:
         quantize_int8(fp32_path, path, [p for p, _ in calib], metadata.spec, INPUT_NAME, opts, load=lambda p: load_image(p, cropper))
-        quant = {**base, "method": opts.method, "per_channel": opts.per_channel, "first_conv_and_classifier_float": opts.keep_ends_float}
+        quant = {
+            **base, "method": opts.method, "per_channel": opts.per_channel, "reduce_range": opts.reduce_range,
+            "first_conv_and_classifier_float": opts.keep_ends_float, "saturation_safe": saturation_safe(path),
+        }
         _write_int8_metadata(path, metadata, quant)
         return quant
 
@@ -303,7 +310,7 @@ def export_int8(
             problems = gate_failures(parity)
             attempts.append({"remedy": name, **parity, "passed": not problems})
             log(
-                f"int8 ({name}) vs fp32 on {len(test)} {check_name} images: top-1 agreement {parity['top1_agreement'] * 100:.2f}%, "
+                f"int8 ({name}) vs fp32 on {len(test)} {check_name} images, {base['parity_cpu_class']} CPU: top-1 agreement {parity['top1_agreement'] * 100:.2f}%, "
                 f"accuracy fp32 {parity['fp32_accuracy'] * 100:.2f}% / int8 {parity['int8_accuracy'] * 100:.2f}%, "
                 f"top-class probability shift max {parity['max_abs_top_prob_diff']:.3f} mean {parity['mean_abs_top_prob_diff']:.4f}"
                 + ("" if not problems else f"  -> fails the gate: {'; '.join(problems)}")
@@ -337,7 +344,8 @@ def export_int8(
             "attempts": attempts,
         }
         _write_int8_metadata(tmp, metadata, quant)
-    log(f"wrote {dest} (int8 QDQ, {name}, {dest.stat().st_size / 1e6:.1f} MB)")
+    safety = "saturation-safe: the same answers on every CPU class" if quant["saturation_safe"] else f"8-bit weights: parity holds on {quant['parity_cpu_class']} CPUs"
+    log(f"wrote {dest} (int8 QDQ, {name}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
     return quant
 
 

@@ -22,6 +22,9 @@ class QuantizeOptions:
     per_channel: bool = True
     batch_size: int = 8
     keep_ends_float: bool = False  # leave the first Conv and the classifier unquantized
+    # 7-bit weights (onnxruntime's reduce_range): u8 x s8 sums then fit x86 AVX2's saturating
+    # 16-bit lanes, so the file answers the same on AVX2, VNNI and ARM (gclf.runtime.cpu_class).
+    reduce_range: bool = True
 
 
 class ImageCalibrationReader:
@@ -61,6 +64,7 @@ def quantize_int8(
             ImageCalibrationReader(list(calibration), spec, input_name, options.batch_size, load),
             quant_format=QuantFormat.QDQ,
             per_channel=options.per_channel,
+            reduce_range=options.reduce_range,
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=getattr(CalibrationMethod, options.method),
@@ -78,3 +82,23 @@ def end_nodes(model_path: Path) -> list[str]:
     first_conv = next((n.name for n in nodes if n.op_type == "Conv"), None)
     last_fc = next((n.name for n in reversed(nodes) if n.op_type in ("Gemm", "MatMul")), None)
     return [n for n in (first_conv, last_fc) if n]
+
+
+# u8 activations x s8 weights: AVX2's VPMADDUBSW sums two products in a saturating int16 lane,
+# 2 x 255 x 64 = 32640 <= 32767 (gclf.runtime.cpu_class).
+SATURATION_SAFE_MAX_WEIGHT = 64
+
+
+def saturation_safe(model_path: Path) -> bool:
+    """True if no int8 weight of the file can saturate AVX2's 16-bit sums: every int8
+    initializer within [-64, 64] (u8 weights use exact kernels everywhere). Read from the file,
+    not from the options that wrote it."""
+    import onnx
+    from onnx import numpy_helper
+
+    for init in onnx.load(str(model_path)).graph.initializer:
+        if init.data_type == onnx.TensorProto.INT8:
+            values = numpy_helper.to_array(init)
+            if values.size and int(np.abs(values.astype(np.int16)).max()) > SATURATION_SAFE_MAX_WEIGHT:
+                return False
+    return True

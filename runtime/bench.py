@@ -230,3 +230,34 @@ def recommend(rows: Sequence[Row]) -> str:
         f"use the fp32 model on this machine: int8 is only {speedup:.2f}x its speed here "
         "(int8 pays off with int8 dot-product instructions: x86 VNNI, ARMv8.2 dot product as on a Raspberry Pi 5)"
     )
+
+
+# --- int8 across CPU classes (issue 22) --------------------------------------------------------
+# Kept apart from the rows above: this section only reads the int8 file's metadata and this CPU.
+
+
+def int8_cpu_lines(int8: Path | None, rows: Sequence[Row]) -> list[str]:
+    """The CPU this run measured (name and int8 class), the int8 file's gate CPU class and
+    saturation safety, and whether running it here matters (gclf.runtime.cpu_class)."""
+    from gclf.runtime.cpu_class import DESCRIPTIONS, cpu_model_name, detect_cpu_class, int8_cpu_note
+
+    here = detect_cpu_class()
+    lines = [f"CPU: {cpu_model_name()}, {os.cpu_count()} CPUs; int8 class {here}: {DESCRIPTIONS.get(here, here)}"]
+    if int8 is None:
+        return lines
+    quant = Classifier(int8, threads=1).metadata.quantization or {}
+    by_name = {r.name: r for r in rows}
+    fp32_row, int8_row = by_name.get("onnxruntime fp32"), by_name.get("onnxruntime int8")
+    if fp32_row and int8_row and fp32_row.median_ms and int8_row.median_ms:
+        lines.append(f"int8 vs fp32 at batch 1 on this {here} CPU: {fp32_row.median_ms / int8_row.median_ms:.2f}x ({int8_row.median_ms:.2f} vs {fp32_row.median_ms:.2f} ms)")
+    safe = quant.get("saturation_safe")
+    lines.append(
+        f"int8 file: parity gate measured on {quant.get('parity_cpu_class', 'an unrecorded CPU class')}; "
+        + {True: "saturation-safe (7-bit or u8 weights: the same int8 sums on every CPU class)",
+           False: "8-bit weights (its int8 sums saturate on AVX2 CPUs without VNNI)",
+           None: "saturation safety not recorded"}[safe]
+    )
+    note = int8_cpu_note(quant, here)
+    if note:
+        lines.append("note: " + note)
+    return lines

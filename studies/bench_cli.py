@@ -68,7 +68,7 @@ def _default_images(model: Path) -> list[Path]:
 @report_errors
 def main(model: Path, int8: Path | None, images: Path | None, batch_size: int, threads: int, repeats: int) -> None:
     """Benchmark MODEL (and its int8 copy) against PyTorch, OpenCV DNN and bare onnxruntime."""
-    from gclf.runtime.bench import end_to_end_vs_bare, format_table, peak_rss_mb, recommend, run_benchmark, stage_breakdown, startup_seconds
+    from gclf.runtime.bench import end_to_end_vs_bare, format_table, int8_cpu_lines, peak_rss_mb, recommend, run_benchmark, stage_breakdown, startup_seconds
     from gclf.runtime.files import expand_inputs
 
     if int8 is None and (model.parent / "model.int8.onnx").is_file() and model.name != "model.int8.onnx":
@@ -79,6 +79,8 @@ def main(model: Path, int8: Path | None, images: Path | None, batch_size: int, t
     files = files[: max(4 * batch_size, 32)]
     rows = run_benchmark(model, int8, files, batch_size=batch_size, threads=threads, repeats=repeats, reference_row=pytorch_row, log=click.echo)
     click.echo(format_table(rows))
+    for line in int8_cpu_lines(int8, rows):
+        click.echo(line)
     for name, path in (("fp32", model), ("int8", int8)):
         if path is not None:
             ratio = end_to_end_vs_bare(path, files, batch_size, threads)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from gclf.runtime.cpu_class import cpu_model_name as cpu_name
 from gclf.runtime.errors import BadDataError
 from gclf.runtime.files import list_images, write_atomic_with, write_json_atomic, write_text_atomic
 from gclf.train.config import TrainConfig
@@ -183,17 +183,6 @@ def run_image_size(base: TrainConfig, sizes: Sequence[int], seeds: Sequence[int]
 
 
 # --- table and plot ---------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    """The CPU the latencies were measured on, as lscpu names it."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _cell(values: Sequence[float | None], scale: float = 100.0, unit: str = "%", digits: int = 1) -> str:

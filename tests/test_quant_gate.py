@@ -120,6 +120,19 @@ def test_good_calibration_passes_the_gate(colour_run, tmp_path: Path) -> None:
     assert meta["top1_agreement"] >= 0.99 and meta["fp32_accuracy"] == 1.0
     assert meta["calibration_count"] == 16 and meta["calibration_per_class"] == {"red": 8, "blue": 8}
     assert quant["parity_split"] == "test" and "disjoint" in lines[0]
+    # saturation-safe by default (7-bit weights), and the gate says where it ran
+    from gclf.runtime.cpu_class import detect_cpu_class
+
+    assert meta["reduce_range"] and meta["saturation_safe"] and meta["parity_cpu_class"] == detect_cpu_class()
+    assert "saturation-safe" in lines[-1]
+
+
+def test_full_8bit_weights_are_recorded_as_not_saturation_safe(colour_run, tmp_path: Path) -> None:
+    fp32, run = colour_run
+    dest = tmp_path / "out" / "model.int8.onnx"
+    export_int8(fp32, run, dest, QuantizeOptions(reduce_range=False), 16, lambda _: None)
+    meta = Classifier(dest).metadata.quantization
+    assert not meta["reduce_range"] and not meta["saturation_safe"]
 
 
 def test_bad_calibration_fails_the_gate_and_writes_nothing(colour_run, tmp_path: Path) -> None:
