@@ -187,6 +187,20 @@ def check_model(ctx: PreflightContext) -> list[Finding]:
     return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms")]
 
 
+def check_int8_cpu(ctx: PreflightContext) -> list[Finding]:
+    """An int8 MODEL: was its parity gate measured on this CPU class, and does it matter?"""
+    clf = ctx.classifier()
+    if clf is None or not clf.metadata.quantization:
+        return []
+    from gclf.runtime.cpu_class import detect_cpu_class, int8_cpu_note
+
+    note = int8_cpu_note(clf.metadata)
+    if note is None:
+        return [Finding("int8", OK, f"its parity gate ran on this CPU class ({detect_cpu_class()})")]
+    # Information, not a problem: the file runs, and the note says whether its answers may differ.
+    return [Finding("int8", INFO, note)]
+
+
 def check_face_detector(ctx: PreflightContext) -> list[Finding]:
     """The detector a faces model was trained with is where gclf-infer looks for it (no download)."""
     clf = ctx.classifier()
@@ -279,6 +293,7 @@ CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_picamera2,
     check_cameras,
     check_model,
+    check_int8_cpu,
     check_face_detector,
     check_threads,
     check_power,

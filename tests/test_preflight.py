@@ -289,3 +289,19 @@ def test_without_check_a_model_is_still_required() -> None:
     result = CliRunner().invoke(main, [])
 
     assert result.exit_code == 2 and "give a MODEL" in result.stderr
+
+
+def test_an_int8_model_says_whether_its_gate_ran_on_this_cpu_class(tiny_onnx) -> None:
+    from gclf.runtime.cpu_class import detect_cpu_class
+
+    here = detect_cpu_class()
+    other = "arm-dotprod" if not here.startswith("arm") else "avx512-vnni"
+
+    def int8_model(name: str, quant: dict) -> Path:
+        return tiny_onnx(name, props_update={"gclf.variant": "int8", "gclf.quantization": json.dumps(quant)})
+
+    same = _one(preflight.check_int8_cpu(PreflightContext(model=int8_model("same.onnx", {"parity_cpu_class": here, "saturation_safe": False}))))
+    assert same.status == OK and here in same.text
+    moved = _one(preflight.check_int8_cpu(PreflightContext(model=int8_model("moved.onnx", {"parity_cpu_class": other, "saturation_safe": True}))))
+    assert moved.status == INFO and other in moved.text and "does not matter" in moved.text
+    assert preflight.check_int8_cpu(PreflightContext(model=tiny_onnx())) == []  # fp32: nothing to say
