@@ -28,6 +28,8 @@ _API = {
     "GclfError": "gclf.runtime.errors",
     "BadModelError": "gclf.runtime.errors",
     "ImageDecodeError": "gclf.runtime.errors",
+    "track_events": "gclf.runtime.live",
+    "TrackEvent": "gclf.runtime.tracks",
 }
 
 __all__ = list(_API)
@@ -35,7 +37,9 @@ __all__ = list(_API)
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier, FaceResult, Prediction
     from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
+    from gclf.runtime.live import track_events
     from gclf.runtime.preprocess import PreprocessSpec
+    from gclf.runtime.tracks import TrackEvent
 
 
 def __getattr__(name: str) -> Any:

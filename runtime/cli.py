@@ -81,6 +81,10 @@ class SizeParam(click.ParamType):
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
 @click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only; any other host needs a token. Needs pip install \"gclf[serve]\".")
 @click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer). Default: none on 127.0.0.1, else a generated one, printed with the URL.")
+@click.option("--events", is_flag=True, help="Live, faces: print one JSON line per person (track) when they leave, and for those still in view at the end, instead of a line per frame (--json adds the frame lines back).")
+@click.option("--summary-every", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS", help="Live: every SECONDS, one JSON line with the frames, frame rate and tracks per label (last minute, last hour, total).")
+@click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: append the JSON lines to FILE instead of stdout, renamed FILE.1 when it reaches --jsonl-max-bytes (one old file kept).")
+@click.option("--jsonl-max-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES", help="With --jsonl: the size at which FILE is rotated; at most twice this on disk.  [default: 10000000]")
 @report_errors
 def main(
     model: Path,
@@ -102,6 +106,10 @@ def main(
     max_frames: int | None,
     serve: str | None,
     token: str | None,
+    events: bool,
+    summary_every: float | None,
+    jsonl: Path | None,
+    jsonl_max_bytes: int | None,
 ) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
@@ -122,6 +130,8 @@ def main(
         "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
         "--serve": serve is not None, "--token": token is not None,
         "--camera-size": camera_size is not None, "--detect-every": detect_every is not None,
+        "--events": events, "--summary-every": summary_every is not None, "--jsonl": jsonl is not None,
+        "--jsonl-max-bytes": jsonl_max_bytes is not None,
     }
     margin = face_margin  # None: the model's training margin, else DEFAULT_FACE_MARGIN (resolve_face_detection)
     if camera is not None or video is not None:
@@ -134,6 +144,7 @@ def main(
         live = LiveOptions(
             camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size,
             detect_every=DEFAULT_DETECT_EVERY if detect_every is None else detect_every, detect_every_given=detect_every is not None,
+            events=events, summary_every=summary_every, jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
         )
         return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
@@ -275,6 +286,10 @@ class LiveOptions:
     camera_size: tuple[int, int] | None = None  # (width, height); None: the camera's default
     detect_every: int = DEFAULT_DETECT_EVERY  # the face detector runs on every N-th frame, boxes tracked between
     detect_every_given: bool = False  # --detect-every was on the command line (warned about if unused)
+    events: bool = False  # --events: a JSON line per track, not per frame
+    summary_every: float | None = None  # --summary-every SECONDS
+    jsonl: Path | None = None  # --jsonl FILE: the JSON lines go there (rotated), not to stdout
+    jsonl_max_bytes: int | None = None  # None: DEFAULT_JSONL_MAX_BYTES
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
@@ -287,7 +302,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.faces import make_detector
     from gclf.runtime.live import run_live
-    from gclf.runtime.sinks import JsonLinesSink, Sink, VideoFileSink, WindowSink
+    from gclf.runtime.sinks import DEFAULT_JSONL_MAX_BYTES, JsonLinesSink, RotatingLineFile, Sink, SummarySink, VideoFileSink, WindowSink, write_json_line
+    from gclf.runtime.tracks import PersonTracker, TrackCounts
     from gclf.runtime.video_sources import CaptureSource, FrameSource, PacedSource, open_camera, open_feed
 
     if opts.camera is not None and opts.video is not None:
@@ -296,6 +312,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         raise UsageError("--realtime paces a --video file; a camera is always real time")
     if opts.token is not None and opts.serve is None:
         raise UsageError("--token only applies with --serve")
+    if opts.jsonl_max_bytes is not None and opts.jsonl is None:
+        raise UsageError("--jsonl-max-bytes caps the file of --jsonl FILE")
 
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (measured in docs/measurements.md: with face
@@ -310,17 +328,30 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         face_model, margin = _face_detection(clf, model, opts.face_model, opts.face_margin)
         detector = make_detector(face_model)
         opts = replace(opts, face_margin=margin)
+    elif opts.events:
+        warn(f"--events records people, and {model.name} is run on whole frames: no track events (pass --faces to detect faces)")
 
     keep_every_frame = opts.video is not None and not opts.realtime
     sinks: list[Sink] = []
     source: FrameSource | None = None
     web = None
+    # All JSON lines (frames, tracks, summaries) go to one stream: stdout, or --jsonl's capped file.
+    lines = RotatingLineFile(opts.jsonl, opts.jsonl_max_bytes or DEFAULT_JSONL_MAX_BYTES) if opts.jsonl is not None else sys.stdout
+    counts = TrackCounts() if detector is not None else None
+    people = PersonTracker(counts=counts) if detector is not None else None
+    if people is not None and opts.events:
+        people.on_end.append(lambda event: write_json_line(lines, event.to_json()))
     try:
-        if opts.headless or opts.as_json:
-            sinks.append(JsonLinesSink(sys.stdout))
+        # A line per frame: asked for (--json), or headless without --events.
+        if opts.as_json or (opts.headless and not opts.events):
+            sinks.append(JsonLinesSink(lines))
+        if opts.summary_every is not None:
+            sinks.append(SummarySink(lines, counts, opts.summary_every))
         saver = _naming_option(lambda: VideoFileSink(opts.save, fps=None), before="--save ") if opts.save is not None else None
         if opts.serve is not None:
             web = make_web_sink(opts.serve, opts.token, model, clf)
+            if counts is not None:
+                web.counts = counts.snapshot
             sinks.append(web)
         if not opts.headless and web is None:  # with --serve the page is the window
             sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
@@ -332,7 +363,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         if opts.realtime:
             source = _naming_option(lambda: PacedSource(source), before="--realtime: ")
     except BaseException:
-        for item in [*sinks, *([source] if source is not None else [])]:
+        for item in [*sinks, *([source] if source is not None else []), *([lines] if lines is not sys.stdout else [])]:
             item.close()
         raise
     if saver is not None:
@@ -354,10 +385,16 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         web.dropped = lambda: feed.dropped
         announce_web_sink(web)
     margin = DEFAULT_FACE_MARGIN if opts.face_margin is None else opts.face_margin  # None only without faces
-    summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
-                       detect_every=opts.detect_every)
+    try:
+        summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
+                           detect_every=opts.detect_every, people=people)
+    finally:
+        if lines is not sys.stdout:
+            lines.close()
 
     click.echo(f"live: {summary.line()}", err=True)
+    if counts is not None:
+        click.echo(f"live: {counts.line()}", err=True)
     if opts.save is not None and summary.processed:
         click.echo(f"live: annotated video written to {opts.save}", err=True)
     if summary.interrupted:
