@@ -10,7 +10,8 @@ each track a label from all its frames so far:
   or, for a box that jumped, by centre distance relative to the face's size. A box that
   matches no track starts one.
 - **Misses.** A track not matched on a frame is kept for `max_missed` frames (the detector
-  missed the face, or one person passed in front of the other), then ended.
+  missed the face, or one person passed in front of the other), then ended; at once if
+  where it is expected to be has left the frame (the person walked out).
 - **The answer.** A track's probabilities are the mean of its frames' probabilities; its
   label the most probable class (track_bench measured mean probabilities against summed
   log-probabilities and against face-size weights: docs/measurements.md).
@@ -35,10 +36,10 @@ if TYPE_CHECKING:
     from gclf.runtime.classifier import FaceResult
     from gclf.runtime.faces import Box
 
-# A track not matched for this many frames in a row ends (a third of a second at 30 frames/s,
-# a few seconds on a slow Pi): long enough for a missed detection or one face passing in
-# front of another, short enough that a person who left and came back is a new track.
-DEFAULT_MAX_MISSED = 10
+# A track not matched for this many frames in a row ends (two thirds of a second at 30
+# frames/s, a few seconds on a slow Pi): long enough for missed detections or one face
+# passing behind another (track_bench's crossings hide one for up to about 20 frames).
+DEFAULT_MAX_MISSED = 20
 # Tracks shorter than this make no event and are not counted (a false detection lasts a
 # frame or two; a person is in view for many more).
 DEFAULT_MIN_FRAMES = 3
@@ -102,10 +103,11 @@ class _Track:
         label = max(mean, key=mean.__getitem__)
         return label, mean[label], mean
 
-    def expected(self) -> tuple[float, float, float, float]:
-        """Where the face should be now: the last box moved on by the velocity."""
+    def expected(self, ahead: int = 1) -> tuple[float, float, float, float]:
+        """Where the face should be `ahead` frames after the last one counted in `missed`:
+        the last box moved on by the velocity."""
         x, y, w, h = self.box
-        steps = self.missed + 1
+        steps = self.missed + ahead
         return (x + self.velocity[0] * steps, y + self.velocity[1] * steps, float(w), float(h))
 
 
@@ -127,6 +129,11 @@ def _centre_shift(expected: Sequence[float], box: Sequence[float]) -> float:
     dx = (expected[0] + expected[2] / 2) - (box[0] + box[2] / 2)
     dy = (expected[1] + expected[3] / 2) - (box[1] + box[3] / 2)
     return math.hypot(dx, dy) / max(1.0, math.sqrt(expected[2] * expected[3]))
+
+
+def _outside(box: Sequence[float], frame_hw: tuple[int, int]) -> bool:
+    cx, cy = box[0] + box[2] / 2, box[1] + box[3] / 2
+    return not (0 <= cx < frame_hw[1] and 0 <= cy < frame_hw[0])
 
 
 class TrackCounts:
@@ -190,8 +197,10 @@ class PersonTracker:
     _open: list[_Track] = field(default_factory=list)
     _next_id: int = 1
 
-    def update(self, timestamp: float, faces: Sequence[FaceResult]) -> tuple[FaceTrack, ...]:
-        """Match this frame's faces to the tracks; per face, its track and the track's answer."""
+    def update(self, timestamp: float, faces: Sequence[FaceResult], frame_hw: tuple[int, int] | None = None) -> tuple[FaceTrack, ...]:
+        """Match this frame's faces to the tracks; per face, its track and the track's answer.
+
+        `frame_hw` (height, width): a missed track expected outside the frame ends at once."""
         assigned = self._associate([f.box for f in faces])
         views = []
         seen_now: set[int] = set()
@@ -212,7 +221,7 @@ class PersonTracker:
         for track in self._open:
             if track.id not in seen_now:
                 track.missed += 1
-                if track.missed > self.max_missed:
+                if track.missed > self.max_missed or (frame_hw is not None and _outside(track.expected(ahead=0), frame_hw)):
                     self._end(track)
                     continue
             still_open.append(track)

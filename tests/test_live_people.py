@@ -78,6 +78,17 @@ def test_a_track_outlives_a_few_missed_frames_and_ends_after_more() -> None:
     assert (events[0].first_seen, events[0].last_seen) == (0.0, 20.0)
 
 
+def test_a_face_that_walked_out_of_the_frame_ends_its_track_at_once() -> None:
+    events: list[TrackEvent] = []
+    tracker = PersonTracker(on_end=[events.append])
+    for t in range(10):  # walking right at 20 px a frame, to the frame's edge
+        tracker.update(float(t), [_face((100 + 20 * t, 50, 60, 60))], (240, 345))
+    tracker.update(10.0, [], (240, 345))
+    assert events == []  # expected at x 300 to 360: its centre (330) is still inside
+    tracker.update(11.0, [], (240, 345))
+    assert [e.frames for e in events] == [10]
+
+
 def test_the_track_label_is_the_mean_of_its_frames_probabilities() -> None:
     events: list[TrackEvent] = []
     tracker = PersonTracker(on_end=[events.append])
