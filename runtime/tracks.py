@@ -29,7 +29,7 @@ from __future__ import annotations
 import collections
 import math
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 if TYPE_CHECKING:
@@ -182,20 +182,27 @@ class TrackCounts:
         return f"{n} track{'' if n == 1 else 's'}" + (f" ({labels})" if labels else "")
 
 
-@dataclass
 class PersonTracker:
     """Track ids and per-track answers for the faces of one video stream, fed frame by frame.
 
     `update()` once per processed frame, in order; `finish()` once at the end. Ended tracks go
-    to every callable in `on_end`, and confirmed tracks' labels to `counts`.
+    to every callable in `on_end` (appendable), and confirmed tracks' labels to `counts`.
     """
 
-    max_missed: int = DEFAULT_MAX_MISSED
-    min_frames: int = DEFAULT_MIN_FRAMES
-    on_end: list[Callable[[TrackEvent], None]] = field(default_factory=list)
-    counts: TrackCounts | None = None
-    _open: list[_Track] = field(default_factory=list)
-    _next_id: int = 1
+    def __init__(
+        self,
+        *,
+        on_end: Sequence[Callable[[TrackEvent], None]] = (),
+        counts: TrackCounts | None = None,
+        max_missed: int = DEFAULT_MAX_MISSED,
+        min_frames: int = DEFAULT_MIN_FRAMES,
+    ) -> None:
+        self.on_end = list(on_end)
+        self.counts = counts
+        self.max_missed = max_missed
+        self.min_frames = min_frames
+        self._open: list[_Track] = []
+        self._next_id = 1
 
     def update(self, timestamp: float, faces: Sequence[FaceResult], frame_hw: tuple[int, int] | None = None) -> tuple[FaceTrack, ...]:
         """Match this frame's faces to the tracks; per face, its track and the track's answer.
