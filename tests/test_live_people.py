@@ -313,3 +313,39 @@ def test_the_device_options_write_under_7_7_bytes_a_frame(tiny_onnx, tmp_path: P
     assert written <= 7.7 * 300, (written, out.read_text(), result.stderr)
     (event,) = [json.loads(line) for line in out.read_text().splitlines()]
     assert event["event"] == "track" and event["frames"] == 300 and event["label"] == "red"
+
+
+# --- the same on real faces, with the bundled Haar detector ------------------------------------
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATASET = SHARED / "datasets" / "gender-faces"
+WALKERS = ("man/face_0.jpg", "woman/face_1.jpg", "man/face_0.jpg")  # frontal faces Haar finds (test_live_faces)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not DATASET.is_dir(), reason=f"real photos not found at {DATASET}")
+def test_three_real_faces_walking_by_are_three_events(tiny_onnx, tmp_path: Path) -> None:
+    clip = tmp_path / "walkers.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    for k, name in enumerate(WALKERS):
+        face = cv2.imread(str(DATASET / name))
+        face = cv2.resize(face, (round(face.shape[1] * 200 / face.shape[0]), 200), interpolation=cv2.INTER_AREA)
+        for t in range(WALK_FRAMES):
+            frame = np.full((480, 640, 3), 90, dtype=np.uint8)
+            x = round(t * (640 - face.shape[1]) / (WALK_FRAMES - 1))
+            frame[120 + 40 * (k - 1) + 40 : 320 + 40 * (k - 1) + 40, x : x + face.shape[1]] = face
+            writer.write(frame)
+    writer.release()
+    model = tiny_onnx("faces.onnx", props_update=FACES_MODEL)
+
+    with_events = CliRunner().invoke(main, [str(model), "--video", str(clip), "--headless", "--events", "--face-model", "haar"])
+    per_frame = CliRunner().invoke(main, [str(model), "--video", str(clip), "--headless", "--face-model", "haar"])
+
+    assert with_events.exit_code == 0 and per_frame.exit_code == 0, with_events.output + per_frame.output
+    events = [json.loads(line) for line in with_events.stdout.splitlines()]
+    assert len(events) == 3 and all(e["frames"] >= 40 for e in events), events
+    frames = [json.loads(line) for line in per_frame.stdout.splitlines()]
+    for k, event in enumerate(events):
+        faces = [f for record in frames[k * WALK_FRAMES : (k + 1) * WALK_FRAMES] for f in record["faces"]]
+        assert {f["track"] for f in faces} == {event["track"]}
+        assert event["label"] == collections.Counter(f["label"] for f in faces).most_common(1)[0][0]
