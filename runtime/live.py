@@ -357,5 +357,6 @@ def track_events(
             assert isinstance(item, TrackEvent)
             yield item
     finally:
-        stop.set()
+        stop.set()  # the loop stops at its next frame...
+        feed.close()  # ...or, waiting for one, is released (closing twice is allowed)
         worker.join()
