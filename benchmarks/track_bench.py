@@ -46,6 +46,7 @@ Prints its figures (markdown tables) and asserts nothing.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import random
@@ -63,6 +64,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scene_bench import (  # noqa: E402  (a sibling script, not a package)
+    _feather_mask,
     DEFAULT_DATA,
     DEFAULT_YUNET,
     FRAME_H,
@@ -247,6 +249,7 @@ GAP_FRAMES = 15  # empty frames between two visits: longer than a track is kept 
 RETURN_GAP_FRAMES = 30  # a person out of view for a second at 30 frames/s, then back
 WALK_H_RANGE = (110, 200)  # pasted photo height, pixels
 WALK_SPEED_RANGE = (4.0, 9.0)  # pixels per frame
+WALK_GROW_RANGE = (0.6, 1.6)  # walkers: the face's height at the end of the walk against the start
 
 
 @dataclass
@@ -257,14 +260,43 @@ class PeopleTruth:
     scenario: str
 
 
-def _walk(photo_h: float, bgr: np.ndarray, y: float, speed: float, rightwards: bool) -> list[tuple[int, int, int, int]]:
-    """The pasted rectangles of one walk across the whole frame."""
-    ph = round(photo_h)
-    pw = round(ph * bgr.shape[1] / bgr.shape[0])
-    xs = np.arange(0, FRAME_W - pw, speed)
+def paste_clipped(frame: np.ndarray, bgr: np.ndarray, ref: Box, rect: tuple[int, int, int, int]) -> Box | None:
+    """scene_bench's paste_face for a photo that may stick out of the frame (a person walking
+    in or out): the visible part is pasted; the true face box clipped to the frame, or None
+    if less than half of the face is in view."""
+    x, y, pw, ph = rect
+    fh, fw = frame.shape[:2]
+    x0, x1 = max(0, x), min(fw, x + pw)
+    if x1 - x0 < 2:
+        return None
+    if (x0, x1) == (x, x + pw):
+        return paste_face(frame, bgr, ref, rect)
+    scale = ph / bgr.shape[0]
+    resized = cv2.resize(bgr, (pw, ph), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR).astype(np.float32)
+    mask = _feather_mask(ph, pw)[:, x0 - x : x1 - x]
+    region = frame[y : y + ph, x0:x1]
+    frame[y : y + ph, x0:x1] = mask * resized[:, x0 - x : x1 - x] + (1 - mask) * region
+    rx, ry, rw, rh = ref
+    bx, by, bw, bh = x + round(rx * scale), y + round(ry * scale), max(1, round(rw * scale)), max(1, round(rh * scale))
+    vx0, vx1 = max(0, bx), min(fw, bx + bw)
+    if (vx1 - vx0) < 0.5 * bw:
+        return None
+    return (vx0, by, vx1 - vx0, bh)
+
+
+def _walk(photo_h: float, bgr: np.ndarray, y: float, speed: float, rightwards: bool, grow: float = 1.0) -> list[tuple[int, int, int, int]]:
+    """The pasted rectangles of one walk across the whole frame, the face's height going from
+    `photo_h` to `grow` times that (walking towards the camera or away)."""
+    aspect = bgr.shape[1] / bgr.shape[0]
+    widest = round(photo_h * max(1.0, grow) * aspect)
+    xs = np.arange(-0.6 * widest, FRAME_W - 0.4 * widest, speed)  # from out of view on one side to out on the other
     if not rightwards:
         xs = xs[::-1]
-    return [(int(round(x)), int(round(y)), pw, ph) for x in xs]
+    rects = []
+    for k, x in enumerate(xs):
+        ph = round(photo_h * (1 + (grow - 1) * k / max(1, len(xs) - 1)))
+        rects.append((int(round(x)), int(round(y)), round(ph * aspect), ph))
+    return rects
 
 
 def make_people_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Photo], walkers: int, crossings: int, returns: int,
@@ -278,9 +310,11 @@ def make_people_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Ph
         frame = bg.astype(np.float32) + nprng.normal(0, 2.0, bg.shape).astype(np.float32)
         boxes, labels, visits = [], [], []
         for (photo, bgr, ref), rect, v in placed:  # later ones in front
-            boxes.append(paste_face(frame, bgr, ref, rect))
-            labels.append(photo.label)
-            visits.append(v)
+            box = paste_clipped(frame, bgr, ref, rect)
+            if box is not None:  # mostly out of the frame: not a face anyone could classify
+                boxes.append(box)
+                labels.append(photo.label)
+                visits.append(v)
         frames.append(as_camera_frame(frame))
         truths.append(PeopleTruth(boxes, labels, visits, scenario))
 
@@ -293,9 +327,11 @@ def make_people_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Ph
 
     for _ in range(walkers):
         bg, face, h = new_background(), next(it), height()
+        grow = math.exp(rng.uniform(math.log(WALK_GROW_RANGE[0]), math.log(WALK_GROW_RANGE[1])))
         for _ in range(GAP_FRAMES):
             render(bg, [], "walk")
-        for rect in _walk(h, face[1], rng.uniform(0, FRAME_H - h), rng.uniform(*WALK_SPEED_RANGE), rng.random() < 0.5):
+        path = _walk(h, face[1], rng.uniform(0, FRAME_H - h * max(1.0, grow)), rng.uniform(*WALK_SPEED_RANGE), rng.random() < 0.5, grow)
+        for rect in path:
             render(bg, [(face, rect, visit)], "walk")
         visit += 1
     for _ in range(crossings):
@@ -336,6 +372,8 @@ class _Mean:
         classes = probs[0].keys()
         if how == "mean":
             score = {c: sum(p[c] for p in probs) for c in classes}
+        elif how == "vote":  # majority of the frames' labels
+            score = {c: sum(max(p, key=p.__getitem__) == c for p in probs) for c in classes}
         elif how == "log":
             score = {c: sum(math.log(max(p[c], 1e-6)) for p in probs) for c in classes}
         else:  # "area": face-size weighted mean
@@ -354,9 +392,10 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
         for f, t in zip(r.faces, r.tracks or ()):
             by_track.setdefault(t.id, []).append((dict(f.probabilities), float(f.box[2] * f.box[3]), f.label, t.label))
     final = {e.track: e.label for e in events}
-    variants = {how: {tid: _Mean.label([x[0] for x in xs], [x[1] for x in xs], how) for tid, xs in by_track.items()} for how in ("mean", "log", "area")}
+    variants = {how: {tid: _Mean.label([x[0] for x in xs], [x[1] for x in xs], how) for tid, xs in by_track.items()} for how in ("mean", "log", "area", "vote")}
     n = correct_frame = correct_so_far = 0
-    correct_final = {"events": 0, "mean": 0, "log": 0, "area": 0}
+    correct_final = {"events": 0, "mean": 0, "log": 0, "area": 0, "vote": 0}
+    visit_labels: dict[int, list[tuple[str, str, str]]] = {}  # per visit: (frame label, track's final label, true label)
     visit_tracks: dict[int, list[int]] = {}
     visit_scenario: dict[int, str] = {}
     n_faces = 0
@@ -369,8 +408,9 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
             correct_frame += face.label == true
             correct_so_far += track.label == true
             correct_final["events"] += final.get(track.id, track.label) == true
-            for how in ("mean", "log", "area"):
+            for how in ("mean", "log", "area", "vote"):
                 correct_final[how] += variants[how][track.id] == true
+            visit_labels.setdefault(t.visits[i], []).append((face.label, final.get(track.id, track.label), true))
             visit_tracks.setdefault(t.visits[i], []).append(track.id)
             visit_scenario[t.visits[i]] = t.scenario
     long_tracks = {tid: xs for tid, xs in by_track.items() if len(xs) >= 3}
@@ -381,11 +421,14 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
     crossing = [v for v in visits if visit_scenario[v] == "cross"]
     id_changes = sum(sum(a != b for a, b in zip(visit_tracks[v], visit_tracks[v][1:])) for v in crossing)
     n_visits_truth = len({v for t in truths for v in t.visits})
+    majority_right = [collections.Counter(x[0] for x in xs).most_common(1)[0][0] == xs[0][2] for xs in visit_labels.values()]
+    track_right = [collections.Counter(x[1] for x in xs).most_common(1)[0][0] == xs[0][2] for xs in visit_labels.values()]
     return {
         "face_frames": n_faces, "matched": n, "recall": n / n_faces,
         "accuracy_per_frame": correct_frame / n, "accuracy_track_so_far": correct_so_far / n,
         **{f"accuracy_track_final_{k}": v / n for k, v in correct_final.items()},
         "tracks": len(by_track), "events": len(events), "visits": n_visits_truth,
+        "visits_frame_majority_right": statistics.mean(majority_right), "visits_track_right": statistics.mean(track_right),
         "label_changes_per_track": statistics.mean(changes_track), "frame_label_changes_per_track": statistics.mean(changes_frame),
         "tracks_per_visit": statistics.mean(per_visit), "visits_split": sum(k > 1 for k in per_visit),
         "events_per_visit": len(events) / n_visits_truth,
@@ -405,7 +448,7 @@ def people_part(clf: Classifier, acc_clf: Classifier, video: Path, truths: list[
     replay = PersonTracker()
     start = time.perf_counter()
     for r in rec.results:
-        replay.update(r.timestamp, r.faces)
+        replay.update(r.timestamp, r.faces, (FRAME_H, FRAME_W), r.detected)
     replay.finish()
     out["tracker_us_per_frame"] = 1e6 * (time.perf_counter() - start) / len(rec.results)
     # The loop with and without it, interleaved.
@@ -428,10 +471,12 @@ def _num(value: float | None) -> str:
 def print_people(row: dict, model: Path, detector: str, every: int) -> None:
     p = _pct
     print(f"\n### One person, one answer ({row['visits']} visits, {row['face_frames']} face-frames, {detector} every {every}, model {model.name})\n")
-    print("| per-frame accuracy | per-track, so far | per-track, final (mean probs, as --events) | final, summed log-probs | final, face-size weighted |")
-    print("|---|---|---|---|---|")
+    print("| per-frame accuracy | per-track, so far | per-track, final (as --events) | final: mean probs | summed log-probs | face-size weighted | majority vote |")
+    print("|---|---|---|---|---|---|---|")
     print(f"| {p(row['accuracy_per_frame'])} | {p(row['accuracy_track_so_far'])} | **{p(row['accuracy_track_final_events'])}** | "
-          f"{p(row['accuracy_track_final_log'])} | {p(row['accuracy_track_final_area'])} |")
+          f"{p(row['accuracy_track_final_mean'])} | {p(row['accuracy_track_final_log'])} | {p(row['accuracy_track_final_area'])} | "
+          f"{p(row['accuracy_track_final_vote'])} |")
+    print(f"\nPer visit (each person once): per-frame majority right {p(row['visits_frame_majority_right'])}, track's final label right {p(row['visits_track_right'])}.")
     print(f"\nOn the {row['matched']} face-frames the detector found (recall {p(row['recall'])}).\n")
     print("| label changes per track (track label / frame labels) | tracks per visit | visits split | events per visit | id changes, crossing ({} people) | tracks per visit: crossing / leaving and coming back | loop FPS without / with tracks (ratio range) | tracker alone |".format(row["crossing_visits"]))
     print("|---|---|---|---|---|---|---|---|")

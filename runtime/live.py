@@ -265,7 +265,7 @@ def run_live(
                 if first is None:
                     first = time.perf_counter()
                 faces = classify_prepared(prepared, classifier)
-                tracks = people.update(prepared.frame.timestamp, faces, prepared.frame.bgr.shape[:2]) if people is not None else None
+                tracks = people.update(prepared.frame.timestamp, faces, prepared.frame.bgr.shape[:2], prepared.detected) if people is not None else None
                 result = FrameResult(
                     prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()), prepared.detected, tracks
                 )

@@ -7,8 +7,10 @@ each track a label from all its frames so far:
 - **Association.** Each frame's boxes (detected, or carried over by the optical-flow
   carrier in gclf.runtime.tracking) are matched to the open tracks, greedily by overlap
   (IoU) with where each track is expected to be (its last box moved on by its velocity),
-  or, for a box that jumped, by centre distance relative to the face's size. A box that
-  matches no track starts one.
+  or, for a box that jumped, by centre distance relative to the face's size (allowed to grow
+  while the track goes unseen). The velocity comes from detected boxes only: a carried box
+  can slide onto another face while one passes in front of the other. A box that matches no
+  track starts one.
 - **Misses.** A track not matched on a frame is kept for `max_missed` frames (the detector
   missed the face, or one person passed in front of the other), then ended; at once if
   where it is expected to be has left the frame (the person walked out).
@@ -36,15 +38,16 @@ if TYPE_CHECKING:
     from gclf.runtime.classifier import FaceResult
     from gclf.runtime.faces import Box
 
-# A track not matched for this many frames in a row ends (two thirds of a second at 30
-# frames/s, a few seconds on a slow Pi): long enough for missed detections or one face
-# passing behind another (track_bench's crossings hide one for up to about 20 frames).
-DEFAULT_MAX_MISSED = 20
+# A track not matched for this many frames in a row ends (a second at 30 frames/s, a few
+# seconds on a slow Pi): long enough for missed detections or one face passing behind
+# another (track_bench's crossings hide one for up to about 25 frames).
+DEFAULT_MAX_MISSED = 30
 # Tracks shorter than this make no event and are not counted (a false detection lasts a
 # frame or two; a person is in view for many more).
 DEFAULT_MIN_FRAMES = 3
 MIN_IOU = 0.2  # least overlap of a box with a track's expected box for a match
 MAX_CENTRE_SHIFT = 0.6  # or: centre within this share of the track's face size (a fast move)
+SHIFT_GROWTH = 0.04  # ...plus this share per frame the track went unseen (where it is grows uncertain)
 VELOCITY_SMOOTHING = 0.5  # share of the newest motion in the velocity estimate
 
 MINUTE_S, HOUR_S = 60.0, 3600.0
@@ -96,6 +99,7 @@ class _Track:
     frames: int = 1
     missed: int = 0  # frames in a row without a match
     velocity: tuple[float, float] = (0.0, 0.0)  # centre motion, pixels per frame
+    anchor: tuple[int, float, float] | None = None  # frame number and centre of the last detected box
     largest_box: Box = (0, 0, 0, 0)
 
     def answer(self) -> tuple[str, float, dict[str, float]]:
@@ -203,15 +207,25 @@ class PersonTracker:
         self.min_frames = min_frames
         self._open: list[_Track] = []
         self._next_id = 1
+        self._frame = 0  # frames seen
 
-    def update(self, timestamp: float, faces: Sequence[FaceResult], frame_hw: tuple[int, int] | None = None) -> tuple[FaceTrack, ...]:
+    def update(
+        self,
+        timestamp: float,
+        faces: Sequence[FaceResult],
+        frame_hw: tuple[int, int] | None = None,
+        detected: Sequence[bool] | None = None,
+    ) -> tuple[FaceTrack, ...]:
         """Match this frame's faces to the tracks; per face, its track and the track's answer.
 
-        `frame_hw` (height, width): a missed track expected outside the frame ends at once."""
+        `frame_hw` (height, width): a missed track expected outside the frame ends at once.
+        `detected`: per face, whether the detector found it on this frame (else it was carried
+        over); None: all detected."""
+        self._frame += 1
         assigned = self._associate([f.box for f in faces])
         views = []
         seen_now: set[int] = set()
-        for face, track in zip(faces, assigned):
+        for i, (face, track) in enumerate(zip(faces, assigned)):
             probs = _probabilities(face)
             if track is None:
                 track = _Track(self._next_id, face.box, timestamp, timestamp, probs, largest_box=face.box)
@@ -219,6 +233,8 @@ class PersonTracker:
                 self._open.append(track)
             else:
                 self._extend(track, face, probs, timestamp)
+            if detected is None or detected[i]:
+                self._anchor(track)
             seen_now.add(track.id)
             label, confidence, _ = track.answer()
             views.append(FaceTrack(track.id, label, confidence, track.frames))
@@ -253,7 +269,7 @@ class PersonTracker:
             for bi, box in enumerate(boxes):
                 overlap = _iou(expected, box)
                 shift = _centre_shift(expected, box)
-                if overlap >= MIN_IOU or shift <= MAX_CENTRE_SHIFT:
+                if overlap >= MIN_IOU or shift <= MAX_CENTRE_SHIFT + SHIFT_GROWTH * track.missed:
                     candidates.append((-overlap, shift, ti, bi))
         candidates.sort()
         out: list[_Track | None] = [None] * len(boxes)
@@ -265,13 +281,20 @@ class PersonTracker:
             out[bi] = self._open[ti]
         return out
 
+    def _anchor(self, track: _Track) -> None:
+        """A detected box: the velocity from the last detected one to this one."""
+        x, y, w, h = track.box
+        cx, cy = x + w / 2, y + h / 2
+        if track.anchor is not None and track.anchor[0] < self._frame:
+            frame, ax, ay = track.anchor
+            steps = self._frame - frame
+            a = VELOCITY_SMOOTHING
+            track.velocity = (a * (cx - ax) / steps + (1 - a) * track.velocity[0], a * (cy - ay) / steps + (1 - a) * track.velocity[1])
+        track.anchor = (self._frame, cx, cy)
+
     @staticmethod
     def _extend(track: _Track, face: FaceResult, probs: Mapping[str, float], timestamp: float) -> None:
-        (x0, y0, w0, h0), (x1, y1, w1, h1) = track.box, face.box
-        steps = track.missed + 1
-        motion = ((x1 + w1 / 2 - x0 - w0 / 2) / steps, (y1 + h1 / 2 - y0 - h0 / 2) / steps)
-        a = VELOCITY_SMOOTHING
-        track.velocity = (a * motion[0] + (1 - a) * track.velocity[0], a * motion[1] + (1 - a) * track.velocity[1])
+        w1, h1 = face.box[2], face.box[3]
         track.box, track.last_seen, track.missed = face.box, timestamp, 0
         track.frames += 1
         for c, p in probs.items():
