@@ -299,8 +299,22 @@ def _walk(photo_h: float, bgr: np.ndarray, y: float, speed: float, rightwards: b
     return rects
 
 
+def jittered(bgr: np.ndarray, nprng: np.random.Generator) -> np.ndarray:
+    """The photo as one more video frame of the same person might show it: turned by up to 8
+    degrees, brighter or darker by up to 20%, and on a third of the frames blurred by motion.
+    A pasted still photo otherwise looks the same on every frame, which real faces do not."""
+    h, w = bgr.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(nprng.uniform(-8, 8)), 1.0)
+    out = cv2.warpAffine(bgr, turn, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    out = out * nprng.uniform(0.8, 1.2) + nprng.uniform(-15, 15)
+    if nprng.random() < 1 / 3:
+        k = int(nprng.integers(3, 10))
+        out = cv2.filter2D(out, -1, np.full((1, k), 1.0 / k, np.float32))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
 def make_people_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Photo], walkers: int, crossings: int, returns: int,
-                      rng: random.Random, nprng: np.random.Generator) -> tuple[list[np.ndarray], list[PeopleTruth]]:
+                      rng: random.Random, nprng: np.random.Generator, jitter: bool = False) -> tuple[list[np.ndarray], list[PeopleTruth]]:
     frames: list[np.ndarray] = []
     truths: list[PeopleTruth] = []
     it = iter(chosen)
@@ -310,7 +324,7 @@ def make_people_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Ph
         frame = bg.astype(np.float32) + nprng.normal(0, 2.0, bg.shape).astype(np.float32)
         boxes, labels, visits = [], [], []
         for (photo, bgr, ref), rect, v in placed:  # later ones in front
-            box = paste_clipped(frame, bgr, ref, rect)
+            box = paste_clipped(frame, jittered(bgr, nprng) if jitter else bgr, ref, rect)
             if box is not None:  # mostly out of the frame: not a face anyone could classify
                 boxes.append(box)
                 labels.append(photo.label)
@@ -507,15 +521,16 @@ def print_people(row: dict, model: Path, detector: str, every: int) -> None:
 @click.option("--walkers", type=click.IntRange(min=0), default=24, show_default=True, help="People: visits of one person walking across.")
 @click.option("--crossings", type=click.IntRange(min=0), default=6, show_default=True, help="People: pairs crossing.")
 @click.option("--returns", type=click.IntRange(min=0), default=3, show_default=True, help="People: a person leaving and coming back.")
+@click.option("--jitter", is_flag=True, help="People: each frame turns, lights and blurs the photo a little (a still photo is otherwise the same on every frame).")
 @click.option("--people-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DATA[0], show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
 def main(model, accuracy_model, data, face_model, everys, detector_names, rounds, clips, clip_frames, two_faces, threads, seed, skip_copies,
-         people, walkers, crossings, returns, people_data, json_out) -> None:
+         people, walkers, crossings, returns, jitter, people_data, json_out) -> None:
     rng, nprng = random.Random(seed), np.random.default_rng(seed)
     reference = YuNetFaceDetector(face_model, max_side=1024)
     if people:
         return main_people(model, accuracy_model, people_data, face_model, reference, detector_names[-1], everys[-1] if len(everys) == 1 else 3,
-                           rounds, threads, walkers, crossings, returns, rng, nprng, json_out)
+                           rounds, threads, walkers, crossings, returns, jitter, rng, nprng, json_out)
     pool = load_photos([Path(d) for d in data], set())
     rng.shuffle(pool)
     chosen = []
@@ -635,7 +650,7 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
 
 
 def main_people(model, accuracy_model, data, face_model, reference, detector_name, every, rounds, threads, walkers, crossings, returns,
-                rng, nprng, json_out) -> None:
+                jitter, rng, nprng, json_out) -> None:
     pool = load_photos([Path(data)], set())
     rng.shuffle(pool)
     needed = walkers + 2 * crossings + returns
@@ -647,11 +662,11 @@ def main_people(model, accuracy_model, data, face_model, reference, detector_nam
         ref = reference_box(bgr, reference)
         if ref is not None:
             chosen.append((photo, bgr, ref))
-    frames, truths = make_people_clips(chosen, pool, walkers, crossings, returns, rng, nprng)
+    frames, truths = make_people_clips(chosen, pool, walkers, crossings, returns, rng, nprng, jitter)
     cpu_name = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
                      if line.startswith("Model name")), "unknown CPU")
     print(f"OpenCV {cv2.__version__}, {os.cpu_count()} CPU cores ({cpu_name}); load average at start {os.getloadavg()[0]:.2f}")
-    print(f"{len(frames)} frames {FRAME_W}x{FRAME_H} from {data}; speed model {model}; accuracy model {accuracy_model or model}")
+    print(f"{len(frames)} frames {FRAME_W}x{FRAME_H} from {data}{', appearance jittered per frame' if jitter else ''}; speed model {model}; accuracy model {accuracy_model or model}")
     clf = Classifier(model, threads=threads or None, spin=False)
     acc_clf = Classifier(accuracy_model, threads=threads or None, spin=False) if accuracy_model else clf
     detector = HaarFaceDetector() if detector_name == "haar" else YuNetFaceDetector(face_model)
