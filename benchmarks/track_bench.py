@@ -432,6 +432,12 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
     changes_frame = [sum(a[2] != b[2] for a, b in zip(xs, xs[1:])) for xs in long_tracks.values()]
     visits = sorted(visit_tracks)
     per_visit = [len(set(visit_tracks[v])) for v in visits]
+    # A track that followed two visits (one person after another, or a person who came back).
+    track_visits: dict[int, set[int]] = {}
+    for v in visits:
+        for tid in set(visit_tracks[v]):
+            track_visits.setdefault(tid, set()).add(v)
+    merged = [sorted(vs) for vs in track_visits.values() if len(vs) > 1]
     crossing = [v for v in visits if visit_scenario[v] == "cross"]
     id_changes = sum(sum(a != b for a, b in zip(visit_tracks[v], visit_tracks[v][1:])) for v in crossing)
     n_visits_truth = len({v for t in truths for v in t.visits})
@@ -445,6 +451,7 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
         "visits_frame_majority_right": statistics.mean(majority_right), "visits_track_right": statistics.mean(track_right),
         "label_changes_per_track": statistics.mean(changes_track), "frame_label_changes_per_track": statistics.mean(changes_frame),
         "tracks_per_visit": statistics.mean(per_visit), "visits_split": sum(k > 1 for k in per_visit),
+        "tracks_over_two_visits": len(merged), "merged_scenarios": [sorted({visit_scenario[v] for v in vs}) for vs in merged],
         "events_per_visit": len(events) / n_visits_truth,
         "crossing_visits": len(crossing), "id_changes_crossing": id_changes,
         "tracks_per_visit_crossing": _mean_or_none([per_visit[visits.index(v)] for v in crossing]),
@@ -491,7 +498,8 @@ def print_people(row: dict, model: Path, detector: str, every: int) -> None:
           f"{p(row['accuracy_track_final_mean'])} | {p(row['accuracy_track_final_log'])} | {p(row['accuracy_track_final_area'])} | "
           f"{p(row['accuracy_track_final_vote'])} |")
     print(f"\nPer visit (each person once): per-frame majority right {p(row['visits_frame_majority_right'])}, track's final label right {p(row['visits_track_right'])}.")
-    print(f"\nOn the {row['matched']} face-frames the detector found (recall {p(row['recall'])}).\n")
+    print(f"\nOn the {row['matched']} face-frames the detector found (recall {p(row['recall'])}). "
+          f"Tracks that followed two visits: {row['tracks_over_two_visits']} {row['merged_scenarios']}.\n")
     print("| label changes per track (track label / frame labels) | tracks per visit | visits split | events per visit | id changes, crossing ({} people) | tracks per visit: crossing / leaving and coming back | loop FPS without / with tracks (ratio range) | tracker alone |".format(row["crossing_visits"]))
     print("|---|---|---|---|---|---|---|---|")
     ratios = row["fps_ratios"]
