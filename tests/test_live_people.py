@@ -22,7 +22,7 @@ from click.testing import CliRunner
 import gclf.runtime.faces
 from gclf.runtime.classifier import Classifier, FaceResult
 from gclf.runtime.cli import main
-from gclf.runtime.live import FrameResult, run_live, track_events
+from gclf.runtime.live import FrameResult, track_events
 from gclf.runtime.sinks import RotatingLineFile, SummarySink
 from gclf.runtime.tracks import DEFAULT_MAX_MISSED, PersonTracker, TrackCounts, TrackEvent
 from gclf_testutil import ListFeed
