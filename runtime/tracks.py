@@ -12,8 +12,10 @@ each track a label from all its frames so far:
   can slide onto another face while one passes in front of the other. A box that matches no
   track starts one.
 - **Misses.** A track not matched on a frame is kept for `max_missed` frames (the detector
-  missed the face, or one person passed in front of the other), then ended; at once if
-  where it is expected to be has left the frame (the person walked out).
+  missed the face, or one person passed in front of the other), then ended; sooner if the
+  person walked out: at once when where it is expected to be has left the frame, and after
+  `EDGE_MISSED` frames when its last box touched the frame's edge (otherwise the next person
+  coming in through the same door would continue that track).
 - **The answer.** A track's probabilities are the mean of its frames' probabilities; its
   label the most probable class (track_bench measured mean probabilities against summed
   log-probabilities and against face-size weights: docs/measurements.md).
@@ -49,6 +51,9 @@ MIN_IOU = 0.2  # least overlap of a box with a track's expected box for a match
 MAX_CENTRE_SHIFT = 0.6  # or: centre within this share of the track's face size (a fast move)
 SHIFT_GROWTH = 0.04  # ...plus this share per frame the track went unseen (where it is grows uncertain)
 VELOCITY_SMOOTHING = 0.5  # share of the newest motion in the velocity estimate
+
+EDGE_MISSED = 5  # frames a track whose last box touched the frame's edge is kept
+EDGE_PX = 2  # a box this close to the frame's border touches it
 
 MINUTE_S, HOUR_S = 60.0, 3600.0
 
@@ -244,7 +249,7 @@ class PersonTracker:
         for track in self._open:
             if track.id not in seen_now:
                 track.missed += 1
-                if track.missed > self.max_missed or (frame_hw is not None and _outside(track.expected(ahead=0), frame_hw)):
+                if track.missed > self.max_missed or (frame_hw is not None and self._left(track, frame_hw)):
                     self._end(track)
                     continue
             still_open.append(track)
@@ -260,6 +265,14 @@ class PersonTracker:
     @property
     def open_tracks(self) -> int:
         return len(self._open)
+
+    def _left(self, track: _Track, frame_hw: tuple[int, int]) -> bool:
+        """Whether a missed track's person has walked out of the frame."""
+        if _outside(track.expected(ahead=0), frame_hw):
+            return True
+        x, y, w, h = track.box
+        at_edge = x <= EDGE_PX or y <= EDGE_PX or x + w >= frame_hw[1] - EDGE_PX or y + h >= frame_hw[0] - EDGE_PX
+        return at_edge and track.missed > EDGE_MISSED
 
     def _associate(self, boxes: Sequence[Box]) -> list[_Track | None]:
         """Per box, the open track it continues, or None; greedy, best overlap first."""

@@ -24,7 +24,7 @@ from gclf.runtime.classifier import Classifier, FaceResult
 from gclf.runtime.cli import main
 from gclf.runtime.live import FrameResult, track_events
 from gclf.runtime.sinks import RotatingLineFile, SummarySink
-from gclf.runtime.tracks import DEFAULT_MAX_MISSED, PersonTracker, TrackCounts, TrackEvent
+from gclf.runtime.tracks import DEFAULT_MAX_MISSED, EDGE_MISSED, PersonTracker, TrackCounts, TrackEvent
 from gclf_testutil import ListFeed
 from test_live_tracking import FACES_MODEL, SquareDetector
 from test_picamera import fake_picamera2  # noqa: F401  (the stand-in picamera2 fixture)
@@ -89,6 +89,16 @@ def test_a_face_that_walked_out_of_the_frame_ends_its_track_at_once() -> None:
     assert events == []  # expected at x 300 to 360: its centre (330) is still inside
     tracker.update(11.0, [], (240, 345))
     assert [e.frames for e in events] == [10]
+
+
+def test_a_face_lost_at_the_frame_edge_is_not_continued_by_the_next_one_coming_in() -> None:
+    tracker = PersonTracker()
+    for t in range(10):  # half out of the frame at its left edge, the box clipped there
+        first = tracker.update(float(t), [_face((0, 60, 30, 60))], (240, 320))[0].id
+    for t in range(10, 10 + EDGE_MISSED + 1):
+        tracker.update(float(t), [], (240, 320))
+    later = tracker.update(20.0, [_face((0, 60, 30, 60))], (240, 320))[0].id  # someone else comes in there
+    assert later != first
 
 
 def test_the_track_label_is_the_mean_of_its_frames_probabilities() -> None:
