@@ -32,10 +32,12 @@ Prints its figures (markdown tables) and asserts nothing.
   entering to leaving the frame) is one true track. `run_live` (YuNet, every 3rd frame) with
   `--accuracy-model`: per-frame accuracy against per-track accuracy on the same face-frames
   (the track's label so far, and its final label: what `--events` writes), with the final
-  label from mean probabilities (the runtime's), summed log-probabilities and face-size
-  weights; label changes per track; tracks per visit; id changes along a crossing person's
-  frames; and the cost: the loop with and without person tracking, interleaved rounds, plus
-  the tracker alone replayed over the recorded frames.
+  label from mean probabilities (the runtime's), summed log-probabilities, face-size
+  weights and a majority vote; label changes per track; tracks per visit; id changes along a crossing person's
+  frames; tracks that followed two visits; and the cost: the loop with and without person
+  tracking, interleaved rounds, plus the tracker alone replayed over the recorded frames.
+  `--jitter` turns, lights and blurs each frame's photo a little (real faces differ from
+  frame to frame; a pasted still photo does not).
 - **Faces.** Per configuration: recall at IoU >= 0.5 against the true boxes (every frame,
   every face), how many boxes were carried, and per face on each frame the model's label
   compared with the label that detection on every frame (N=1, same detector) gives for that
