@@ -25,6 +25,19 @@ Prints its figures (markdown tables) and asserts nothing.
   The machine may be shared, so the CPU time of this process per frame (all its threads:
   video decoding, detection, tracking, crops, model) is given too; other processes' load does
   not count in it.
+- **People** (`--people`, gclf.runtime.tracks). Clips of real faces (utkface-dev by default)
+  walking across the frame along straight lines, one after another with empty frames
+  between; two people crossing (walking towards each other, the later one in front); and a
+  person who walks out of the frame and comes back after a second. Each visit (a person from
+  entering to leaving the frame) is one true track. `run_live` (YuNet, every 3rd frame) with
+  `--accuracy-model`: per-frame accuracy against per-track accuracy on the same face-frames
+  (the track's label so far, and its final label: what `--events` writes), with the final
+  label from mean probabilities (the runtime's), summed log-probabilities, face-size
+  weights and a majority vote; label changes per track; tracks per visit; id changes along a crossing person's
+  frames; tracks that followed two visits; and the cost: the loop with and without person
+  tracking, interleaved rounds, plus the tracker alone replayed over the recorded frames.
+  `--jitter` turns, lights and blurs each frame's photo a little (real faces differ from
+  frame to frame; a pasted still photo does not).
 - **Faces.** Per configuration: recall at IoU >= 0.5 against the true boxes (every frame,
   every face), how many boxes were carried, and per face on each frame the model's label
   compared with the label that detection on every frame (N=1, same detector) gives for that
@@ -35,6 +48,7 @@ Prints its figures (markdown tables) and asserts nothing.
 
 from __future__ import annotations
 
+import collections
 import math
 import os
 import random
@@ -52,6 +66,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scene_bench import (  # noqa: E402  (a sibling script, not a package)
+    _feather_mask,
     DEFAULT_DATA,
     DEFAULT_YUNET,
     FRAME_H,
@@ -72,6 +87,7 @@ from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDet
 from gclf.runtime.live import FrameResult, run_live  # noqa: E402
 from gclf.runtime.preprocess import preprocess  # noqa: E402
 from gclf.runtime.tracking import FaceTracker  # noqa: E402
+from gclf.runtime.tracks import PersonTracker, TrackEvent  # noqa: E402
 from gclf.runtime.video_sources import CaptureSource, OrderedFrameReader  # noqa: E402
 
 IOU = 0.5
@@ -229,6 +245,271 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}%"
 
 
+# --- people: tracks, per-track answers -------------------------------------------------------
+
+GAP_FRAMES = 15  # empty frames between two visits: longer than a track is kept without a face
+RETURN_GAP_FRAMES = 30  # a person out of view for a second at 30 frames/s, then back
+WALK_H_RANGE = (110, 200)  # pasted photo height, pixels
+WALK_SPEED_RANGE = (4.0, 9.0)  # pixels per frame
+WALK_GROW_RANGE = (0.6, 1.6)  # walkers: the face's height at the end of the walk against the start
+
+
+@dataclass
+class PeopleTruth:
+    boxes: list[Box]
+    labels: list[str]
+    visits: list[int]  # per face: which visit (a person from entering to leaving the frame)
+    scenario: str
+
+
+def paste_clipped(frame: np.ndarray, bgr: np.ndarray, ref: Box, rect: tuple[int, int, int, int]) -> Box | None:
+    """scene_bench's paste_face for a photo that may stick out of the frame (a person walking
+    in or out): the visible part is pasted; the true face box clipped to the frame, or None
+    if less than half of the face is in view."""
+    x, y, pw, ph = rect
+    fh, fw = frame.shape[:2]
+    x0, x1 = max(0, x), min(fw, x + pw)
+    if x1 - x0 < 2:
+        return None
+    if (x0, x1) == (x, x + pw):
+        return paste_face(frame, bgr, ref, rect)
+    scale = ph / bgr.shape[0]
+    resized = cv2.resize(bgr, (pw, ph), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR).astype(np.float32)
+    mask = _feather_mask(ph, pw)[:, x0 - x : x1 - x]
+    region = frame[y : y + ph, x0:x1]
+    frame[y : y + ph, x0:x1] = mask * resized[:, x0 - x : x1 - x] + (1 - mask) * region
+    rx, ry, rw, rh = ref
+    bx, by, bw, bh = x + round(rx * scale), y + round(ry * scale), max(1, round(rw * scale)), max(1, round(rh * scale))
+    vx0, vx1 = max(0, bx), min(fw, bx + bw)
+    if (vx1 - vx0) < 0.5 * bw:
+        return None
+    return (vx0, by, vx1 - vx0, bh)
+
+
+def _walk(photo_h: float, bgr: np.ndarray, y: float, speed: float, rightwards: bool, grow: float = 1.0) -> list[tuple[int, int, int, int]]:
+    """The pasted rectangles of one walk across the whole frame, the face's height going from
+    `photo_h` to `grow` times that (walking towards the camera or away)."""
+    aspect = bgr.shape[1] / bgr.shape[0]
+    widest = round(photo_h * max(1.0, grow) * aspect)
+    xs = np.arange(-0.6 * widest, FRAME_W - 0.4 * widest, speed)  # from out of view on one side to out on the other
+    if not rightwards:
+        xs = xs[::-1]
+    rects = []
+    for k, x in enumerate(xs):
+        ph = round(photo_h * (1 + (grow - 1) * k / max(1, len(xs) - 1)))
+        rects.append((int(round(x)), int(round(y)), round(ph * aspect), ph))
+    return rects
+
+
+def jittered(bgr: np.ndarray, nprng: np.random.Generator) -> np.ndarray:
+    """The photo as one more video frame of the same person might show it: turned by up to 8
+    degrees, brighter or darker by up to 20%, and on a third of the frames blurred by motion.
+    A pasted still photo otherwise looks the same on every frame, which real faces do not."""
+    h, w = bgr.shape[:2]
+    turn = cv2.getRotationMatrix2D((w / 2, h / 2), float(nprng.uniform(-8, 8)), 1.0)
+    out = cv2.warpAffine(bgr, turn, (w, h), borderMode=cv2.BORDER_REFLECT).astype(np.float32)
+    out = out * nprng.uniform(0.8, 1.2) + nprng.uniform(-15, 15)
+    if nprng.random() < 1 / 3:
+        k = int(nprng.integers(3, 10))
+        out = cv2.filter2D(out, -1, np.full((1, k), 1.0 / k, np.float32))
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+def make_people_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Photo], walkers: int, crossings: int, returns: int,
+                      rng: random.Random, nprng: np.random.Generator, jitter: bool = False) -> tuple[list[np.ndarray], list[PeopleTruth]]:
+    frames: list[np.ndarray] = []
+    truths: list[PeopleTruth] = []
+    it = iter(chosen)
+    visit = 0
+
+    def render(bg: np.ndarray, placed: list[tuple[tuple[Photo, np.ndarray, Box], tuple[int, int, int, int], int]], scenario: str) -> None:
+        frame = bg.astype(np.float32) + nprng.normal(0, 2.0, bg.shape).astype(np.float32)
+        boxes, labels, visits = [], [], []
+        for (photo, bgr, ref), rect, v in placed:  # later ones in front
+            box = paste_clipped(frame, jittered(bgr, nprng) if jitter else bgr, ref, rect)
+            if box is not None:  # mostly out of the frame: not a face anyone could classify
+                boxes.append(box)
+                labels.append(photo.label)
+                visits.append(v)
+        frames.append(as_camera_frame(frame))
+        truths.append(PeopleTruth(boxes, labels, visits, scenario))
+
+    def new_background() -> np.ndarray:
+        corner = cv2.cvtColor(decode_image(pool[rng.randrange(len(pool))].path), cv2.COLOR_RGB2BGR)
+        return background(rng, nprng, corner)[0]
+
+    def height() -> float:
+        return rng.uniform(*WALK_H_RANGE)
+
+    for _ in range(walkers):
+        bg, face, h = new_background(), next(it), height()
+        grow = math.exp(rng.uniform(math.log(WALK_GROW_RANGE[0]), math.log(WALK_GROW_RANGE[1])))
+        for _ in range(GAP_FRAMES):
+            render(bg, [], "walk")
+        path = _walk(h, face[1], rng.uniform(0, FRAME_H - h * max(1.0, grow)), rng.uniform(*WALK_SPEED_RANGE), rng.random() < 0.5, grow)
+        for rect in path:
+            render(bg, [(face, rect, visit)], "walk")
+        visit += 1
+    for _ in range(crossings):
+        bg, a, b = new_background(), next(it), next(it)
+        ha, hb = height(), height()
+        ya = rng.uniform(0, FRAME_H - max(ha, hb))
+        yb = min(FRAME_H - hb, max(0.0, ya + rng.uniform(-0.3, 0.3) * ha))  # at about the same height: they meet
+        speed = rng.uniform(*WALK_SPEED_RANGE)
+        left, right = _walk(ha, a[1], ya, speed, True), _walk(hb, b[1], yb, speed, False)
+        for _ in range(GAP_FRAMES):
+            render(bg, [], "cross")
+        for t in range(max(len(left), len(right))):
+            placed = ([(a, left[t], visit)] if t < len(left) else []) + ([(b, right[t], visit + 1)] if t < len(right) else [])
+            render(bg, placed, "cross")
+        visit += 2
+    for _ in range(returns):
+        bg, face, h = new_background(), next(it), height()
+        y, speed = rng.uniform(0, FRAME_H - h), rng.uniform(*WALK_SPEED_RANGE)
+        for _ in range(GAP_FRAMES):
+            render(bg, [], "return")
+        there = _walk(h, face[1], y, speed, True)
+        for rect in there[len(there) // 3 :]:  # from the middle out at the right edge
+            render(bg, [(face, rect, visit)], "return")
+        for _ in range(RETURN_GAP_FRAMES):
+            render(bg, [], "return")
+        for rect in _walk(h, face[1], y, speed, False)[: 2 * len(there) // 3]:  # back in from the right
+            render(bg, [(face, rect, visit + 1)], "return")
+        visit += 2
+    bg = new_background()
+    for _ in range(GAP_FRAMES):  # the last visit's track ends before the video does
+        render(bg, [], "end")
+    return frames, truths
+
+
+class _Mean:
+    @staticmethod
+    def label(probs: list[dict[str, float]], areas: list[float], how: str) -> str:
+        classes = probs[0].keys()
+        if how == "mean":
+            score = {c: sum(p[c] for p in probs) for c in classes}
+        elif how == "vote":  # majority of the frames' labels
+            score = {c: sum(max(p, key=p.__getitem__) == c for p in probs) for c in classes}
+        elif how == "log":
+            score = {c: sum(math.log(max(p[c], 1e-6)) for p in probs) for c in classes}
+        else:  # "area": face-size weighted mean
+            score = {c: sum(a * p[c] for p, a in zip(probs, areas)) for c in classes}
+        return max(score, key=score.__getitem__)
+
+
+def _mean_or_none(values: list[float]) -> float | None:
+    return statistics.mean(values) if values else None
+
+
+def people_figures(results: list[FrameResult], events: list[TrackEvent], truths: list[PeopleTruth]) -> dict:
+    """Per-frame vs per-track accuracy on the same face-frames, label changes, fragmentation, id changes."""
+    by_track: dict[int, list[tuple[dict[str, float], float, str, str]]] = {}  # per track: (probs, area, frame label, track label so far)
+    for r in results:
+        for f, t in zip(r.faces, r.tracks or ()):
+            by_track.setdefault(t.id, []).append((dict(f.probabilities), float(f.box[2] * f.box[3]), f.label, t.label))
+    final = {e.track: e.label for e in events}
+    variants = {how: {tid: _Mean.label([x[0] for x in xs], [x[1] for x in xs], how) for tid, xs in by_track.items()} for how in ("mean", "log", "area", "vote")}
+    n = correct_frame = correct_so_far = 0
+    correct_final = {"events": 0, "mean": 0, "log": 0, "area": 0, "vote": 0}
+    visit_labels: dict[int, list[tuple[str, str, str]]] = {}  # per visit: (frame label, track's final label, true label)
+    visit_tracks: dict[int, list[int]] = {}
+    visit_scenario: dict[int, str] = {}
+    n_faces = 0
+    for r, t in zip(results, truths):
+        n_faces += len(t.boxes)
+        pairs = match(t.boxes, [f.box for f in r.faces], IOU)
+        for i, j in pairs.items():
+            face, track, true = r.faces[j], r.tracks[j], t.labels[i]
+            n += 1
+            correct_frame += face.label == true
+            correct_so_far += track.label == true
+            correct_final["events"] += final.get(track.id, track.label) == true
+            for how in ("mean", "log", "area", "vote"):
+                correct_final[how] += variants[how][track.id] == true
+            visit_labels.setdefault(t.visits[i], []).append((face.label, final.get(track.id, track.label), true))
+            visit_tracks.setdefault(t.visits[i], []).append(track.id)
+            visit_scenario[t.visits[i]] = t.scenario
+    long_tracks = {tid: xs for tid, xs in by_track.items() if len(xs) >= 3}
+    changes_track = [sum(a[3] != b[3] for a, b in zip(xs, xs[1:])) for xs in long_tracks.values()]
+    changes_frame = [sum(a[2] != b[2] for a, b in zip(xs, xs[1:])) for xs in long_tracks.values()]
+    visits = sorted(visit_tracks)
+    per_visit = [len(set(visit_tracks[v])) for v in visits]
+    # A track that followed two visits (one person after another, or a person who came back).
+    track_visits: dict[int, set[int]] = {}
+    for v in visits:
+        for tid in set(visit_tracks[v]):
+            track_visits.setdefault(tid, set()).add(v)
+    merged = [sorted(vs) for vs in track_visits.values() if len(vs) > 1]
+    crossing = [v for v in visits if visit_scenario[v] == "cross"]
+    id_changes = sum(sum(a != b for a, b in zip(visit_tracks[v], visit_tracks[v][1:])) for v in crossing)
+    n_visits_truth = len({v for t in truths for v in t.visits})
+    majority_right = [collections.Counter(x[0] for x in xs).most_common(1)[0][0] == xs[0][2] for xs in visit_labels.values()]
+    track_right = [collections.Counter(x[1] for x in xs).most_common(1)[0][0] == xs[0][2] for xs in visit_labels.values()]
+    return {
+        "face_frames": n_faces, "matched": n, "recall": n / n_faces,
+        "accuracy_per_frame": correct_frame / n, "accuracy_track_so_far": correct_so_far / n,
+        **{f"accuracy_track_final_{k}": v / n for k, v in correct_final.items()},
+        "tracks": len(by_track), "events": len(events), "visits": n_visits_truth,
+        "visits_frame_majority_right": statistics.mean(majority_right), "visits_track_right": statistics.mean(track_right),
+        "label_changes_per_track": statistics.mean(changes_track), "frame_label_changes_per_track": statistics.mean(changes_frame),
+        "tracks_per_visit": statistics.mean(per_visit), "visits_split": sum(k > 1 for k in per_visit),
+        "tracks_over_two_visits": len(merged), "merged_scenarios": [sorted({visit_scenario[v] for v in vs}) for vs in merged],
+        "events_per_visit": len(events) / n_visits_truth,
+        "crossing_visits": len(crossing), "id_changes_crossing": id_changes,
+        "tracks_per_visit_crossing": _mean_or_none([per_visit[visits.index(v)] for v in crossing]),
+        "tracks_per_visit_return": _mean_or_none([per_visit[visits.index(v)] for v in visits if visit_scenario[v] == "return"]),
+    }
+
+
+def people_part(clf: Classifier, acc_clf: Classifier, video: Path, truths: list[PeopleTruth], detector: FaceDetector, every: int, rounds: int) -> dict:
+    events: list[TrackEvent] = []
+    rec = Recorder()
+    people = PersonTracker(on_end=[events.append])
+    run_live(OrderedFrameReader(CaptureSource.video(video)).start(), acc_clf, detector=detector, sinks=[rec], detect_every=every, people=people)
+    out = people_figures(rec.results, events, truths)
+    # The tracker alone, replayed over the recorded frames: its own cost per frame.
+    replay = PersonTracker()
+    start = time.perf_counter()
+    for r in rec.results:
+        replay.update(r.timestamp, r.faces, (FRAME_H, FRAME_W), r.detected)
+    replay.finish()
+    out["tracker_us_per_frame"] = 1e6 * (time.perf_counter() - start) / len(rec.results)
+    # The loop with and without it, interleaved.
+    fps: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(rounds):
+        for tracked in (False, True):
+            feed = OrderedFrameReader(CaptureSource.video(video)).start()
+            s = run_live(feed, clf, detector=detector, sinks=[Recorder()], detect_every=every, track_people=tracked)
+            fps[tracked].append(s.mean_fps)
+        print(f"  people: round done, fps without/with tracks {fps[False][-1]:.1f} / {fps[True][-1]:.1f}", file=sys.stderr)
+    out["fps_without"], out["fps_with"] = statistics.median(fps[False]), statistics.median(fps[True])
+    out["fps_ratios"] = [w / wo for w, wo in zip(fps[True], fps[False])]
+    return out
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def print_people(row: dict, model: Path, detector: str, every: int) -> None:
+    p = _pct
+    print(f"\n### One person, one answer ({row['visits']} visits, {row['face_frames']} face-frames, {detector} every {every}, model {model.name})\n")
+    print("| per-frame accuracy | per-track, so far | per-track, final (as --events) | final: mean probs | summed log-probs | face-size weighted | majority vote |")
+    print("|---|---|---|---|---|---|---|")
+    print(f"| {p(row['accuracy_per_frame'])} | {p(row['accuracy_track_so_far'])} | **{p(row['accuracy_track_final_events'])}** | "
+          f"{p(row['accuracy_track_final_mean'])} | {p(row['accuracy_track_final_log'])} | {p(row['accuracy_track_final_area'])} | "
+          f"{p(row['accuracy_track_final_vote'])} |")
+    print(f"\nPer visit (each person once): per-frame majority right {p(row['visits_frame_majority_right'])}, track's final label right {p(row['visits_track_right'])}.")
+    print(f"\nOn the {row['matched']} face-frames the detector found (recall {p(row['recall'])}). "
+          f"Tracks that followed two visits: {row['tracks_over_two_visits']} {row['merged_scenarios']}.\n")
+    print("| label changes per track (track label / frame labels) | tracks per visit | visits split | events per visit | id changes, crossing ({} people) | tracks per visit: crossing / leaving and coming back | loop FPS without / with tracks (ratio range) | tracker alone |".format(row["crossing_visits"]))
+    print("|---|---|---|---|---|---|---|---|")
+    ratios = row["fps_ratios"]
+    print(f"| {row['label_changes_per_track']:.2f} / {row['frame_label_changes_per_track']:.2f} | {row['tracks_per_visit']:.2f} | {row['visits_split']} | "
+          f"{row['events_per_visit']:.2f} | {row['id_changes_crossing']} | {_num(row['tracks_per_visit_crossing'])} / {_num(row['tracks_per_visit_return'])} | "
+          f"{row['fps_without']:.1f} / {row['fps_with']:.1f} ({min(ratios):.3f}-{max(ratios):.3f}) | {row['tracker_us_per_frame']:.0f} us/frame |")
+
+
 # --- the command ---------------------------------------------------------------------------
 
 
@@ -246,10 +527,20 @@ def _pct(value: float | None) -> str:
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--skip-copies", is_flag=True, help="Leave out the smaller-copy part.")
+@click.option("--people", is_flag=True, help="Run the people part (tracks, per-track answers) alone.")
+@click.option("--walkers", type=click.IntRange(min=0), default=24, show_default=True, help="People: visits of one person walking across.")
+@click.option("--crossings", type=click.IntRange(min=0), default=6, show_default=True, help="People: pairs crossing.")
+@click.option("--returns", type=click.IntRange(min=0), default=3, show_default=True, help="People: a person leaving and coming back.")
+@click.option("--jitter", is_flag=True, help="People: each frame turns, lights and blurs the photo a little (a still photo is otherwise the same on every frame).")
+@click.option("--people-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DATA[0], show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
-def main(model, accuracy_model, data, face_model, everys, detector_names, rounds, clips, clip_frames, two_faces, threads, seed, skip_copies, json_out) -> None:
+def main(model, accuracy_model, data, face_model, everys, detector_names, rounds, clips, clip_frames, two_faces, threads, seed, skip_copies,
+         people, walkers, crossings, returns, jitter, people_data, json_out) -> None:
     rng, nprng = random.Random(seed), np.random.default_rng(seed)
     reference = YuNetFaceDetector(face_model, max_side=1024)
+    if people:
+        return main_people(model, accuracy_model, people_data, face_model, reference, detector_names[-1], everys[-1] if len(everys) == 1 else 3,
+                           rounds, threads, walkers, crossings, returns, jitter, rng, nprng, json_out)
     pool = load_photos([Path(d) for d in data], set())
     rng.shuffle(pool)
     chosen = []
@@ -366,6 +657,39 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
         from gclf.runtime.files import write_json_atomic
 
         write_json_atomic(json_out, out)
+
+
+def main_people(model, accuracy_model, data, face_model, reference, detector_name, every, rounds, threads, walkers, crossings, returns,
+                jitter, rng, nprng, json_out) -> None:
+    pool = load_photos([Path(data)], set())
+    rng.shuffle(pool)
+    needed = walkers + 2 * crossings + returns
+    chosen = []
+    for photo in pool:
+        if len(chosen) == needed:
+            break
+        bgr = cv2.cvtColor(decode_image(photo.path), cv2.COLOR_RGB2BGR)
+        ref = reference_box(bgr, reference)
+        if ref is not None:
+            chosen.append((photo, bgr, ref))
+    frames, truths = make_people_clips(chosen, pool, walkers, crossings, returns, rng, nprng, jitter)
+    cpu_name = next((line.split(":", 1)[1].strip() for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                     if line.startswith("Model name")), "unknown CPU")
+    print(f"OpenCV {cv2.__version__}, {os.cpu_count()} CPU cores ({cpu_name}); load average at start {os.getloadavg()[0]:.2f}")
+    print(f"{len(frames)} frames {FRAME_W}x{FRAME_H} from {data}{', appearance jittered per frame' if jitter else ''}; speed model {model}; accuracy model {accuracy_model or model}")
+    clf = Classifier(model, threads=threads or None, spin=False)
+    acc_clf = Classifier(accuracy_model, threads=threads or None, spin=False) if accuracy_model else clf
+    detector = HaarFaceDetector() if detector_name == "haar" else YuNetFaceDetector(face_model)
+    with tempfile.TemporaryDirectory() as tmp:
+        video = write_video(frames, Path(tmp) / "people.avi")
+        row = people_part(clf, acc_clf, video, truths, detector, every, rounds)
+    row.update(cpu=cpu_name, load_end=os.getloadavg(), frames=len(frames))
+    print_people(row, Path(accuracy_model or model), detector_name, every)
+    print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
+    if json_out is not None:
+        from gclf.runtime.files import write_json_atomic
+
+        write_json_atomic(json_out, row)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,12 @@ def annotate(bgr: np.ndarray, result: FrameResult) -> np.ndarray:
             cv2.rectangle(bgr, (x, y), (x + bw - 1, y + bh - 1), BOX_COLOUR, max(1, thick // 2) if carried else thick)
         # Above the box if there is room, else inside it; the whole frame's label goes under the FPS.
         org = (8, 2 * line_h) if whole else (x + 2, y - 6 if y >= line_h else y + line_h)
-        _text(bgr, f"{face.label} {face.confidence:.2f}", org, scale)
+        # The person's answer over all their frames (steady), else this frame's own.
+        if result.tracks is not None:
+            track = result.tracks[i]
+            text = f"{track.label} {track.confidence:.2f} #{track.id}"
+        else:
+            text = f"{face.label} {face.confidence:.2f}"
+        _text(bgr, text, org, scale)
     _text(bgr, f"{result.fps:.1f} FPS", (8, line_h), scale)
     return bgr

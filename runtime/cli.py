@@ -83,9 +83,13 @@ class SizeParam(click.ParamType):
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
-@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only; any other host needs a token. Needs pip install \"gclf[serve]\".")
+@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only. Every address needs a token (generated and printed, or --token-file / $GCLF_SERVE_TOKEN). Needs pip install \"gclf[serve]\".")
 @click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer), at least 22 characters; other users see a command line, so prefer --token-file or $GCLF_SERVE_TOKEN. Default: $GCLF_SERVE_TOKEN, else a generated one, printed with the URL.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="With --serve: read the token from PATH (one line; a file only its owner, or group, can read, e.g. a systemd credential).")
+@click.option("--events", is_flag=True, help="Live, faces: print one JSON line per person (track) when they leave, and for those still in view at the end, instead of a line per frame (--json adds the frame lines back).")
+@click.option("--summary-every", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS", help="Live: every SECONDS, one JSON line with the frames, frame rate and tracks per label (last minute, last hour, total).")
+@click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: append the JSON lines to FILE instead of stdout, renamed FILE.1 when it reaches --jsonl-max-bytes (one old file kept).")
+@click.option("--jsonl-max-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES", help="With --jsonl: the size at which FILE is rotated; at most twice this on disk.  [default: 10000000]")
 @report_errors
 def main(
     model: Path | None,
@@ -109,6 +113,10 @@ def main(
     serve: str | None,
     token: str | None,
     token_file: Path | None,
+    events: bool,
+    summary_every: float | None,
+    jsonl: Path | None,
+    jsonl_max_bytes: int | None,
 ) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
@@ -142,6 +150,8 @@ def main(
         "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
         "--serve": serve is not None, "--token": token is not None, "--token-file": token_file is not None,
         "--camera-size": camera_size is not None, "--detect-every": detect_every is not None,
+        "--events": events, "--summary-every": summary_every is not None, "--jsonl": jsonl is not None,
+        "--jsonl-max-bytes": jsonl_max_bytes is not None,
     }
     margin = face_margin  # None: the model's training margin, else DEFAULT_FACE_MARGIN (resolve_face_detection)
     if camera is not None or video is not None:
@@ -155,6 +165,7 @@ def main(
             camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size,
             token_file=token_file,
             detect_every=DEFAULT_DETECT_EVERY if detect_every is None else detect_every, detect_every_given=detect_every is not None,
+            events=events, summary_every=summary_every, jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
         )
         return run_live_command(model, live, threads=threads)
     given = [name for name, used in live_options.items() if used]
@@ -297,6 +308,10 @@ class LiveOptions:
     detect_every: int = DEFAULT_DETECT_EVERY  # the face detector runs on every N-th frame, boxes tracked between
     detect_every_given: bool = False  # --detect-every was on the command line (warned about if unused)
     token_file: Path | None = None  # --token-file PATH
+    events: bool = False  # --events: a JSON line per track, not per frame
+    summary_every: float | None = None  # --summary-every SECONDS
+    jsonl: Path | None = None  # --jsonl FILE: the JSON lines go there (rotated), not to stdout
+    jsonl_max_bytes: int | None = None  # None: DEFAULT_JSONL_MAX_BYTES
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
@@ -309,7 +324,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.faces import make_detector
     from gclf.runtime.live import run_live, stop_on_signals
-    from gclf.runtime.sinks import JsonLinesSink, Sink, VideoFileSink, WindowSink
+    from gclf.runtime.sinks import DEFAULT_JSONL_MAX_BYTES, JsonLinesSink, RotatingLineFile, Sink, SummarySink, VideoFileSink, WindowSink, write_json_line
+    from gclf.runtime.tracks import PersonTracker, TrackCounts
     from gclf.runtime.sd_notify import SystemdNotifySink
     from gclf.runtime.video_sources import FrameSource, PacedSource, open_camera, open_feed, open_video
 
@@ -319,6 +335,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         raise UsageError("--realtime paces a --video file; a camera is always real time")
     if opts.serve is None and (opts.token is not None or opts.token_file is not None):
         raise UsageError(f"{'--token' if opts.token is not None else '--token-file'} only applies with --serve")
+    if opts.jsonl_max_bytes is not None and opts.jsonl is None:
+        raise UsageError("--jsonl-max-bytes caps the file of --jsonl FILE")
 
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (measured in docs/measurements.md: with face
@@ -333,17 +351,30 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         face_model, margin = _face_detection(clf, model, opts.face_model, opts.face_margin)
         detector = make_detector(face_model)
         opts = replace(opts, face_margin=margin)
+    elif opts.events:
+        warn(f"--events records people, and {model.name} is run on whole frames: no track events (pass --faces to detect faces)")
 
     keep_every_frame = opts.video is not None and not opts.realtime
     sinks: list[Sink] = []
     source: FrameSource | None = None
     web = None
+    # All JSON lines (frames, tracks, summaries) go to one stream: stdout, or --jsonl's capped file.
+    lines = RotatingLineFile(opts.jsonl, opts.jsonl_max_bytes or DEFAULT_JSONL_MAX_BYTES) if opts.jsonl is not None else sys.stdout
+    counts = TrackCounts() if detector is not None else None
+    people = PersonTracker(counts=counts) if detector is not None else None
+    if people is not None and opts.events:
+        people.on_end.append(lambda event: write_json_line(lines, event.to_json()))
     try:
-        if opts.headless or opts.as_json:
-            sinks.append(JsonLinesSink(sys.stdout))
+        # A line per frame: asked for (--json), or headless without --events.
+        if opts.as_json or (opts.headless and not opts.events):
+            sinks.append(JsonLinesSink(lines))
+        if opts.summary_every is not None:
+            sinks.append(SummarySink(lines, counts, opts.summary_every))
         saver = _naming_option(lambda: VideoFileSink(opts.save, fps=None), before="--save ") if opts.save is not None else None
         if opts.serve is not None:
             web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf)
+            if counts is not None:
+                web.counts = counts.snapshot
             sinks.append(web)
         if not opts.headless and web is None:  # with --serve the page is the window
             sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
@@ -355,7 +386,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         if opts.realtime:
             source = _naming_option(lambda: PacedSource(source), before="--realtime: ")
     except BaseException:
-        for item in [*sinks, *([source] if source is not None else [])]:
+        for item in [*sinks, *([source] if source is not None else []), *([lines] if lines is not sys.stdout else [])]:
             item.close()
         raise
     if saver is not None:
@@ -381,11 +412,17 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     if notifier is not None:
         sinks.append(notifier)
     # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
-    with stop_on_signals() as stop:
-        summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
-                           detect_every=opts.detect_every, stop=stop)
+    try:
+        with stop_on_signals() as stop:
+            summary = run_live(feed, clf, detector=detector, sinks=sinks, margin=margin, max_frames=opts.max_frames,
+                               detect_every=opts.detect_every, stop=stop, people=people)
+    finally:
+        if lines is not sys.stdout:
+            lines.close()
 
     click.echo(f"live: {summary.line()}", err=True)
+    if counts is not None:
+        click.echo(f"live: {counts.line()}", err=True)
     if opts.save is not None and summary.processed:
         click.echo(f"live: annotated video written to {opts.save}", err=True)
     if summary.interrupted:

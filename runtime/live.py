@@ -22,6 +22,7 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
@@ -33,7 +34,8 @@ from gclf.runtime.faces import DEFAULT_FACE_MARGIN, Box, FaceDetector, boxes_to_
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.runtime.sinks import Sink
 from gclf.runtime.tracking import DEFAULT_DETECT_EVERY, FaceTracker
-from gclf.runtime.video_sources import Frame, FrameFeed
+from gclf.runtime.tracks import FaceTrack, PersonTracker, TrackEvent
+from gclf.runtime.video_sources import CaptureSource, Frame, FrameFeed, open_feed
 
 
 # --- results --------------------------------------------------------------------------------
@@ -48,6 +50,9 @@ class FrameResult:
     # Per face: True if the detector found its box on this frame, False if the box was carried
     # over from earlier frames by the tracker; None for whole frames (no detection).
     detected: tuple[bool, ...] | None = None
+    # Per face: the person it belongs to and that track's answer so far (gclf.runtime.tracks);
+    # None without tracking (whole frames).
+    tracks: tuple[FaceTrack, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
         faces = []
@@ -55,6 +60,9 @@ class FrameResult:
             face: dict[str, Any] = {"box": list(f.box), "label": f.label, "confidence": round(f.confidence, 6)}
             if self.detected is not None:
                 face["box_source"] = BOX_DETECTED if self.detected[i] else BOX_CARRIED
+            if self.tracks is not None:
+                track = self.tracks[i]
+                face.update(track=track.id, track_label=track.label, track_confidence=round(track.confidence, 4))
             faces.append(face)
         return {"timestamp": round(self.timestamp, 3), "frame": self.index, "faces": faces, "fps": round(self.fps, 2)}
 
@@ -273,12 +281,18 @@ def run_live(
     max_frames: int | None = None,
     detect_every: int = DEFAULT_DETECT_EVERY,
     stop: StopRequest | None = None,
+    people: PersonTracker | None = None,
+    track_people: bool = True,
 ) -> LiveSummary:
     """Classify frames from `feed` until it ends, a sink asks to stop, `stop` is set (see
     `stop_on_signals`), or `max_frames`.
 
     With a `detector`, it runs on every `detect_every`-th frame and the boxes are carried over
     (tracked) in between (gclf.runtime.tracking; 1: detection on every frame).
+
+    With a `detector`, each face also gets a track id and its track's answer (`people`, a
+    fresh `PersonTracker` if None; `track_people=False` leaves that out, for measuring its
+    cost); every track still open is ended when the run ends, so that its event is written.
 
     The feed and every sink are closed on the way out, whatever happens (camera and window
     released, video file finished). A KeyboardInterrupt (Ctrl-C where no `stop_on_signals`
@@ -292,6 +306,8 @@ def run_live(
     interrupted = False
     # Made here, used only by the preparation thread: it keeps the previous frame to track from.
     finder = FaceTracker(detector, detect_every) if detector is not None else None
+    if people is None and detector is not None and track_people:
+        people = PersonTracker()
     with contextlib.ExitStack() as cleanup:
         preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, finder, margin=margin))
         # Run in reverse: stop the preparer, close the sinks, close the feed (which also
@@ -313,8 +329,9 @@ def run_live(
                 if first is None:
                     first = time.perf_counter()
                 faces = classify_prepared(prepared, classifier)
+                tracks = people.update(prepared.frame.timestamp, faces, prepared.frame.bgr.shape[:2], prepared.detected) if people is not None else None
                 result = FrameResult(
-                    prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()), prepared.detected
+                    prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()), prepared.detected, tracks
                 )
                 processed += 1
                 last = time.perf_counter()
@@ -332,5 +349,81 @@ def run_live(
                 stopped_by = f"the limit of {max_frames} frames reached"
         except KeyboardInterrupt:
             stopped_by, interrupted = "interrupted", True
+    if people is not None:
+        people.finish()
     elapsed = last - first if first is not None else 0.0
     return LiveSummary(processed, feed.dropped, elapsed, stopped_by, failure=feed.failure, interrupted=interrupted)
+
+
+# --- the Python API: one event per person -------------------------------------------------
+
+
+class _StopWhenAsked:
+    """A sink that only asks the loop to stop once `stop` is set (the consumer left)."""
+
+    needs_image = False
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        return not self._stop.is_set()
+
+    def close(self) -> None:
+        pass
+
+
+def track_events(
+    feed: FrameFeed | str | Path,
+    classifier: Classifier,
+    *,
+    detector: FaceDetector,
+    margin: float = DEFAULT_FACE_MARGIN,
+    max_frames: int | None = None,
+    detect_every: int = DEFAULT_DETECT_EVERY,
+    people: PersonTracker | None = None,
+) -> Iterator[TrackEvent]:
+    """The people in `feed`, one `TrackEvent` each, as their tracks end (`gclf-infer --events`).
+
+        for event in track_events("door.mp4", Classifier("faces.onnx"), detector=make_detector(None)):
+            print(event.track, event.label, event.frames)
+
+    `feed`: a video file (every frame, in order) or any started feed (a camera:
+    `open_feed(open_camera("usb", 0), keep_every_frame=False)`).
+
+    The live loop runs in a thread of its own while the caller takes the events; leaving the
+    loop early (break) stops it and closes the feed. Tracks still open when the feed ends
+    come last. A failure of the loop (a detector error) is raised here; a lost camera ends
+    the events, and `feed.failure` says why.
+    """
+    if isinstance(feed, (str, Path)):
+        feed = open_feed(CaptureSource.video(Path(feed)), keep_every_frame=True)
+    people = people or PersonTracker()
+    events: queue.Queue[object] = queue.Queue()
+    people.on_end.append(events.put)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            run_live(feed, classifier, detector=detector, sinks=[_StopWhenAsked(stop)], margin=margin,
+                     max_frames=max_frames, detect_every=detect_every, people=people)
+        except BaseException as exc:  # handed to the consumer
+            events.put(exc)
+        finally:
+            events.put(_FEED_ENDED)
+
+    worker = threading.Thread(target=run, name="gclf-track-events", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = events.get()
+            if item is _FEED_ENDED:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, TrackEvent)
+            yield item
+    finally:
+        stop.set()  # the loop stops at its next frame...
+        feed.close()  # ...or, waiting for one, is released (closing twice is allowed)
+        worker.join()

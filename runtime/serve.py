@@ -9,6 +9,7 @@ serves:
     /         one page: the newest annotated frame, FPS, dropped frames, model and classes
     /stream   the annotated frames as MJPEG (multipart/x-mixed-replace), for browsers and VLC
     /latest   the newest frame's result as JSON (a --headless line's fields, plus the page's)
+    /counts   tracks per label, in total, over the last minute and hour (gclf.runtime.tracks)
 
 Pictures are drawn (by the loop, through `needs_image`) and JPEG-encoded (in the server's
 one encoding thread) only while someone watches /stream, and at most `STREAM_MAX_FPS` times
@@ -273,6 +274,7 @@ class WebSink:
         self.token = token if isinstance(token, ServeToken) else ServeToken(token, "the caller")
         self.model = model
         self.dropped = dropped  # settable: the CLI makes the feed after the sinks
+        self.counts: Callable[[], dict[str, Any]] = dict  # settable: /counts's body (TrackCounts.snapshot)
         self._latest: Snapshot | None = None  # the newest frame
         self._latest_image: Snapshot | None = None  # the newest frame that came with its picture
         self._seq = 0
@@ -286,6 +288,7 @@ class WebSink:
             latest=lambda: self._latest,
             latest_image=lambda: self._latest_image,
             model=model,
+            counts=lambda: self.counts(),
             max_viewers=max_viewers,
             max_fps=max_fps,
             write_timeout_s=write_timeout_s,

@@ -183,6 +183,12 @@ class LatestHandler(_Base):
         self.finish(json.dumps(latest_json(self.server.latest(), self.server.model)))
 
 
+class CountsHandler(_Base):
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(self.server.counts()))
+
+
 class StreamHandler(_Base):
     async def get(self) -> None:
         if not self.server.take_viewer():
@@ -309,6 +315,7 @@ class WebServer:
         latest: Callable[[], Snapshot | None],
         latest_image: Callable[[], Snapshot | None],
         model: ModelInfo,
+        counts: Callable[[], dict] = dict,
         max_viewers: int,
         max_fps: float,
         write_timeout_s: float,
@@ -322,6 +329,7 @@ class WebServer:
         self.latest = latest
         self.latest_image = latest_image
         self.model = model
+        self.counts = counts
         self.max_viewers = max_viewers
         self._max_fps = max_fps
         self.write_timeout_s = write_timeout_s
@@ -357,6 +365,7 @@ class WebServer:
                 [
                     (r"/", PageHandler, {"server": self}),
                     (r"/latest", LatestHandler, {"server": self}),
+                    (r"/counts", CountsHandler, {"server": self}),
                     (r"/stream", StreamHandler, {"server": self}),
                 ],
                 default_handler_class=NotFoundHandler,

@@ -12,15 +12,16 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, TextIO
 
 import cv2
 import numpy as np
 
-from gclf.runtime.errors import UsageError
+from gclf.runtime.errors import OutputWriteError, UsageError
 
 if TYPE_CHECKING:
     from gclf.runtime.live import FrameResult
+    from gclf.runtime.tracks import TrackCounts
 
 
 class Sink(Protocol):
@@ -44,6 +45,89 @@ class JsonLinesSink:
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
         self._stream.write(json.dumps(result.to_json()) + "\n")
         self._stream.flush()
+        return True
+
+    def close(self) -> None:
+        pass
+
+
+def write_json_line(stream: TextIO, record: dict[str, Any]) -> None:
+    """One compact JSON object on one line, flushed at once (a reader tailing the file sees it)."""
+    stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+    stream.flush()
+
+
+# --jsonl's cap when none is given: with the one old file kept, at most twice this on disk.
+DEFAULT_JSONL_MAX_BYTES = 10_000_000
+
+
+class RotatingLineFile:
+    """A file of text lines that never grows past `max_bytes` (`gclf-infer --jsonl`).
+
+    Lines are appended (a restarted service goes on with the same file). When the next line
+    would take the file over `max_bytes`, it is renamed PATH.1 (replacing the older one) and
+    a fresh PATH is started: what is on disk stays under 2 x `max_bytes`, shipped and tested
+    here rather than left to a logrotate snippet. A line is never split between the two.
+    Used as the stream of the JSON-lines outputs (`write` one whole line, then `flush`).
+    """
+
+    def __init__(self, path: Path, max_bytes: int = DEFAULT_JSONL_MAX_BYTES) -> None:
+        if max_bytes < 1:
+            raise UsageError(f"the size cap of {path} must be at least 1 byte, not {max_bytes}")
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self._file = self._open()
+        self._size = self._file.tell()
+
+    def _open(self) -> TextIO:
+        try:
+            return open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise OutputWriteError(f"{self.path}: cannot append to it ({exc.strerror or exc})") from None
+
+    def write(self, text: str) -> int:
+        size = len(text.encode("utf-8"))
+        if self._size and self._size + size > self.max_bytes:
+            self._file.close()
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            self._file, self._size = self._open(), 0
+        self._file.write(text)
+        self._size += size
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class SummarySink:
+    """Every `every_s` seconds of capture time, one JSON line: frames, frame rate and the
+    track counts (`gclf-infer --summary-every`), for a device nobody watches."""
+
+    needs_image = False
+
+    def __init__(self, stream: TextIO, counts: TrackCounts | None, every_s: float) -> None:
+        self._stream = stream
+        self._counts = counts
+        self._every_s = every_s
+        self._due: float | None = None  # capture time of the next summary
+        self._frames = 0  # since the last summary
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        self._frames += 1
+        if self._due is None:
+            self._due = result.timestamp + self._every_s
+        elif result.timestamp >= self._due:
+            record: dict[str, Any] = {"event": "summary", "timestamp": round(result.timestamp, 3), "frames": self._frames, "fps": round(result.fps, 1)}
+            if self._counts is not None:
+                counts = self._counts.snapshot(result.timestamp)
+                record["tracks"] = {k: counts[k] for k in ("last_minute", "last_hour", "total")}
+            write_json_line(self._stream, record)
+            self._frames = 0
+            while self._due <= result.timestamp:  # a stall of several periods: one line, not a burst
+                self._due += self._every_s
         return True
 
     def close(self) -> None:
