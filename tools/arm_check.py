@@ -755,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     started = time.monotonic()
     if args.make_faces_variant is not None:
+        if not args.face_model.is_file() or not args.make_faces_variant[0].is_file():
+            log(f"error: {args.make_faces_variant[0] if args.face_model.is_file() else args.face_model} not found (pass --face-model YUNET.onnx)")
+            return EXIT_USAGE
         make_faces_variant(args.make_faces_variant[0], args.face_model, args.make_faces_variant[1])
         return 0
 
