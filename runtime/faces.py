@@ -403,8 +403,12 @@ def resolve_face_detection(
     """
     margin = resolve_face_margin(face_margin, recorded)
     if face_model is not None:
-        if warn is not None and recorded is not None and recorded.kind == "yunet" and isinstance(face_model, Path):
-            _warn_if_not_recorded(face_model, recorded, warn)
+        if warn is not None and recorded is not None and isinstance(face_model, Path):
+            if recorded.kind == "haar":
+                warn(f"the model was trained on crops by the Haar cascade and --face-model names the YuNet file {face_model}; "
+                     "its crops may differ from training's (--face-model haar crops as in training)")
+            else:
+                _warn_if_not_recorded(face_model, recorded, warn)
         return face_model, margin
     if recorded is None:
         return default_face_model(), margin

@@ -115,3 +115,14 @@ def test_the_recorded_detector_beside_the_model_runs_offline(tiny_onnx, read_onl
 
     assert result.exit_code == 0, result.output
     assert "yunet detector" in result.stderr and "warning" not in result.stderr
+
+
+def test_an_explicit_yunet_path_for_a_haar_model_is_used_with_one_warning(tmp_path: Path) -> None:
+    other = tmp_path / "yunet.onnx"
+    other.write_bytes(b"a detector")
+    haar = FaceCropSpec(kind="haar", model_sha256="cd" * 32, model_file="haarcascade_frontalface_default.xml", margin=0.2,
+                        min_face_fraction=0.08, score_threshold=None, detect_max_side=320)
+    warnings: list[str] = []
+
+    assert resolve_face_detection(other, None, haar, warn=warnings.append) == (other, 0.2)
+    assert len(warnings) == 1 and "--face-model haar" in warnings[0]
