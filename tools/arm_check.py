@@ -655,7 +655,7 @@ def check_pi(pi: Pi, entry_script: Path, jobs: list[Job], x86: dict[str, list[di
         elif job.what == "--help":
             if "Usage:" not in done.stdout or "--camera" not in done.stdout:
                 c.problems.append("--help printed no usage")
-        elif "faces" in job.what:
+        elif job.what.startswith("photos faces"):
             c = compare_faces(c.what, x86[job.what], parse_json_lines(done.stdout, c.what), TOL_INT8 if "int8" in job.what else TOL_FP32)
         elif job.what.startswith("video"):
             c = compare_video(c.what, x86[job.what], parse_json_lines(done.stdout, c.what), meta["frames"], TOL_INT8 if "int8" in job.what else TOL_FP32)
