@@ -200,6 +200,8 @@ def ensure_root(cache: Path, suite: str, debootstrap: list[str], packages: tuple
     name = f"root-{suite}" if packages == ("python3",) else f"root-{suite}-" + hashlib.sha256(" ".join(packages).encode()).hexdigest()[:12]
     root = cache / name
     if (root / ".complete").is_file():
+        if packages != ("python3",):
+            _do_what_postinst_does(root)  # idempotent; a cached root gets this checkout's hook
         return root
     if os.geteuid() != 0:
         raise SetupError(f"building the arm64 {suite} userland needs root (debootstrap); run once as root or copy a built {root}")
@@ -230,13 +232,14 @@ def _do_what_postinst_does(root: Path) -> None:
     libdir = root / "usr" / "lib" / "aarch64-linux-gnu"
     for lib in ("blas/libblas.so.3", "lapack/liblapack.so.3"):
         link = libdir / Path(lib).name
-        if (libdir / lib).exists() and not link.exists():
+        if (libdir / lib).exists() and not link.is_symlink():
             link.symlink_to(lib)
     for stdlib in (root / "usr" / "lib").glob("python3.*"):
         if (stdlib / "os.py").is_file():
             hook = stdlib / "sitecustomize.py"
-            hook.unlink(missing_ok=True)  # Debian's is a link to /etc/python3.X/sitecustomize.py (apport's hook)
-            hook.write_text(BINFMT_STAND_IN)
+            if not hook.is_file() or hook.is_symlink() or hook.read_text() != BINFMT_STAND_IN:
+                hook.unlink(missing_ok=True)  # Debian's is a link to /etc/python3.X/sitecustomize.py (apport's hook)
+                hook.write_text(BINFMT_STAND_IN)
 
 
 # On a Pi, a Python that starts another program (venv starting ensurepip, ensurepip starting
@@ -296,8 +299,26 @@ def _init(self, args, *rest, **kwargs):
     _popen_init(self, args, *rest, **kwargs)
 
 
+# qemu maps the guest's paths into the root for open() and stat() but not for the xattr
+# calls, which shutil.copy2 makes (trixie's ensurepip copies /usr/share/python-wheels/*).
+_listxattr, _getxattr = os.listxattr, os.getxattr
+
+
+def _mapped(path):
+    return _host(os.fspath(path)) if isinstance(path, (str, os.PathLike)) and isinstance(os.fspath(path), str) else path
+
+
+def _listxattr_mapped(path=None, *, follow_symlinks=True):
+    return _listxattr(_mapped(path), follow_symlinks=follow_symlinks)
+
+
+def _getxattr_mapped(path, attribute, *, follow_symlinks=True):
+    return _getxattr(_mapped(path), attribute, follow_symlinks=follow_symlinks)
+
+
 if _QEMU:
     subprocess.Popen.__init__ = _init
+    os.listxattr, os.getxattr = _listxattr_mapped, _getxattr_mapped
 '''
 
 
