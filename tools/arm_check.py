@@ -834,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
             futures = [pool.submit(check_pi, pi, pi.venv / "bin" / "gclf-infer", jobs, x86, {"frames": frames}) for pi in pis]
             results = [c for f in futures for c in f.result()]
-        results += [check_apt_numpy(pi) for pi in pis[:: max(1, len(cpus))]]  # once per suite: the install is the CPU's too
+        results += [check_apt_numpy(pi) for pi in pis[:: max(1, len(cpus))]]  # once per suite: the install does not depend on the CPU
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
