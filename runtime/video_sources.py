@@ -120,7 +120,10 @@ class FrameSource(Protocol):
 def _quiet_opencv() -> Iterator[None]:
     # OpenCV logs a warning per backend it tries ("can't open camera by index"); the user
     # gets one clear sentence from us instead.
-    logging = cv2.utils.logging
+    logging = getattr(cv2.utils, "logging", None)
+    if logging is None:  # not in every build: opencv-python-headless 4.11 (bookworm's, docs/raspberry-pi.md) lacks it
+        yield
+        return
     level = logging.getLogLevel()
     logging.setLogLevel(logging.LOG_LEVEL_ERROR)
     try:

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""What the tests need beyond pip: a headless Chromium (or Chrome) for tests/test_serve_browser.py.
+"""What the tests need beyond pip: a headless Chromium (or Chrome) for tests/test_serve_browser.py,
+and on Linux systemd's `systemd-analyze` for tests/test_deploy_unit.py (it rates the Pi's unit).
 
     python tools/test_deps.py          # README command 2 runs it before pytest
 
@@ -8,7 +9,9 @@ chromium-browser, google-chrome on the PATH, the macOS application folders) and,
 none, installs Chromium with the system's package manager: apt-get (Debian: `chromium`;
 Ubuntu: `chromium-browser`), dnf, or Homebrew on macOS. No browser is downloaded by pip or at
 test time (a machine that reaches only package registries cannot). Exit 0 with the browser's
-path printed; 1 with a sentence saying how to install one when nothing worked.
+path printed; 1 with a sentence saying how to install one when nothing worked. systemd-analyze
+is installed the same way (Debian's and Fedora's package `systemd`) where it is missing on
+Linux; elsewhere (macOS) the unit's rating is skipped with that reason.
 Standard library only: it runs before or after `pip install`.
 """
 
@@ -66,7 +69,24 @@ def install() -> None:
         _run([*sudo, "dnf", "install", "-y", "chromium"])
 
 
+def ensure_systemd_analyze() -> None:
+    """On Linux, install systemd-analyze (package `systemd`) when it is missing."""
+    if platform.system() != "Linux" or shutil.which("systemd-analyze"):
+        return
+    sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
+    if shutil.which("apt-get"):
+        _run([*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"]) or (
+            _run([*sudo, "apt-get", "update", "-qq"])
+            and _run([*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"])
+        )
+    elif shutil.which("dnf"):
+        _run([*sudo, "dnf", "install", "-y", "systemd"])
+    if not shutil.which("systemd-analyze"):
+        print("test-deps: systemd-analyze not found (Debian: apt-get install systemd); tests/test_deploy_unit.py fails its rating", file=sys.stderr)
+
+
 def main() -> int:
+    ensure_systemd_analyze()
     browser = find_browser()
     if browser is None:
         install()

@@ -1,0 +1,128 @@
+"""On a device, a faces model runs with the detector it was trained with, or not at all.
+
+At boot a service may have no network and no writable home; the recorded detector's file
+must be found beside the model or in the cache (docs/raspberry-pi.md puts it there), and a
+missing one is one sentence and exit 7, never a download attempt, never another detector.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from gclf.runtime import face_models
+from gclf.runtime.cli import main
+from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableError
+from gclf.runtime.faces import FaceCropSpec, resolve_face_detection
+from gclf.runtime.files import sha256_file
+from gclf.runtime.metadata import KEY_TRAINING
+
+SHARED_YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+needs_yunet = pytest.mark.skipif(not SHARED_YUNET.is_file(), reason=f"needs {SHARED_YUNET}")
+
+
+def _yunet_spec(sha256: str, model_file: str = "yunet.onnx") -> FaceCropSpec:
+    return FaceCropSpec(kind="yunet", model_sha256=sha256, model_file=model_file, margin=0.1,
+                        min_face_fraction=None, score_threshold=0.7, detect_max_side=320)
+
+
+@pytest.fixture
+def no_download(monkeypatch):
+    """Fails the test if anything tries to download a face model."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a face model download was attempted")
+
+    monkeypatch.setattr(face_models, "fetch_model", refuse)
+
+
+@pytest.fixture
+def read_only_cache(monkeypatch, tmp_path: Path) -> Path:
+    """$GCLF_HOME where nothing can be created, even by root: below a regular file."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("GCLF_HOME", str(blocker / "gclf"))
+    monkeypatch.setenv("GCLF_YUNET_URL", (tmp_path / "no-such-file.onnx").as_uri())  # never the internet
+    return blocker / "gclf"
+
+
+def test_a_recorded_yunet_that_is_not_the_pinned_file_is_never_replaced_by_it(no_download, read_only_cache, tmp_path: Path) -> None:
+    with pytest.raises(WeightsUnavailableError, match=r"yunet\.onnx .*copy that file beside the model, or pass --face-model PATH"):
+        resolve_face_detection(None, None, _yunet_spec("ab" * 32), model_dir=tmp_path, warn=print)
+
+
+def test_the_pinned_yunet_is_not_downloaded_into_a_cache_that_cannot_be_written(no_download, read_only_cache, tmp_path: Path) -> None:
+    spec = _yunet_spec(face_models.YUNET.sha256, face_models.YUNET.filename)
+    with pytest.raises(WeightsUnavailableError, match="cannot be written") as caught:
+        resolve_face_detection(None, None, spec, model_dir=tmp_path, warn=print)
+    assert face_models.YUNET.filename in str(caught.value) and str(read_only_cache / "face_models") in str(caught.value)
+
+
+def test_the_recorded_file_beside_the_model_is_used_with_no_network_and_no_cache(no_download, read_only_cache, tmp_path: Path) -> None:
+    (tmp_path / "yunet.onnx").write_bytes(b"the detector")
+    warnings: list[str] = []
+    spec = _yunet_spec(sha256_file(tmp_path / "yunet.onnx"))
+
+    assert resolve_face_detection(None, None, spec, model_dir=tmp_path, warn=warnings.append) == (tmp_path / "yunet.onnx", 0.1)
+    assert warnings == []
+
+
+def test_an_explicit_path_that_is_not_the_recorded_file_is_used_with_one_warning(tmp_path: Path) -> None:
+    other = tmp_path / "other.onnx"
+    other.write_bytes(b"another detector")
+    warnings: list[str] = []
+
+    chosen, _ = resolve_face_detection(other, None, _yunet_spec("ab" * 32), warn=warnings.append)
+
+    assert chosen == other and len(warnings) == 1 and "other.onnx" in warnings[0]
+
+
+def _faces_model(tiny_onnx, spec: FaceCropSpec) -> Path:
+    training = {"input_kind": "faces", "face_crop": spec.to_dict()}
+    return tiny_onnx("faces.onnx", props_update={KEY_TRAINING: json.dumps(training, sort_keys=True)})
+
+
+@pytest.fixture
+def photo(tmp_path: Path) -> Path:
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), np.full((48, 64, 3), 128, np.uint8))
+    return path
+
+
+def test_at_boot_a_missing_recorded_detector_is_one_sentence_and_exit_7(tiny_onnx, read_only_cache, photo: Path) -> None:
+    model = _faces_model(tiny_onnx, _yunet_spec(face_models.YUNET.sha256, face_models.YUNET.filename))
+
+    result = CliRunner().invoke(main, [str(model), str(photo)])
+
+    assert result.exit_code == EXIT_WEIGHTS_UNAVAILABLE, result.output
+    assert "Traceback" not in result.output and "downloading" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert face_models.YUNET.filename in line and "--face-model PATH" in line
+
+
+@needs_yunet
+def test_the_recorded_detector_beside_the_model_runs_offline(tiny_onnx, read_only_cache, photo: Path) -> None:
+    model = _faces_model(tiny_onnx, _yunet_spec(sha256_file(SHARED_YUNET), SHARED_YUNET.name))
+    shutil.copy(SHARED_YUNET, model.parent / SHARED_YUNET.name)
+
+    result = CliRunner().invoke(main, [str(model), str(photo)])
+
+    assert result.exit_code == 0, result.output
+    assert "yunet detector" in result.stderr and "warning" not in result.stderr
+
+
+def test_an_explicit_yunet_path_for_a_haar_model_is_used_with_one_warning(tmp_path: Path) -> None:
+    other = tmp_path / "yunet.onnx"
+    other.write_bytes(b"a detector")
+    haar = FaceCropSpec(kind="haar", model_sha256="cd" * 32, model_file="haarcascade_frontalface_default.xml", margin=0.2,
+                        min_face_fraction=0.08, score_threshold=None, detect_max_side=320)
+    warnings: list[str] = []
+
+    assert resolve_face_detection(other, None, haar, warn=warnings.append) == (other, 0.2)
+    assert len(warnings) == 1 and "--face-model haar" in warnings[0]
