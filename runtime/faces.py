@@ -431,14 +431,23 @@ def resolve_face_detection(
     return chosen, margin
 
 
+def find_recorded_face_model(recorded: FaceCropSpec, model_dir: Path | None) -> tuple[Path | None, list[Path]]:
+    """Where a recorded detector file is looked for, in order (beside the model, then gclf's
+    face-model cache), and the first that holds it (None: in none of them). Nothing is
+    downloaded; gclf-infer --check asks the same question."""
+    from gclf.runtime.face_models import cache_dir
+
+    folders = ([model_dir] if model_dir is not None else []) + [cache_dir()]
+    return next((d / recorded.model_file for d in folders if (d / recorded.model_file).is_file()), None), folders
+
+
 def _recorded_yunet_file(recorded: FaceCropSpec, model_dir: Path | None) -> Path:
     """The recorded YuNet's file: beside the model, in the cache, or (the pinned file only,
     into a writable cache) downloaded; see resolve_face_detection."""
     from gclf.runtime.errors import GclfError, WeightsUnavailableError
     from gclf.runtime.face_models import cache_dir, yunet_model_path, yunet_source
 
-    folders = ([model_dir] if model_dir is not None else []) + [cache_dir()]
-    path = next((d / recorded.model_file for d in folders if (d / recorded.model_file).is_file()), None)
+    path, folders = find_recorded_face_model(recorded, model_dir)
     if path is not None:
         return path
     missing = (

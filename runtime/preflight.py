@@ -221,12 +221,10 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
         if not path.is_file():
             return [Finding("face detector", PROBLEM, f"the model was trained with the Haar cascade, and this OpenCV has none at {path}: {REINSTALL}")]
         return [Finding("face detector", OK, f"haar, as recorded ({path})")]
-    from gclf.runtime.face_models import cache_dir
     from gclf.runtime.files import sha256_file
 
-    # Where gclf.runtime.faces.resolve_face_detection looks, in its order, without its download.
-    folders = [ctx.model.parent, cache_dir()]
-    found = next((d / recorded.model_file for d in folders if (d / recorded.model_file).is_file()), None)
+    # Where gclf-infer looks, in its order, without its download.
+    found, folders = faces.find_recorded_face_model(recorded, ctx.model.parent)
     if found is None:
         return [Finding(
             "face detector", PROBLEM,
