@@ -20,10 +20,11 @@ from gclf.runtime.classifier import Classifier
 ROUNDS = 4
 
 
-def _start(module: str, args: list[str]) -> subprocess.Popen:
+def _start(module: str, args: list[str], *, keep_stderr: bool = False) -> subprocess.Popen:
     code = f"import sys; from {module} import main; sys.argv = ['gclf'] + sys.argv[1:]; main()"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    stderr = subprocess.PIPE if keep_stderr else subprocess.DEVNULL  # the final run's, for the failure message
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL, stderr=stderr, env=env, text=True)
 
 
 def _kill_after(proc: subprocess.Popen, seconds: float) -> None:
@@ -75,6 +76,8 @@ def test_training_killed_at_random_moments_leaves_complete_files_and_resumes(tmp
         else:
             proc = _start("gclf.train.cli", ["--resume", str(out), "--quiet"])
         _kill_after(proc, rng.uniform(2.0, 8.0))
-    final = _start("gclf.train.cli", ["--resume", str(out), "--quiet"]) if (out / "last.pt").exists() else _start("gclf.train.cli", args)
-    assert final.wait(timeout=600) == 0
+    final_args = ["--resume", str(out), "--quiet"] if (out / "last.pt").exists() else args
+    final = _start("gclf.train.cli", final_args, keep_stderr=True)
+    _, stderr = final.communicate(timeout=600)
+    assert final.returncode == 0, f"{final_args[0]} ended with {final.returncode}: {stderr[-3000:]}"
     assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 4
