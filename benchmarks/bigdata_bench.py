@@ -90,11 +90,11 @@ def measure(args: argparse.Namespace) -> dict:
 
     from gclf.train.augment import augment, augment_config
     from gclf.train.config import TrainConfig
-    from gclf.train.data import ImageDataset, loader_worker_options
-    from gclf.train.dataset import scan_folders
+    from gclf.train.dataset import ImageDataset, loader_worker_options
     from gclf.train.engine import train_steps
     from gclf.train.model import build_model, resolve_weights
     from gclf.train.run_folder import make_store, spec_of
+    from gclf.train.scan import scan_folders
 
     torch.set_num_threads(args.threads)
     parts = [Path(p) for p in args.parts]

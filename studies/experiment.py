@@ -29,7 +29,7 @@ from gclf.runtime.errors import TrainingDivergedError
 from gclf.runtime.files import write_atomic_with, write_json_atomic, write_text_atomic
 from gclf.train.augment import grey_copy
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
-from gclf.train.data import ImageDataset
+from gclf.train.dataset import ImageDataset
 from gclf.train.engine import EvalResult, evaluate
 from gclf.train.config import TrainConfig
 from gclf.train.run import resume_training, run_training

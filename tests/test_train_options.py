@@ -183,7 +183,7 @@ def test_max_train_per_class_shrinks_only_the_training_split(data: Path, tmp_pat
 
 
 def test_limit_per_class_keeps_small_classes_whole() -> None:
-    from gclf.train.dataset import Sample
+    from gclf.train.scan import Sample
 
     samples = [Sample(Path(f"{c}{i}"), c, str(i)) for c in (0, 1) for i in range(5 if c == 0 else 2)]
     kept = limit_per_class(samples, 3, seed=1)

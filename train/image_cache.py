@@ -135,7 +135,7 @@ class CacheLayout:
 class DiskImageCache:
     """The image store of a training run, backed by the cache folder (see the module's docstring).
 
-    The scan (gclf.train.dataset) calls `ingest` in its worker processes and `keep` in the
+    The scan (gclf.train.scan) calls `ingest` in its worker processes and `keep` in the
     main process; training reads `resized(path)` (evaluation copy) and `working(path)`
     (augmentation's starting point). Picklable: DataLoader and scan workers get a copy.
     """

@@ -17,8 +17,7 @@ from torch.utils.data import DataLoader
 from gclf.runtime.errors import OutputWriteError, TrainingDivergedError
 from gclf.train.augment import augment, augment_config
 from gclf.train.config import TrainConfig
-from gclf.train.data import ImageDataset, loader_worker_options
-from gclf.train.dataset import POOL_MIN_FILES
+from gclf.train.dataset import ImageDataset, loader_worker_options
 from gclf.train.distributed import Distributed, evaluate_sharded, shard_train_loader
 from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
 from gclf.train.frozen import FrozenBackbone, train_head_epoch
@@ -26,6 +25,7 @@ from gclf.train.optim import make_optimizer, make_scheduler, make_train_loader
 from gclf.train.precision import FP32, Precision
 from gclf.train.progress import TrainingScreen
 from gclf.train.run_folder import RunData, resolve_workers
+from gclf.train.scan import POOL_MIN_FILES
 
 Log = Callable[[str], None]
 

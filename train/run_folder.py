@@ -32,8 +32,8 @@ from gclf.runtime.files import check_writable_folder, write_json_atomic, write_t
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.checkpoint import RESUME_KEY, save_checkpoint
 from gclf.train.config import TrainConfig
-from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, default_workers, ingest_files, scan_folders
 from gclf.train.image_cache import DiskImageCache, default_cache_root, working_size
+from gclf.train.scan import SPLIT_NAMES, ImageStore, Sample, default_workers, ingest_files, scan_folders
 from gclf.train.split import limit_per_class, manifest, split_samples
 
 Log = Callable[[str], None]
