@@ -91,7 +91,7 @@ def measure(args: argparse.Namespace) -> dict:
     from gclf.train.augment import augment, augment_config
     from gclf.train.config import TrainConfig
     from gclf.train.dataset import ImageDataset, loader_worker_options
-    from gclf.train.engine import train_steps
+    from gclf.train.epoch import EpochContext, run_epoch
     from gclf.train.model import build_model, resolve_weights
     from gclf.train.run_folder import make_store, spec_of
     from gclf.train.scan import scan_folders
@@ -130,9 +130,9 @@ def measure(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     # The first step pays for start-up (loader workers, allocator); it is not timed.
     batches = iter(loader)
-    train_steps(model, itertools.islice(batches, 1), optimizer, epoch=1, first_iteration=1, started=time.monotonic())
+    run_epoch(EpochContext(model, optimizer, epoch=1, first_iteration=1, started=time.monotonic()), itertools.islice(batches, 1))
     started = time.monotonic()
-    train_steps(model, itertools.islice(batches, args.steps), optimizer, epoch=1, first_iteration=2, started=started)
+    run_epoch(EpochContext(model, optimizer, epoch=1, first_iteration=2, started=started), itertools.islice(batches, args.steps))
     train_s = time.monotonic() - started
     del batches  # ends the loader's workers, so their peak counts among the children
     result.update(

@@ -30,7 +30,7 @@ from gclf.runtime.files import write_atomic_with, write_json_atomic, write_text_
 from gclf.train.augment import grey_copy
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
 from gclf.train.dataset import ImageDataset
-from gclf.train.engine import EvalResult, evaluate
+from gclf.train.epoch import EvalResult, evaluate
 from gclf.train.config import TrainConfig
 from gclf.train.run import resume_training, run_training
 from gclf.train.run_folder import load_run_config, read_run_data

@@ -14,7 +14,7 @@ from typing import Callable, Iterator, TextIO
 
 from tqdm import tqdm
 
-from gclf.train.engine import EvalResult, StepInfo
+from gclf.train.epoch import EvalResult, StepInfo
 
 
 class EpochProgressBar:

@@ -28,7 +28,7 @@ from gclf.train.progress import hms
 from gclf.train.scan import SPLIT_NAMES, Sample
 
 if TYPE_CHECKING:
-    from gclf.train.engine import EvalResult
+    from gclf.train.epoch import EvalResult
 
 PROGRESS_PNG = "training_progress.png"
 CONFUSION_PNG = "confusion_matrix.png"
