@@ -1,7 +1,7 @@
 """Memory and throughput of the scan and of training as the photo set grows: the image cache
 on disk against the first design (every image in memory), in one run.
 
-    python benchmarks/bigdata_bench.py [--dir /tmp/gclf-bigdata] [--sizes 10000,25000,50000]
+    python -m benchmarks.bigdata_bench [--dir /tmp/gclf-bigdata] [--sizes 10000,25000,50000]
                                        [--steps 30] [--batch-size 32] [--image-size 64] [--workers 2]
 
 Generates (once, reused) a two-class set of 160x120 JPEGs of simple shapes in parts of 5,000
