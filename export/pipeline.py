@@ -11,7 +11,7 @@ import json
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -20,6 +20,7 @@ from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
 from gclf.runtime.faces import FaceCropper, FaceCropSpec
 from gclf.runtime.files import atomic_path, sha256_file
+from gclf.runtime.log import Log
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.export.onnx_export import (
@@ -33,7 +34,6 @@ from gclf.export.onnx_export import (
 )
 from gclf.export.quantize import QuantizeOptions, quantize_int8
 
-Log = Callable[[str], None]
 PARITY_IMAGES = 32
 
 

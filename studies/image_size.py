@@ -22,16 +22,16 @@ import platform
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from gclf.runtime.errors import BadDataError
 from gclf.runtime.files import list_images, write_atomic_with, write_json_atomic, write_text_atomic
+from gclf.runtime.log import Log
 from gclf.train.config import TrainConfig
 from gclf.studies.experiment import Arm, Outcome, header, run_arms
 
-Log = Callable[[str], None]
 KIND = "image-size"
 MEASURED = "edge.json"
 CALIBRATION_IMAGES = 300  # gclf-export's default --calibration-size

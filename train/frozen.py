@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from gclf.runtime.log import Log
 from gclf.train.epoch import EvalResult
 from gclf.train.precision import FP32, Precision
-
-Log = Callable[[str], None]
 
 
 class FrozenBackbone:

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from gclf.runtime.errors import OutputWriteError, TrainingDivergedError
+from gclf.runtime.log import Log
 from gclf.train.augment import augment, augment_config
 from gclf.train.config import TrainConfig
 from gclf.train.dataset import ImageDataset, loader_worker_options
@@ -26,8 +27,6 @@ from gclf.train.precision import FP32, Precision
 from gclf.train.progress import TrainingScreen
 from gclf.train.run_folder import RunData, resolve_workers
 from gclf.train.scan import POOL_MIN_FILES
-
-Log = Callable[[str], None]
 
 
 @dataclass

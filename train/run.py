@@ -27,6 +27,7 @@ import torch
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic
+from gclf.runtime.log import Log
 from gclf.train.checkpoint import FACE_CROP_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
 from gclf.train.config import TrainConfig
 from gclf.train.distributed import Distributed
@@ -39,7 +40,6 @@ from gclf.train.reports import write_run_reports
 from gclf.train.resume import capture_state, restore_state, resume_point
 from gclf.train.run_folder import RunData, face_cropper_of, prepare_run_dir, read_run_data, save_epoch, scan_and_split, write_history, write_new_run
 
-Log = Callable[[str], None]
 T = TypeVar("T")
 
 
