@@ -1,8 +1,8 @@
 """Accuracy on real photos, measured honestly: fp32 and int8, own test split and a second source.
 
-    python benchmarks/accuracy.py RUN_DIR                    # evaluate an exported run
-    python benchmarks/accuracy.py --recipe OUT               # train gclf's recommended recipe, export, evaluate
-    python benchmarks/accuracy.py --train OUT [train options] # train with any options, export, evaluate
+    python -m benchmarks.accuracy RUN_DIR                    # evaluate an exported run
+    python -m benchmarks.accuracy --recipe OUT               # train gclf's recommended recipe, export, evaluate
+    python -m benchmarks.accuracy --train OUT [train options] # train with any options, export, evaluate
 
 Reports, for model.onnx and model.int8.onnx of the run: accuracy on the run's test split
 (gender-faces when trained on it), on all of ../shared/datasets/utkface-dev (a source the run

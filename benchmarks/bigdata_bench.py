@@ -1,7 +1,7 @@
 """Memory and throughput of the scan and of training as the photo set grows: the image cache
 on disk against the first design (every image in memory), in one run.
 
-    python benchmarks/bigdata_bench.py [--dir /tmp/gclf-bigdata] [--sizes 10000,25000,50000]
+    python -m benchmarks.bigdata_bench [--dir /tmp/gclf-bigdata] [--sizes 10000,25000,50000]
                                        [--steps 30] [--batch-size 32] [--image-size 64] [--workers 2]
 
 Generates (once, reused) a two-class set of 160x120 JPEGs of simple shapes in parts of 5,000
@@ -90,11 +90,11 @@ def measure(args: argparse.Namespace) -> dict:
 
     from gclf.train.augment import augment, augment_config
     from gclf.train.config import TrainConfig
-    from gclf.train.data import ImageDataset, loader_worker_options
-    from gclf.train.dataset import scan_folders
-    from gclf.train.engine import train_steps
+    from gclf.train.dataset import ImageDataset, loader_worker_options
+    from gclf.train.epoch import EpochContext, run_epoch
     from gclf.train.model import build_model, resolve_weights
     from gclf.train.run_folder import make_store, spec_of
+    from gclf.train.scan import scan_folders
 
     torch.set_num_threads(args.threads)
     parts = [Path(p) for p in args.parts]
@@ -130,9 +130,9 @@ def measure(args: argparse.Namespace) -> dict:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     # The first step pays for start-up (loader workers, allocator); it is not timed.
     batches = iter(loader)
-    train_steps(model, itertools.islice(batches, 1), optimizer, epoch=1, first_iteration=1, started=time.monotonic())
+    run_epoch(EpochContext(model, optimizer, epoch=1, first_iteration=1, started=time.monotonic()), itertools.islice(batches, 1))
     started = time.monotonic()
-    train_steps(model, itertools.islice(batches, args.steps), optimizer, epoch=1, first_iteration=2, started=started)
+    run_epoch(EpochContext(model, optimizer, epoch=1, first_iteration=2, started=started), itertools.islice(batches, args.steps))
     train_s = time.monotonic() - started
     del batches  # ends the loader's workers, so their peak counts among the children
     result.update(

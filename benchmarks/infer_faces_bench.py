@@ -1,7 +1,7 @@
 """Accuracy of `gclf-infer` on photo files of faces in larger pictures: with face detection
 (Haar, YuNet) against whole images (--no-faces).
 
-    python benchmarks/infer_faces_bench.py --model RUN/model.onnx --manifest RUN/manifest.json \
+    python -m benchmarks.infer_faces_bench --model RUN/model.onnx --manifest RUN/manifest.json \
         [--face-model yunet.onnx] [--frames 200] [--keep DIR]
 
 Prints its figures and asserts nothing. Each frame is one photo of the model's test split
@@ -27,8 +27,8 @@ import click
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scene_bench import Photo, make_scene  # noqa: E402  (a sibling script: one frame generator for the benchmarks)
+from benchmarks.common import Photo
+from benchmarks.scene_bench import make_scene  # the benchmarks' one frame generator
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "datasets" / "gender-faces"

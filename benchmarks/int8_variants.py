@@ -1,7 +1,7 @@
 """What onnxruntime's int8 options do to a gclf model, side by side: agreement with fp32 on an
 outside set, natively and on an emulated AVX2-only x86 CPU, and speed at batch 1.
 
-    python benchmarks/int8_variants.py RUN_DIR [--outside DIR] [--images N]
+    python -m benchmarks.int8_variants RUN_DIR [--outside DIR] [--images N]
         [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--work DIR]
 
 RUN_DIR is an exported gclf run (model.onnx, manifest.json). Each variant is quantized from

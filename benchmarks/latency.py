@@ -1,6 +1,6 @@
 """Latency/throughput benchmark, side by side in one run (issue: fastest CPU runtime).
 
-    python benchmarks/latency.py RUN_DIR/model.onnx [--images DIR] [gclf-bench options]
+    python -m benchmarks.latency RUN_DIR/model.onnx [--images DIR] [gclf-bench options]
 
 The same as `gclf-bench`: PyTorch eager, OpenCV DNN, onnxruntime fp32 and int8, and gclf's
 file->label path, with ratios against onnxruntime fp32 at batch 1. It prints its figures and

@@ -1,6 +1,6 @@
 """Measure the live runtime on real photos: face detection rate, crop vs whole-image accuracy, FPS.
 
-    python benchmarks/live_bench.py [--model MODEL.onnx ...] [--face-model yunet.onnx]
+    python -m benchmarks.live_bench [--model MODEL.onnx ...] [--face-model yunet.onnx]
 
 Prints its figures and asserts nothing. Three parts:
 
@@ -27,38 +27,31 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import cv2
 import numpy as np
 
+from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, write_video
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
 from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, face_crops
 from gclf.runtime.live import FrameResult, run_live
-from gclf.runtime.preprocess import preprocess
 from gclf.runtime.sinks import JsonLinesSink
 from gclf.runtime.video_sources import CaptureSource, LatestFrameGrabber, OrderedFrameReader, PacedSource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "datasets" / "gender-faces"
 DEFAULT_YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
-FRAME_W, FRAME_H = 640, 480
 FACE_H = 240  # the photo's height inside the frame: a face at arm's length from a webcam
 MARGINS = (0.0, 0.1, 0.2)
 
 
-@dataclass(frozen=True)
-class Photo:
-    path: Path
-    label: str
-
-
-def load_photos(data: Path, sample: int | None, exclude: list[Path], seed: int = 0) -> list[Photo]:
+def sampled_photos(data: Path, sample: int | None, exclude: list[Path], seed: int = 0) -> list[Photo]:
+    """DATA's photos less any whose bytes are in an `exclude` folder, `sample` of them at random."""
     excluded = {_sha(p) for folder in exclude for p in folder.rglob("*") if p.is_file()}
-    photos = [Photo(p, c.name) for c in sorted(data.iterdir()) if c.is_dir() for p in sorted(c.iterdir()) if p.is_file()]
+    photos = load_photos([data])
     photos = [p for p in photos if _sha(p.path) not in excluded] if excluded else photos
     if sample is not None and sample < len(photos):
         photos = random.Random(seed).sample(photos, sample)
@@ -153,28 +146,19 @@ def accuracy_report(clf: Classifier, photos: list[Photo], detection: dict[str, d
 # --- 3. speed ---------------------------------------------------------------------------
 
 
-def write_video(photos: list[Photo], path: Path, fps: float = 30.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
-    for i, photo in enumerate(photos):
-        bgr = cv2.cvtColor(decode_image(photo.path), cv2.COLOR_RGB2BGR)
-        writer.write(in_frame(bgr, x_offset=(i * 37) % 200 - 100))  # the face moves a little
-    writer.release()
-    return path
+def photos_video(photos: list[Photo], path: Path, fps: float = 30.0) -> Path:
+    frames = (in_frame(cv2.cvtColor(decode_image(photo.path), cv2.COLOR_RGB2BGR), x_offset=(i * 37) % 200 - 100) for i, photo in enumerate(photos))  # the face moves a little
+    return write_video(frames, path, fps)
 
 
 def single_image_rate(clf: Classifier, image_rgb: np.ndarray, seconds: float = 2.0) -> tuple[float, float]:
     """Images per second: the bare model (session.run on a ready input) and with preprocessing."""
-    x = preprocess(image_rgb, clf.spec)[None]
-    for _ in range(5):
-        clf.logits(x)  # warm-up: ORT allocates on first runs
-    rates = []
-    for fn in (lambda: clf.logits(x), lambda: clf.predict(image_rgb)):
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            fn()
-            n += 1
-        rates.append(n / (time.perf_counter() - start))
-    return rates[0], rates[1]
+    bare, _ = bare_rate(clf, image_rgb, seconds)
+    n, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        clf.predict(image_rgb)
+        n += 1
+    return bare, n / (time.perf_counter() - start)
 
 
 class LatencySink:
@@ -236,7 +220,7 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
     else:
         print(f"YuNet skipped: no model at {face_model}")
 
-    photos = load_photos(data, sample, list(exclude))
+    photos = sampled_photos(data, sample, list(exclude))
     if speed_only:
         return speed_part(models, photos, detectors, video_frames, threads, no_spin)
     print(f"\n1. Face found (share of {len(photos)} photos), as stored / in a 640x480 frame; ms per frame")
@@ -264,7 +248,7 @@ def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], 
         return
     speed_photos = random.Random(1).sample(photos, min(video_frames, len(photos)))
     with tempfile.TemporaryDirectory() as tmp:
-        video = write_video(speed_photos, Path(tmp) / "photos.avi")
+        video = photos_video(speed_photos, Path(tmp) / "photos.avi")
         sample_rgb = cv2.cvtColor(in_frame(cv2.cvtColor(decode_image(speed_photos[0].path), cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
         for model in models:
             for spin in (True, False) if no_spin else (True,):

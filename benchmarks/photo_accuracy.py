@@ -1,6 +1,6 @@
 """Per-photo accuracy of `gclf-infer --json` on labelled face photos, and what the errors are.
 
-    python benchmarks/photo_accuracy.py MODEL.onnx (--manifest RUN/manifest.json | --data DIR) \
+    python -m benchmarks.photo_accuracy MODEL.onnx (--manifest RUN/manifest.json | --data DIR) \
         [--json OUT] [-- GCLF_INFER_OPTIONS...]
 
 The photos are a run's test split (`--manifest`: never trained on) or every photo of a

@@ -1,6 +1,6 @@
 """Real-scene accuracy: face photos placed in generated scenes at known boxes, then detected.
 
-    python benchmarks/scene_bench.py --model MODEL.onnx [--frames 300] [--margin 0 --margin 0.2 (default: 0 and the model's trained margin)]
+    python -m benchmarks.scene_bench --model MODEL.onnx [--frames 300] [--margin 0 --margin 0.2 (default: 0 and the model's trained margin)]
         [--face-model PATH|yunet] [--data DIR ...] [--exclude-manifest RUN/manifest.json] [--json OUT]
 
 Prints its figures (markdown tables) and asserts nothing. A user's photos show a person in a
@@ -52,6 +52,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks.common import FRAME_H, FRAME_W, Photo, load_photos
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.faces import Box, FaceDetector, YuNetFaceDetector, face_crops, make_detector
 from gclf.runtime.decode import decode_image
@@ -59,18 +60,10 @@ from gclf.runtime.decode import decode_image
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = (SHARED / "datasets" / "utkface-dev", SHARED / "datasets" / "gender-faces")
 DEFAULT_YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
-FRAME_W, FRAME_H = 640, 480
 PHOTO_H_RANGE = (48, 400)  # pasted photo height in pixels, drawn log-uniformly
 IOU_STRICT, IOU_LOOSE = 0.5, 0.3
 JPEG_QUALITY = 85
 SIZE_BUCKETS = ((0, 64), (64, 128), (128, 10_000))  # true face height in pixels
-
-
-@dataclass(frozen=True)
-class Photo:
-    path: Path
-    label: str
-    source: str  # data folder name
 
 
 @dataclass
@@ -88,16 +81,6 @@ class Scene:
 
 
 # --- photos and their reference boxes -------------------------------------------------------
-
-
-def load_photos(folders: list[Path], exclude: set[Path]) -> list[Photo]:
-    photos = []
-    for folder in folders:
-        for cls in sorted(p for p in folder.iterdir() if p.is_dir()):
-            for path in sorted(cls.rglob("*")):
-                if path.is_file() and not path.name.startswith(".") and path.resolve() not in exclude:
-                    photos.append(Photo(path, cls.name, folder.name))
-    return photos
 
 
 def manifest_exclusions(manifest: Path | None) -> set[Path]:

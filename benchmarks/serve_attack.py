@@ -1,6 +1,6 @@
 """`--serve` and the decoders under attack: the figures of issue 19's probes.
 
-    python benchmarks/serve_attack.py [--connections 400] [--nofile 256] [--flood-s 8]
+    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8]
 
 Prints its figures and asserts nothing; "Done when" thresholds are shown beside them. Needs the
 `train` extra (onnx) for its generated model, and the `serve` extra. Everything is loopback.
@@ -35,12 +35,11 @@ from pathlib import Path
 
 import click
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))  # serve_bench
-sys.path.insert(0, str(ROOT.parent / "tests"))  # the tests' attack helpers, so there is one of each
+from benchmarks.serve_bench import make_model, make_video
 
+# The tests' attack helpers, so there is one of each (tests/ is not a package).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from gclf_testutil import MEASURE_PEAK, build_tiny_onnx, rgba_png_of_zeros, solid_bgr, write_image_file  # noqa: E402
-from serve_bench import make_model, make_video  # noqa: E402
 from serve_testutil import IdleFlood, limit_open_files, port_of, start_served_run, timed_get  # noqa: E402
 
 TOKEN = "bench-Zq8vW3kLr5Tn0Yx2Hd7Pa"  # a good token (22+ characters, varied); given, so never printed

@@ -1,6 +1,6 @@
 """Does serving slow the model? Live-loop FPS with --serve and 0, 1 or 3 viewers, against --headless alone.
 
-    python benchmarks/serve_bench.py [--model MODEL.onnx] [--frames 300] [--rounds 3]
+    python -m benchmarks.serve_bench [--model MODEL.onnx] [--frames 300] [--rounds 3]
 
 Prints its figures and asserts nothing. A generated 640x480 video (moving shapes, MJPG) is
 run through the live loop, every frame in order, as `gclf-infer --video ... --headless`
@@ -31,6 +31,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks.common import FRAME_H, FRAME_W, write_video
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.annotate import annotate
 from gclf.runtime.live import run_live
@@ -45,18 +46,19 @@ TOKEN = "bench-Vb6yQ1mNs4Rt8Wk0Jc3Ex"  # every address needs one (docs/live.md)
 
 
 def make_video(path: Path, n_frames: int, fps: float = 30.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (640, 480))
     # A smooth scene, as a camera sees one (noise would make every JPEG several times larger).
-    ys, xs = np.mgrid[0:480, 0:640]
-    background = np.dstack([xs * 255 // 640, ys * 255 // 480, 128 + 0 * xs]).astype(np.uint8)
+    ys, xs = np.mgrid[0:FRAME_H, 0:FRAME_W]
+    background = np.dstack([xs * 255 // FRAME_W, ys * 255 // FRAME_H, 128 + 0 * xs]).astype(np.uint8)
     cv2.putText(background, "gclf serve bench", (40, 420), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
-    for i in range(n_frames):
-        frame = background.copy()
-        cv2.circle(frame, (40 + (i * 7) % 560, 240), 60, (0, 0, 255), -1)
-        cv2.rectangle(frame, (300, 40 + (i * 5) % 380), (380, 100 + (i * 5) % 380), (255, 0, 0), -1)
-        writer.write(frame)
-    writer.release()
-    return path
+
+    def frames():
+        for i in range(n_frames):
+            frame = background.copy()
+            cv2.circle(frame, (40 + (i * 7) % 560, 240), 60, (0, 0, 255), -1)
+            cv2.rectangle(frame, (300, 40 + (i * 5) % 380), (380, 100 + (i * 5) % 380), (255, 0, 0), -1)
+            yield frame
+
+    return write_video(frames(), path, fps)
 
 
 def make_model(path: Path) -> Path:

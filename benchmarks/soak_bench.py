@@ -1,6 +1,6 @@
 """Soak: does gclf-infer's live loop with --serve run for hours without growing?
 
-    python benchmarks/soak_bench.py [--model MODEL.onnx] [--minutes 60] [--interval 60]
+    python -m benchmarks.soak_bench [--model MODEL.onnx] [--minutes 60] [--interval 60]
         [--face-photo PHOTO --face-model YUNET.onnx] [--fps 15] [-- EXTRA GCLF-INFER OPTIONS]
 
 Prints its figures and asserts nothing (tests/test_soak.py runs a short one and asserts).
@@ -285,8 +285,7 @@ def run_soak(
 
 
 def _default_model(folder: Path) -> Path:
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from serve_bench import make_model  # a small generated CNN (needs the train extra: onnx)
+    from benchmarks.serve_bench import make_model  # a small generated CNN (needs the train extra: onnx)
 
     return make_model(folder / "soak_cnn.onnx")
 

@@ -1,6 +1,6 @@
 """Detection at the model's pace: the live loop with the face detector on every N-th frame.
 
-    python benchmarks/track_bench.py --model M.int8.onnx [--accuracy-model FACES.onnx]
+    python -m benchmarks.track_bench --model M.int8.onnx [--accuracy-model FACES.onnx]
         [--every 1 --every 2 ...] [--rounds 3] [--clips 6 --clip-frames 50] [--json OUT]
 
 Prints its figures (markdown tables) and asserts nothing.
@@ -64,31 +64,15 @@ import click
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from scene_bench import (  # noqa: E402  (a sibling script, not a package)
-    _feather_mask,
-    DEFAULT_DATA,
-    DEFAULT_YUNET,
-    FRAME_H,
-    FRAME_W,
-    Photo,
-    as_camera_frame,
-    background,
-    load_photos,
-    match,
-    iou,
-    paste_face,
-    reference_box,
-)
-
-from gclf.runtime.classifier import Classifier  # noqa: E402
-from gclf.runtime.decode import decode_image  # noqa: E402
-from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector  # noqa: E402
-from gclf.runtime.live import FrameResult, run_live  # noqa: E402
-from gclf.runtime.preprocess import preprocess  # noqa: E402
-from gclf.runtime.tracking import FaceTracker  # noqa: E402
-from gclf.runtime.tracks import PersonTracker, TrackEvent  # noqa: E402
-from gclf.runtime.video_sources import CaptureSource, OrderedFrameReader  # noqa: E402
+from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, write_video
+from benchmarks.scene_bench import DEFAULT_DATA, DEFAULT_YUNET, _feather_mask, as_camera_frame, background, iou, match, paste_face, reference_box
+from gclf.runtime.classifier import Classifier
+from gclf.runtime.decode import decode_image
+from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector
+from gclf.runtime.live import FrameResult, run_live
+from gclf.runtime.tracking import FaceTracker
+from gclf.runtime.tracks import PersonTracker, TrackEvent
+from gclf.runtime.video_sources import CaptureSource, OrderedFrameReader
 
 IOU = 0.5
 FACE_H_RANGE = (90, 300)  # pasted photo height at the start of a clip, pixels
@@ -148,27 +132,7 @@ def make_clips(chosen: list[tuple[Photo, np.ndarray, Box]], pool: list[Photo], n
     return frames, truths
 
 
-def write_video(frames: list[np.ndarray], path: Path, fps: float = 30.0) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (FRAME_W, FRAME_H))
-    for f in frames:
-        writer.write(f)
-    writer.release()
-    return path
-
-
 # --- measuring -----------------------------------------------------------------------------
-
-
-def bare_rate(clf: Classifier, sample: np.ndarray, seconds: float = 1.0) -> tuple[float, float]:
-    """The bare model's single-image rate (per second) and its CPU ms per inference."""
-    x = preprocess(sample, clf.spec)[None]
-    for _ in range(3):
-        clf.logits(x)
-    n, start, cpu = 0, time.perf_counter(), time.process_time()
-    while time.perf_counter() - start < seconds:
-        clf.logits(x)
-        n += 1
-    return n / (time.perf_counter() - start), 1000 * (time.process_time() - cpu) / n
 
 
 class Recorder:

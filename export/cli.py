@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from gclf.export.quantize import CALIBRATION_SIZE
 from gclf.runtime.cli_support import report_errors
 from gclf.runtime.errors import QualityGateError
 from gclf.train.cli import require_training_extra
@@ -15,7 +16,7 @@ from gclf.train.cli import require_training_extra
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for model.onnx / model.int8.onnx [default: the run folder].")
 @click.option("--quantize", is_flag=True, help="Also write model.int8.onnx (static QDQ int8, calibrated on training images).")
-@click.option("--calibration-size", type=click.IntRange(min=1), default=300, help="Training images used to calibrate int8 (class-balanced).")
+@click.option("--calibration-size", type=click.IntRange(min=1), default=CALIBRATION_SIZE, help="Training images used to calibrate int8 (class-balanced).")
 @click.option("--calibration-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]), default="MinMax")
 @click.option("--per-channel/--per-tensor", default=True, help="Per-channel weight quantization.")
 @click.option(
@@ -32,17 +33,13 @@ def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, 
     `gclf-infer RUN_DIR/model.onnx photos/`.
     """
     require_training_extra()
-    from gclf.export.pipeline import export_fp32, export_int8, locate_run
+    from gclf.export.pipeline import export_run
     from gclf.export.quantize import QuantizeOptions
 
-    run = locate_run(source)
-    out = out or run.checkpoint.parent
-    fp32 = export_fp32(run, out / "model.onnx", log=click.echo)
-    if quantize:
-        try:
-            export_int8(fp32.fp32_path, run, out / "model.int8.onnx", QuantizeOptions(calibration_method, per_channel, reduce_range=int8_weights == "7bit"), calibration_size, log=click.echo, force=force)
-        except QualityGateError as exc:
-            raise QualityGateError(f"{exc}, or pass --force to write the best attempt anyway") from None
+    try:
+        export_run(source, out=out, quantize=quantize, calibration_size=calibration_size, options=QuantizeOptions(calibration_method, per_channel, reduce_range=int8_weights == "7bit"), force=force, log=click.echo)
+    except QualityGateError as exc:
+        raise QualityGateError(f"{exc}, or pass --force to write the best attempt anyway") from None
 
 
 if __name__ == "__main__":

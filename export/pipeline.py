@@ -9,9 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import onnx
@@ -20,6 +21,7 @@ from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
 from gclf.runtime.faces import FaceCropper, FaceCropSpec
 from gclf.runtime.files import atomic_path, sha256_file
+from gclf.runtime.log import Log
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.export.onnx_export import (
@@ -31,10 +33,9 @@ from gclf.export.onnx_export import (
     set_metadata,
     to_onnx_model,
 )
-from gclf.export.quantize import QuantizeOptions, quantize_int8, saturation_safe
+from gclf.export.quantize import CALIBRATION_SIZE, QuantizeOptions, quantize_int8, saturation_safe
 from gclf.runtime.cpu_class import detect_cpu_class
 
-Log = Callable[[str], None]
 PARITY_IMAGES = 32
 
 
@@ -354,3 +355,47 @@ def _write_int8_metadata(path: Path, parent: ModelMetadata, quant: dict) -> None
     set_metadata(model, ModelMetadata(spec=parent.spec, class_names=parent.class_names, variant="int8", training=parent.training, quantization=quant))
     onnx.checker.check_model(model, full_check=True)
     onnx.save_model(model, str(path))
+
+
+FP32_NAME, INT8_NAME = "model.onnx", "model.int8.onnx"
+
+
+@dataclass(frozen=True)
+class RunExport:
+    """What `export_run` wrote: the fp32 model, and the int8 copy when asked for."""
+
+    run: RunFiles
+    fp32: ExportResult
+    fp32_s: float  # seconds the fp32 export and its checks took
+    int8_path: Path | None = None
+    int8: dict | None = None  # the int8 model's quantization record (export_int8's), None without quantize
+    int8_s: float = 0.0
+
+
+def export_run(
+    source: Path,
+    *,
+    quantize: bool,
+    out: Path | None = None,
+    calibration_size: int = CALIBRATION_SIZE,
+    options: QuantizeOptions = QuantizeOptions(),
+    force: bool = False,
+    log: Log = print,
+) -> RunExport:
+    """gclf-export's job: SOURCE (a run folder or checkpoint) -> OUT/model.onnx, and with
+    `quantize` OUT/model.int8.onnx calibrated on `calibration_size` training images.
+
+    OUT defaults to the checkpoint's folder. The one place that runs "fp32, then int8", for
+    gclf-export, the quick start and the studies alike; a failed int8 parity gate raises
+    `QualityGateError` unless `force`.
+    """
+    run = locate_run(source)
+    out = out or run.checkpoint.parent
+    started = time.monotonic()
+    fp32 = export_fp32(run, out / FP32_NAME, log)
+    fp32_s = time.monotonic() - started
+    if not quantize:
+        return RunExport(run, fp32, fp32_s)
+    started = time.monotonic()
+    int8 = export_int8(fp32.fp32_path, run, out / INT8_NAME, options, calibration_size, log, force=force)
+    return RunExport(run, fp32, fp32_s, out / INT8_NAME, int8, time.monotonic() - started)

@@ -16,6 +16,11 @@ from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 
 
+# Training images that calibrate int8 (class-balanced): gclf-export's default --calibration-size,
+# and what the quick start and the studies use.
+CALIBRATION_SIZE = 300
+
+
 @dataclass(frozen=True)
 class QuantizeOptions:
     method: str = "MinMax"  # onnxruntime CalibrationMethod name: MinMax, Entropy, Percentile

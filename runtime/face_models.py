@@ -35,6 +35,7 @@ import click
 
 from gclf.runtime.errors import WeightsUnavailableError
 from gclf.runtime.files import atomic_path
+from gclf.runtime.paths import gclf_home
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,7 @@ _LOADED: dict[Path, bytes] = {}
 
 def cache_dir() -> Path:
     """Where downloaded face models live: `$GCLF_HOME/face_models` (see the module's docstring)."""
-    home = os.environ.get("GCLF_HOME")
-    if not home:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(xdg, "gclf")
-    return Path(home) / "face_models"
+    return gclf_home() / "face_models"
 
 
 def yunet_source() -> ModelSource:

@@ -20,22 +20,22 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from gclf.runtime.errors import TrainingDivergedError
 from gclf.runtime.files import write_atomic_with, write_json_atomic, write_text_atomic
+from gclf.runtime.log import Log
 from gclf.train.augment import grey_copy
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
-from gclf.train.data import ImageDataset
-from gclf.train.engine import EvalResult, evaluate
+from gclf.train.dataset import ImageDataset
+from gclf.train.epoch import EvalResult, evaluate
 from gclf.train.config import TrainConfig
 from gclf.train.run import resume_training, run_training
 from gclf.train.run_folder import load_run_config, read_run_data
 
-Log = Callable[[str], None]
 OUTCOME = "outcome.json"
 
 

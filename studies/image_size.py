@@ -21,20 +21,20 @@ import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from gclf.runtime.cpu_class import cpu_model_name as cpu_name
+from gclf.export.quantize import CALIBRATION_SIZE
 from gclf.runtime.errors import BadDataError
 from gclf.runtime.files import list_images, write_atomic_with, write_json_atomic, write_text_atomic
+from gclf.runtime.log import Log
 from gclf.train.config import TrainConfig
 from gclf.studies.experiment import Arm, Outcome, header, run_arms
 
-Log = Callable[[str], None]
 KIND = "image-size"
 MEASURED = "edge.json"
-CALIBRATION_IMAGES = 300  # gclf-export's default --calibration-size
 
 
 def image_size_arms(sizes: Sequence[int]) -> list[Arm]:
@@ -117,8 +117,7 @@ def _latency_ms(model: Path, batch1: np.ndarray, threads: int, repeats: int) -> 
 
 def measure_run(outcome: Outcome, extra: ExtraTest | None, *, threads: int, repeats: int, log: Log) -> Measurement:
     """Export (once) and measure one finished run."""
-    from gclf.export.pipeline import export_fp32, export_int8, locate_run
-    from gclf.export.quantize import QuantizeOptions
+    from gclf.export.pipeline import FP32_NAME, INT8_NAME, export_run, locate_run
     from gclf.runtime.decode import decode_image
     from gclf.runtime.preprocess import preprocess_batch
 
@@ -136,15 +135,12 @@ def measure_run(outcome: Outcome, extra: ExtraTest | None, *, threads: int, repe
         strangers = sorted({c for _, c in extra.items} - classes)
         if strangers:
             raise BadDataError(f"--extra-test {extra.root}: class folder(s) {strangers} are not among the model's classes {sorted(classes)}")
-    fp32, int8 = run_dir / "model.onnx", run_dir / "model.int8.onnx"
-    quiet = lambda _line: None  # noqa: E731  (the export's own lines would drown the table)
-    if not fp32.is_file():
-        log(f"{outcome.arm}, seed {outcome.seed}: exporting {fp32.name}")
-        export_fp32(run, fp32, quiet)
-    if not int8.is_file():
-        log(f"{outcome.arm}, seed {outcome.seed}: quantizing {int8.name}")
+    fp32, int8 = run_dir / FP32_NAME, run_dir / INT8_NAME
+    if not (fp32.is_file() and int8.is_file()):
+        log(f"{outcome.arm}, seed {outcome.seed}: exporting {fp32.name} and {int8.name}")
         # force: the experiment measures what int8 gives; whether it passed the gate is a column.
-        export_int8(fp32, run, int8, QuantizeOptions(), CALIBRATION_IMAGES, quiet, force=True)
+        # quiet: the export's own lines would drown the table.
+        export_run(run_dir, quantize=True, force=True, log=lambda _line: None)
     from gclf.runtime.classifier import Classifier
 
     meta8 = Classifier(int8).metadata
@@ -247,7 +243,7 @@ def write_image_size_report(base: TrainConfig, seeds: Sequence[int], arms: Seque
     title = "Input size: accuracy and speed, fp32 and int8"
     note = (
         f"latency: batch 1, median of {repeats} timed onnxruntime runs after warm-up (gclf.runtime.bench), "
-        f"{threads} thread(s), on {cpu_name()} ({os.cpu_count()} CPUs); int8: QDQ, calibrated on at most {CALIBRATION_IMAGES} class-balanced training-split images, "
+        f"{threads} thread(s), on {cpu_name()} ({os.cpu_count()} CPUs); int8: QDQ, calibrated on at most {CALIBRATION_SIZE} class-balanced training-split images, "
         "written even where it misses gclf-export's parity gate (see the gate column); extra test: "
         + (extra.describe() + ", never trained on" if extra else "none")
     )

@@ -35,8 +35,7 @@ def main(out: Path, per_class: int, max_epochs: int, image_size: int) -> None:
     from gclf.train.distributed import refuse_torchrun
 
     refuse_torchrun("gclf-quickstart")
-    from gclf.export.pipeline import export_fp32, export_int8, locate_run
-    from gclf.export.quantize import QuantizeOptions
+    from gclf.export.pipeline import export_run
     from gclf.runtime.classifier import Classifier
     from gclf.train.config import TrainConfig
     from gclf.train.run import run_training
@@ -64,14 +63,13 @@ def main(out: Path, per_class: int, max_epochs: int, image_size: int) -> None:
     mark = stage_done("train", mark)
 
     click.echo("[3/4] exporting to ONNX (fp32) and int8")
-    run = locate_run(result.run_dir)
-    fp32 = export_fp32(run, result.run_dir / "model.onnx", log=lambda line: click.echo("      " + line))
-    mark = stage_done("export", mark)
-    quant = export_int8(fp32.fp32_path, run, result.run_dir / "model.int8.onnx", QuantizeOptions(), 300, log=lambda line: click.echo("      " + line))
-    mark = stage_done("int8", mark)
+    exported = export_run(result.run_dir, quantize=True, log=lambda line: click.echo("      " + line))
+    run, fp32, quant = exported.run, exported.fp32, exported.int8 or {}
+    stage_s["export"], stage_s["int8"] = exported.fp32_s, exported.int8_s
+    mark = time.monotonic()
 
     click.echo("[4/4] classifying the held-out test images with the int8 model (torch-free runtime)")
-    clf = Classifier(result.run_dir / "model.int8.onnx")
+    clf = Classifier(exported.int8_path)
     test = [(Path(p), label) for p, label in run.manifest["splits"]["test"]]
     results = list(clf.predict_files([p for p, _ in test]))
     correct = sum(r.prediction is not None and r.prediction.label == label for r, (_, label) in zip(results, test))
@@ -83,7 +81,7 @@ def main(out: Path, per_class: int, max_epochs: int, image_size: int) -> None:
     click.echo("\nSummary")
     click.echo(f"  data         {data} ({2 * per_class} generated images; split 80/10/10, seed 0; input {image_size} px)")
     click.echo(f"  run folder   {result.run_dir} (manifest, history, metrics, summary.md and plots, best.pt)")
-    click.echo(f"  models       model.onnx ({fp32.fp32_path.stat().st_size / 1e6:.1f} MB), model.int8.onnx ({(result.run_dir / 'model.int8.onnx').stat().st_size / 1e6:.1f} MB)")
+    click.echo(f"  models       model.onnx ({fp32.fp32_path.stat().st_size / 1e6:.1f} MB), model.int8.onnx ({exported.int8_path.stat().st_size / 1e6:.1f} MB)")
     click.echo(f"  init         {result.init_description}, {len(result.history)} epochs, best epoch {result.best_epoch}")
     click.echo(f"  test split   PyTorch {report.get('accuracy', float('nan')) * 100:.1f}% | int8 runtime {correct}/{len(test)} = {correct / max(len(test), 1) * 100:.1f}% (agreement with fp32 {quant.get('top1_agreement', float('nan')) * 100:.1f}%)")
     click.echo(f"  torch vs ONNX max |logit difference| {fp32.max_logit_diff:.1e}")

@@ -9,7 +9,7 @@ import pytest
 
 from gclf.runtime.errors import BadDataError
 from gclf.runtime.preprocess import PreprocessSpec
-from gclf.train.dataset import ImageStore, scan_folders
+from gclf.train.scan import ImageStore, scan_folders
 from gclf.train.split import SplitFractions, split_samples
 from gclf_testutil import noise_bgr, write_image_file
 

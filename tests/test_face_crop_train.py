@@ -26,7 +26,7 @@ from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec, d
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.config import TrainConfig
-from gclf.train.dataset import ImageStore, scan_folders
+from gclf.train.scan import ImageStore, scan_folders
 from gclf_testutil import write_image_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

@@ -18,9 +18,9 @@ import pytest
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import PreprocessSpec, preprocess, resize_to_input
-from gclf.train import dataset as dataset_module
-from gclf.train.dataset import ImageStore, scan_folders
+from gclf.train import scan as scan_module
 from gclf.train.image_cache import DiskImageCache, default_cache_root, working_size
+from gclf.train.scan import ImageStore, scan_folders
 from gclf_testutil import noise_bgr, write_image_file
 
 SPEC = PreprocessSpec(input_height=20, input_width=24)
@@ -170,7 +170,7 @@ def _unusable_files(root: Path) -> list[str]:
 def test_the_scan_in_worker_processes_gives_what_the_scan_in_process_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_kind: str) -> None:
     photos = _fill(tmp_path / "photos", 10)
     unusable = _unusable_files(photos)
-    monkeypatch.setattr(dataset_module, "POOL_MIN_FILES", 0)  # a pool even for a few files
+    monkeypatch.setattr(scan_module, "POOL_MIN_FILES", 0)  # a pool even for a few files
     pids = tmp_path / "pids"
     pids.mkdir()
 
@@ -225,7 +225,7 @@ def test_the_transform_runs_after_decoding_and_before_resizing_and_what_it_finds
 
 
 def test_evaluation_through_the_disk_cache_equals_the_runtime_preprocess(tmp_path: Path) -> None:
-    from gclf.train.data import ImageDataset
+    from gclf.train.dataset import ImageDataset
     from gclf.train.synthetic import make_shapes_dataset
 
     shapes = make_shapes_dataset(tmp_path / "shapes", per_class=6, grey_share=0.5, min_side=24, max_side=90)
@@ -316,7 +316,7 @@ def test_loader_workers_run_after_the_parent_used_opencvs_threads(photos: Path, 
     import torch
 
     from gclf.train.augment import augment, augment_config
-    from gclf.train.data import ImageDataset, loader_worker_options
+    from gclf.train.dataset import ImageDataset, loader_worker_options
 
     big = np.zeros((1500, 1500, 3), np.uint8)
     for _ in range(3):  # starts OpenCV's worker threads in this process

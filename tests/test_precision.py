@@ -161,7 +161,7 @@ def _cpu_fp16(init_scale: float = 2.0**10):
 
 
 def test_the_training_step_scales_fp16_gradients_and_still_learns() -> None:
-    from gclf.train.engine import train_steps
+    from gclf.train.epoch import EpochContext, run_epoch
 
     torch.manual_seed(0)
     model = torch.nn.Linear(8, 2)
@@ -169,7 +169,7 @@ def test_the_training_step_scales_fp16_gradients_and_still_learns() -> None:
     y = (x[:, 0] > 0).long()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     precision = _cpu_fp16()
-    losses = [train_steps(model, [(x, y)] * 10, optimizer, epoch=e, first_iteration=1, started=0.0, precision=precision)[0] for e in range(3)]
+    losses = [run_epoch(EpochContext(model, optimizer, epoch=e, first_iteration=1, started=0.0, precision=precision), [(x, y)] * 10)[0] for e in range(3)]
     assert all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]
     assert model.weight.dtype == torch.float32
     assert precision.scaler.get_scale() > 0
@@ -212,7 +212,7 @@ def test_check_precision() -> None:
 def test_bf16_and_channels_last_reach_the_training_and_evaluation_passes() -> None:
     from torch.utils.data import DataLoader, TensorDataset
 
-    from gclf.train.engine import evaluate, train_one_epoch
+    from gclf.train.epoch import EpochContext, device_batches, evaluate, run_epoch
     from gclf.train.precision import Precision
 
     seen = []
@@ -233,7 +233,8 @@ def test_bf16_and_channels_last_reach_the_training_and_evaluation_passes() -> No
     net = Net().to(memory_format=torch.channels_last)
     loader = DataLoader(TensorDataset(torch.randn(8, 3, 8, 8), torch.tensor([0, 1] * 4)), batch_size=4)
     precision = Precision.of("bf16", torch.device("cpu"), channels_last=True)
-    loss, _ = train_one_epoch(net, loader, torch.optim.SGD(net.parameters(), lr=0.1), torch.device("cpu"), epoch=1, first_iteration=1, started=0.0, precision=precision)
+    ctx = EpochContext(net, torch.optim.SGD(net.parameters(), lr=0.1), epoch=1, first_iteration=1, started=0.0, precision=precision)
+    loss, _ = run_epoch(ctx, device_batches(loader, torch.device("cpu"), precision))
     assert math.isfinite(loss) and seen == [True, torch.bfloat16] * 2
     assert all(p.dtype == torch.float32 for p in net.parameters())
     seen.clear()

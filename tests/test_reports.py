@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from gclf.runtime.preprocess import PreprocessSpec
-from gclf.train.dataset import Sample
 from gclf.train.metrics import classification_report
+from gclf.train.scan import Sample
 from gclf.train.reports import (
     ImageOutcome,
     order_for_grid,

@@ -8,6 +8,7 @@ from outside, Ctrl-C inside), resumes it, and compares the final last.pt tensor 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -111,15 +112,15 @@ def test_a_run_interrupted_by_ctrl_c_in_its_first_epoch_resumes_to_the_same_weig
     data: Path, reference: Path, tmp_path: Path, one_thread: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = tmp_path / "run"
-    real_train_one_epoch = loop_module.train_one_epoch
+    real_run_epoch = loop_module.run_epoch
 
-    def interrupted_at_step_2(*args, on_step=None, **kwargs):
+    def interrupted_at_step_2(ctx, batches):
         def step(info):
             if info.iteration == 2:
                 raise KeyboardInterrupt
-        return real_train_one_epoch(*args, on_step=step, **kwargs)
+        return real_run_epoch(dataclasses.replace(ctx, on_step=step), batches)
 
-    monkeypatch.setattr(loop_module, "train_one_epoch", interrupted_at_step_2)
+    monkeypatch.setattr(loop_module, "run_epoch", interrupted_at_step_2)
     interrupted = _train("--data", data, "--out", out, *TRAIN_ARGS)
     monkeypatch.undo()
 

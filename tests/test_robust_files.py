@@ -26,7 +26,7 @@ from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL, EXIT_WRITE_FAILED, 
 from gclf.runtime.files import expand_inputs, list_images, remove_stale_temp_files, write_bytes_atomic, write_json_atomic
 from gclf.train.checkpoint import save_checkpoint
 from gclf.train.cli import main as train_main
-from gclf.train.dataset import ImageStore, scan_folders
+from gclf.train.scan import ImageStore, scan_folders
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf_testutil import noise_bgr, solid_bgr, write_image_file
 

@@ -23,7 +23,7 @@ from gclf.runtime.cli import main as infer_main
 from gclf.runtime.decode import MAX_IMAGE_PIXELS, composite_on_white, decode_image
 from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError, UsageError
 from gclf.runtime.preprocess import PreprocessSpec, preprocess
-from gclf.train.dataset import ImageStore, scan_folders
+from gclf.train.scan import ImageStore, scan_folders
 from gclf_testutil import MEASURE_PEAK, encode_image, noise_bgr, rgba_png_of_zeros, solid_bgr
 
 Image = pytest.importorskip("PIL.Image", reason="Pillow (a matplotlib dependency) writes the odd formats OpenCV cannot")

@@ -8,9 +8,7 @@ YuNet come from ../shared (skipped with the reason when absent).
 
 from __future__ import annotations
 
-import importlib.util
 import random
-import sys
 from pathlib import Path
 
 import cv2
@@ -25,11 +23,9 @@ YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("scene_bench", ROOT / "benchmarks" / "scene_bench.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["scene_bench"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import scene_bench  # the repository root is on pytest's pythonpath
+
+    return scene_bench
 
 
 def test_iou_and_matching_are_one_to_one_and_thresholded(bench) -> None:

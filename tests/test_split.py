@@ -8,7 +8,7 @@ import pytest
 
 from gclf.runtime.errors import BadDataError, UsageError
 from gclf.runtime.preprocess import PreprocessSpec
-from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, ScanResult, scan_folders
+from gclf.train.scan import SPLIT_NAMES, ImageStore, Sample, ScanResult, scan_folders
 from gclf.train.split import SplitFractions, manifest, split_samples
 from gclf_testutil import noise_bgr, write_image_file
 

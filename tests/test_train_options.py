@@ -18,7 +18,7 @@ from gclf.runtime.errors import EXIT_USAGE
 from gclf.train import loop as loop_module
 from gclf.train.augment import augment, augment_config
 from gclf.train.cli import main
-from gclf.train.engine import EvalResult
+from gclf.train.epoch import EvalResult
 from gclf.train.config import TrainConfig
 from gclf.train.optim import make_scheduler, make_train_loader
 from gclf.train.split import limit_per_class
@@ -64,7 +64,7 @@ def test_freeze_validates_on_cached_features_exactly_as_the_whole_model(data: Pa
     assert result.exit_code == 0, result.output
 
     from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
-    from gclf.train.engine import evaluate
+    from gclf.train.epoch import evaluate
     from gclf.train.loop import eval_loader as _eval_loader
     from gclf.train.run_folder import load_run_config, read_run_data
 
@@ -183,7 +183,7 @@ def test_max_train_per_class_shrinks_only_the_training_split(data: Path, tmp_pat
 
 
 def test_limit_per_class_keeps_small_classes_whole() -> None:
-    from gclf.train.dataset import Sample
+    from gclf.train.scan import Sample
 
     samples = [Sample(Path(f"{c}{i}"), c, str(i)) for c in (0, 1) for i in range(5 if c == 0 else 2)]
     kept = limit_per_class(samples, 3, seed=1)
@@ -239,7 +239,7 @@ class _Terminal:
 def test_a_progress_bar_per_epoch_on_a_terminal_and_none_in_a_pipe() -> None:
     import io
 
-    from gclf.train.engine import StepInfo
+    from gclf.train.epoch import StepInfo
     from gclf.train.progress import EpochProgressBar
 
     terminal, pipe = _Terminal(), io.StringIO()

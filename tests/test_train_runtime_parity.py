@@ -14,8 +14,8 @@ import pytest
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import PreprocessSpec, preprocess
-from gclf.train.data import ImageDataset
-from gclf.train.dataset import ImageStore, scan_folders
+from gclf.train.dataset import ImageDataset
+from gclf.train.scan import ImageStore, scan_folders
 from gclf.train.synthetic import make_shapes_dataset
 
 

@@ -33,7 +33,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gclf.runtime.errors import UsageError
-from gclf.train.engine import EvalResult
+from gclf.train.epoch import EvalResult
 from gclf.train.precision import FP32, Precision
 
 # The variables torchrun sets for each process it starts.

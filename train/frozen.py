@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable
+from typing import Iterator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from gclf.train.engine import EvalResult, StepInfo, train_steps
+from gclf.runtime.log import Log
+from gclf.train.epoch import EvalResult
 from gclf.train.precision import FP32, Precision
-
-Log = Callable[[str], None]
 
 
 class FrozenBackbone:
@@ -72,6 +71,23 @@ class FrozenBackbone:
         dropout.train(train)
         return self.model.fc(dropout(feats))
 
+    def training_batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's (features, labels) batches for `train_head`, in `loader`'s own
+        batch_sampler's order, so --shuffle, the seed and --resume behave exactly as for
+        full training. The features are computed now, not at the first batch."""
+        feats, labels = self.train_features(loader.dataset)
+
+        def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+            for indices in loader.batch_sampler:
+                index = torch.as_tensor(list(indices), device=feats.device)
+                yield feats[index], labels[index]
+
+        return batches()
+
+    def train_head(self, feats: torch.Tensor) -> torch.Tensor:
+        """The forward pass of a --freeze training step (gclf.train.epoch.EpochContext.forward)."""
+        return self.head_logits(feats, train=True)
+
     @torch.no_grad()
     def evaluate_head(self, loader: DataLoader) -> EvalResult:
         """Validation through the head on cached features: the same numbers as evaluating the
@@ -88,32 +104,3 @@ class FrozenBackbone:
         labels_np = labels.cpu().numpy()
         return EvalResult(loss, float((probs.argmax(1) == labels_np).mean()), labels_np, probs)
 
-
-def train_head_epoch(
-    frozen: FrozenBackbone,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    *,
-    epoch: int,
-    first_iteration: int,
-    started: float,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    on_step: Callable[[StepInfo], None] | None = None,
-) -> tuple[float, float]:
-    """One epoch of the head on the backbone's features; (mean loss, accuracy) as train_one_epoch.
-
-    The batches are `loader`'s own batch_sampler's, so --shuffle, the seed and --resume behave
-    exactly as for full training.
-    """
-    feats, labels = frozen.train_features(loader.dataset)
-
-    def batches():
-        for indices in loader.batch_sampler:
-            index = torch.as_tensor(list(indices), device=feats.device)
-            yield feats[index], labels[index]
-
-    return train_steps(
-        lambda x: frozen.head_logits(x, train=True), batches(), optimizer,
-        epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step,
-        precision=frozen.precision,
-    )

@@ -45,6 +45,7 @@ import numpy as np
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import OutputWriteError
 from gclf.runtime.files import write_json_atomic
+from gclf.runtime.paths import gclf_home
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 
 # Bump when decoding or the entry layout changes: old entries then live in another folder.
@@ -65,13 +66,9 @@ WORK_SCALE = 1.25
 
 
 def default_cache_root() -> Path:
-    """`$GCLF_HOME/images`, `$GCLF_HOME` defaulting to `$XDG_CACHE_HOME/gclf` (~/.cache/gclf),
-    the home gclf.runtime.face_models uses for its downloads."""
-    home = os.environ.get("GCLF_HOME")
-    if not home:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        home = os.path.join(xdg, "gclf")
-    return Path(home) / "images"
+    """`$GCLF_HOME/images` (gclf.runtime.paths.gclf_home: ~/.cache/gclf by default), beside
+    the face models gclf.runtime.face_models downloads."""
+    return gclf_home() / "images"
 
 
 def working_size(spec: PreprocessSpec, augmenting: bool) -> tuple[int, int] | None:
@@ -135,7 +132,7 @@ class CacheLayout:
 class DiskImageCache:
     """The image store of a training run, backed by the cache folder (see the module's docstring).
 
-    The scan (gclf.train.dataset) calls `ingest` in its worker processes and `keep` in the
+    The scan (gclf.train.scan) calls `ingest` in its worker processes and `keep` in the
     main process; training reads `resized(path)` (evaluation copy) and `working(path)`
     (augmentation's starting point). Picklable: DataLoader and scan workers get a copy.
     """

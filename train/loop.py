@@ -15,19 +15,18 @@ import torch
 from torch.utils.data import DataLoader
 
 from gclf.runtime.errors import OutputWriteError, TrainingDivergedError
+from gclf.runtime.log import Log
 from gclf.train.augment import augment, augment_config
 from gclf.train.config import TrainConfig
-from gclf.train.data import ImageDataset, loader_worker_options
-from gclf.train.dataset import POOL_MIN_FILES
+from gclf.train.dataset import ImageDataset, loader_worker_options
 from gclf.train.distributed import Distributed, evaluate_sharded, shard_train_loader
-from gclf.train.engine import EvalResult, StepInfo, evaluate, train_one_epoch
-from gclf.train.frozen import FrozenBackbone, train_head_epoch
+from gclf.train.epoch import EpochContext, EvalResult, StepInfo, device_batches, evaluate, run_epoch
+from gclf.train.frozen import FrozenBackbone
 from gclf.train.optim import make_optimizer, make_scheduler, make_train_loader
 from gclf.train.precision import FP32, Precision
 from gclf.train.progress import TrainingScreen
 from gclf.train.run_folder import RunData, resolve_workers
-
-Log = Callable[[str], None]
+from gclf.train.scan import POOL_MIN_FILES
 
 
 @dataclass
@@ -80,11 +79,16 @@ class Trainer:
         self.train_ds.epoch = epoch
         if self.dist is not None:
             self.train_loader.sampler.set_epoch(epoch)
-        first_iteration = (epoch - 1) * len(self.train_loader) + 1
         if self.frozen is not None:
-            return train_head_epoch(self.frozen, self.train_loader, self.optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step)
-        loss, accuracy = train_one_epoch(self.forward or self.model, self.train_loader, self.optimizer, self.device, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=self.scheduler, on_step=on_step, precision=self.precision)
-        if self.dist is not None:
+            forward, batches = self.frozen.train_head, self.frozen.training_batches(self.train_loader)
+        else:
+            forward = self.forward or self.model
+            forward.train()
+            batches = device_batches(self.train_loader, self.device, self.precision)
+        first_iteration = (epoch - 1) * len(self.train_loader) + 1
+        ctx = EpochContext(forward, self.optimizer, epoch, first_iteration, started, self.scheduler, on_step, self.precision)
+        loss, accuracy = run_epoch(ctx, batches)
+        if self.dist is not None and self.frozen is None:
             # Every rank ran as many batches of the same size (ShardSampler pads), so the
             # mean of the ranks' means is the epoch's mean over all of them.
             loss, accuracy = (v / self.dist.world_size for v in self.dist.sum([loss, accuracy], self.device))

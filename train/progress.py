@@ -10,11 +10,12 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
-from typing import Callable, Iterator, TextIO
+from typing import Iterator, TextIO
 
 from tqdm import tqdm
 
-from gclf.train.engine import EvalResult, StepInfo
+from gclf.runtime.log import Log
+from gclf.train.epoch import EvalResult, StepInfo
 
 
 class EpochProgressBar:
@@ -57,7 +58,7 @@ class TrainingScreen:
     """What a run prints while it trains: the study's iteration table (--verbose), a bar per
     epoch (the default; shown only on a terminal) and one line per epoch."""
 
-    def __init__(self, log: Callable[[str], None], *, verbose: bool, verbose_frequency: int, progress_bar: bool, iters_per_epoch: int, max_epochs: int, started: float) -> None:
+    def __init__(self, log: Log, *, verbose: bool, verbose_frequency: int, progress_bar: bool, iters_per_epoch: int, max_epochs: int, started: float) -> None:
         self.log = log
         self.verbose = verbose
         self.verbose_frequency = verbose_frequency

@@ -24,11 +24,11 @@ from matplotlib.ticker import MaxNLocator
 from gclf.runtime.files import write_atomic_with, write_text_atomic
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
-from gclf.train.dataset import SPLIT_NAMES, Sample
 from gclf.train.progress import hms
+from gclf.train.scan import SPLIT_NAMES, Sample
 
 if TYPE_CHECKING:
-    from gclf.train.engine import EvalResult
+    from gclf.train.epoch import EvalResult
 
 PROGRESS_PNG = "training_progress.png"
 CONFUSION_PNG = "confusion_matrix.png"

@@ -9,18 +9,16 @@ uninterrupted one would have.
 
 from __future__ import annotations
 
-from typing import Callable
 
 import torch
 
 from gclf.runtime.errors import BadModelError, UsageError
+from gclf.runtime.log import Log
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint, resume_state
 from gclf.train.config import TrainConfig
 from gclf.train.loop import Progress, Trainer
 from gclf.train.model import build_model, resolve_weights
 from gclf.train.run_folder import RunData
-
-Log = Callable[[str], None]
 
 GRAD_SCALER_KEY = "grad_scaler"
 

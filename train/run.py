@@ -4,7 +4,8 @@ An interrupted run (Ctrl-C, kill, power loss) continues with `resume_training` (
 --resume RUN_DIR) from its last completed epoch. The pieces each have their module:
   gclf.train.config      TrainConfig: the options, their defaults, old config.json files
   gclf.train.run_folder  what a run folder holds; new scan and split, or re-read from it
-  gclf.train.loop        the epoch loop
+  gclf.train.loop        the epochs: train one, validate, record, save, until done
+  gclf.train.epoch       one epoch's steps (EpochContext, run_epoch) and evaluate
   gclf.train.resume      the training state in last.pt, captured and restored
   gclf.train.optim       the optimizer, learn-rate schedule and shuffling factories
   gclf.train.distributed several processes under torchrun (rank 0 writes the run folder)
@@ -26,10 +27,11 @@ import torch
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic
+from gclf.runtime.log import Log
 from gclf.train.checkpoint import FACE_CROP_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
 from gclf.train.config import TrainConfig
 from gclf.train.distributed import Distributed
-from gclf.train.engine import EvalResult, evaluate
+from gclf.train.epoch import EvalResult, evaluate
 from gclf.train.loop import Progress, eval_loader, make_trainer, train_epochs
 from gclf.train.metrics import classification_report
 from gclf.train.model import build_model, keeps_head, resolve_weights
@@ -38,7 +40,6 @@ from gclf.train.reports import write_run_reports
 from gclf.train.resume import capture_state, restore_state, resume_point
 from gclf.train.run_folder import RunData, face_cropper_of, prepare_run_dir, read_run_data, save_epoch, scan_and_split, write_history, write_new_run
 
-Log = Callable[[str], None]
 T = TypeVar("T")
 
 

@@ -24,19 +24,17 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from gclf.runtime.errors import BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec
 from gclf.runtime.files import check_writable_folder, write_json_atomic, write_text_atomic
+from gclf.runtime.log import Log
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.checkpoint import RESUME_KEY, save_checkpoint
 from gclf.train.config import TrainConfig
-from gclf.train.dataset import SPLIT_NAMES, ImageStore, Sample, default_workers, ingest_files, scan_folders
 from gclf.train.image_cache import DiskImageCache, default_cache_root, working_size
+from gclf.train.scan import SPLIT_NAMES, ImageStore, Sample, default_workers, ingest_files, scan_folders
 from gclf.train.split import limit_per_class, manifest, split_samples
-
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -64,7 +62,7 @@ def face_cropper_of(config: TrainConfig) -> FaceCropper | None:
     return FaceCropper.create(config.face_crop, config.face_margin)
 
 
-def _no_face_logger(log: Log, action: str) -> Callable[[str], None]:
+def _no_face_logger(log: Log, action: str) -> Log:
     what = "kept whole" if action == "whole" else "left out"
     return lambda path: log(f"no face found in {path}: {what}")
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from gclf.runtime.errors import BadDataError, UsageError
-from gclf.train.dataset import SPLIT_NAMES, Sample, ScanResult
+from gclf.train.scan import SPLIT_NAMES, Sample, ScanResult
 
 
 @dataclass(frozen=True)

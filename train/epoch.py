@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -34,55 +34,50 @@ class EvalResult:
     probabilities: np.ndarray  # (N, C) softmax
 
 
-def train_one_epoch(
-    model: nn.Module,
-    loader: DataLoader,
-    optimizer: torch.optim.Optimizer,
-    device: torch.device,
-    *,
-    epoch: int,
-    first_iteration: int,
-    started: float,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    on_step: Callable[[StepInfo], None] | None = None,
-    precision: Precision = FP32,
-) -> tuple[float, float]:
-    """Returns (mean loss, accuracy) over the epoch's training batches (see `train_steps`)."""
-    model.train()
-    batches = ((precision.inputs(x, device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
-    return train_steps(model, batches, optimizer, epoch=epoch, first_iteration=first_iteration, started=started, scheduler=scheduler, on_step=on_step, precision=precision)
+@dataclass(frozen=True)
+class EpochContext:
+    """Everything one training epoch's steps use besides the batches themselves.
+
+    Built afresh each epoch (by gclf.train.loop's Trainer) for full training, for --freeze
+    (cached features through the head) and under torchrun alike, so the step below is
+    written once.
+    """
+
+    forward: Callable[[torch.Tensor], torch.Tensor]  # the model, its DDP wrapper, or --freeze's head
+    optimizer: torch.optim.Optimizer
+    epoch: int
+    first_iteration: int  # global, 1-based: the epoch's first step
+    started: float  # time.monotonic() at the run's start, for StepInfo.elapsed_s
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None  # stepped after every batch
+    on_step: Callable[[StepInfo], None] | None = None
+    precision: Precision = FP32  # --precision's autocast and fp16's GradScaler
 
 
-def train_steps(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    *,
-    epoch: int,
-    first_iteration: int,
-    started: float,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    on_step: Callable[[StepInfo], None] | None = None,
-    precision: Precision = FP32,
-) -> tuple[float, float]:
+def device_batches(loader: DataLoader, device: torch.device, precision: Precision = FP32) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """`loader`'s (input, label) batches on `device`, inputs in --precision's memory layout."""
+    return ((precision.inputs(x, device, non_blocking=True), y.to(device, non_blocking=True)) for x, y in loader)
+
+
+def run_epoch(ctx: EpochContext, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
     """One optimizer step per (input, label) batch; returns (mean loss, accuracy).
 
-    Shared by full training (images through the model) and --freeze (cached features through
-    the head). Raises `TrainingDivergedError` at the first non-finite loss, before the
-    optimizer step, so the weights last saved stay the last good ones. Under --precision
-    bf16/fp16 the forward pass and the loss run in autocast; the weights stay fp32.
+    Raises `TrainingDivergedError` at the first non-finite loss, before the optimizer step,
+    so the weights last saved stay the last good ones. Under --precision bf16/fp16 the
+    forward pass and the loss run in autocast; the weights stay fp32. The caller puts the
+    model in training mode (`forward` may be a head on cached features).
     """
+    optimizer, precision = ctx.optimizer, ctx.precision
     loss_fn = nn.CrossEntropyLoss()
     total_loss, correct, seen = 0.0, 0, 0
     for step, (x, y) in enumerate(batches):
         with precision.autocast():
-            logits = forward(x)
+            logits = ctx.forward(x)
             loss = loss_fn(logits, y)
         if not torch.isfinite(loss):
             lr = optimizer.param_groups[0]["lr"]
             raise TrainingDivergedError(
-                f"training diverged: the loss became {loss.item()} at epoch {epoch}, iteration "
-                f"{first_iteration + step} (learn rate {lr:g}); the learn rate is too high for this "
+                f"training diverged: the loss became {loss.item()} at epoch {ctx.epoch}, iteration "
+                f"{ctx.first_iteration + step} (learn rate {lr:g}); the learn rate is too high for this "
                 "model and data, try a lower --learn-rate (e.g. 0.001)"
             )
         optimizer.zero_grad(set_to_none=True)
@@ -95,14 +90,14 @@ def train_steps(
             precision.scaler.scale(loss).backward()
             precision.scaler.step(optimizer)
             precision.scaler.update()
-        if scheduler is not None:
-            scheduler.step()
+        if ctx.scheduler is not None:
+            ctx.scheduler.step()
         batch_correct = int((logits.argmax(1) == y).sum())
         total_loss += loss.item() * len(y)
         correct += batch_correct
         seen += len(y)
-        if on_step:
-            on_step(StepInfo(epoch, first_iteration + step, loss.item(), batch_correct / len(y), optimizer.param_groups[0]["lr"], time.monotonic() - started))
+        if ctx.on_step:
+            ctx.on_step(StepInfo(ctx.epoch, ctx.first_iteration + step, loss.item(), batch_correct / len(y), optimizer.param_groups[0]["lr"], time.monotonic() - ctx.started))
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
