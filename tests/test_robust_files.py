@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from gclf.runtime import decode as decode_module
 import torch
 from click.testing import CliRunner
 
@@ -175,9 +177,14 @@ def unreadable(monkeypatch: pytest.MonkeyPatch):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
         return real_read_bytes(self)
 
+    def open_file(file, *args, **kwargs):  # gclf.runtime.decode.read_image_bytes opens the file itself (to read no more than its cap)
+        check(file)
+        return open(file, *args, **kwargs)
+
     monkeypatch.setattr(os, "scandir", scandir)
     monkeypatch.setattr(os, "listdir", listdir)
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    monkeypatch.setattr(decode_module, "open", open_file, raising=False)
     return lambda path: blocked.add(str(path))
 
 
