@@ -17,11 +17,10 @@ import time
 from pathlib import Path
 
 import pytest
-
-from gclf.runtime import decode as decode_module
 import torch
 from click.testing import CliRunner
 
+from gclf.runtime import decode as decode_module
 from gclf.runtime import files
 from gclf.runtime.cli import main as infer_main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL, EXIT_WRITE_FAILED, OutputWriteError
