@@ -19,7 +19,8 @@ import onnx
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
 from gclf.runtime.faces import FaceCropper, FaceCropSpec
-from gclf.runtime.files import atomic_path, sha256_file
+from gclf.runtime.atomic import atomic_path
+from gclf.runtime.listing import sha256_file
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.export.onnx_export import (

@@ -192,7 +192,7 @@ def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, thre
     object (--json) per image, or per face. Returns the exit code."""
     # Imported here so that `gclf-infer --help` stays fast (no onnxruntime import).
     from gclf.runtime.classifier import Classifier
-    from gclf.runtime.files import expand_inputs
+    from gclf.runtime.listing import expand_inputs
 
     files = expand_inputs(paths)
     if not files:

@@ -318,7 +318,7 @@ def face_crop_spec(face_model: Path | str | None, margin: float = DEFAULT_FACE_M
     """The FaceCropSpec of the detector `face_model` names (make_detector's values) with the
     runtime's detection settings, and the detector's file (for "haar" the bundled cascade).
     The detector is built once here, so a bad file fails now, with its one sentence."""
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     kind, path = _detector_file(face_model)
     _detector_of(kind, path)
@@ -475,7 +475,7 @@ def _writable(folder: Path) -> bool:
 
 
 def _warn_if_not_recorded(path: Path, recorded: FaceCropSpec, warn: Callable[[str], None]) -> None:
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     found = sha256_file(path) if path.is_file() else recorded.model_sha256
     if found != recorded.model_sha256:

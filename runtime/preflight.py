@@ -221,7 +221,7 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
         if not path.is_file():
             return [Finding("face detector", PROBLEM, f"the model was trained with the Haar cascade, and this OpenCV has none at {path}: {REINSTALL}")]
         return [Finding("face detector", OK, f"haar, as recorded ({path})")]
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     # Where gclf-infer looks, in its order, without its download.
     found, folders = faces.find_recorded_face_model(recorded, ctx.model.parent)

@@ -298,7 +298,7 @@ def test_training_crops_reports_and_records_the_detector(face_run) -> None:
     assert f"face crops: every photo cropped to its largest face ({YUNET.name} detector, margin 0.1)" in (run / "summary.md").read_text()
     recorded = FaceCropSpec.from_dict(manifest["face_crop"])
     assert recorded.kind == "yunet" and recorded.margin == 0.1 and recorded.model_file == YUNET.name
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     assert recorded.model_sha256 == sha256_file(YUNET)
     for name in ("best.pt", "last.pt"):
