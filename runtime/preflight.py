@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from gclf.runtime.errors import GclfError
+import click
+
+from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_OK, GclfError
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier
@@ -317,6 +319,17 @@ def run_checks(
             if report is not None:
                 report(finding)
     return findings
+
+
+def run_check_command(model: Path | None, *, threads: int) -> int:
+    """`gclf-infer --check [MODEL]`: every check of gclf.runtime.preflight, one line each."""
+    findings = run_checks(PreflightContext(model=model, threads=threads or None), report=lambda f: click.echo(f.line()))
+    problems = [f for f in findings if f.is_problem]
+    if problems:
+        click.echo(f"check: {len(problems)} problem{'' if len(problems) == 1 else 's'} (lines marked PROBLEM above)", err=True)
+        return EXIT_CHECK_FAILED
+    click.echo("check: all passed", err=True)
+    return EXIT_OK
 
 
 # --- cameras ---------------------------------------------------------------------------------
