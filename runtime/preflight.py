@@ -219,14 +219,16 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
         name = "haar (the Haar cascade bundled with OpenCV)" if default == "haar" else f"yunet ({default})"
         return [Finding("face detector", OK, f"the model records no detector; gclf-infer uses {name}")]
     if recorded.kind == "haar":
-        path = faces._haar_cascade_path()
+        path = faces.haar_cascade_path()
         if not path.is_file():
             return [Finding("face detector", PROBLEM, f"the model was trained with the Haar cascade, and this OpenCV has none at {path}: {REINSTALL}")]
         return [Finding("face detector", OK, f"haar, as recorded ({path})")]
     from gclf.runtime.listing import sha256_file
 
     # Where gclf-infer looks, in its order, without its download.
-    found, folders = faces.find_recorded_face_model(recorded, ctx.model.parent)
+    from gclf.runtime.face_choice import find_recorded_face_model
+
+    found, folders = find_recorded_face_model(recorded, ctx.model.parent)
     if found is None:
         return [Finding(
             "face detector", PROBLEM,

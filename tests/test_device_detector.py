@@ -19,7 +19,8 @@ from click.testing import CliRunner
 from gclf.runtime import face_models
 from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableError
-from gclf.runtime.faces import FaceCropSpec, resolve_face_detection
+from gclf.runtime.face_crop import FaceCropSpec
+from gclf.runtime.face_choice import resolve_face_detection
 from gclf.runtime.listing import sha256_file
 from gclf.runtime.metadata import KEY_TRAINING
 

@@ -22,7 +22,9 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.errors import EXIT_USAGE, BadModelError, UsageError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec, default_face_model, resolve_face_detection
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN, default_face_model
+from gclf.runtime.face_crop import FaceCropper, FaceCropSpec
+from gclf.runtime.face_choice import resolve_face_detection
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.config import TrainConfig
