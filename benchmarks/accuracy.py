@@ -22,7 +22,7 @@ from pathlib import Path
 
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
-from gclf.runtime.files import list_images
+from gclf.runtime.listing import list_images
 from gclf.train.augment import grey_copy
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"

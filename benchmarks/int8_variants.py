@@ -168,7 +168,7 @@ def op_profile(model: Path, x1: np.ndarray, runs: int = 20) -> dict[str, float]:
 def outside_inputs(folder: Path, class_names: tuple[str, ...], spec, count: int) -> tuple[list[Path], np.ndarray, np.ndarray]:
     """Up to `count` images of `folder`'s class sub-folders, classes interleaved, as model input."""
     from gclf.runtime.decode import decode_image
-    from gclf.runtime.files import list_images
+    from gclf.runtime.listing import list_images
     from gclf.runtime.preprocess import preprocess_batch
 
     per_class = [sorted(list_images(folder / c)) for c in class_names]

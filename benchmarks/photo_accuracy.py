@@ -25,7 +25,7 @@ import click
 import numpy as np
 
 from gclf.runtime.decode import decode_image
-from gclf.runtime.files import list_images
+from gclf.runtime.listing import list_images
 
 SMALL_FACE = 0.25  # a face box lower than this share of the photo's height counts as small
 

@@ -354,7 +354,7 @@ def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, 
         clf = Classifier(model, threads=threads or None)
         results["accuracy"] = accuracy_part(clf, scenes, list(margins) or default_margins(clf), detectors)
     if json_out is not None:
-        from gclf.runtime.files import write_json_atomic
+        from gclf.runtime.atomic import write_json_atomic
 
         write_json_atomic(json_out, results)
 

@@ -618,7 +618,7 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
                   f"{_pct(row['same_label_as_previous_frame'])} of cases (how much labels flicker anyway)")
     out["load_end"] = os.getloadavg()
     if json_out is not None:
-        from gclf.runtime.files import write_json_atomic
+        from gclf.runtime.atomic import write_json_atomic
 
         write_json_atomic(json_out, out)
 
@@ -651,7 +651,7 @@ def main_people(model, accuracy_model, data, face_model, reference, detector_nam
     print_people(row, Path(accuracy_model or model), detector_name, every)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
     if json_out is not None:
-        from gclf.runtime.files import write_json_atomic
+        from gclf.runtime.atomic import write_json_atomic
 
         write_json_atomic(json_out, row)
 

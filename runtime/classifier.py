@@ -263,9 +263,10 @@ class Classifier:
 
     def _model_detector(self) -> FaceDetector:
         """The detector the model records it was trained with (gclf-train --face-crop), else
-        today's default (gclf.runtime.faces.resolve_face_detection); made once per Classifier
+        today's default (gclf.runtime.face_choice.resolve_face_detection); made once per Classifier
         (loading a detector takes a while), so a warning about its file is given once."""
-        from gclf.runtime.faces import make_detector, resolve_face_detection
+        from gclf.runtime.faces import make_detector
+        from gclf.runtime.face_choice import resolve_face_detection
 
         if self._default_detector is None:
             face_model, _ = resolve_face_detection(None, None, self.metadata.face_crop, model_dir=self.path.parent, warn=_warn)
@@ -274,7 +275,7 @@ class Classifier:
 
     def _face_margin(self, margin: float | None) -> float:
         """`margin` when given, else the model's training margin, else DEFAULT_FACE_MARGIN."""
-        from gclf.runtime.faces import resolve_face_margin
+        from gclf.runtime.face_choice import resolve_face_margin
 
         return resolve_face_margin(margin, self.metadata.face_crop)
 

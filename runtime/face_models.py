@@ -34,7 +34,7 @@ from typing import Callable
 import click
 
 from gclf.runtime.errors import WeightsUnavailableError
-from gclf.runtime.files import atomic_path
+from gclf.runtime.atomic import atomic_path
 from gclf.runtime.paths import gclf_home
 
 

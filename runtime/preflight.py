@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
-from gclf.runtime.errors import GclfError
+import click
+
+from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_OK, GclfError
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier
@@ -217,14 +219,16 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
         name = "haar (the Haar cascade bundled with OpenCV)" if default == "haar" else f"yunet ({default})"
         return [Finding("face detector", OK, f"the model records no detector; gclf-infer uses {name}")]
     if recorded.kind == "haar":
-        path = faces._haar_cascade_path()
+        path = faces.haar_cascade_path()
         if not path.is_file():
             return [Finding("face detector", PROBLEM, f"the model was trained with the Haar cascade, and this OpenCV has none at {path}: {REINSTALL}")]
         return [Finding("face detector", OK, f"haar, as recorded ({path})")]
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     # Where gclf-infer looks, in its order, without its download.
-    found, folders = faces.find_recorded_face_model(recorded, ctx.model.parent)
+    from gclf.runtime.face_choice import find_recorded_face_model
+
+    found, folders = find_recorded_face_model(recorded, ctx.model.parent)
     if found is None:
         return [Finding(
             "face detector", PROBLEM,
@@ -317,6 +321,17 @@ def run_checks(
             if report is not None:
                 report(finding)
     return findings
+
+
+def run_check_command(model: Path | None, *, threads: int) -> int:
+    """`gclf-infer --check [MODEL]`: every check of gclf.runtime.preflight, one line each."""
+    findings = run_checks(PreflightContext(model=model, threads=threads or None), report=lambda f: click.echo(f.line()))
+    problems = [f for f in findings if f.is_problem]
+    if problems:
+        click.echo(f"check: {len(problems)} problem{'' if len(problems) == 1 else 's'} (lines marked PROBLEM above)", err=True)
+        return EXIT_CHECK_FAILED
+    click.echo("check: all passed", err=True)
+    return EXIT_OK
 
 
 # --- cameras ---------------------------------------------------------------------------------

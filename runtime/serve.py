@@ -41,6 +41,9 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+import click
+
+from gclf.runtime.cli_support import warn
 from gclf.runtime.errors import MissingDependencyError, UsageError
 
 if TYPE_CHECKING:
@@ -339,6 +342,25 @@ class WebSink:
 
     def close(self) -> None:
         self._server.close()
+
+
+def make_web_sink(serve: str, token: str | None, token_file: Path | None, model: Path, clf):
+    """The --serve sink, bound and serving (no frame yet), for gclf-infer's options."""
+    address = parse_serve_address(serve)
+    info = ModelInfo(model.name, clf.metadata.variant, tuple(clf.class_names))
+    return WebSink(address, token=resolve_token(token, token_file), model=info, report=warn)
+
+
+def announce_web_sink(web) -> None:
+    """Where to watch, on stderr, once the live source is open."""
+    # A token the user gave is never printed (it outlives the run, and stderr is the journal).
+    given = "" if web.token.generated else f" (add ?token= with the token from {web.token.source})"
+    for url in web.urls():
+        click.echo(f"live: watch at {url}{given}", err=True)
+    if web.address.loopback:
+        click.echo("live: only this machine can connect, with the token (from another one: ssh -L, or --serve 0.0.0.0:PORT)", err=True)
+    else:
+        click.echo("live: anyone on the network with this link (token included) can watch; Ctrl-C stops", err=True)
 
 
 def _report_on_stderr(message: str) -> None:

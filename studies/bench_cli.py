@@ -69,7 +69,7 @@ def _default_images(model: Path) -> list[Path]:
 def main(model: Path, int8: Path | None, images: Path | None, batch_size: int, threads: int, repeats: int) -> None:
     """Benchmark MODEL (and its int8 copy) against PyTorch, OpenCV DNN and bare onnxruntime."""
     from gclf.runtime.bench import end_to_end_vs_bare, format_table, int8_cpu_lines, peak_rss_mb, recommend, run_benchmark, stage_breakdown, startup_seconds
-    from gclf.runtime.files import expand_inputs
+    from gclf.runtime.listing import expand_inputs
 
     if int8 is None and (model.parent / "model.int8.onnx").is_file() and model.name != "model.int8.onnx":
         int8 = model.parent / "model.int8.onnx"

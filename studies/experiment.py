@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from gclf.runtime.errors import TrainingDivergedError
-from gclf.runtime.files import write_atomic_with, write_json_atomic, write_text_atomic
+from gclf.runtime.atomic import write_atomic_with, write_json_atomic, write_text_atomic
 from gclf.runtime.log import Log
 from gclf.train.augment import grey_copy
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint

@@ -28,7 +28,8 @@ import numpy as np
 from gclf.runtime.cpu_class import cpu_model_name as cpu_name
 from gclf.export.quantize import CALIBRATION_SIZE
 from gclf.runtime.errors import BadDataError
-from gclf.runtime.files import list_images, write_atomic_with, write_json_atomic, write_text_atomic
+from gclf.runtime.atomic import write_atomic_with, write_json_atomic, write_text_atomic
+from gclf.runtime.listing import list_images
 from gclf.runtime.log import Log
 from gclf.train.config import TrainConfig
 from gclf.studies.experiment import Arm, Outcome, header, run_arms

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime.cli import Camera, main
+from gclf.runtime.cli import main
+from gclf.runtime.cli_types import Camera
 from gclf.runtime.face_models import cache_dir
 from gclf.runtime.metadata import KEY_TRAINING
 from test_picamera import fake_picamera2  # noqa: F401  (the stand-in picamera2 fixture)

@@ -19,8 +19,9 @@ from click.testing import CliRunner
 from gclf.runtime import face_models
 from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableError
-from gclf.runtime.faces import FaceCropSpec, resolve_face_detection
-from gclf.runtime.files import sha256_file
+from gclf.runtime.face_crop import FaceCropSpec
+from gclf.runtime.face_choice import resolve_face_detection
+from gclf.runtime.listing import sha256_file
 from gclf.runtime.metadata import KEY_TRAINING
 
 SHARED_YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"

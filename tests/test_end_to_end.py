@@ -22,7 +22,7 @@ from gclf.runtime.classifier import Classifier
 from gclf.runtime.cli import main as infer_main
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import EXIT_EXPORT_CHECK
-from gclf.runtime.files import list_images, sha256_file
+from gclf.runtime.listing import list_images, sha256_file
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
 

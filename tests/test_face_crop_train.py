@@ -22,7 +22,9 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.errors import EXIT_USAGE, BadModelError, UsageError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec, default_face_model, resolve_face_detection
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN, default_face_model
+from gclf.runtime.face_crop import FaceCropper, FaceCropSpec
+from gclf.runtime.face_choice import resolve_face_detection
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.config import TrainConfig
@@ -298,7 +300,7 @@ def test_training_crops_reports_and_records_the_detector(face_run) -> None:
     assert f"face crops: every photo cropped to its largest face ({YUNET.name} detector, margin 0.1)" in (run / "summary.md").read_text()
     recorded = FaceCropSpec.from_dict(manifest["face_crop"])
     assert recorded.kind == "yunet" and recorded.margin == 0.1 and recorded.model_file == YUNET.name
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     assert recorded.model_sha256 == sha256_file(YUNET)
     for name in ("best.pt", "last.pt"):

@@ -24,7 +24,7 @@ from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableError
 from gclf.runtime.face_models import ModelSource, cache_dir, fetch_model
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, make_detector
-from gclf.runtime.files import sha256_file
+from gclf.runtime.listing import sha256_file
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"

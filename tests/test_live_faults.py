@@ -24,7 +24,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from gclf.runtime import video_sources
-from gclf.runtime.cli import Camera, CameraParam, main
+from gclf.runtime.cli import main
+from gclf.runtime.cli_types import Camera, CameraParam
 from gclf.runtime.errors import EXIT_PARTIAL, EXIT_USAGE, SourceLostError, SourceUnavailableError
 from gclf.runtime.sd_notify import SystemdNotifySink, notify, watchdog_interval_s
 from gclf.runtime.video_sources import LatestFrameGrabber, OrderedFrameReader, SourceStalledError, within_deadline

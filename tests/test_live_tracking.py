@@ -24,7 +24,7 @@ from gclf.runtime.classifier import Classifier, FaceResult
 from gclf.runtime.cli import main
 from gclf.runtime.face_models import ModelSource
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, default_face_model, make_detector
-from gclf.runtime.files import sha256_file
+from gclf.runtime.listing import sha256_file
 from gclf.runtime.live import BOX_CARRIED, BOX_DETECTED, FrameResult, run_live
 from gclf.runtime.sinks import JsonLinesSink
 from gclf.runtime.tracking import FaceTracker

@@ -22,7 +22,8 @@ import picam_stand_in.picamera2 as stand_in
 from picam_stand_in.picamera2 import Picamera2 as FakePicamera2
 
 from gclf.runtime import video_sources
-from gclf.runtime.cli import Camera, main
+from gclf.runtime.cli import main
+from gclf.runtime.cli_types import Camera
 from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_PARTIAL, EXIT_USAGE
 from gclf.runtime.picamera import PicameraSource
 from gclf.runtime.video_sources import LatestFrameGrabber
@@ -140,7 +141,7 @@ def test_a_pi_camera_that_opens_but_delivers_nothing_is_closed_and_exits_2(tiny_
     [("0", Camera("usb", 0)), ("2", Camera("usb", 2)), ("picam", Camera("picam", 0)), ("picam:1", Camera("picam", 1)), ("PiCam:0", Camera("picam", 0))],
 )
 def test_camera_values(text: str, camera: Camera) -> None:
-    from gclf.runtime.cli import CameraParam
+    from gclf.runtime.cli_types import CameraParam
 
     assert CameraParam().convert(text, None, None) == camera
 

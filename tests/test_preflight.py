@@ -219,7 +219,7 @@ def test_a_recorded_yunet_file_that_is_not_yunet_is_a_problem(tiny_onnx, tmp_pat
 
 @pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet model not found at {YUNET}")
 def test_a_recorded_yunet_beside_the_model_is_found_and_runs(tiny_onnx) -> None:
-    from gclf.runtime.files import sha256_file
+    from gclf.runtime.listing import sha256_file
 
     model = _faces_model(tiny_onnx, _yunet_crop(sha256_file(YUNET), YUNET.name))
     shutil.copy(YUNET, model.parent / YUNET.name)

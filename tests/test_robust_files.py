@@ -20,11 +20,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from gclf.runtime import atomic
 from gclf.runtime import decode as decode_module
-from gclf.runtime import files
 from gclf.runtime.cli import main as infer_main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL, EXIT_WRITE_FAILED, OutputWriteError
-from gclf.runtime.files import expand_inputs, list_images, remove_stale_temp_files, write_bytes_atomic, write_json_atomic
+from gclf.runtime.atomic import remove_stale_temp_files, write_bytes_atomic, write_json_atomic
+from gclf.runtime.listing import expand_inputs, list_images
 from gclf.train.checkpoint import save_checkpoint
 from gclf.train.cli import main as train_main
 from gclf.train.scan import ImageStore, scan_folders
@@ -42,7 +43,7 @@ WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from gclf.runtime.files import write_atomic_with
+    from gclf.runtime.atomic import write_atomic_with
 
     def slow_writer(tmp: Path) -> None:
         with open(tmp, "wb") as fh:
@@ -110,7 +111,7 @@ def test_a_read_only_folder_is_an_error_naming_the_file(tmp_path: Path, monkeypa
     def read_only(dest: Path) -> Path:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dest))
 
-    monkeypatch.setattr(files, "_create_temp", read_only)
+    monkeypatch.setattr(atomic, "_create_temp", read_only)
 
     with pytest.raises(OutputWriteError, match=r"cannot write .*summary\.md: Read-only file system"):
         write_bytes_atomic(tmp_path / "summary.md", b"text")
@@ -141,7 +142,7 @@ def test_gclf_train_with_a_read_only_out_folder_fails_before_reading_the_data(tm
     def read_only(dest: Path) -> Path:
         raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(dest))
 
-    monkeypatch.setattr(files, "_create_temp", read_only)
+    monkeypatch.setattr(atomic, "_create_temp", read_only)
     result = CliRunner().invoke(train_main, ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), *QUICK])
 
     assert result.exit_code == EXIT_WRITE_FAILED, result.output

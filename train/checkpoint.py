@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from gclf.runtime.errors import BadModelError, GclfError, OutputWriteError, UsageError
-from gclf.runtime.files import write_atomic_with
+from gclf.runtime.atomic import write_atomic_with
 
 CHECKPOINT_FORMAT = "gclf-checkpoint"
 CHECKPOINT_VERSION = 1

@@ -44,7 +44,7 @@ import numpy as np
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import OutputWriteError
-from gclf.runtime.files import write_json_atomic
+from gclf.runtime.atomic import write_json_atomic
 from gclf.runtime.paths import gclf_home
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 

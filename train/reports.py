@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from gclf.runtime.files import write_atomic_with, write_text_atomic
+from gclf.runtime.atomic import write_atomic_with, write_text_atomic
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.progress import hms

@@ -26,7 +26,7 @@ from typing import Callable, TypeVar
 import torch
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.files import check_writable_folder, remove_stale_temp_files, write_json_atomic
+from gclf.runtime.atomic import check_writable_folder, remove_stale_temp_files, write_json_atomic
 from gclf.runtime.log import Log
 from gclf.train.checkpoint import FACE_CROP_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
 from gclf.train.config import TrainConfig

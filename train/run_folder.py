@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gclf.runtime.errors import BadDataError, UsageError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, FaceCropper, FaceCropSpec
-from gclf.runtime.files import check_writable_folder, write_json_atomic, write_text_atomic
+from gclf.runtime.faces import DEFAULT_FACE_MARGIN
+from gclf.runtime.face_crop import FaceCropper, FaceCropSpec
+from gclf.runtime.atomic import check_writable_folder, write_json_atomic, write_text_atomic
 from gclf.runtime.log import Log
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.checkpoint import RESUME_KEY, save_checkpoint

@@ -32,7 +32,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from gclf.runtime.errors import BadDataError, ImageDecodeError
-from gclf.runtime.files import is_hidden, list_images
+from gclf.runtime.listing import is_hidden, list_images
 from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.image_cache import Transform
