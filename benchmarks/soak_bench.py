@@ -3,7 +3,7 @@
     python -m benchmarks.soak_bench [--model MODEL.onnx] [--minutes 60] [--interval 60]
         [--face-photo PHOTO --face-model YUNET.onnx] [--fps 15] [-- EXTRA GCLF-INFER OPTIONS]
 
-Prints its figures and asserts nothing (tests/test_soak.py runs a short one and asserts).
+Prints its figures and asserts nothing (tests/benchmarks/test_soak.py runs a short one and asserts).
 `gclf-infer MODEL --camera picam --headless --serve 127.0.0.1:0` runs as its own process, as
 systemd runs it, with a stand-in `picamera2` (put first on its PYTHONPATH) that delivers
 640x480 frames at --fps: a colour gradient with a moving disc, or with --face-photo that

@@ -1,4 +1,5 @@
-"""Shared fixtures: generated images, tiny hand-built ONNX models, and one tiny trained run.
+"""Shared fixtures: generated images, tiny hand-built ONNX models, one tiny trained run, and
+the stand-in picamera2.
 
 Everything is generated in temporary folders and kept small (2 CPU cores): images are a few
 dozen pixels, the trained run is one epoch at 64x64 on 20 images, and the tiny ONNX models
@@ -7,13 +8,17 @@ are three-node graphs that load in milliseconds.
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
+import picam_stand_in.picamera2 as stand_in
 from gclf_testutil import build_tiny_onnx, write_image_file
+from picam_stand_in.picamera2 import Picamera2 as FakePicamera2
 
 
 @pytest.fixture
@@ -95,3 +100,19 @@ def _private_gclf_home(monkeypatch, tmp_path_factory: pytest.TempPathFactory) ->
     finds unless it puts it there, and gclf-train caches decoded images in its images/.
     Tests of either cache set $GCLF_HOME themselves."""
     monkeypatch.setenv("GCLF_HOME", str(tmp_path_factory.getbasetemp() / "gclf-home-empty"))
+
+
+# --- the stand-in picamera2 -------------------------------------------------------------------
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch) -> Iterator[type[FakePicamera2]]:
+    """The stand-in picamera2 (tests/picam_stand_in) in sys.modules, its knobs reset."""
+    monkeypatch.setattr(FakePicamera2, "instances", [])
+    monkeypatch.setattr(FakePicamera2, "scene_rgb", stand_in.RED_SCENE_RGB)
+    for knob, value in (("fail_after", None), ("stall_after", None), ("ignore_timeout", False), ("interval_s", 0.002)):
+        monkeypatch.setattr(FakePicamera2, knob, value)
+    monkeypatch.setattr(FakePicamera2, "release", threading.Event())
+    monkeypatch.setitem(sys.modules, "picamera2", stand_in)
+    yield FakePicamera2
+    FakePicamera2.release.set()  # captures left waiting "for ever" end with the test

@@ -5,6 +5,7 @@ Imported by conftest.py and the test modules (pytest puts tests/ on sys.path).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
 
@@ -17,6 +18,12 @@ if TYPE_CHECKING:
 
 # Colour of each tiny-model class, as an RGB channel index: the tiny model's logit for a
 # class is the mean (normalised) value of that channel, so a pure-red image is "red".
+# Where things are, from any test file however deep: the tests folder, the repository, and the
+# shared data beside the checkout (../shared: real photos and the YuNet file; absent: tests skip).
+TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
+SHARED = REPO.parent / "shared"
+
 TINY_CLASS_CHANNEL = {"red": 0, "green": 1, "blue": 2}
 TINY_TRAINING_SUMMARY = {"note": "hand-built test model"}
 
@@ -157,4 +164,59 @@ sys.stdout.write(code.stdout)
 sys.stderr.write(code.stderr)
 print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024, file=sys.stderr)  # ru_maxrss: KiB on Linux
 sys.exit(code.returncode)
+"""
+
+
+# --- live-loop helpers shared by several test files ---------------------------------------
+
+RED_BGR = (20, 20, 230)
+BLUE_BGR = (230, 20, 20)
+
+
+def write_video(path: Path, colours: list[tuple[int, int, int]], *, size: tuple[int, int] = (64, 48), fps: float = 10.0) -> Path:
+    """A MJPG .avi with one solid-colour frame (BGR) per entry of `colours`."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert writer.isOpened()
+    for colour in colours:
+        frame = np.empty((size[1], size[0], 3), dtype=np.uint8)
+        frame[:] = colour
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+# A tiny model's metadata entry that makes it a faces model (the live loop then detects faces).
+FACES_MODEL = {"gclf.training": json.dumps({"input_kind": "faces"})}
+
+
+class SquareDetector:
+    """Finds the bright square exactly; counts its calls."""
+
+    name = "square"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def detect(self, bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
+        self.calls += 1
+        ys, xs = np.nonzero(bgr.max(axis=2) > 100)
+        if not len(xs):
+            return []
+        return [(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))]
+
+
+
+# --- the torch-free runtime: the heavy packages a device does not have -----------------------
+
+HEAVY = ("torch", "torchvision", "onnx")  # the onnx package; onnxruntime is the runtime's own
+
+# A meta-path hook that makes the heavy packages look uninstalled, as on a device.
+BLOCK = r"""
+import importlib.abc
+class _Uninstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {heavy!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)", name=name)
+        return None
+sys.meta_path.insert(0, _Uninstalled())
 """

@@ -176,7 +176,7 @@ def ensure_tools(cache: Path) -> tuple[Path, list[str]]:
     """qemu-aarch64 (qemu 10, static) and a debootstrap command, downloaded once into the cache."""
     qemu = cache / "qemu-aarch64"
     boot = cache / "debootstrap"
-    # qemu-x86_64 too: tests/test_int8_cpu.py runs x86 int8 on an emulated CPU without VNNI.
+    # qemu-x86_64 too: tests/export/test_int8_cpu.py runs x86 int8 on an emulated CPU without VNNI.
     if not qemu.is_file() or not (cache / "qemu-x86_64").is_file() or not (boot / "usr" / "sbin" / "debootstrap").is_file():
         if platform.machine() not in ("x86_64", "AMD64"):
             raise SetupError(f"the ARM check emulates aarch64 on x86_64; this machine is {platform.machine()}")

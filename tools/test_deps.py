@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""What the tests need beyond pip: a headless Chromium (or Chrome) for tests/test_serve_browser.py,
-and on Linux systemd's `systemd-analyze` for tests/test_deploy_unit.py (it rates the Pi's unit).
+"""What the tests need beyond pip: a headless Chromium (or Chrome) for tests/runtime/test_serve_browser.py,
+and on Linux systemd's `systemd-analyze` for tests/system/test_deploy_unit.py (it rates the Pi's unit).
 
     python tools/test_deps.py          # README command 2 runs it before pytest
 
@@ -82,7 +82,7 @@ def ensure_systemd_analyze() -> None:
     elif shutil.which("dnf"):
         _run([*sudo, "dnf", "install", "-y", "systemd"])
     if not shutil.which("systemd-analyze"):
-        print("test-deps: systemd-analyze not found (Debian: apt-get install systemd); tests/test_deploy_unit.py fails its rating", file=sys.stderr)
+        print("test-deps: systemd-analyze not found (Debian: apt-get install systemd); tests/system/test_deploy_unit.py fails its rating", file=sys.stderr)
 
 
 def main() -> int:
@@ -92,7 +92,7 @@ def main() -> int:
         install()
         browser = find_browser()
     if browser is None:
-        print(f"test-deps: no headless browser for tests/test_serve_browser.py: {HOW}", file=sys.stderr)
+        print(f"test-deps: no headless browser for tests/runtime/test_serve_browser.py: {HOW}", file=sys.stderr)
         return 1
     print(f"test-deps: browser for the --serve test: {browser}")
     return 0

@@ -54,7 +54,7 @@ def loader_worker_options(workers: int) -> dict:
     current `epoch` (augmentation differs per epoch); a fork costs milliseconds, and the
     dataset they copy holds no pixels. No worker_init_fn calls cv2.setNumThreads: in a child
     forked after the parent used OpenCV's thread pool it waits forever for the parent's
-    threads (tests/test_image_cache.py checks loader workers after the pool ran).
+    threads (tests/train/test_image_cache.py checks loader workers after the pool ran).
     """
     if workers <= 0:
         return {}

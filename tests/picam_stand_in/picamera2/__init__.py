@@ -6,7 +6,7 @@ picamera2's API: `capture_array(name)` waits and returns the array; with `wait=F
 returns a job, and `wait(job, timeout)` (= `job.get_result(timeout)`) raises
 `concurrent.futures.TimeoutError` when no frame completes in time.
 
-In-process tests set the class attributes (tests/test_picamera.py's `fake_picamera2`
+In-process tests set the class attributes (tests/conftest.py's `fake_picamera2`
 fixture). A subprocess gets this folder's parent on PYTHONPATH and its knobs from the
 environment, read when the module is imported:
 

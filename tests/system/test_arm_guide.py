@@ -10,8 +10,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
+from gclf_testutil import REPO
+
+sys.path.insert(0, str(REPO / "tools"))  # a script, not a package
 
 import arm_check as ac  # noqa: E402
 

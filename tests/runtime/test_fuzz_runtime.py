@@ -30,8 +30,9 @@ from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ImageDecodeError
 from gclf.runtime.preprocess import preprocess
 from gclf_testutil import build_tiny_onnx, encode_image, noise_bgr
+from gclf_testutil import SHARED
 
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gender-faces"
+DATASET = SHARED / "datasets" / "gender-faces"
 EXAMPLES = int(os.environ.get("GCLF_FUZZ_EXAMPLES", "3000"))
 LABEL = "fuzz.img"
 STATS = {"cases": 0, "predicted": 0, "refused": 0}

@@ -29,10 +29,10 @@ from gclf.runtime.live import BOX_CARRIED, BOX_DETECTED, FrameResult, run_live
 from gclf.runtime.sinks import JsonLinesSink
 from gclf.runtime.tracking import FaceTracker
 from gclf_testutil import ListFeed
+from gclf_testutil import FACES_MODEL, SquareDetector
+from gclf_testutil import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
-FACES_MODEL = {"gclf.training": json.dumps({"input_kind": "faces"})}
 
 H, W = 240, 320
 SIDE = 64  # the square's side in pixels
@@ -50,21 +50,6 @@ def square_frame(x: int, y: int) -> np.ndarray:
 def positions(n: int, start: tuple[int, int] = (20, 30)) -> list[tuple[int, int]]:
     return [(start[0] + STEP[0] * i, start[1] + STEP[1] * i) for i in range(n)]
 
-
-class SquareDetector:
-    """Finds the bright square exactly; counts its calls."""
-
-    name = "square"
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def detect(self, bgr: np.ndarray) -> list[tuple[int, int, int, int]]:
-        self.calls += 1
-        ys, xs = np.nonzero(bgr.max(axis=2) > 100)
-        if not len(xs):
-            return []
-        return [(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))]
 
 
 def iou(a, b) -> float:

@@ -17,23 +17,12 @@ from click.testing import CliRunner, Result
 
 from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_USAGE
+from gclf_testutil import BLUE_BGR, RED_BGR, write_video
 
-RED_BGR = (20, 20, 230)
-BLUE_BGR = (230, 20, 20)
 N_FRAMES = 12
 FPS = 10.0
 
 
-def write_video(path: Path, colours: list[tuple[int, int, int]], *, size: tuple[int, int] = (64, 48), fps: float = FPS) -> Path:
-    """A MJPG .avi with one solid-colour frame (BGR) per entry of `colours`."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert writer.isOpened()
-    for colour in colours:
-        frame = np.empty((size[1], size[0], 3), dtype=np.uint8)
-        frame[:] = colour
-        writer.write(frame)
-    writer.release()
-    return path
 
 
 @pytest.fixture

@@ -29,9 +29,8 @@ from gclf.runtime.cli_types import Camera, CameraParam
 from gclf.runtime.errors import EXIT_PARTIAL, EXIT_USAGE, SourceLostError, SourceUnavailableError
 from gclf.runtime.sd_notify import SystemdNotifySink, notify, watchdog_interval_s
 from gclf.runtime.video_sources import LatestFrameGrabber, OrderedFrameReader, SourceStalledError, within_deadline
-from test_picamera import fake_picamera2  # noqa: F401  (the stand-in picamera2 fixture)
+from gclf_testutil import TESTS
 
-TESTS = Path(__file__).resolve().parent
 RED_BGR = (20, 20, 230)
 
 

@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from gclf_testutil import solid_bgr, write_image_file
+from gclf_testutil import BLOCK, HEAVY, solid_bgr, write_image_file
 
-HEAVY = ("torch", "torchvision", "onnx")  # the onnx package; onnxruntime is the runtime's own
 
 SCRIPT = r"""
 import json, sys
@@ -33,16 +32,6 @@ print(json.dumps({{
 }}))
 """
 
-# A meta-path hook that makes the heavy packages look uninstalled, as on a device.
-BLOCK = r"""
-import importlib.abc
-class _Uninstalled(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in {heavy!r}:
-            raise ModuleNotFoundError(f"No module named {{name!r}} (blocked by the test)", name=name)
-        return None
-sys.meta_path.insert(0, _Uninstalled())
-"""
 
 
 def _run_runtime(tmp_path: Path, tiny_onnx, *, block: bool) -> dict:

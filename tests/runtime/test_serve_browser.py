@@ -30,6 +30,7 @@ from pathlib import Path
 import pytest
 
 from serve_testutil import start_served_run, write_colour_video
+from gclf_testutil import REPO
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -76,7 +77,7 @@ SAMPLE_JS = r"""
 
 def find_chromium() -> str:
     """The browser tools/test_deps.py finds (or installs): one search, in one place."""
-    tool = Path(__file__).resolve().parents[1] / "tools" / "test_deps.py"
+    tool = REPO / "tools" / "test_deps.py"
     spec = importlib.util.spec_from_file_location("gclf_test_deps", tool)
     assert spec is not None and spec.loader is not None, f"{tool} is missing"
     test_deps = importlib.util.module_from_spec(spec)

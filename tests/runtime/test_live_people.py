@@ -1,6 +1,6 @@
 """One person, one answer: track ids, per-track labels, --events, counts, --jsonl's cap.
 
-People are textured squares (tests/test_live_tracking.py's stand-in face and detector) whose
+People are textured squares (gclf_testutil's SquareDetector and the squares of test_live_tracking.py) whose
 colour is what the tiny model answers: a "red" person has a red-dominated texture, with some
 frames tinted the other way so that per-frame labels disagree, as a real model's do.
 Speed is never asserted here (benchmarks/track_bench.py measures it).
@@ -26,8 +26,8 @@ from gclf.runtime.live import FrameResult, track_events
 from gclf.runtime.sinks import RotatingLineFile, SummarySink
 from gclf.runtime.tracks import DEFAULT_MAX_MISSED, EDGE_MISSED, PersonTracker, TrackCounts, TrackEvent
 from gclf_testutil import ListFeed
-from test_live_tracking import FACES_MODEL, SquareDetector
-from test_picamera import fake_picamera2  # noqa: F401  (the stand-in picamera2 fixture)
+from gclf_testutil import FACES_MODEL, SquareDetector
+from gclf_testutil import SHARED
 
 H, W = 240, 320
 SIDE = 56
@@ -351,7 +351,6 @@ def test_the_device_options_write_under_7_7_bytes_a_frame(tiny_onnx, tmp_path: P
 
 # --- the same on real faces, with the bundled Haar detector ------------------------------------
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASET = SHARED / "datasets" / "gender-faces"
 WALKERS = ("man/face_0.jpg", "woman/face_1.jpg", "man/face_0.jpg")  # frontal faces Haar finds (test_live_faces)
 

@@ -12,14 +12,12 @@ import json
 import sys
 import threading
 import time
-from typing import Iterator
 
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
 import picam_stand_in.picamera2 as stand_in
-from picam_stand_in.picamera2 import Picamera2 as FakePicamera2
 
 from gclf.runtime import video_sources
 from gclf.runtime.cli import main
@@ -32,17 +30,6 @@ RED_SCENE_RGB = stand_in.RED_SCENE_RGB
 BLUE_SCENE_RGB = (20, 20, 230)
 
 
-@pytest.fixture
-def fake_picamera2(monkeypatch) -> Iterator[type[FakePicamera2]]:
-    """The stand-in picamera2 (tests/picam_stand_in) in sys.modules, its knobs reset."""
-    monkeypatch.setattr(FakePicamera2, "instances", [])
-    monkeypatch.setattr(FakePicamera2, "scene_rgb", RED_SCENE_RGB)
-    for knob, value in (("fail_after", None), ("stall_after", None), ("ignore_timeout", False), ("interval_s", 0.002)):
-        monkeypatch.setattr(FakePicamera2, knob, value)
-    monkeypatch.setattr(FakePicamera2, "release", threading.Event())
-    monkeypatch.setitem(sys.modules, "picamera2", stand_in)
-    yield FakePicamera2
-    FakePicamera2.release.set()  # captures left waiting "for ever" end with the test
 
 
 def _infer(*args: object) -> Result:

@@ -7,16 +7,13 @@ docs/measurements.md. Here: about 70 s, sampled every 5 s.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("tornado")  # --serve needs the serve extra
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-
-from soak_bench import run_soak  # noqa: E402
+from benchmarks.soak_bench import run_soak  # noqa: E402  (after the skip: it needs tornado)
 
 # After the warm-up interval, in about a minute: a leak of a few hundred kB per viewer session
 # (a frame buffer, an encoder) would pass this, a frame's worth per frame would not. The hour

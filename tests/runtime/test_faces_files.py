@@ -24,9 +24,9 @@ from gclf.runtime.cli import NO_FACE_ACTIONS as CLI_NO_FACE_ACTIONS
 from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_PARTIAL, EXIT_USAGE
 from gclf_testutil import write_image_file
+from gclf_testutil import SHARED
 
 FACES_MODEL = {"gclf.training": json.dumps({"input_kind": "faces"})}  # tiny_onnx(props_update=...)
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASET = SHARED / "datasets" / "gender-faces"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 

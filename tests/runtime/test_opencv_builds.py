@@ -15,7 +15,7 @@ import cv2
 from click.testing import CliRunner
 
 from gclf.runtime.cli import main
-from test_live_cli import RED_BGR, write_video
+from gclf_testutil import RED_BGR, write_video
 
 
 def test_a_video_runs_with_an_opencv_without_utils_logging(tiny_onnx, tmp_path: Path, monkeypatch) -> None:

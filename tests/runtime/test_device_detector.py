@@ -23,8 +23,9 @@ from gclf.runtime.face_crop import FaceCropSpec
 from gclf.runtime.face_choice import resolve_face_detection
 from gclf.runtime.listing import sha256_file
 from gclf.runtime.metadata import KEY_TRAINING
+from gclf_testutil import SHARED
 
-SHARED_YUNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "face_detection_yunet_2026may.onnx"
+SHARED_YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 needs_yunet = pytest.mark.skipif(not SHARED_YUNET.is_file(), reason=f"needs {SHARED_YUNET}")
 
 

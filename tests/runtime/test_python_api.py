@@ -23,8 +23,9 @@ import pytest
 
 from gclf.runtime import Classifier, GclfError, ImageDecodeError, Prediction
 from gclf_testutil import solid_bgr, write_image_file
+from gclf_testutil import REPO
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = REPO / "README.md"
 FACES_MODEL = {"gclf.training": json.dumps({"input_kind": "faces"})}  # tiny_onnx(props_update=...)
 
 

@@ -19,8 +19,8 @@ from click.testing import CliRunner
 
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, expand_box, face_crops
+from gclf_testutil import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASET = SHARED / "datasets" / "gender-faces"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 FACE_PHOTOS = ("man/face_0.jpg", "woman/face_1.jpg")  # frontal faces both detectors find

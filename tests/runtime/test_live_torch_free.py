@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from test_live_cli import BLUE_BGR, RED_BGR, write_video
-from test_runtime_torch_free import BLOCK, HEAVY
+from gclf_testutil import BLOCK, BLUE_BGR, HEAVY, RED_BGR, write_video
 
 SCRIPT = r"""
 import json, sys

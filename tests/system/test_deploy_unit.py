@@ -25,9 +25,8 @@ from gclf.runtime.cli import main
 from gclf.runtime.cli_types import Camera
 from gclf.runtime.face_models import cache_dir
 from gclf.runtime.metadata import KEY_TRAINING
-from test_picamera import fake_picamera2  # noqa: F401  (the stand-in picamera2 fixture)
+from gclf_testutil import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 UNIT = REPO / "deploy" / "gclf-camera.service"
 SERVE_DROP_IN = REPO / "deploy" / "gclf-camera-serve.conf"
 GUIDE = REPO / "docs" / "raspberry-pi.md"

@@ -17,9 +17,8 @@ from gclf.runtime import preflight
 from gclf.runtime.cli import main
 from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_MISSING_DEPENDENCY
 from gclf.runtime.preflight import OK, PROBLEM, INFO, Finding, PreflightContext, run_checks
-from test_picamera import fake_picamera2  # noqa: F401  (the stand-in picamera2 fixture)
+from gclf_testutil import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 FAKE_SHA = "ab" * 32
 

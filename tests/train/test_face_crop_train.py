@@ -30,8 +30,8 @@ from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.config import TrainConfig
 from gclf.train.scan import ImageStore, scan_folders
 from gclf_testutil import write_image_file
+from gclf_testutil import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 DATASET = SHARED / "datasets" / "gender-faces"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 SPEC = PreprocessSpec(input_height=16, input_width=16)

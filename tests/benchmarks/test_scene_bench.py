@@ -9,14 +9,14 @@ YuNet come from ../shared (skipped with the reason when absent).
 from __future__ import annotations
 
 import random
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from gclf_testutil import REPO, SHARED
+
+ROOT = REPO
 PHOTO = SHARED / "datasets" / "gender-faces" / "woman" / "face_1.jpg"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 

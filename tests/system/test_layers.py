@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from gclf_testutil import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("runtime", "train", "export", "studies")
 
 

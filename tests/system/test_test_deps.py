@@ -7,8 +7,9 @@ import importlib.util
 import subprocess
 import sys
 from pathlib import Path
+from gclf_testutil import REPO
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "test_deps.py"
+TOOL = REPO / "tools" / "test_deps.py"
 
 
 def _tool():

@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from gclf_testutil import SHARED
 
-DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "gender-faces"
+DATASET = SHARED / "datasets" / "gender-faces"
 CLASSES = ("man", "woman")
 TRAIN_PER_CLASS = 150
 EXTRA_HELD_OUT_PER_CLASS = 100

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from gclf_testutil import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"
 MAX_LINES = 250
 

@@ -25,8 +25,8 @@ from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableErro
 from gclf.runtime.face_models import ModelSource, cache_dir, fetch_model
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, make_detector
 from gclf.runtime.listing import sha256_file
+from gclf_testutil import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
 needs_yunet = pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet model not found at {YUNET}")
 
@@ -178,7 +178,7 @@ def _infer_faces(tiny_onnx, video: Path, *options: str) -> Result:
 
 @pytest.fixture
 def grey_video(tmp_path: Path) -> Path:
-    from test_live_cli import write_video
+    from gclf_testutil import write_video
 
     return write_video(tmp_path / "grey.avi", [(90, 90, 90)] * 3)
 
