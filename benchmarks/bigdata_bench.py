@@ -29,7 +29,6 @@ import itertools
 import json
 import multiprocessing
 import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -181,7 +180,9 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
             shutil.rmtree(cache, ignore_errors=True)
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), platform.processor())
+    from gclf.runtime.cpu_class import cpu_model_name  # the one reader of /proc/cpuinfo's CPU name
+
+    cpu = cpu_model_name()
     print(f"\n{os.cpu_count()} cores ({cpu}), load average at the end {os.getloadavg()[0]:.2f}; "
           f"{args.image_size} px, batch {args.batch_size}, {args.steps} timed steps, augmentation standard, workers {args.workers}\n")
     print("| images | design | peak RSS main (MB) | largest child (MB) | scan img/s | rescan img/s | train img/s | cache on disk (MB) |")
