@@ -35,7 +35,6 @@ import re
 import secrets
 import socket
 import stat
-import sys
 import time
 from pathlib import Path
 from dataclasses import dataclass
@@ -295,7 +294,7 @@ class WebSink:
             max_viewers=max_viewers,
             max_fps=max_fps,
             write_timeout_s=write_timeout_s,
-            report=report or _report_on_stderr,
+            report=report or warn,
             **limits,
         )
 
@@ -361,10 +360,6 @@ def announce_web_sink(web) -> None:
         click.echo("live: only this machine can connect, with the token (from another one: ssh -L, or --serve 0.0.0.0:PORT)", err=True)
     else:
         click.echo("live: anyone on the network with this link (token included) can watch; Ctrl-C stops", err=True)
-
-
-def _report_on_stderr(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def latest_json(snapshot: Snapshot | None, model: ModelInfo) -> dict[str, Any]:
