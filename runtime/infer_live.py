@@ -88,6 +88,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     keep_every_frame = opts.video is not None and not opts.realtime
     sinks: list[Sink] = []
     source: FrameSource | None = None
+    saver = None
     web = None
     # All JSON lines (frames, tracks, summaries) go to one stream: stdout, or --jsonl's capped file.
     lines = RotatingLineFile(opts.jsonl, opts.jsonl_max_bytes or DEFAULT_JSONL_MAX_BYTES) if opts.jsonl is not None else sys.stdout
@@ -117,7 +118,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
         if opts.realtime:
             source = _naming_option(lambda: PacedSource(source), before="--realtime: ")
     except BaseException:
-        for item in [*sinks, *([source] if source is not None else []), *([lines] if lines is not sys.stdout else [])]:
+        opened = [*sinks, *([saver] if saver is not None else []), *([source] if source is not None else [])]
+        for item in [*opened, *([lines] if lines is not sys.stdout else [])]:
             item.close()
         raise
     if saver is not None:

@@ -43,8 +43,7 @@ class JsonLinesSink:
         self._stream = stream
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
-        self._stream.write(json.dumps(result.to_json()) + "\n")
-        self._stream.flush()
+        write_json_line(self._stream, result.to_json())  # the same compact lines as events and summaries
         return True
 
     def close(self) -> None:
