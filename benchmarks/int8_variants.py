@@ -2,7 +2,7 @@
 outside set, natively and on an emulated AVX2-only x86 CPU, and speed at batch 1.
 
     python -m benchmarks.int8_variants RUN_DIR [--outside DIR] [--images N]
-        [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--work DIR]
+        [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--avx2-kernels] [--work DIR]
 
 RUN_DIR is an exported gclf run (model.onnx, manifest.json). Each variant is quantized from
 model.onnx with static calibration on the same training-split images gclf-export uses (300,
@@ -21,6 +21,9 @@ the first M outside images also run under qemu user-mode emulation of a CPU with
 (default Haswell: AVX2, where onnxruntime's u8 x s8 kernels saturate): agreement there, and
 the largest difference between the emulated and the native int8 probabilities (zero for a file
 that means the same on every CPU). Speed under emulation means nothing and is not measured.
+With --avx2-kernels (an x86 machine with AVX-512 or VNNI), every outside image and the b1
+speed ratio are also run through a copy of onnxruntime that picks its AVX2 kernels, as an
+AVX2-only CPU does (benchmarks/ort_avx2.py): that arithmetic at native speed, on this CPU's cores.
 The graph optimisation levels are timed for gclf's default variant. Prints a table and writes
 its results (JSON) in --work; asserts nothing.
 """
@@ -206,10 +209,23 @@ def emulated_probabilities(prefix: list[str], env: dict[str, str], model: Path, 
     return time.monotonic() - start
 
 
+def avx2_kernels_run(dest: Path, mode: str, *args: Path) -> dict | None:
+    """This script's --predict or --b1 in a process whose onnxruntime is `dest`'s AVX2 copy."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(dest), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, __file__, mode, *map(str, args)], capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"run with the AVX2 kernels failed: {done.stderr.strip()[-500:]}")
+    return json.loads(done.stdout) if mode == "--b1" else None
+
+
 def main(argv: list[str] | None = None) -> None:
     if argv is None and len(sys.argv) == 5 and sys.argv[1] == "--predict":  # the emulated side
         model, inputs, out = map(Path, sys.argv[2:])
         np.save(out, probabilities(model, np.load(inputs)))
+        return
+    if argv is None and len(sys.argv) == 5 and sys.argv[1] == "--b1":  # the AVX2-kernels side
+        fp32, int8, x1 = map(Path, sys.argv[2:])
+        print(json.dumps(b1_ratio(fp32, int8, np.load(x1))))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path)
@@ -221,6 +237,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arm-cache", type=Path, default=None, help="tools/arm_check.py's cache: also run on emulated ARM")
     parser.add_argument("--arm-cpus", default="cortex-a72,cortex-a76")
     parser.add_argument("--arm-images", type=int, default=None, help="of the emulated images, the first K on ARM (ARM emulation is slower) [default: all]")
+    parser.add_argument("--avx2-kernels", action="store_true", help="also run all images and b1 speed on onnxruntime's AVX2 kernels (benchmarks/ort_avx2.py)")
     parser.add_argument("--variants", default=",".join(v.name for v in VARIANTS))
     parser.add_argument("--emulated-variants", default=",".join(EMULATED))
     parser.add_argument("--work", type=Path, default=None, help="where variants and the results go [default: RUN_DIR/int8-variants]")
@@ -246,6 +263,20 @@ def main(argv: list[str] | None = None) -> None:
     p32 = probabilities(fp32, x)
     m = min(args.emulate_images, len(paths))
     arm_m = min(m, args.arm_images if args.arm_images is not None else m)
+    avx2 = None
+    if args.avx2_kernels:
+        from benchmarks.ort_avx2 import NotRecognised, build, default_dest
+
+        try:
+            avx2 = build(default_dest())
+        except NotRecognised as e:
+            raise SystemExit(f"--avx2-kernels: {e}") from None
+        np.save(work / "all-inputs.npy", x)
+        np.save(work / "b1-input.npy", x[:1])
+        avx2_p32 = work / "fp32.avx2-kernels.npy"
+        avx2_kernels_run(avx2, "--predict", fp32, work / "all-inputs.npy", avx2_p32)
+        print(f"AVX2 kernels ({avx2}): fp32 top-1 as with this CPU's own kernels on "
+              f"{(np.load(avx2_p32).argmax(1) == p32.argmax(1)).mean() * 100:.2f}% of {len(paths)}", flush=True)
     if m:
         np.save(work / "emulated-inputs.npy", x[:m])
         np.save(work / "emulated-inputs-arm.npy", x[:arm_m])
@@ -270,6 +301,12 @@ def main(argv: list[str] | None = None) -> None:
                 row["emulated"].append({"cpu": label, **agreement(p32[:k], pe, labels[:k]),
                                         "max_abs_prob_diff_vs_native_int8": float(np.abs(pe - p8[:k]).max()), "seconds": round(seconds)})
                 print(format_row({**row, "emulated": row["emulated"][-1:]}).splitlines()[-1], flush=True)
+        if avx2 is not None:
+            out = work / f"{v.name}.avx2-kernels.npy"
+            avx2_kernels_run(avx2, "--predict", dest, work / "all-inputs.npy", out)
+            pa = np.load(out)
+            row["avx2_kernels"] = {**agreement(np.load(avx2_p32), pa, labels), "max_abs_prob_diff_vs_native_int8": float(np.abs(pa - p8).max()),
+                                   **avx2_kernels_run(avx2, "--b1", fp32, dest, work / "b1-input.npy")}
         results.append(row)
         print(format_row({**row, "emulated": []}), flush=True)  # the emulated lines were printed as they came
     default = work / f"{DEFAULT_VARIANT}.onnx"
@@ -296,6 +333,11 @@ def format_row(r: dict) -> str:
     for e in r.get("emulated", []):
         text += (f"\n    {e['cpu']} ({e['images']} img): agree {e['top1_agreement'] * 100:6.2f}% acc {e['fp32_accuracy'] * 100:.2f}->{e['int8_accuracy'] * 100:.2f} "
                  f"max shift {e['max_abs_top_prob_diff']:.3f}; vs native int8: max |p diff| {e['max_abs_prob_diff_vs_native_int8']:.2g}")
+    if "avx2_kernels" in r:
+        a = r["avx2_kernels"]
+        text += (f"\n    AVX2 kernels ({a['images']} img): agree {a['top1_agreement'] * 100:6.2f}% acc {a['fp32_accuracy'] * 100:.2f}->{a['int8_accuracy'] * 100:.2f} "
+                 f"max shift {a['max_abs_top_prob_diff']:.3f}; vs native int8: max |p diff| {a['max_abs_prob_diff_vs_native_int8']:.2g}; "
+                 f"b1 {a['speedup_b1']:.2f}x fp32 ({a['int8_ms']:.1f} vs {a['fp32_ms']:.1f} ms, 1 thread)")
     return text
 
 

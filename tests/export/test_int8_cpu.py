@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.ort_avx2 import NotRecognised, build, exact_probe_output, probe_output, write_qdq_conv
+from gclf.export.quantize import saturation_safe
 from gclf.runtime.cpu_class import SATURATING, cpu_class_from, detect_cpu_class, int8_arithmetic, int8_cpu_note
 
 X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx {extra}\n"
@@ -69,42 +71,10 @@ def test_note_says_whether_the_cpu_class_matters(gated, safe, here, matters) -> 
     assert ("it may matter" in note) == matters and ("does not matter" in note) == (not matters)
 
 
-Y_SCALE = 2e4  # output step: 255 x 64 x 36 and 255 x 127 x 36 land on different steps
-
-
-def _write_qdq_conv(path: Path, weight: int) -> Path:
-    """A QDQ Conv with every int8 weight = `weight`, 36 products per output: onnxruntime fuses
-    DQ-Conv-Q into QLinearConv, its u8 x s8 kernel."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    scalar = lambda name, value, dtype: numpy_helper.from_array(np.array(value, dtype), name)
-    graph = helper.make_graph(
-        [
-            helper.make_node("QuantizeLinear", ["x", "xs", "xz"], ["xq"]),
-            helper.make_node("DequantizeLinear", ["xq", "xs", "xz"], ["xd"]),
-            helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["wd"]),
-            helper.make_node("Conv", ["xd", "wd"], ["yf"]),
-            helper.make_node("QuantizeLinear", ["yf", "ys", "yz"], ["yq"]),
-            helper.make_node("DequantizeLinear", ["yq", "ys", "yz"], ["y"]),
-        ],
-        "qdq_conv",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4, 4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
-        [scalar("xs", 1.0, np.float32), scalar("xz", 0, np.uint8), scalar("ws", 1.0, np.float32), scalar("wz", 0, np.int8),
-         scalar("ys", Y_SCALE, np.float32), scalar("yz", 0, np.uint8),
-         numpy_helper.from_array(np.full((2, 4, 3, 3), weight, np.int8), "wq")],
-    )
-    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
 def test_saturation_safe_reads_the_weights(tmp_path: Path) -> None:
-    from gclf.export.quantize import saturation_safe
-
-    assert saturation_safe(_write_qdq_conv(tmp_path / "w64.onnx", 64))
-    assert not saturation_safe(_write_qdq_conv(tmp_path / "w127.onnx", 127))
-    assert not saturation_safe(_write_qdq_conv(tmp_path / "wm65.onnx", -65))
+    assert saturation_safe(write_qdq_conv(tmp_path / "w64.onnx", 64))
+    assert not saturation_safe(write_qdq_conv(tmp_path / "w127.onnx", 127))
+    assert not saturation_safe(write_qdq_conv(tmp_path / "wm65.onnx", -65))
 
 
 def _qemu_x86() -> Path | None:
@@ -137,16 +107,16 @@ def _run_models(models: list[Path], x: np.ndarray, tmp: Path, qemu: Path | None 
 
 @pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="emulates an x86_64 CPU with qemu user mode")
 def test_int8_without_vnni_is_the_same_for_saturation_safe_files(tmp_path: Path) -> None:
-    """onnxruntime has no switch to turn VNNI off (MLAS picks its int8 kernels from cpuid), so
-    the int8 path without VNNI runs under qemu emulating a Haswell (AVX2, no VNNI, no AVX-512):
+    """onnxruntime has no switch to turn VNNI off (MLAS picks its int8 kernels from cpuid); one
+    independent way to run the int8 path without VNNI is qemu emulating a Haswell (AVX2, no VNNI, no AVX-512):
     gclf's default (7-bit weights) computes the same there as natively, and a file with full
     8-bit weights does not, which shows the emulation really ran the saturating kernel."""
     qemu = _qemu_x86()
     if qemu is None:
         pytest.skip("no qemu-x86_64: run tools/arm_check.py once (it caches one), or set GCLF_QEMU_X86_64")
-    models = [_write_qdq_conv(tmp_path / "w64.onnx", 64), _write_qdq_conv(tmp_path / "w127.onnx", 127)]
+    models = [write_qdq_conv(tmp_path / "w64.onnx", 64), write_qdq_conv(tmp_path / "w127.onnx", 127)]
     x = np.full((1, 4, 4, 4), 255.0, np.float32)  # u8 activations at their maximum
-    exact = [np.full((1, 2, 2, 2), np.round(255.0 * w * 36 / Y_SCALE) * Y_SCALE, np.float32) for w in (64, 127)]
+    exact = [np.full((1, 2, 2, 2), exact_probe_output(w), np.float32) for w in (64, 127)]
     native = _run_models(models, x, tmp_path)
     emulated = _run_models(models, x, tmp_path, qemu)
     np.testing.assert_array_equal(emulated[0], exact[0])  # 7-bit: exact without VNNI
@@ -154,6 +124,104 @@ def test_int8_without_vnni_is_the_same_for_saturation_safe_files(tmp_path: Path)
     if detect_cpu_class() not in SATURATING:
         np.testing.assert_array_equal(native[1], exact[1])  # this CPU sums exactly (VNNI, ...)
     np.testing.assert_array_equal(native[0], emulated[0])
+
+
+X86_LINUX = sys.platform == "linux" and os.uname().machine == "x86_64"
+
+
+def _small_conv_net(path: Path, seed: int = 0) -> Path:
+    """Conv-ReLU-Conv-ReLU-pool-classifier with random weights, but for two neighbouring taps of
+    the first filter that dominate it: with full 8-bit weights both quantize near 127, and a
+    bright pixel pair then takes AVX2's 16-bit sum past its limit (2 x 255 x ~125)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w1 = rng.normal(0, 0.05, (16, 3, 3, 3)).astype(np.float32)
+    w1[0, 0, 1, 0], w1[0, 0, 1, 1] = 1.0, 0.97
+    weights = {"w1": w1, "w2": rng.normal(0, 0.3, (32, 16, 3, 3)), "fc": rng.normal(0, 0.3, (32, 2))}
+    graph = helper.make_graph(
+        [
+            helper.make_node("Conv", ["input", "w1"], ["c1"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c1"], ["r1"]),
+            helper.make_node("Conv", ["r1", "w2"], ["c2"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", ["c2"], ["r2"]),
+            helper.make_node("GlobalAveragePool", ["r2"], ["p"]),
+            helper.make_node("Flatten", ["p"], ["f"], axis=1),
+            helper.make_node("MatMul", ["f", "fc"], ["logits"]),
+        ],
+        "small_conv",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 2])],
+        [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()],
+    )
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), str(path))
+    return path
+
+
+PREDICT = """
+import sys, numpy as np, onnxruntime as ort
+x = np.load(sys.argv[1])
+out = {}
+for i, model in enumerate(sys.argv[3:]):
+    s = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    out[f"m{i}"] = s.run(None, {"input": x})[0]
+out["ort"] = np.array(ort.__file__)
+np.savez(sys.argv[2], **out)
+"""
+
+
+def _predict(models: list[Path], x: np.ndarray, tmp: Path, pythonpath: Path | None) -> tuple[list[np.ndarray], str]:
+    np.save(tmp / "x.npy", x)
+    out = tmp / f"{'avx2' if pythonpath else 'native'}.npz"
+    env = {**os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})}
+    done = subprocess.run([sys.executable, "-c", PREDICT, str(tmp / "x.npy"), str(out), *map(str, models)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-800:]
+    data = np.load(out)
+    return [data[f"m{i}"] for i in range(len(models))], str(data["ort"])
+
+
+@pytest.mark.skipif(not X86_LINUX, reason="onnxruntime's AVX2 kernels are x86-64 (the copy is built for Linux)")
+def test_gclf_int8_answers_the_same_on_avx2_kernels(tmp_path: Path) -> None:
+    """The int8 path with VNNI and AVX-512 off, at native speed: benchmarks/ort_avx2.py's copy
+    of onnxruntime picks the AVX2 kernels as an AVX2-only CPU does. Its probe saturates there;
+    a network quantized by gclf's quantize_int8 with its defaults (7-bit weights) gives
+    bit-identical outputs with both kernel sets, and the same network with full 8-bit weights
+    does not, which shows the check can see the difference."""
+    import cv2
+
+    from gclf.export.quantize import QuantizeOptions, quantize_int8
+    from gclf.runtime.preprocess import PreprocessSpec
+
+    try:
+        avx2 = build(tmp_path / "ort-avx2")
+    except NotRecognised as e:
+        pytest.skip(f"this onnxruntime build's kernel choice is not one benchmarks/ort_avx2.py recognises: {e}")
+    w127 = write_qdq_conv(tmp_path / "w127.onnx", 127)
+    saturated, loaded = probe_output(w127, avx2)
+    assert loaded.is_relative_to(avx2) and saturated < exact_probe_output(127)
+    sums_exactly = detect_cpu_class() not in SATURATING
+    if sums_exactly:
+        assert probe_output(w127)[0] == exact_probe_output(127)  # this CPU's own kernels
+
+    rng = np.random.default_rng(1)
+    photos = []
+    for i in range(16):
+        photos.append(tmp_path / f"cal{i}.png")
+        cv2.imwrite(str(photos[-1]), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    fp32 = _small_conv_net(tmp_path / "net.onnx")
+    spec = PreprocessSpec(input_height=32, input_width=32)
+    default, full8 = tmp_path / "net.int8.onnx", tmp_path / "net.8bit.onnx"
+    quantize_int8(fp32, default, photos, spec, "input", QuantizeOptions())
+    quantize_int8(fp32, full8, photos, spec, "input", QuantizeOptions(reduce_range=False))
+    assert saturation_safe(default) and not saturation_safe(full8)
+    x = rng.uniform(-2.2, 2.7, (8, 3, 32, 32)).astype(np.float32)
+    native, _ = _predict([default, full8], x, tmp_path, None)
+    on_avx2, ort_file = _predict([default, full8], x, tmp_path, avx2)
+    assert ort_file.startswith(str(avx2))
+    np.testing.assert_array_equal(on_avx2[0], native[0])
+    if sums_exactly:
+        assert not np.array_equal(on_avx2[1], native[1])
 
 
 @pytest.mark.parametrize(("safe", "expect"), [(True, "does not matter"), (False, "it may matter")])
