@@ -4,7 +4,8 @@ outside set, natively and on an emulated AVX2-only x86 CPU, and speed at batch 1
     python -m benchmarks.int8_variants RUN_DIR [--outside DIR] [--images N]
         [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--avx2-kernels] [--work DIR]
 
-RUN_DIR is an exported gclf run (model.onnx, manifest.json). Each variant is quantized from
+RUN_DIR is an exported gclf run (model.onnx, manifest.json). Its own model.int8.onnx, when
+there is one, is measured first as it is (row "exported"). Each variant is quantized from
 model.onnx with static calibration on the same training-split images gclf-export uses (300,
 class-balanced, seed 0):
 
@@ -70,6 +71,7 @@ VARIANTS = [
     Variant("qdq-pc-7bit-ends", reduce_range=True, ends_float=True),
 ]
 DEFAULT_VARIANT = "qdq-pc-7bit"
+EXPORTED = "exported"  # RUN_DIR/model.int8.onnx as gclf-export wrote it, when there is one
 EMULATED = ["qdq-pc-8bit", "qdq-pc-7bit", "qdq-pc-u8u8", "qdq-pc-8bit-ends"]
 
 
@@ -281,16 +283,19 @@ def main(argv: list[str] | None = None) -> None:
         np.save(work / "emulated-inputs.npy", x[:m])
         np.save(work / "emulated-inputs-arm.npy", x[:arm_m])
     chosen = [v for v in VARIANTS if v.name in args.variants.split(",")]
+    exported = args.run_dir / "model.int8.onnx"
+    if exported.is_file():  # the file gclf-export wrote (its gate's remedies included), first
+        chosen.insert(0, Variant(EXPORTED))
     results = []
     for v in chosen:
-        dest = work / f"{v.name}.onnx"
+        dest = exported if v.name == EXPORTED else work / f"{v.name}.onnx"
         if not dest.is_file():
             t = time.monotonic()
             quantize_variant(fp32, dest, v, calib, clf.spec, INPUT_NAME)
             print(f"  quantized {v.name} in {time.monotonic() - t:.0f} s", flush=True)
         p8 = probabilities(dest, x)
         row = {**asdict(v), "saturation_safe": saturation_safe(dest), "native": agreement(p32, p8, labels), **b1_ratio(fp32, dest, x[:1])}
-        if m and v.name in args.emulated_variants.split(","):
+        if m and v.name in [EXPORTED, *args.emulated_variants.split(",")]:
             row["emulated"] = []
             for label, (prefix, env) in emulators(args).items():
                 k = arm_m if label.startswith("arm") else m
