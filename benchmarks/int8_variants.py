@@ -12,7 +12,8 @@ class-balanced, seed 0):
 - QDQ or QOperator format; per-channel or per-tensor weights;
 - s8 weights, full 8-bit or 7-bit (`reduce_range`), or u8 weights (U8U8);
 - with or without `quant_pre_process` (shape inference and Conv+BatchNorm fusion first);
-- gclf's remedy: first convolution and classifier in float.
+- gclf's remedy: first convolution and classifier in float;
+- each Concat's inputs on the Concat's own scale (gclf's default, all but one variant) or not.
 
 For each: top-1 agreement with fp32 and both accuracies on the outside set (decoded and
 resized as gclf-infer does for whole images), the largest shift in fp32's top-class
@@ -56,11 +57,13 @@ class Variant:
     weight_type: str = "QInt8"  # or "QUInt8" (U8U8)
     preprocess: bool = True  # quant_pre_process first
     ends_float: bool = False  # first Conv and classifier in float (gclf's first remedy)
+    shared_concat: bool = True  # each Concat's inputs on its output scale (gclf.export.quantize.share_concat_scales)
 
 
 VARIANTS = [
     Variant("qdq-pc-8bit"),  # gclf-export's default before saturation-safe int8
     Variant("qdq-pc-7bit", reduce_range=True),  # gclf-export's default now
+    Variant("qdq-pc-7bit-own-concat", reduce_range=True, shared_concat=False),  # QLinearConcat requantizes each input
     Variant("qdq-pt-8bit", per_channel=False),
     Variant("qdq-pt-7bit", per_channel=False, reduce_range=True),
     Variant("qdq-pc-u8u8", weight_type="QUInt8"),
@@ -81,7 +84,7 @@ def quantize_variant(fp32: Path, dest: Path, v: Variant, calibration: list[Path]
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from gclf.export.quantize import ImageCalibrationReader, end_nodes
+    from gclf.export.quantize import ImageCalibrationReader, end_nodes, share_concat_scales
 
     with tempfile.TemporaryDirectory(prefix="gclf-variant-") as tmp:
         source = fp32
@@ -95,6 +98,8 @@ def quantize_variant(fp32: Path, dest: Path, v: Variant, calibration: list[Path]
             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=end_nodes(source) if v.ends_float else [],
             extra_options={"WeightSymmetric": v.weight_type == "QInt8", "ActivationSymmetric": False},
         )
+    if v.shared_concat:
+        share_concat_scales(dest)
 
 
 def session(model: Path, threads: int = 1, level: str = "ORT_ENABLE_ALL"):

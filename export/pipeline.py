@@ -300,6 +300,7 @@ def export_int8(
         quant = {
             **base, "method": opts.method, "per_channel": opts.per_channel, "reduce_range": opts.reduce_range,
             "first_conv_and_classifier_float": opts.keep_ends_float, "saturation_safe": saturation_safe(path),
+            "concat_scales_shared": opts.share_concat_scales,
         }
         _write_int8_metadata(path, metadata, quant)
         return quant

@@ -30,6 +30,8 @@ class QuantizeOptions:
     # 7-bit weights (onnxruntime's reduce_range): u8 x s8 sums then fit x86 AVX2's saturating
     # 16-bit lanes, so the file answers the same on AVX2, VNNI and ARM (gclf.runtime.cpu_class).
     reduce_range: bool = True
+    # Each Concat's inputs quantized on the Concat's own output scale (share_concat_scales).
+    share_concat_scales: bool = True
 
 
 class ImageCalibrationReader:
@@ -76,6 +78,61 @@ def quantize_int8(
             nodes_to_exclude=exclude,
             extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
         )
+    if options.share_concat_scales:
+        share_concat_scales(dest)
+
+
+def share_concat_scales(model_path: Path) -> int:
+    """Quantize every input of each Concat on the Concat's own output scale and zero point,
+    in place; returns how many inputs changed.
+
+    onnxruntime's quantizer gives each tensor its own range, so a Concat of GoogLeNet's four
+    inception branches runs as QLinearConcat, which requantizes every input to the output's
+    scale (6% of int8's batch-1 time on a VNNI CPU). With one scale it only copies bytes. The
+    branch convolutions then round once, straight onto the output's grid, instead of onto
+    their own grid and again onto the output's: no less precise, and the rule TFLite's int8
+    spec sets for concatenation. MinMax calibration makes the output's range the union of the
+    inputs', so nothing new is clipped. Only inputs whose quantization parameters serve this
+    Concat alone (a Q after their producer, a DQ into the Concat) are changed.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    producer = {out: n for n in graph.node for out in n.output}
+    consumers: dict[str, list] = {}
+    for n in graph.node:
+        for name in n.input:
+            consumers.setdefault(name, []).append(n)
+    graph_outputs = {o.name for o in graph.output}
+    changed = 0
+    for concat in (n for n in graph.node if n.op_type == "Concat"):
+        after = consumers.get(concat.output[0], [])
+        if len(after) != 1 or after[0].op_type != "QuantizeLinear" or len(after[0].input) < 3:
+            continue
+        scale, zero = (numpy_helper.to_array(inits[name]) for name in after[0].input[1:3])
+        for name in concat.input:
+            dq = producer.get(name)
+            if dq is None or dq.op_type != "DequantizeLinear" or len(dq.input) < 3 or name in graph_outputs:
+                continue
+            if consumers.get(name, []) != [concat] or not all(k in inits for k in dq.input[1:3]):
+                continue
+            q = producer.get(dq.input[0])
+            users = [n for n in graph.node if any(k in n.input[1:] for k in dq.input[1:3])]
+            if q is None or q.op_type != "QuantizeLinear" or not all(u in (q, dq) for u in users):
+                continue  # the parameters are shared with another tensor: leave them
+            if any(consumers.get(out, []) != [dq] for out in q.output):
+                continue  # the quantized tensor has another reader
+            if np.array_equal(numpy_helper.to_array(inits[dq.input[1]]), scale) and np.array_equal(numpy_helper.to_array(inits[dq.input[2]]), zero):
+                continue  # already the Concat's
+            inits[dq.input[1]].CopyFrom(numpy_helper.from_array(scale.astype(np.float32), dq.input[1]))
+            inits[dq.input[2]].CopyFrom(numpy_helper.from_array(zero, dq.input[2]))
+            changed += 1
+    if changed:
+        onnx.save_model(model, str(model_path))
+    return changed
 
 
 def end_nodes(model_path: Path) -> list[str]:
