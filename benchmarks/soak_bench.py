@@ -145,6 +145,18 @@ class SoakResult:
         var = sum((t - t_mean) ** 2 for t in ts)
         return sum((t - t_mean) * (r - r_mean) for t, r in zip(ts, rs)) / var * 3600 if var else 0.0
 
+    def rss_ceiling_growth_mb(self) -> float:
+        """Highest RSS in the second half of the steady samples minus the highest in the first
+        half, in MB. glibc's allocator keeps RSS at one of two levels 15 MB apart, handing an
+        arena back or not from one sample to the next (docs/measurements.md, the hour's soak),
+        so first-against-last and the least-squares slope read that flip as growth. A leak
+        raises the ceiling; the flip does not."""
+        pts = self.steady
+        if len(pts) < 2:
+            return 0.0
+        half = len(pts) // 2
+        return (max(s.rss_kb for s in pts[half:]) - max(s.rss_kb for s in pts[:half])) * 1024 / 1e6
+
     def report(self) -> str:
         lines = [f"{'t (s)':>7} {'RSS (MB)':>9} {'files':>6} {'threads':>8} {'FPS':>6}"]
         for s in self.samples:
@@ -156,7 +168,8 @@ class SoakResult:
             lines += [
                 f"viewer sessions: {self.viewer_sessions} ({self.viewer_bytes / 1e6:.0f} MB streamed)",
                 f"RSS after warm-up {first.rss_kb * 1024 / 1e6:.1f} MB, at the end {last.rss_kb * 1024 / 1e6:.1f} MB, "
-                f"max {max(s.rss_kb for s in steady) * 1024 / 1e6:.1f} MB; drift {self.rss_drift_mb_per_hour():+.1f} MB/hour (least squares)",
+                f"max {max(s.rss_kb for s in steady) * 1024 / 1e6:.1f} MB; drift {self.rss_drift_mb_per_hour():+.1f} MB/hour (least squares); "
+                f"ceiling {self.rss_ceiling_growth_mb():+.1f} MB (second half's highest against the first half's)",
                 f"open files after warm-up {first.open_files}, at the end {last.open_files}, max {max(s.open_files for s in steady)}",
                 f"threads after warm-up {first.threads}, at the end {last.threads}, max {max(s.threads for s in steady)}",
                 f"frame rate per interval: min {min(fps):.1f}, median {statistics.median(fps):.1f}, max {max(fps):.1f} FPS",
