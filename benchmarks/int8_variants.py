@@ -218,7 +218,9 @@ def emulated_probabilities(prefix: list[str], env: dict[str, str], model: Path, 
 
 def avx2_kernels_run(dest: Path, mode: str, *args: Path) -> dict | None:
     """This script's --predict or --b1 in a process whose onnxruntime is `dest`'s AVX2 copy."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(filter(None, [str(dest), os.environ.get("PYTHONPATH")]))}
+    from benchmarks.ort_avx2 import environment
+
+    env = {**environment(dest), "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, __file__, mode, *map(str, args)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise SystemExit(f"run with the AVX2 kernels failed: {done.stderr.strip()[-500:]}")

@@ -139,13 +139,19 @@ print(ort.__file__)
 """
 
 
+def environment(dest: Path | None) -> dict[str, str]:
+    """This process's environment with `dest` (a built copy) first on PYTHONPATH: a Python
+    started with it imports the copy's onnxruntime. None: the environment unchanged."""
+    env = dict(os.environ)
+    if dest is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
+    return env
+
+
 def probe_output(model: Path, pythonpath: Path | None = None) -> tuple[float, Path]:
     """The probe's first output in a fresh process (with `pythonpath` first on the path), and
     the onnxruntime it loaded."""
-    env = dict(os.environ)
-    if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(pythonpath), env.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-c", PROBE_RUN, str(model)], capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run([sys.executable, "-c", PROBE_RUN, str(model)], capture_output=True, text=True, env=environment(pythonpath), timeout=120)
     if done.returncode != 0:
         raise RuntimeError(done.stderr.strip()[-800:])
     value, loaded = done.stdout.split("\n")[:2]

@@ -120,7 +120,7 @@ def share_concat_scales(model_path: Path) -> int:
             if consumers.get(name, []) != [concat] or not all(k in inits for k in dq.input[1:3]):
                 continue
             q = producer.get(dq.input[0])
-            users = [n for n in graph.node if any(k in n.input[1:] for k in dq.input[1:3])]
+            users = [u for k in dq.input[1:3] for u in consumers.get(k, [])]
             if q is None or q.op_type != "QuantizeLinear" or not all(u in (q, dq) for u in users):
                 continue  # the parameters are shared with another tensor: leave them
             if any(consumers.get(out, []) != [dq] for out in q.output):

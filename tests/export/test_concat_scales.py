@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from gclf.export.quantize import QuantizeOptions, quantize_int8, share_concat_scales
 from gclf.runtime.preprocess import PreprocessSpec
+from gclf_testutil import write_image_file
 
 
 def _branching_net(path: Path) -> Path:
@@ -79,10 +79,7 @@ def _logits(path: Path, x: np.ndarray) -> np.ndarray:
 def quantized(tmp_path_factory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("concat")
     rng = np.random.default_rng(1)
-    photos = []
-    for i in range(24):
-        photos.append(tmp / f"cal{i}.png")
-        cv2.imwrite(str(photos[-1]), rng.integers(0, 256, (36, 40, 3), dtype=np.uint8))
+    photos = [write_image_file(tmp / f"cal{i}.png", rng.integers(0, 256, (36, 40, 3), dtype=np.uint8)) for i in range(24)]
     fp32 = _branching_net(tmp / "net.onnx")
     spec = PreprocessSpec(input_height=32, input_width=32)
     out = {"fp32": fp32, "shared": tmp / "shared.onnx", "own": tmp / "own.onnx"}

@@ -13,10 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.ort_avx2 import NotRecognised, build, exact_probe_output, probe_output, write_qdq_conv
+from benchmarks.ort_avx2 import NotRecognised, build, environment, exact_probe_output, probe_output, write_qdq_conv
 from gclf.export.quantize import saturation_safe
 from gclf.runtime.cpu_class import SATURATING, cpu_class_from, detect_cpu_class, int8_arithmetic, int8_cpu_note
+from gclf_testutil import write_image_file
 
+X86_LINUX = sys.platform == "linux" and os.uname().machine == "x86_64"
 X86 = "processor\t: 0\nmodel name\t: Some CPU\nflags\t\t: fpu sse2 avx {extra}\n"
 ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm crc32 cpuid {extra}\nCPU part\t: 0xd08\n"
 
@@ -87,7 +89,7 @@ def _qemu_x86() -> Path | None:
 RUN = """
 import sys, numpy as np, onnxruntime as ort
 x = np.load(sys.argv[1])
-out = {}
+out = {"ort": np.array(ort.__file__)}
 for i, model in enumerate(sys.argv[3:]):
     s = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
     out[f"m{i}"] = s.run(None, {s.get_inputs()[0].name: x})[0]
@@ -95,17 +97,20 @@ np.savez(sys.argv[2], **out)
 """
 
 
-def _run_models(models: list[Path], x: np.ndarray, tmp: Path, qemu: Path | None = None, cpu: str = "Haswell") -> list[np.ndarray]:
+def _run_models(models: list[Path], x: np.ndarray, tmp: Path, *, qemu: Path | None = None, cpu: str = "Haswell",
+                pythonpath: Path | None = None) -> tuple[list[np.ndarray], str]:
+    """Each model's output for `x` in a fresh Python: native, under qemu (`cpu`), or with the
+    onnxruntime copy at `pythonpath` first; and the onnxruntime file that process loaded."""
     np.save(tmp / "x.npy", x)
-    out = tmp / ("emulated.npz" if qemu else "native.npz")
+    out = tmp / ("emulated.npz" if qemu else "avx2.npz" if pythonpath else "native.npz")
     cmd = ([str(qemu), "-cpu", cpu] if qemu else []) + [sys.executable, "-c", RUN, str(tmp / "x.npy"), str(out), *map(str, models)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(cmd, capture_output=True, text=True, env=environment(pythonpath), timeout=300)
     assert done.returncode == 0, done.stderr[-800:]
     data = np.load(out)
-    return [data[f"m{i}"] for i in range(len(models))]
+    return [data[f"m{i}"] for i in range(len(models))], str(data["ort"])
 
 
-@pytest.mark.skipif(sys.platform != "linux" or os.uname().machine != "x86_64", reason="emulates an x86_64 CPU with qemu user mode")
+@pytest.mark.skipif(not X86_LINUX, reason="emulates an x86_64 CPU with qemu user mode")
 def test_int8_without_vnni_is_the_same_for_saturation_safe_files(tmp_path: Path) -> None:
     """onnxruntime has no switch to turn VNNI off (MLAS picks its int8 kernels from cpuid); one
     independent way to run the int8 path without VNNI is qemu emulating a Haswell (AVX2, no VNNI, no AVX-512):
@@ -117,16 +122,14 @@ def test_int8_without_vnni_is_the_same_for_saturation_safe_files(tmp_path: Path)
     models = [write_qdq_conv(tmp_path / "w64.onnx", 64), write_qdq_conv(tmp_path / "w127.onnx", 127)]
     x = np.full((1, 4, 4, 4), 255.0, np.float32)  # u8 activations at their maximum
     exact = [np.full((1, 2, 2, 2), exact_probe_output(w), np.float32) for w in (64, 127)]
-    native = _run_models(models, x, tmp_path)
-    emulated = _run_models(models, x, tmp_path, qemu)
+    native, _ = _run_models(models, x, tmp_path)
+    emulated, _ = _run_models(models, x, tmp_path, qemu=qemu)
     np.testing.assert_array_equal(emulated[0], exact[0])  # 7-bit: exact without VNNI
     assert (emulated[1] < exact[1]).all()  # 8-bit: AVX2's 16-bit sums saturated
     if detect_cpu_class() not in SATURATING:
         np.testing.assert_array_equal(native[1], exact[1])  # this CPU sums exactly (VNNI, ...)
     np.testing.assert_array_equal(native[0], emulated[0])
 
-
-X86_LINUX = sys.platform == "linux" and os.uname().machine == "x86_64"
 
 
 def _small_conv_net(path: Path, seed: int = 0) -> Path:
@@ -159,28 +162,6 @@ def _small_conv_net(path: Path, seed: int = 0) -> Path:
     return path
 
 
-PREDICT = """
-import sys, numpy as np, onnxruntime as ort
-x = np.load(sys.argv[1])
-out = {}
-for i, model in enumerate(sys.argv[3:]):
-    s = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    out[f"m{i}"] = s.run(None, {"input": x})[0]
-out["ort"] = np.array(ort.__file__)
-np.savez(sys.argv[2], **out)
-"""
-
-
-def _predict(models: list[Path], x: np.ndarray, tmp: Path, pythonpath: Path | None) -> tuple[list[np.ndarray], str]:
-    np.save(tmp / "x.npy", x)
-    out = tmp / f"{'avx2' if pythonpath else 'native'}.npz"
-    env = {**os.environ, **({"PYTHONPATH": str(pythonpath)} if pythonpath else {})}
-    done = subprocess.run([sys.executable, "-c", PREDICT, str(tmp / "x.npy"), str(out), *map(str, models)], capture_output=True, text=True, env=env, timeout=300)
-    assert done.returncode == 0, done.stderr[-800:]
-    data = np.load(out)
-    return [data[f"m{i}"] for i in range(len(models))], str(data["ort"])
-
-
 @pytest.mark.skipif(not X86_LINUX, reason="onnxruntime's AVX2 kernels are x86-64 (the copy is built for Linux)")
 def test_gclf_int8_answers_the_same_on_avx2_kernels(tmp_path: Path) -> None:
     """The int8 path with VNNI and AVX-512 off, at native speed: benchmarks/ort_avx2.py's copy
@@ -188,8 +169,6 @@ def test_gclf_int8_answers_the_same_on_avx2_kernels(tmp_path: Path) -> None:
     a network quantized by gclf's quantize_int8 with its defaults (7-bit weights) gives
     bit-identical outputs with both kernel sets, and the same network with full 8-bit weights
     does not, which shows the check can see the difference."""
-    import cv2
-
     from gclf.export.quantize import QuantizeOptions, quantize_int8
     from gclf.runtime.preprocess import PreprocessSpec
 
@@ -205,10 +184,7 @@ def test_gclf_int8_answers_the_same_on_avx2_kernels(tmp_path: Path) -> None:
         assert probe_output(w127)[0] == exact_probe_output(127)  # this CPU's own kernels
 
     rng = np.random.default_rng(1)
-    photos = []
-    for i in range(16):
-        photos.append(tmp_path / f"cal{i}.png")
-        cv2.imwrite(str(photos[-1]), rng.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    photos = [write_image_file(tmp_path / f"cal{i}.png", rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)) for i in range(16)]
     fp32 = _small_conv_net(tmp_path / "net.onnx")
     spec = PreprocessSpec(input_height=32, input_width=32)
     default, full8 = tmp_path / "net.int8.onnx", tmp_path / "net.8bit.onnx"
@@ -216,8 +192,8 @@ def test_gclf_int8_answers_the_same_on_avx2_kernels(tmp_path: Path) -> None:
     quantize_int8(fp32, full8, photos, spec, "input", QuantizeOptions(reduce_range=False))
     assert saturation_safe(default) and not saturation_safe(full8)
     x = rng.uniform(-2.2, 2.7, (8, 3, 32, 32)).astype(np.float32)
-    native, _ = _predict([default, full8], x, tmp_path, None)
-    on_avx2, ort_file = _predict([default, full8], x, tmp_path, avx2)
+    native, _ = _run_models([default, full8], x, tmp_path)
+    on_avx2, ort_file = _run_models([default, full8], x, tmp_path, pythonpath=avx2)
     assert ort_file.startswith(str(avx2))
     np.testing.assert_array_equal(on_avx2[0], native[0])
     if sums_exactly:
