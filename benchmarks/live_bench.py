@@ -37,9 +37,10 @@ from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, w
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
 from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, face_crops
-from gclf.runtime.live import FrameResult, run_live
-from gclf.runtime.sinks import JsonLinesSink
-from gclf.runtime.video_sources import CaptureSource, LatestFrameGrabber, OrderedFrameReader, PacedSource
+from gclf.runtime.live.frames import FrameResult
+from gclf.runtime.live.loop import run_live
+from gclf.runtime.live.sinks import JsonLinesSink
+from gclf.runtime.live.sources import CaptureSource, LatestFrameGrabber, OrderedFrameReader, PacedSource
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "datasets" / "gender-faces"

@@ -33,11 +33,11 @@ import numpy as np
 
 from benchmarks.common import FRAME_H, FRAME_W, write_video
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.annotate import annotate
-from gclf.runtime.live import run_live
-from gclf.runtime.sinks import JsonLinesSink
+from gclf.runtime.live.annotate import annotate
+from gclf.runtime.live.loop import run_live
+from gclf.runtime.live.sinks import JsonLinesSink
 from gclf.runtime.serve import LOOPBACK, ModelInfo, ServeAddress, WebSink
-from gclf.runtime.video_sources import CaptureSource, open_feed
+from gclf.runtime.live.sources import CaptureSource, open_feed
 
 CONFIGS = ("headless", "serve, 0 viewers", "serve, 1 viewer", "serve, 3 viewers")
 JPEG_BYTES = 0.0  # mean size of a streamed frame, as the viewers saw it
@@ -163,7 +163,8 @@ def run_once(config: str, model: Path, video: Path, clf: Classifier) -> tuple[fl
 
 def annotate_cost_ms(video: Path, clf: Classifier) -> float:
     """What drawing one frame costs the loop while someone watches (and nothing otherwise)."""
-    from gclf.runtime.live import FaceResult, FrameResult
+    from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.classifier import FaceResult
 
     capture = cv2.VideoCapture(str(video))
     ok, frame = capture.read()

@@ -15,17 +15,17 @@ Prints its figures (markdown tables) and asserts nothing.
 - **Smaller copies.** Each detector alone on every frame at several working sizes (the longer
   side of the copy it detects on; 320 is the runtime's DETECT_MAX_SIDE): recall at IoU >= 0.5
   against the true boxes, and milliseconds per frame.
-- **Finding faces alone.** Each detector through `FaceTracker` for each N over every frame, in
+- **Finding faces alone.** Each detector through `BoxCarrier` for each N over every frame, in
   this thread: CPU ms per frame of detection plus tracking, and how often the detector ran.
 - **Loop.** `run_live` on the video, every frame in order (as `gclf-infer --video`), for each
-  detector and each `--every` N (gclf.runtime.tracking.FaceTracker), and on whole frames.
+  detector and each `--every` N (gclf.runtime.live.carry.BoxCarrier), and on whole frames.
   Rounds are interleaved: in each round every configuration runs once, each between two
   measurements of the bare model's single-image rate (`session.run` on a ready input), and
   the ratio loop FPS / bare rate of that run is kept; the medians over rounds are reported.
   The machine may be shared, so the CPU time of this process per frame (all its threads:
   video decoding, detection, tracking, crops, model) is given too; other processes' load does
   not count in it.
-- **People** (`--people`, gclf.runtime.tracks). Clips of real faces (utkface-dev by default)
+- **People** (`--people`, gclf.runtime.live.people). Clips of real faces (utkface-dev by default)
   walking across the frame along straight lines, one after another with empty frames
   between; two people crossing (walking towards each other, the later one in front); and a
   person who walks out of the frame and comes back after a second. Each visit (a person from
@@ -69,10 +69,11 @@ from benchmarks.scene_bench import DEFAULT_DATA, DEFAULT_YUNET, _feather_mask, a
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
 from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector
-from gclf.runtime.live import FrameResult, run_live
-from gclf.runtime.tracking import FaceTracker
-from gclf.runtime.tracks import PersonTracker, TrackEvent
-from gclf.runtime.video_sources import CaptureSource, OrderedFrameReader
+from gclf.runtime.live.frames import FrameResult
+from gclf.runtime.live.loop import run_live
+from gclf.runtime.live.carry import BoxCarrier
+from gclf.runtime.live.people import PersonTracker, TrackEvent
+from gclf.runtime.live.sources import CaptureSource, OrderedFrameReader
 
 IOU = 0.5
 FACE_H_RANGE = (90, 300)  # pasted photo height at the start of a clip, pixels
@@ -140,10 +141,14 @@ class Recorder:
 
     def __init__(self) -> None:
         self.results: list[FrameResult] = []
+        self.events: list[TrackEvent] = []
 
     def write(self, result: FrameResult, annotated) -> bool:
         self.results.append(result)
         return True
+
+    def write_event(self, event: TrackEvent) -> None:
+        self.events.append(event)
 
     def close(self) -> None:
         pass
@@ -426,11 +431,9 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
 
 
 def people_part(clf: Classifier, acc_clf: Classifier, video: Path, truths: list[PeopleTruth], detector: FaceDetector, every: int, rounds: int) -> dict:
-    events: list[TrackEvent] = []
     rec = Recorder()
-    people = PersonTracker(on_end=[events.append])
-    run_live(OrderedFrameReader(CaptureSource.video(video)).start(), acc_clf, detector=detector, sinks=[rec], detect_every=every, people=people)
-    out = people_figures(rec.results, events, truths)
+    run_live(OrderedFrameReader(CaptureSource.video(video)).start(), acc_clf, detector=detector, sinks=[rec], detect_every=every, people=PersonTracker())
+    out = people_figures(rec.results, rec.events, truths)
     # The tracker alone, replayed over the recorded frames: its own cost per frame.
     replay = PersonTracker()
     start = time.perf_counter()
@@ -543,13 +546,13 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
                 cells.append(f"{100 * hits / n_faces:.1f}%, {statistics.median(ms):.1f} ms")
             print(f"| {name} | " + " | ".join(cells) + " |")
 
-    print("\n### Finding faces alone (FaceTracker called in turn, no model): CPU ms per frame, detector runs\n")
+    print("\n### Finding faces alone (BoxCarrier called in turn, no model): CPU ms per frame, detector runs\n")
     print("| detector | " + " | ".join(f"N={n}" for n in everys) + " |")
     print("|---|" + "---|" * len(everys))
     for name in detector_names:
         cells = []
         for n in everys:
-            tracker = FaceTracker(make(name), n)
+            tracker = BoxCarrier(make(name), n)
             cpu = time.process_time()
             for f in frames:
                 tracker.faces(f)

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gclf.export.quantize import CALIBRATION_SIZE
-from gclf.runtime.cli_support import report_errors
+from gclf.runtime.cli.support import report_errors
 from gclf.runtime.errors import QualityGateError
 from gclf.train.cli import require_training_extra
 

@@ -19,9 +19,10 @@ import onnx
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
-from gclf.runtime.face_crop import FaceCropper, FaceCropSpec
+from gclf.runtime.faces.crops import FaceCropper
+from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.atomic import atomic_path
-from gclf.runtime.listing import sha256_file
+from gclf.runtime.files import sha256_file
 from gclf.runtime.log import Log
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
@@ -133,7 +134,7 @@ def training_summary(ckpt: dict, metrics: dict | None) -> dict:
     summary["input_kind"] = config.get("input_kind", "whole_image")  # followed by the live runtime
     if ckpt.get("face_crop") is not None:
         # The detector that cropped the training photos (gclf-train --face-crop): the runtime
-        # crops new photos with it by default (gclf.runtime.face_choice.resolve_face_detection).
+        # crops new photos with it by default (gclf.runtime.faces.choice.resolve_face_detection).
         summary["face_crop"] = ckpt["face_crop"]
     for key in ("max_epochs", "batch_size", "learn_rate", "optimizer", "lr_schedule", "image_size", "seed"):
         if key in config:

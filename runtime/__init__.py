@@ -38,8 +38,8 @@ _API = {
     "GclfError": "gclf.runtime.errors",
     "BadModelError": "gclf.runtime.errors",
     "ImageDecodeError": "gclf.runtime.errors",
-    "track_events": "gclf.runtime.live",
-    "TrackEvent": "gclf.runtime.tracks",
+    "track_events": "gclf.runtime.live.loop",
+    "TrackEvent": "gclf.runtime.live.people",
 }
 
 __all__ = list(_API)
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier, FaceResult, FileResult, Prediction
     from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
     from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, default_face_model
-    from gclf.runtime.live import track_events
+    from gclf.runtime.live.loop import track_events
     from gclf.runtime.preprocess import PreprocessSpec
-    from gclf.runtime.tracks import TrackEvent
+    from gclf.runtime.live.people import TrackEvent
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from gclf.runtime.classifier import Classifier, softmax
+from gclf.runtime import cpu_class
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import preprocess_batch, resize_to_input, to_model_input
 
@@ -171,7 +172,7 @@ def stage_breakdown(model: Path, files: Sequence[Path], threads: int) -> dict[st
 
 def startup_seconds(repeats: int = 5) -> float:
     """Median wall time of `gclf-infer --help` in a fresh interpreter."""
-    code = "import sys; from gclf.runtime.cli import main; sys.argv=['gclf-infer','--help']; main()"
+    code = "import sys; from gclf.runtime.cli.infer import main; sys.argv=['gclf-infer','--help']; main()"
     samples = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -239,10 +240,8 @@ def recommend(rows: Sequence[Row]) -> str:
 def int8_cpu_lines(int8: Path | None, rows: Sequence[Row]) -> list[str]:
     """The CPU this run measured (name and int8 class), the int8 file's gate CPU class and
     saturation safety, and whether running it here matters (gclf.runtime.cpu_class)."""
-    from gclf.runtime.cpu_class import DESCRIPTIONS, cpu_model_name, detect_cpu_class, int8_cpu_note
-
-    here = detect_cpu_class()
-    lines = [f"CPU: {cpu_model_name()}, {os.cpu_count()} CPUs; int8 class {here}: {DESCRIPTIONS.get(here, here)}"]
+    here = cpu_class.detect_cpu_class()
+    lines = [f"CPU: {cpu_class.cpu_model_name()}, {os.cpu_count()} CPUs; int8 class {here}: {cpu_class.DESCRIPTIONS.get(here, here)}"]
     if int8 is None:
         return lines
     quant = Classifier(int8, threads=1).metadata.quantization or {}
@@ -257,7 +256,7 @@ def int8_cpu_lines(int8: Path | None, rows: Sequence[Row]) -> list[str]:
            False: "8-bit weights (its int8 sums saturate on AVX2 CPUs without VNNI)",
            None: "saturation safety not recorded"}[safe]
     )
-    note = int8_cpu_note(quant, here)
+    note = cpu_class.int8_cpu_note(quant, here)
     if note:
         lines.append("note: " + note)
     return lines

@@ -3,25 +3,24 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Iterable, Iterator, Mapping, Sequence, Union
+from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import BadModelError, ImageDecodeError, UsageError
-from gclf.runtime.faces import NO_FACE_ACTIONS
+from gclf.runtime.faces.choice import resolve_face_detection, resolve_face_margin
+from gclf.runtime.faces.crops import NO_FACE_ACTIONS, faces_to_model_input
+from gclf.runtime.faces.detectors import Box, FaceDetector, make_detector
+from gclf.runtime.log import warn
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch
-
-if TYPE_CHECKING:
-    from gclf.runtime.faces import Box, FaceDetector
 
 # What `predict` takes: an image file's path, or a decoded uint8 (H, W, 3) array.
 Image = Union[str, os.PathLike, np.ndarray]
@@ -263,27 +262,20 @@ class Classifier:
 
     def _model_detector(self) -> FaceDetector:
         """The detector the model records it was trained with (gclf-train --face-crop), else
-        today's default (gclf.runtime.face_choice.resolve_face_detection); made once per Classifier
+        today's default (gclf.runtime.faces.choice.resolve_face_detection); made once per Classifier
         (loading a detector takes a while), so a warning about its file is given once."""
-        from gclf.runtime.faces import make_detector
-        from gclf.runtime.face_choice import resolve_face_detection
-
         if self._default_detector is None:
-            face_model, _ = resolve_face_detection(None, None, self.metadata.face_crop, model_dir=self.path.parent, warn=_warn)
+            face_model, _ = resolve_face_detection(None, None, self.metadata.face_crop, model_dir=self.path.parent, warn=warn)
             self._default_detector = make_detector(face_model)
         return self._default_detector
 
     def _face_margin(self, margin: float | None) -> float:
         """`margin` when given, else the model's training margin, else DEFAULT_FACE_MARGIN."""
-        from gclf.runtime.face_choice import resolve_face_margin
-
         return resolve_face_margin(margin, self.metadata.face_crop)
 
     def _prepare_faces(self, bgr: np.ndarray, detector: FaceDetector, margin: float, *, no_face: str) -> _Prepared:
         """Detect and crop the faces of a BGR image (the live loop's `faces_to_model_input`);
         with none found and no_face="whole", the whole image instead."""
-        from gclf.runtime.faces import faces_to_model_input
-
         boxes, batch = faces_to_model_input(bgr, self.spec, detector, margin=margin)
         if boxes or no_face == "skip":
             return _Prepared(tuple(boxes), batch, whole=False)
@@ -331,10 +323,6 @@ class _Serialised:
     def detect(self, bgr: np.ndarray) -> list[Box]:
         with self._lock:
             return self._detector.detect(bgr)
-
-
-def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def _largest_first(face: FaceResult) -> int:

@@ -5,7 +5,6 @@ Torch-free so that training, export and the runtime share it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -75,11 +74,3 @@ def expand_inputs(paths: Sequence[Path], *, on_error: OnFolderError = _warn_unre
         else:
             raise UsageError(f"{path}: no such file or folder")
     return result
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from gclf.runtime.errors import BadModelError
-from gclf.runtime.face_crop import FaceCropSpec
+from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.preprocess import PreprocessSpec
 
 FORMAT_VERSION = "1"

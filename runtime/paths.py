@@ -1,7 +1,7 @@
 """`gclf_home()`: the one folder gclf keeps its caches in.
 
 `$GCLF_HOME`, defaulting to `$XDG_CACHE_HOME/gclf` (~/.cache/gclf): downloaded face models
-(gclf.runtime.face_models, `face_models/`) and training's decoded-image cache (`images/`)
+(gclf.runtime.faces.models, `face_models/`) and training's decoded-image cache (`images/`)
 live under it.
 """
 

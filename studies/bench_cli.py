@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gclf.runtime.cli_support import report_errors
+from gclf.runtime.cli.support import report_errors
 from gclf.runtime.errors import UsageError
 
 if TYPE_CHECKING:

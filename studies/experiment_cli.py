@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import click
 
-from gclf.runtime.cli_support import report_errors
+from gclf.runtime.cli.support import report_errors
 from gclf.train.cli import require_training_extra
 from gclf.train.config import TrainConfig
 from gclf.train.options import DISPLAY_OPTIONS, FiniteFloatRange, config_values, training_options

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import click
 
-from gclf.runtime.cli_support import report_errors
+from gclf.runtime.cli.support import report_errors
 from gclf.runtime.errors import UsageError
 
 

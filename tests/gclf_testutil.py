@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from gclf.runtime.video_sources import Frame
+    from gclf.runtime.live.sources import Frame
 
 
 # Colour of each tiny-model class, as an RGB channel index: the tiny model's logit for a
@@ -116,7 +116,7 @@ class ListFeed:
     """A feed that hands out given frames, then ends; records that it was closed."""
 
     def __init__(self, images: list[np.ndarray]) -> None:
-        from gclf.runtime.video_sources import Frame
+        from gclf.runtime.live.sources import Frame
 
         self.frames = [Frame(i, 1000.0 + i / 10, img) for i, img in enumerate(images)]
         self.closed = False

@@ -16,9 +16,9 @@ from typing import IO, Callable
 
 import numpy as np
 
-from gclf.runtime.annotate import annotate
+from gclf.runtime.live.annotate import annotate
 from gclf.runtime.classifier import FaceResult
-from gclf.runtime.live import FrameResult
+from gclf.runtime.live.frames import FrameResult
 
 TIMEOUT_S = 10.0  # any one network wait in these tests
 W, H = 160, 120

@@ -756,7 +756,7 @@ def make_faces_variant(src: Path, detector: Path, dest: Path) -> None:
     import onnx
 
     from gclf.export.onnx_export import read_metadata, set_metadata
-    from gclf.runtime.face_crop import face_crop_spec
+    from gclf.runtime.faces.crops import face_crop_spec
 
     model = onnx.load(str(src))
     meta = read_metadata(model, str(src))

@@ -10,7 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from gclf.runtime.cli_support import report_errors
+from gclf.runtime.cli.support import report_errors
 from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError
 from gclf.train.config import TrainConfig
 from gclf.train.options import config_values, training_options

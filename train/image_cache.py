@@ -67,7 +67,7 @@ WORK_SCALE = 1.25
 
 def default_cache_root() -> Path:
     """`$GCLF_HOME/images` (gclf.runtime.paths.gclf_home: ~/.cache/gclf by default), beside
-    the face models gclf.runtime.face_models downloads."""
+    the face models gclf.runtime.faces.models downloads."""
     return gclf_home() / "images"
 
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import click
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.face_models import FaceModelParam
+from gclf.runtime.cli.params import FaceModelParam
 from gclf.runtime.faces import NO_FACE_ACTIONS
 from gclf.runtime.metadata import INPUT_KINDS
 from gclf.train.augment import PRESETS, AugmentConfig

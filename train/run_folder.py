@@ -27,7 +27,8 @@ from pathlib import Path
 
 from gclf.runtime.errors import BadDataError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN
-from gclf.runtime.face_crop import FaceCropper, FaceCropSpec
+from gclf.runtime.faces.crops import FaceCropper
+from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.atomic import check_writable_folder, write_json_atomic, write_text_atomic
 from gclf.runtime.log import Log
 from gclf.runtime.preprocess import PreprocessSpec

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_USAGE
 from gclf_testutil import solid_bgr, write_image_file
 

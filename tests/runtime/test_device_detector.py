@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime import face_models
-from gclf.runtime.cli import main
+from gclf.runtime.faces import models as face_models
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableError
-from gclf.runtime.face_crop import FaceCropSpec
-from gclf.runtime.face_choice import resolve_face_detection
-from gclf.runtime.listing import sha256_file
+from gclf.runtime.faces.spec import FaceCropSpec
+from gclf.runtime.faces.choice import resolve_face_detection
+from gclf.runtime.files import sha256_file
 from gclf.runtime.metadata import KEY_TRAINING
 from gclf_testutil import SHARED
 

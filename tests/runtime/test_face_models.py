@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from gclf.runtime import face_models
-from gclf.runtime.cli import main
+from gclf.runtime.faces import models as face_models
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_WEIGHTS_UNAVAILABLE, WeightsUnavailableError
-from gclf.runtime.face_models import ModelSource, cache_dir, fetch_model
+from gclf.runtime.faces.models import ModelSource, cache_dir, fetch_model
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, make_detector
-from gclf.runtime.listing import sha256_file
+from gclf.runtime.files import sha256_file
 from gclf_testutil import SHARED
 
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"

@@ -20,8 +20,8 @@ from click.testing import CliRunner, Result
 
 import gclf.runtime.faces
 from gclf.runtime.classifier import NO_FACE_ACTIONS, Classifier
-from gclf.runtime.cli import NO_FACE_ACTIONS as CLI_NO_FACE_ACTIONS
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import NO_FACE_ACTIONS as CLI_NO_FACE_ACTIONS
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_PARTIAL, EXIT_USAGE
 from gclf_testutil import write_image_file
 from gclf_testutil import SHARED
@@ -72,7 +72,7 @@ def faces_model(tiny_onnx) -> Path:
 @pytest.fixture
 def patches_detector(monkeypatch) -> None:
     """gclf-infer's detector is the stand-in (the command builds it with make_detector)."""
-    monkeypatch.setattr(gclf.runtime.faces, "make_detector", lambda face_model: ColouredPatches())
+    monkeypatch.setattr(gclf.runtime.faces.detectors, "make_detector", lambda face_model: ColouredPatches())
 
 
 def _infer(*args: str | Path) -> Result:

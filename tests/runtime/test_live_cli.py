@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_USAGE
 from gclf_testutil import BLUE_BGR, RED_BGR, write_video
 
@@ -149,7 +149,7 @@ def test_a_camera_that_does_not_exist_exits_2_with_a_sentence(tiny_onnx) -> None
 
 
 def test_a_camera_unplugged_mid_run_ends_cleanly_with_a_summary_and_exit_5(tiny_onnx, monkeypatch) -> None:
-    from gclf.runtime import video_sources
+    from gclf.runtime.live import sources as video_sources
 
     class UnpluggedCamera:
         name, fps, closed = "camera 0", 30.0, False
@@ -236,7 +236,7 @@ def test_a_face_model_that_is_not_yunet_is_a_usage_error(tiny_onnx, red_blue_vid
 
 
 def test_ctrl_c_ends_the_run_with_a_summary_and_exit_130(tiny_onnx, red_blue_video: Path, monkeypatch) -> None:
-    from gclf.runtime import sinks
+    from gclf.runtime.live import sinks
 
     original = sinks.JsonLinesSink.write
 

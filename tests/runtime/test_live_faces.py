@@ -95,7 +95,7 @@ def test_a_large_frame_is_detected_on_a_smaller_copy_and_boxes_come_back_in_fram
 @pytest.mark.realdata
 @pytest.mark.parametrize("detector_name", _detectors())
 def test_the_live_loop_classifies_face_crops_of_a_real_video(detector_name: str, tiny_onnx, tmp_path: Path) -> None:
-    from gclf.runtime.cli import main
+    from gclf.runtime.cli.infer import main
 
     frame, region = _frame_with_face(FACE_PHOTOS[1])
     video = tmp_path / "face.avi"
@@ -181,9 +181,9 @@ def test_a_missing_face_model_file_is_a_usage_error(tmp_path: Path) -> None:
 def test_live_preparation_is_bit_identical_to_the_preprocessing_contract(detector, tiny_onnx) -> None:
     # The live path resizes before swapping BGR->RGB (cheaper); it must equal the contract's
     # order (swap, then resize_to_input, then to_model_input) exactly, on an odd-sized frame.
-    from gclf.runtime.live import prepare_frame
+    from gclf.runtime.live.loop import prepare_frame
     from gclf.runtime.preprocess import preprocess_batch
-    from gclf.runtime.video_sources import Frame
+    from gclf.runtime.live.sources import Frame
 
     rng = np.random.default_rng(3)
     bgr = rng.integers(0, 256, size=(97, 131, 3), dtype=np.uint8)

@@ -23,12 +23,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner, Result
 
-from gclf.runtime import video_sources
-from gclf.runtime.cli import main
-from gclf.runtime.cli_types import Camera, CameraParam
+from gclf.runtime.live import sources as video_sources
+from gclf.runtime.live.cameras import open_camera
+from gclf.runtime.cli.infer import main
+from gclf.runtime.cli.params import Camera, CameraParam
 from gclf.runtime.errors import EXIT_PARTIAL, EXIT_USAGE, SourceLostError, SourceUnavailableError
-from gclf.runtime.sd_notify import SystemdNotifySink, notify, watchdog_interval_s
-from gclf.runtime.video_sources import LatestFrameGrabber, OrderedFrameReader, SourceStalledError, within_deadline
+from gclf.runtime.live.sd_notify import SystemdNotifySink, notify, watchdog_interval_s
+from gclf.runtime.live.sources import LatestFrameGrabber, OrderedFrameReader, SourceStalledError, within_deadline
 from gclf_testutil import TESTS
 
 RED_BGR = (20, 20, 230)
@@ -284,7 +285,7 @@ def test_a_device_link_opens_the_video_node_it_points_to(tmp_path: Path, monkeyp
     monkeypatch.setattr(video_sources.os.path, "exists", lambda p: str(p) == str(link) or real_exists(p))
     monkeypatch.setattr(FakeVideoCapture, "opened", [])
     monkeypatch.setattr(video_sources.cv2, "VideoCapture", FakeVideoCapture)
-    source = video_sources.open_camera("usb", str(link))
+    source = open_camera("usb", str(link))
     source.close()
 
     assert FakeVideoCapture.opened == [7] and source.name == f"camera {link}"
@@ -309,7 +310,7 @@ def test_a_device_path_that_is_not_a_camera_exits_2(tiny_onnx, tmp_path: Path, t
 
 
 def test_a_real_sigint_during_the_loop_ends_it_like_q_with_exit_0(tiny_onnx, fake_picamera2, monkeypatch) -> None:
-    from gclf.runtime import sinks
+    from gclf.runtime.live import sinks
 
     original = sinks.JsonLinesSink.write
     written = []

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.live import FpsMeter, FrameResult, run_live
-from gclf.runtime.sinks import VideoFileSink
-from gclf.runtime.video_sources import Frame
+from gclf.runtime.live.frames import FrameResult
+from gclf.runtime.live.loop import FpsMeter, run_live
+from gclf.runtime.live.sinks import VideoFileSink
+from gclf.runtime.live.sources import Frame
 from gclf_testutil import ListFeed
 
 
@@ -103,7 +104,7 @@ def test_the_fps_meter_averages_over_its_window() -> None:
 
 
 def _fake_prepared(frame: Frame):
-    from gclf.runtime.live import PreparedFrame
+    from gclf.runtime.live.loop import PreparedFrame
 
     return PreparedFrame(frame, (), np.empty((0, 3, 4, 4), dtype=np.float32))
 
@@ -111,7 +112,7 @@ def _fake_prepared(frame: Frame):
 def test_the_next_frame_is_prepared_while_the_model_works_on_this_one() -> None:
     import threading
 
-    from gclf.runtime.live import FramePreparer
+    from gclf.runtime.live.loop import FramePreparer
 
     prepared_indices: list[int] = []
     second_started = threading.Event()

@@ -21,10 +21,11 @@ from click.testing import CliRunner
 
 import gclf.runtime.faces
 from gclf.runtime.classifier import Classifier, FaceResult
-from gclf.runtime.cli import main
-from gclf.runtime.live import FrameResult, track_events
-from gclf.runtime.sinks import RotatingLineFile, SummarySink
-from gclf.runtime.tracks import DEFAULT_MAX_MISSED, EDGE_MISSED, PersonTracker, TrackCounts, TrackEvent
+from gclf.runtime.cli.infer import main
+from gclf.runtime.live.frames import FrameResult
+from gclf.runtime.live.loop import track_events
+from gclf.runtime.live.sinks import RotatingLineFile, SummarySink
+from gclf.runtime.live.people import DEFAULT_MAX_MISSED, EDGE_MISSED, PersonTracker, PeopleCounts
 from gclf_testutil import ListFeed
 from gclf_testutil import FACES_MODEL, SquareDetector
 from gclf_testutil import SHARED
@@ -65,30 +66,29 @@ def test_two_people_crossing_keep_their_ids() -> None:
 
 
 def test_a_track_outlives_a_few_missed_frames_and_ends_after_more() -> None:
-    events: list[TrackEvent] = []
-    tracker = PersonTracker(on_end=[events.append])
+    tracker = PersonTracker()
     box = (100, 100, 50, 50)
     first = [tracker.update(float(t), [_face(box)])[0].id for t in range(5)]
     for t in range(5, 5 + DEFAULT_MAX_MISSED):  # missed, yet kept
         tracker.update(float(t), [])
-    assert events == []
+    assert tracker.take_ended() == []
     again = tracker.update(20.0, [_face(box)])[0].id
     assert again == first[0]
     for t in range(21, 22 + DEFAULT_MAX_MISSED):
         tracker.update(float(t), [])
+    events = tracker.take_ended()
     assert [e.track for e in events] == [first[0]] and events[0].frames == 6
     assert (events[0].first_seen, events[0].last_seen) == (0.0, 20.0)
 
 
 def test_a_face_that_walked_out_of_the_frame_ends_its_track_at_once() -> None:
-    events: list[TrackEvent] = []
-    tracker = PersonTracker(on_end=[events.append])
+    tracker = PersonTracker()
     for t in range(10):  # walking right at 20 px a frame, to the frame's edge
         tracker.update(float(t), [_face((100 + 20 * t, 50, 60, 60))], (240, 345))
     tracker.update(10.0, [], (240, 345))
-    assert events == []  # expected at x 300 to 360: its centre (330) is still inside
+    assert tracker.take_ended() == []  # expected at x 300 to 360: its centre (330) is still inside
     tracker.update(11.0, [], (240, 345))
-    assert [e.frames for e in events] == [10]
+    assert [e.frames for e in tracker.take_ended()] == [10]
 
 
 def test_a_face_lost_at_the_frame_edge_is_not_continued_by_the_next_one_coming_in() -> None:
@@ -102,13 +102,13 @@ def test_a_face_lost_at_the_frame_edge_is_not_continued_by_the_next_one_coming_i
 
 
 def test_the_track_label_is_the_mean_of_its_frames_probabilities() -> None:
-    events: list[TrackEvent] = []
-    tracker = PersonTracker(on_end=[events.append])
+    tracker = PersonTracker()
     # Three frames say blue weakly, two say red strongly: the mean says red.
     answers = [("blue", 0.55), ("blue", 0.55), ("blue", 0.55), ("red", 0.95), ("red", 0.95)]
     views = [tracker.update(float(t), [_face((50, 50, 40, 40 + t), label, p)])[0] for t, (label, p) in enumerate(answers)]
     tracker.finish()
-    (event,) = events
+    (event,) = tracker.take_ended()
+    assert tracker.take_ended() == []  # handed over once
     assert views[-1].label == event.label == "red"
     assert event.probabilities["red"] == pytest.approx((0.45 * 3 + 0.95 * 2) / 5)
     assert event.largest_box == (50, 50, 40, 44)
@@ -116,17 +116,16 @@ def test_the_track_label_is_the_mean_of_its_frames_probabilities() -> None:
 
 
 def test_a_flicker_of_a_frame_or_two_makes_no_event_and_is_not_counted() -> None:
-    events: list[TrackEvent] = []
-    counts = TrackCounts()
-    tracker = PersonTracker(on_end=[events.append], counts=counts)
+    counts = PeopleCounts()
+    tracker = PersonTracker(counts=counts)
     tracker.update(0.0, [_face((10, 10, 30, 30))])
     tracker.update(1.0, [_face((10, 10, 30, 30))])
     tracker.finish()
-    assert events == [] and counts.snapshot()["total"] == {}
+    assert tracker.take_ended() == [] and counts.snapshot()["total"] == {}
 
 
 def test_counts_per_label_over_the_last_minute_and_hour() -> None:
-    counts = TrackCounts()
+    counts = PeopleCounts()
     counts.set_label(1, 0.0, "red", 0.0)
     counts.set_label(2, 3000.0, "blue", 3000.0)
     counts.set_label(3, 3590.0, "red", 3590.0)
@@ -169,7 +168,7 @@ def _people_clip(path: Path, labels: list[str]) -> Path:
 
 @pytest.fixture
 def square_detector(monkeypatch) -> None:
-    monkeypatch.setattr(gclf.runtime.faces, "make_detector", lambda face_model: SquareDetector())
+    monkeypatch.setattr(gclf.runtime.faces.detectors, "make_detector", lambda face_model: SquareDetector())
 
 
 def _infer(tiny_onnx, *args: object):
@@ -266,7 +265,7 @@ def _square_frame(x: int, y: int) -> np.ndarray:
 def test_summary_lines_come_every_n_seconds_of_capture_time(tmp_path: Path) -> None:
     out = tmp_path / "lines.jsonl"
     stream = RotatingLineFile(out, 10_000)
-    counts = TrackCounts()
+    counts = PeopleCounts()
     counts.set_label(1, 1000.0, "red", 1000.0)
     sink = SummarySink(stream, counts, 1.0)
     for i in range(35):  # 3.5 s at 10 frames/s
@@ -281,11 +280,10 @@ def test_counts_are_served_behind_the_token() -> None:
     from gclf.runtime.serve import ModelInfo, ServeAddress, WebSink
     from serve_testutil import get
 
-    sink = WebSink(ServeAddress("127.0.0.1", 0), token="a-long-enough-token", model=ModelInfo("m.onnx", "fp32", ("red", "blue")))
+    counts = PeopleCounts()
+    sink = WebSink(ServeAddress("127.0.0.1", 0), token="a-long-enough-token", model=ModelInfo("m.onnx", "fp32", ("red", "blue")), counts=counts.snapshot)
     try:
-        counts = TrackCounts()
         counts.set_label(7, 100.0, "blue", 100.0)
-        sink.counts = counts.snapshot
         assert get(sink.port, "/counts")[0] == 403
         status, headers, body = get(sink.port, "/counts?token=a-long-enough-token")
     finally:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from gclf.runtime.errors import EXIT_PARTIAL, SourceLostError
-from gclf.runtime.video_sources import LatestFrameGrabber, OrderedFrameReader, PacedSource
+from gclf.runtime.live.sources import LatestFrameGrabber, OrderedFrameReader, PacedSource
 
 
 def _image(i: int) -> np.ndarray:

@@ -17,9 +17,9 @@ from gclf_testutil import BLOCK, BLUE_BGR, HEAVY, RED_BGR, write_video
 SCRIPT = r"""
 import json, sys
 {block}
-import gclf.runtime.faces, gclf.runtime.live, gclf.runtime.video_sources
+import gclf.runtime.faces, gclf.runtime.live, gclf.runtime.live.sources
 from click.testing import CliRunner
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import main
 
 run = CliRunner().invoke(main, [sys.argv[1], "--video", sys.argv[2], "--headless"])
 print(json.dumps({{

@@ -18,16 +18,17 @@ import pytest
 from click.testing import CliRunner
 
 import gclf.runtime.faces
-from gclf.runtime import face_models
-from gclf.runtime.annotate import annotate
+from gclf.runtime.faces import models as face_models
+from gclf.runtime.live.annotate import annotate
 from gclf.runtime.classifier import Classifier, FaceResult
-from gclf.runtime.cli import main
-from gclf.runtime.face_models import ModelSource
+from gclf.runtime.cli.infer import main
+from gclf.runtime.faces.models import ModelSource
 from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, default_face_model, make_detector
-from gclf.runtime.listing import sha256_file
-from gclf.runtime.live import BOX_CARRIED, BOX_DETECTED, FrameResult, run_live
-from gclf.runtime.sinks import JsonLinesSink
-from gclf.runtime.tracking import FaceTracker
+from gclf.runtime.files import sha256_file
+from gclf.runtime.live.frames import BOX_CARRIED, BOX_DETECTED, FrameResult
+from gclf.runtime.live.loop import run_live
+from gclf.runtime.live.sinks import JsonLinesSink
+from gclf.runtime.live.carry import BoxCarrier
 from gclf_testutil import ListFeed
 from gclf_testutil import FACES_MODEL, SquareDetector
 from gclf_testutil import SHARED
@@ -64,7 +65,7 @@ def iou(a, b) -> float:
 
 def test_carried_boxes_follow_a_moving_face() -> None:
     detector = SquareDetector()
-    tracker = FaceTracker(detector, detect_every=10)
+    tracker = BoxCarrier(detector, detect_every=10)
 
     found = [tracker.faces(square_frame(x, y)) for x, y in positions(10)]
 
@@ -80,7 +81,7 @@ def test_carried_boxes_follow_a_moving_face() -> None:
 
 def test_the_detector_runs_again_on_every_nth_frame() -> None:
     detector = SquareDetector()
-    tracker = FaceTracker(detector, detect_every=3)
+    tracker = BoxCarrier(detector, detect_every=3)
 
     flags = [tracker.faces(square_frame(x, y))[0].detected for x, y in positions(9)]
 
@@ -90,7 +91,7 @@ def test_the_detector_runs_again_on_every_nth_frame() -> None:
 
 def test_detect_every_1_detects_every_box_on_every_frame() -> None:
     detector = SquareDetector()
-    tracker = FaceTracker(detector, detect_every=1)
+    tracker = BoxCarrier(detector, detect_every=1)
 
     found = [tracker.faces(square_frame(x, y)) for x, y in positions(5)]
 
@@ -101,7 +102,7 @@ def test_detect_every_1_detects_every_box_on_every_frame() -> None:
 
 def test_a_lost_track_is_detected_again_at_once() -> None:
     detector = SquareDetector()
-    tracker = FaceTracker(detector, detect_every=10)
+    tracker = BoxCarrier(detector, detect_every=10)
     tracker.faces(square_frame(20, 30))
     tracker.faces(square_frame(25, 33))
 
@@ -114,7 +115,7 @@ def test_a_lost_track_is_detected_again_at_once() -> None:
 
 def test_a_frame_without_a_face_makes_the_next_one_detected() -> None:
     detector = SquareDetector()
-    tracker = FaceTracker(detector, detect_every=10)
+    tracker = BoxCarrier(detector, detect_every=10)
 
     assert tracker.faces(np.full((H, W, 3), 20, dtype=np.uint8)) == []
     (face,) = tracker.faces(square_frame(40, 40))  # a face comes into view
@@ -124,7 +125,7 @@ def test_a_frame_without_a_face_makes_the_next_one_detected() -> None:
 
 def test_detect_every_below_1_is_refused() -> None:
     with pytest.raises(ValueError, match="detect_every"):
-        FaceTracker(SquareDetector(), detect_every=0)
+        BoxCarrier(SquareDetector(), detect_every=0)
 
 
 # --- the loop's output ----------------------------------------------------------------------
@@ -186,7 +187,7 @@ def square_video(tmp_path: Path) -> Path:
 @pytest.fixture
 def square_detector(monkeypatch) -> None:
     """gclf-infer's detector is the stand-in (the command builds it with make_detector)."""
-    monkeypatch.setattr(gclf.runtime.faces, "make_detector", lambda face_model: SquareDetector())
+    monkeypatch.setattr(gclf.runtime.faces.detectors, "make_detector", lambda face_model: SquareDetector())
 
 
 def _infer_json(tiny_onnx, video: Path, *options: str):

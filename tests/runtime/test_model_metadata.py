@@ -176,7 +176,7 @@ def _model_failing_at_run_time(path: Path, tail: str) -> Path:
 def test_a_model_failing_at_run_time_is_one_sentence_naming_it_exit_6(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from gclf.runtime.cli import main
+    from gclf.runtime.cli.infer import main
     from gclf.runtime.errors import EXIT_BAD_MODEL
 
     model = _model_failing_at_run_time(tmp_path / "odd-batch.onnx", "reshape")
@@ -192,7 +192,7 @@ def test_a_model_failing_at_run_time_is_one_sentence_naming_it_exit_6(tmp_path: 
 RUN_LIMITED = """
 import resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))  # 3 GB: the 6.4 GB tensor cannot be had
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import main
 sys.argv = ["gclf-infer", *sys.argv[1:]]
 main()
 """

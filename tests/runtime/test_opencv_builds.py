@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 from click.testing import CliRunner
 
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import main
 from gclf_testutil import RED_BGR, write_video
 
 

@@ -19,12 +19,13 @@ from click.testing import CliRunner, Result
 
 import picam_stand_in.picamera2 as stand_in
 
-from gclf.runtime import video_sources
-from gclf.runtime.cli import main
-from gclf.runtime.cli_types import Camera
+from gclf.runtime.live import sources as video_sources
+from gclf.runtime.live.cameras import open_camera
+from gclf.runtime.cli.infer import main
+from gclf.runtime.cli.params import Camera
 from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_PARTIAL, EXIT_USAGE
-from gclf.runtime.picamera import PicameraSource
-from gclf.runtime.video_sources import LatestFrameGrabber
+from gclf.runtime.live.picamera import PicameraSource
+from gclf.runtime.live.sources import LatestFrameGrabber
 
 RED_SCENE_RGB = stand_in.RED_SCENE_RGB
 BLUE_SCENE_RGB = (20, 20, 230)
@@ -128,7 +129,7 @@ def test_a_pi_camera_that_opens_but_delivers_nothing_is_closed_and_exits_2(tiny_
     [("0", Camera("usb", 0)), ("2", Camera("usb", 2)), ("picam", Camera("picam", 0)), ("picam:1", Camera("picam", 1)), ("PiCam:0", Camera("picam", 0))],
 )
 def test_camera_values(text: str, camera: Camera) -> None:
-    from gclf.runtime.cli_types import CameraParam
+    from gclf.runtime.cli.params import CameraParam
 
     assert CameraParam().convert(text, None, None) == camera
 
@@ -180,7 +181,7 @@ def test_camera_size_is_asked_of_a_usb_camera_and_named(monkeypatch) -> None:
             pass
 
     monkeypatch.setattr(video_sources.cv2, "VideoCapture", FakeCapture)
-    source = video_sources.open_camera("usb", 0, (640, 480))
+    source = open_camera("usb", 0, (640, 480))
     assert asked[video_sources.cv2.CAP_PROP_FRAME_WIDTH] == 640 and asked[video_sources.cv2.CAP_PROP_FRAME_HEIGHT] == 480
     assert source.name == "camera 0 (640x360)"  # what it delivers, not what was asked
     source.close()

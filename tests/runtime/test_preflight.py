@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime import preflight
-from gclf.runtime.cli import main
+from gclf.runtime.cli import preflight
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_MISSING_DEPENDENCY
-from gclf.runtime.preflight import OK, PROBLEM, INFO, Finding, PreflightContext, run_checks
+from gclf.runtime.cli.preflight import OK, PROBLEM, INFO, Finding, PreflightContext, run_checks
 from gclf_testutil import SHARED
 
 YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
@@ -218,7 +218,7 @@ def test_a_recorded_yunet_file_that_is_not_yunet_is_a_problem(tiny_onnx, tmp_pat
 
 @pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet model not found at {YUNET}")
 def test_a_recorded_yunet_beside_the_model_is_found_and_runs(tiny_onnx) -> None:
-    from gclf.runtime.listing import sha256_file
+    from gclf.runtime.files import sha256_file
 
     model = _faces_model(tiny_onnx, _yunet_crop(sha256_file(YUNET), YUNET.name))
     shutil.copy(YUNET, model.parent / YUNET.name)

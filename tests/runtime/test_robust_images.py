@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime.cli import main as infer_main
+from gclf.runtime.cli.infer import main as infer_main
 from gclf.runtime.decode import MAX_IMAGE_PIXELS, composite_on_white, decode_image
 from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError, UsageError
 from gclf.runtime.preprocess import PreprocessSpec, preprocess

@@ -18,12 +18,12 @@ import json, sys
 {block}
 import gclf.runtime
 import gclf.runtime.classifier
-import gclf.runtime.cli
+import gclf.runtime.cli.infer
 from click.testing import CliRunner
 
 runner = CliRunner()
-help_run = runner.invoke(gclf.runtime.cli.main, ["--help"])
-infer_run = runner.invoke(gclf.runtime.cli.main, ["--json", sys.argv[1], sys.argv[2]])
+help_run = runner.invoke(gclf.runtime.cli.infer.main, ["--help"])
+infer_run = runner.invoke(gclf.runtime.cli.infer.main, ["--json", sys.argv[1], sys.argv[2]])
 heavy = {heavy!r}
 print(json.dumps({{
     "help": [help_run.exit_code, help_run.output],

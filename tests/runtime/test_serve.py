@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime.cli import main
+from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
 from gclf.runtime.serve import (
     LOOPBACK,
@@ -339,7 +339,7 @@ def test_frames_are_drawn_only_while_someone_watches_and_no_faster_than_encoded(
 
 
 def test_each_frame_is_encoded_at_most_once_for_all_viewers(served, monkeypatch) -> None:
-    import gclf.runtime.serve_http as serve_http
+    import gclf.runtime.serve.server as serve_http
 
     encoded: list = []  # the images themselves: kept alive, no two can share an id
     real = serve_http.encode_jpeg
@@ -442,6 +442,8 @@ def test_viewers_beyond_the_cap_get_503(served) -> None:
         "/../../etc/passwd",
         "/runtime/serve.py",
         "/serve_page.html",
+        "/page.html",
+        "/serve/page.html",
         "/%2e%2e/x",
         "/%2e%2e/%2e%2e/etc/passwd",
         "/..%2f..%2fetc%2fpasswd",
@@ -723,8 +725,8 @@ def test_the_command_refuses_weak_tokens_with_exit_2(tiny_onnx, tmp_path: Path, 
 def test_run_live_asks_each_frame_whether_a_picture_is_wanted(tiny_onnx, tmp_path: Path) -> None:
     """The hook --serve relies on: `needs_image` is read per frame, not once per run."""
     from gclf.runtime.classifier import Classifier
-    from gclf.runtime.live import run_live
-    from gclf.runtime.video_sources import CaptureSource, open_feed
+    from gclf.runtime.live.loop import run_live
+    from gclf.runtime.live.sources import CaptureSource, open_feed
 
     class EveryOtherFrame:
         def __init__(self) -> None:
@@ -753,7 +755,7 @@ def test_the_server_side_imports_no_torch() -> None:
     """--serve runs on the Pi: its modules stay in the torch-free runtime (fresh interpreter)."""
     import subprocess
 
-    code = "import sys, gclf.runtime.serve, gclf.runtime.serve_http; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'onnx')))"
+    code = "import sys, gclf.runtime.serve, gclf.runtime.serve.server; print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torchvision', 'onnx')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -19,7 +19,7 @@ from gclf.studies.bench_cli import main as bench_main, pytorch_row
 
 def test_infer_help_imports_nothing_heavy() -> None:
     code = (
-        "import sys; from gclf.runtime.cli import main\n"
+        "import sys; from gclf.runtime.cli.infer import main\n"
         "sys.argv = ['gclf-infer', '--help']\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\n"
         "heavy = [m for m in ('torch', 'onnx', 'onnxruntime', 'cv2', 'numpy') if m in sys.modules]\n"

@@ -21,9 +21,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime.cli import main
-from gclf.runtime.cli_types import Camera
-from gclf.runtime.face_models import cache_dir
+from gclf.runtime.cli.infer import main
+from gclf.runtime.cli.params import Camera
+from gclf.runtime.faces.models import cache_dir
 from gclf.runtime.metadata import KEY_TRAINING
 from gclf_testutil import REPO
 

@@ -19,10 +19,11 @@ from click.testing import CliRunner
 import gclf.export.pipeline
 from gclf.export.cli import main as export_main
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.cli import main as infer_main
+from gclf.runtime.cli.infer import main as infer_main
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import EXIT_EXPORT_CHECK
-from gclf.runtime.listing import list_images, sha256_file
+from gclf.runtime.files import sha256_file
+from gclf.runtime.listing import list_images
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
 

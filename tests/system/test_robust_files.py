@@ -22,7 +22,7 @@ from click.testing import CliRunner
 
 from gclf.runtime import atomic
 from gclf.runtime import decode as decode_module
-from gclf.runtime.cli import main as infer_main
+from gclf.runtime.cli.infer import main as infer_main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL, EXIT_WRITE_FAILED, OutputWriteError
 from gclf.runtime.atomic import remove_stale_temp_files, write_bytes_atomic, write_json_atomic
 from gclf.runtime.listing import expand_inputs, list_images

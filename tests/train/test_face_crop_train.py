@@ -23,8 +23,9 @@ from click.testing import CliRunner
 
 from gclf.runtime.errors import EXIT_USAGE, BadModelError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN, default_face_model
-from gclf.runtime.face_crop import FaceCropper, FaceCropSpec
-from gclf.runtime.face_choice import resolve_face_detection
+from gclf.runtime.faces.crops import FaceCropper
+from gclf.runtime.faces.spec import FaceCropSpec
+from gclf.runtime.faces.choice import resolve_face_detection
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
 from gclf.train.config import TrainConfig
@@ -300,7 +301,7 @@ def test_training_crops_reports_and_records_the_detector(face_run) -> None:
     assert f"face crops: every photo cropped to its largest face ({YUNET.name} detector, margin 0.1)" in (run / "summary.md").read_text()
     recorded = FaceCropSpec.from_dict(manifest["face_crop"])
     assert recorded.kind == "yunet" and recorded.margin == 0.1 and recorded.model_file == YUNET.name
-    from gclf.runtime.listing import sha256_file
+    from gclf.runtime.files import sha256_file
 
     assert recorded.model_sha256 == sha256_file(YUNET)
     for name in ("best.pt", "last.pt"):
@@ -345,7 +346,7 @@ def test_resume_refuses_another_face_margin(face_run) -> None:
 @needs_shared
 def test_the_runtime_crops_as_the_model_was_trained_unless_told_otherwise(face_run, tmp_path: Path, monkeypatch) -> None:
     from gclf.runtime.classifier import Classifier
-    from gclf.runtime.cli import main as infer_main
+    from gclf.runtime.cli.infer import main as infer_main
 
     data, run, _ = face_run
     model = tmp_path / "model.onnx"  # alone in a folder: the YuNet file is found in the cache
@@ -371,7 +372,7 @@ def test_the_runtime_crops_as_the_model_was_trained_unless_told_otherwise(face_r
 
 @needs_shared
 def test_a_recorded_yunet_that_cannot_be_found_is_named_in_one_sentence(face_run, tmp_path: Path, monkeypatch) -> None:
-    from gclf.runtime.cli import main as infer_main
+    from gclf.runtime.cli.infer import main as infer_main
 
     data, run, _ = face_run
     model = tmp_path / "model.onnx"

@@ -229,19 +229,6 @@ def video_device_index(path: str) -> int:
     return int(match[1])
 
 
-def open_camera(kind: str, device: int | str, size: tuple[int, int] | None = None, *, timeout_s: float | None = None) -> FrameSource:
-    """A camera source: `kind` "usb" (OpenCV VideoCapture; `device` an index or a /dev/video*
-    path) or "picam" (the Raspberry Pi camera through picamera2; `device` its number); `size`
-    is (width, height), None for the camera's default. A camera that has not delivered its
-    first frame after `timeout_s` (None: OPEN_TIMEOUT_S) is a `SourceLostError` (exit 5), not a hang."""
-    timeout_s = OPEN_TIMEOUT_S if timeout_s is None else timeout_s
-    if kind == "picam":
-        from gclf.runtime.picamera import PicameraSource  # picamera2 is imported only here
-
-        return within_deadline(lambda: PicameraSource.open(device, size), timeout_s, lambda: stalled(f"Pi camera {device}", timeout_s, "within"))
-    return within_deadline(lambda: CaptureSource.camera(device, size), timeout_s, lambda: stalled(f"camera {device}", timeout_s, "within"))
-
-
 def open_video(path: Path, *, timeout_s: float | None = None) -> CaptureSource:
     """`CaptureSource.video` with a deadline (None: OPEN_TIMEOUT_S): a file that blocks (a pipe
     nobody writes, a network share that stopped answering) is a `SourceLostError`, not a hang."""

@@ -16,7 +16,7 @@ that is a symbolic link is refused, and the bytes that were hashed are the bytes
 (`MAX_DOWNLOAD_BYTES`) and in total time (`DOWNLOAD_DEADLINE_S`, plus one read's timeout).
 
 Only the standard library (urllib) is used: the runtime must stay light for a Raspberry Pi.
-Nothing here imports OpenCV, so the click option type below costs `--help` nothing.
+Nothing here imports OpenCV: the command line reads DETECTOR_NAMES from here for `--help`.
 """
 
 from __future__ import annotations
@@ -30,8 +30,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
-
-import click
 
 from gclf.runtime.errors import WeightsUnavailableError
 from gclf.runtime.atomic import atomic_path
@@ -245,20 +243,5 @@ def yunet_model_path(*, notify: Callable[[str], None] | None = _default_notify) 
     return fetch_model(yunet_source(), notify=notify)
 
 
-# --- the command-line value ------------------------------------------------------------------
-
+# The detectors `--face-model` and `gclf-train --face-crop` name; anything else is a YuNet file.
 DETECTOR_NAMES = ("haar", "yunet")
-
-
-class FaceModelParam(click.ParamType):
-    """`--face-model haar|yunet|PATH`: a detector's name, or an existing YuNet ONNX file.
-
-    The names win over a file of the same name in the current folder; write `./yunet` for that.
-    """
-
-    name = "haar|yunet|PATH"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, Path) or value in DETECTOR_NAMES:
-            return value
-        return click.Path(exists=True, dir_okay=False, path_type=Path).convert(value, param, ctx)

@@ -25,7 +25,11 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import click
 
-from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_OK, GclfError
+from gclf.runtime import faces
+from gclf.runtime.cpu_class import detect_cpu_class, int8_cpu_note
+from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_OK, GclfError, MissingDependencyError
+from gclf.runtime.faces.choice import find_recorded_face_model
+from gclf.runtime.files import sha256_file
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier
@@ -66,7 +70,7 @@ class PreflightContext:
             return None
         if self._classifier is None:
             try:
-                from gclf.runtime.classifier import Classifier
+                from gclf.runtime.classifier import Classifier  # here: a broken numpy or onnxruntime is a finding, not a crash
 
                 self._classifier = Classifier(self.model, threads=self.threads, spin=False)
             except GclfError as exc:
@@ -121,11 +125,9 @@ def check_onnxruntime(ctx: PreflightContext) -> list[Finding]:
 def check_picamera2(ctx: PreflightContext) -> list[Finding]:
     """Importable, not installed (fine without a Pi camera), or broken by the numpy in front of it."""
     try:
-        from gclf.runtime.picamera import NumpyMismatchError, import_picamera2
+        from gclf.runtime.live.picamera import NumpyMismatchError, import_picamera2  # here: numpy itself may be broken
     except Exception as exc:  # numpy itself missing: reported by check_numpy
         return [Finding("picamera2", INFO, f"not checked: {_first_line(exc)}")]
-    from gclf.runtime.errors import MissingDependencyError
-
     try:
         import_picamera2()
     except NumpyMismatchError as exc:
@@ -194,8 +196,6 @@ def check_int8_cpu(ctx: PreflightContext) -> list[Finding]:
     clf = ctx.classifier()
     if clf is None or not clf.metadata.quantization:
         return []
-    from gclf.runtime.cpu_class import detect_cpu_class, int8_cpu_note
-
     note = int8_cpu_note(clf.metadata)
     if note is None:
         return [Finding("int8", OK, f"its parity gate ran on this CPU class ({detect_cpu_class()})")]
@@ -211,8 +211,6 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
     meta = clf.metadata
     if meta.input_kind != "faces":
         return [Finding("face detector", INFO, "not used: the model classifies whole images")]
-    from gclf.runtime import faces
-
     recorded = meta.face_crop
     if recorded is None:
         default = faces.default_face_model()
@@ -223,11 +221,7 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
         if not path.is_file():
             return [Finding("face detector", PROBLEM, f"the model was trained with the Haar cascade, and this OpenCV has none at {path}: {REINSTALL}")]
         return [Finding("face detector", OK, f"haar, as recorded ({path})")]
-    from gclf.runtime.listing import sha256_file
-
     # Where gclf-infer looks, in its order, without its download.
-    from gclf.runtime.face_choice import find_recorded_face_model
-
     found, folders = find_recorded_face_model(recorded, ctx.model.parent)
     if found is None:
         return [Finding(
@@ -324,7 +318,7 @@ def run_checks(
 
 
 def run_check_command(model: Path | None, *, threads: int) -> int:
-    """`gclf-infer --check [MODEL]`: every check of gclf.runtime.preflight, one line each."""
+    """`gclf-infer --check [MODEL]`: every check of gclf.runtime.cli.preflight, one line each."""
     findings = run_checks(PreflightContext(model=model, threads=threads or None), report=lambda f: click.echo(f.line()))
     problems = [f for f in findings if f.is_problem]
     if problems:
@@ -361,7 +355,7 @@ def usb_cameras(dev: Path = Path("/dev")) -> list[tuple[Path, Path]]:
 def _pi_cameras() -> tuple[list[dict], str]:
     """picamera2's camera list, and a note on where it came from."""
     try:
-        from gclf.runtime.picamera import import_picamera2
+        from gclf.runtime.live.picamera import import_picamera2  # here: numpy itself may be broken
 
         Picamera2 = import_picamera2()
     except Exception:

@@ -1,8 +1,10 @@
-"""Where the live loop's results go: JSON lines, a window, a video file.
+"""Where the live loop's results go: JSON lines, a window, a video file, track events.
 
 Each sink takes one processed frame at a time (`write`, which may ask the loop to stop) and
 is closed once at the end, whatever happened. A new output (a web page, say) is one more
-class with the same two methods and `needs_image`.
+class with the same two methods and `needs_image`. A sink that also wants people's events
+(one per finished track) has `write_event` too (`EventSink`); the loop hands each event to
+every such sink, in order, before the sinks are closed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, TextIO, runtime_checkable
 
 import cv2
 import numpy as np
@@ -20,8 +22,8 @@ import numpy as np
 from gclf.runtime.errors import OutputWriteError, UsageError
 
 if TYPE_CHECKING:
-    from gclf.runtime.live import FrameResult
-    from gclf.runtime.tracks import TrackCounts
+    from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.live.people import PeopleCounts, TrackEvent
 
 
 class Sink(Protocol):
@@ -32,6 +34,31 @@ class Sink(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """A sink that also takes one event per person, when their track ends."""
+
+    def write_event(self, event: TrackEvent) -> None: ...
+
+
+class EventLinesSink:
+    """`--events`: one JSON line per person (track), written when the track ends."""
+
+    needs_image = False
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        return True
+
+    def write_event(self, event: TrackEvent) -> None:
+        write_json_line(self._stream, event.to_json())
+
+    def close(self) -> None:
+        pass
 
 
 class JsonLinesSink:
@@ -107,7 +134,7 @@ class SummarySink:
 
     needs_image = False
 
-    def __init__(self, stream: TextIO, counts: TrackCounts | None, every_s: float) -> None:
+    def __init__(self, stream: TextIO, counts: PeopleCounts | None, every_s: float) -> None:
         self._stream = stream
         self._counts = counts
         self._every_s = every_s
@@ -185,15 +212,12 @@ class VideoFileSink:
 
     def __init__(self, path: Path, *, fps: float | None) -> None:
         self.path = Path(path)
-        codec = VIDEO_CODECS.get(self.path.suffix.lower())
-        if codec is None:
-            raise UsageError(f"{self.path}: use a .mp4 or .avi file name")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        codec = check_video_path(self.path)
         # Written beside the target under a hidden name (with the real extension, which
         # picks the container), renamed at close: never a half-written file at `path`.
         self._tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix}")
         self._fourcc = cv2.VideoWriter_fourcc(*codec)
-        self.fps = fps  # settable until the first frame arrives
+        self.fps = fps
         self._writer: cv2.VideoWriter | None = None
         self._pending: list[tuple[float, np.ndarray]] = []
         self.frames_written = 0
@@ -232,6 +256,19 @@ class VideoFileSink:
             self._writer.release()
             self._writer = None
             os.replace(self._tmp, self.path)
+
+
+def check_video_path(path: Path) -> str:
+    """The codec for a video file at `path`, its folder made; a `UsageError` for a name OpenCV
+    cannot write. Callable before the source is opened, so a wrong name fails first."""
+    codec = VIDEO_CODECS.get(path.suffix.lower())
+    if codec is None:
+        raise UsageError(f"{path}: use a .mp4 or .avi file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"{path.parent}: cannot make the folder ({exc.strerror or exc})") from None
+    return codec
 
 
 def _measured_fps(timestamps: Sequence[float]) -> float:

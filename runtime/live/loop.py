@@ -10,7 +10,7 @@ the loop runs at nearly the model's own rate (docs/measurements.md has the figur
 
 `run_live` knows nothing of click or of where frames come from: it takes a `FrameFeed`, a
 `FaceDetector` or None (whole frames), a `Classifier` and a list of `Sink`s, and returns a
-`LiveSummary`. Drawing is in `gclf.runtime.annotate`, the outputs in `gclf.runtime.sinks`.
+`LiveSummary`. Drawing is in `gclf.runtime.live.annotate`, the outputs in `gclf.runtime.live.sinks`.
 """
 
 from __future__ import annotations
@@ -27,68 +27,16 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from gclf.runtime.annotate import annotate
 from gclf.runtime.classifier import Classifier, FaceResult
-from gclf.runtime.errors import GclfError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, Box, FaceDetector, boxes_to_model_input, faces_to_model_input
+from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, boxes_to_model_input, faces_to_model_input
+from gclf.runtime.faces.detectors import Box, FaceDetector
+from gclf.runtime.live.annotate import annotate
+from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY, BoxCarrier
+from gclf.runtime.live.frames import FrameResult, LiveSummary
+from gclf.runtime.live.people import PersonTracker, TrackEvent
+from gclf.runtime.live.sinks import EventSink, Sink
+from gclf.runtime.live.sources import CaptureSource, Frame, FrameFeed, open_feed
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
-from gclf.runtime.sinks import Sink
-from gclf.runtime.tracking import DEFAULT_DETECT_EVERY, FaceTracker
-from gclf.runtime.tracks import FaceTrack, PersonTracker, TrackEvent
-from gclf.runtime.video_sources import CaptureSource, Frame, FrameFeed, open_feed
-
-
-# --- results --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    index: int  # the frame's position in its source
-    timestamp: float  # capture time, seconds since the epoch
-    faces: tuple[FaceResult, ...]
-    fps: float  # frames processed per second, over the last few frames
-    # Per face: True if the detector found its box on this frame, False if the box was carried
-    # over from earlier frames by the tracker; None for whole frames (no detection).
-    detected: tuple[bool, ...] | None = None
-    # Per face: the person it belongs to and that track's answer so far (gclf.runtime.tracks);
-    # None without tracking (whole frames).
-    tracks: tuple[FaceTrack, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        faces = []
-        for i, f in enumerate(self.faces):
-            face: dict[str, Any] = {"box": list(f.box), "label": f.label, "confidence": round(f.confidence, 6)}
-            if self.detected is not None:
-                face["box_source"] = BOX_DETECTED if self.detected[i] else BOX_CARRIED
-            if self.tracks is not None:
-                track = self.tracks[i]
-                face.update(track=track.id, track_label=track.label, track_confidence=round(track.confidence, 4))
-            faces.append(face)
-        return {"timestamp": round(self.timestamp, 3), "frame": self.index, "faces": faces, "fps": round(self.fps, 2)}
-
-
-# A face's "box_source" in the JSON: found by the detector on this frame, or carried over.
-BOX_DETECTED, BOX_CARRIED = "detected", "carried"
-
-
-@dataclass(frozen=True)
-class LiveSummary:
-    processed: int
-    dropped: int
-    elapsed_s: float  # from the first frame taken to the last one done
-    stopped_by: str  # "end of video x.avi", "q pressed", "interrupted", a lost camera's message
-    failure: GclfError | None = None  # the source was lost: the run ends with its exit code
-    interrupted: bool = False
-
-    @property
-    def mean_fps(self) -> float:
-        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
-
-    def line(self) -> str:
-        return (
-            f"{self.processed} frame{'' if self.processed == 1 else 's'} processed, {self.dropped} dropped, "
-            f"mean {self.mean_fps:.1f} FPS over {self.elapsed_s:.1f} s; stopped: {self.stopped_by}"
-        )
 
 
 class FpsMeter:
@@ -118,14 +66,14 @@ class PreparedFrame:
 
 
 def prepare_frame(
-    frame: Frame, spec: PreprocessSpec, detector: FaceDetector | FaceTracker | None, *, margin: float = DEFAULT_FACE_MARGIN
+    frame: Frame, spec: PreprocessSpec, detector: FaceDetector | BoxCarrier | None, *, margin: float = DEFAULT_FACE_MARGIN
 ) -> PreparedFrame:
     """Find the faces (a detector on this frame, or a tracker that detects every N-th frame and
     carries boxes between) or take the whole frame, and turn them into one model-input batch."""
     if detector is None:
         h, w = frame.bgr.shape[:2]
         return PreparedFrame(frame, ((0, 0, w, h),), preprocess_batch([frame.bgr], spec, color="bgr"))
-    if isinstance(detector, FaceTracker):
+    if isinstance(detector, BoxCarrier):
         found = detector.faces(frame.bgr)
         boxes = tuple(f.box for f in found)
         batch = boxes_to_model_input(frame.bgr, boxes, spec, margin=margin)
@@ -288,86 +236,128 @@ def run_live(
     `stop_on_signals`), or `max_frames`.
 
     With a `detector`, it runs on every `detect_every`-th frame and the boxes are carried over
-    (tracked) in between (gclf.runtime.tracking; 1: detection on every frame).
+    in between (gclf.runtime.live.carry; 1: detection on every frame).
 
     With a `detector`, each face also gets a track id and its track's answer (`people`, a
     fresh `PersonTracker` if None; `track_people=False` leaves that out, for measuring its
-    cost); every track still open is ended when the run ends, so that its event is written.
+    cost). Each finished track's event goes to every sink that takes events (`EventSink`),
+    and every track still open is ended before the sinks are closed, so its event is written.
 
     The feed and every sink are closed on the way out, whatever happens (camera and window
     released, video file finished). A KeyboardInterrupt (Ctrl-C where no `stop_on_signals`
     handles it) ends the run with a summary (`interrupted`).
     """
-    meter = FpsMeter()
-    processed = 0
-    first: float | None = None
-    last = 0.0
-    stopped_by = ""
-    interrupted = False
-    # Made here, used only by the preparation thread: it keeps the previous frame to track from.
-    finder = FaceTracker(detector, detect_every) if detector is not None else None
     if people is None and detector is not None and track_people:
         people = PersonTracker()
+    run = _Run(feed, classifier, sinks, people, stop)
+    # Made here, used only by the preparation thread: it keeps the previous frame to track from.
+    carrier = BoxCarrier(detector, detect_every) if detector is not None else None
     with contextlib.ExitStack() as cleanup:
-        preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, finder, margin=margin))
-        # Run in reverse: stop the preparer, close the sinks, close the feed (which also
-        # releases a preparer waiting for a frame), then wait for the preparer's thread.
+        preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, carrier, margin=margin))
+        # Run in reverse: stop the preparer, end the tracks (their events go to the sinks),
+        # close the sinks, close the feed (which also releases a preparer waiting for a
+        # frame), then wait for the preparer's thread.
         cleanup.callback(preparer.join)
         cleanup.callback(feed.close)
         for sink in sinks:
             cleanup.callback(sink.close)
+        cleanup.callback(run.end_tracks)
         cleanup.callback(preparer.stop)
         try:
-            while max_frames is None or processed < max_frames:
-                prepared = preparer.next(stop)
-                if stop is not None and stop.is_set():
-                    stopped_by = stop.reason or "asked to stop"
-                    break
-                if prepared is None:
-                    stopped_by = feed.end_reason or "the source ended"
-                    break
-                if first is None:
-                    first = time.perf_counter()
-                faces = classify_prepared(prepared, classifier)
-                tracks = people.update(prepared.frame.timestamp, faces, prepared.frame.bgr.shape[:2], prepared.detected) if people is not None else None
-                result = FrameResult(
-                    prepared.frame.index, prepared.frame.timestamp, tuple(faces), meter.tick(time.perf_counter()), prepared.detected, tracks
-                )
-                processed += 1
-                last = time.perf_counter()
-                # Asked per frame: a sink may want pictures only some of the time (--serve: while watched).
-                image = annotate(prepared.frame.bgr, result) if any(s.needs_image for s in sinks) else None
-                # Every sink gets the frame (the video keeps it) before a quit key is obeyed.
-                keep_going = [sink.write(result, image) for sink in sinks]
-                if not all(keep_going):
-                    stopped_by = "quit by the user"
-                    break
-                if stop is not None and stop.is_set():  # after the frame, as a quit key
-                    stopped_by = stop.reason or "asked to stop"
-                    break
-            else:
-                stopped_by = f"the limit of {max_frames} frames reached"
+            run.frames(preparer, max_frames)
         except KeyboardInterrupt:
-            stopped_by, interrupted = "interrupted", True
-    if people is not None:
-        people.finish()
-    elapsed = last - first if first is not None else 0.0
-    return LiveSummary(processed, feed.dropped, elapsed, stopped_by, failure=feed.failure, interrupted=interrupted)
+            run.stopped_by, run.interrupted = "interrupted", True
+    return run.summary()
+
+
+class _Run:
+    """One run of the live loop: what it has done so far, and each processed frame's steps."""
+
+    def __init__(self, feed: FrameFeed, classifier: Classifier, sinks: Sequence[Sink], people: PersonTracker | None, stop: StopRequest | None) -> None:
+        self.feed, self.classifier, self.sinks, self.people, self.stop = feed, classifier, sinks, people, stop
+        self.event_sinks = [s for s in sinks if isinstance(s, EventSink)]
+        self.meter = FpsMeter()
+        self.processed = 0
+        self.first: float | None = None
+        self.last = 0.0
+        self.stopped_by = ""
+        self.interrupted = False
+
+    def frames(self, preparer: FramePreparer, max_frames: int | None) -> None:
+        """Frames until the feed ends, a sink or `stop` asks, or `max_frames`; sets `stopped_by`."""
+        while max_frames is None or self.processed < max_frames:
+            prepared = preparer.next(self.stop)
+            if self._asked_to_stop():
+                return
+            if prepared is None:
+                self.stopped_by = self.feed.end_reason or "the source ended"
+                return
+            if not self._process(prepared):
+                self.stopped_by = "quit by the user"
+                return
+            if self._asked_to_stop():  # after the frame, as a quit key
+                return
+        self.stopped_by = f"the limit of {max_frames} frames reached"
+
+    def _asked_to_stop(self) -> bool:
+        if self.stop is not None and self.stop.is_set():
+            self.stopped_by = self.stop.reason or "asked to stop"
+            return True
+        return False
+
+    def _process(self, prepared: PreparedFrame) -> bool:
+        """Classify one prepared frame and hand it to every sink; False: a sink asked to stop."""
+        if self.first is None:
+            self.first = time.perf_counter()
+        frame = prepared.frame
+        faces = classify_prepared(prepared, self.classifier)
+        tracks = self.people.update(frame.timestamp, faces, frame.bgr.shape[:2], prepared.detected) if self.people is not None else None
+        result = FrameResult(frame.index, frame.timestamp, tuple(faces), self.meter.tick(time.perf_counter()), prepared.detected, tracks, self.feed.dropped)
+        self.processed += 1
+        self.last = time.perf_counter()
+        self._hand_over_events()
+        # Asked per frame: a sink may want pictures only some of the time (--serve: while watched).
+        image = annotate(frame.bgr, result) if any(s.needs_image for s in self.sinks) else None
+        # Every sink gets the frame (the video keeps it) before a quit key is obeyed.
+        keep_going = [sink.write(result, image) for sink in self.sinks]
+        return all(keep_going)
+
+    def _hand_over_events(self) -> None:
+        if self.people is None:
+            return
+        for event in self.people.take_ended():
+            for sink in self.event_sinks:
+                sink.write_event(event)
+
+    def end_tracks(self) -> None:
+        """The run is over: every open track ends, and its event is handed over."""
+        if self.people is not None:
+            self.people.finish()
+            self._hand_over_events()
+
+    def summary(self) -> LiveSummary:
+        elapsed = self.last - self.first if self.first is not None else 0.0
+        return LiveSummary(self.processed, self.feed.dropped, elapsed, self.stopped_by, failure=self.feed.failure, interrupted=self.interrupted)
 
 
 # --- the Python API: one event per person -------------------------------------------------
 
 
-class _StopWhenAsked:
-    """A sink that only asks the loop to stop once `stop` is set (the consumer left)."""
+class _EventQueue:
+    """A sink that queues the people's events for `track_events`, and asks the loop to stop
+    once `stop` is set (the consumer left)."""
 
     needs_image = False
 
-    def __init__(self, stop: threading.Event) -> None:
+    def __init__(self, events: queue.Queue[object], stop: threading.Event) -> None:
+        self._events = events
         self._stop = stop
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
         return not self._stop.is_set()
+
+    def write_event(self, event: TrackEvent) -> None:
+        self._events.put(event)
 
     def close(self) -> None:
         pass
@@ -400,12 +390,11 @@ def track_events(
         feed = open_feed(CaptureSource.video(Path(feed)), keep_every_frame=True)
     people = people or PersonTracker()
     events: queue.Queue[object] = queue.Queue()
-    people.on_end.append(events.put)
     stop = threading.Event()
 
     def run() -> None:
         try:
-            run_live(feed, classifier, detector=detector, sinks=[_StopWhenAsked(stop)], margin=margin,
+            run_live(feed, classifier, detector=detector, sinks=[_EventQueue(events, stop)], margin=margin,
                      max_frames=max_frames, detect_every=detect_every, people=people)
         except BaseException as exc:  # handed to the consumer
             events.put(exc)

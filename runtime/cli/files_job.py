@@ -1,22 +1,22 @@
 """`gclf-infer MODEL PATHS...`: classify image files and folders, whole or face by face, and
-print a table or JSON lines; the exit code says whether every file could be read."""
+print a table or JSON lines; the exit code says whether every file could be read. Imported by
+the command only when files are given (it loads OpenCV and onnxruntime)."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from gclf.runtime.cli_support import warn
+from gclf.runtime.classifier import Classifier, FaceResult, Prediction
+from gclf.runtime.cli.support import use_face_detection, warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_OK, EXIT_PARTIAL, BadDataError
-from gclf.runtime.face_choice import face_detection, use_face_detection
-
-if TYPE_CHECKING:
-    from gclf.runtime.classifier import Classifier, FaceResult, Prediction
-    from gclf.runtime.faces import FaceDetector
+from gclf.runtime.faces import detectors
+from gclf.runtime.faces.choice import resolve_face_detection
+from gclf.runtime.faces.detectors import FaceDetector
+from gclf.runtime.listing import expand_inputs
 
 
 @dataclass(frozen=True)
@@ -32,10 +32,6 @@ class FileOptions:
 def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, threads: int) -> int:
     """`gclf-infer MODEL PATHS...`: classify files, whole or face by face; one row (table) or
     object (--json) per image, or per face. Returns the exit code."""
-    # Imported here so that `gclf-infer --help` stays fast (no onnxruntime import).
-    from gclf.runtime.classifier import Classifier
-    from gclf.runtime.listing import expand_inputs
-
     files = expand_inputs(paths)
     if not files:
         raise BadDataError("no image files found in " + ", ".join(map(str, paths)))
@@ -46,10 +42,8 @@ def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, thre
         if unused:
             warn(f"{', '.join(unused)} not used: {model.name} classifies whole images (pass --faces to detect faces)")
         return _print_whole_images(clf, files, opts)
-    face_model, margin = face_detection(clf, model, opts.face_model, opts.face_margin)
-    from gclf.runtime.faces import make_detector
-
-    detector = make_detector(face_model)
+    face_model, margin = resolve_face_detection(opts.face_model, opts.face_margin, clf.metadata.face_crop, model_dir=model.parent, warn=warn)
+    detector = detectors.make_detector(face_model)
     return _print_faces(clf, files, replace(opts, face_margin=margin), detector)
 
 

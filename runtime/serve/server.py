@@ -8,7 +8,7 @@ Tornado is one package with no dependencies (Python, plus an optional C speed-up
 include aarch64 ones, so a Pi installs it without a compiler), maintained since 2009, and its HTTP/1.1 parser answers malformed requests
 with 400 itself. aiohttp would do as well but brings seven more packages to a Pi.
 
-Only this module imports tornado; gclf.runtime.serve holds everything else.
+Only this module imports tornado; the rest of gclf.runtime.serve holds everything else.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ except ImportError:  # Windows: no such limit to follow
     resource = None
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.serve import ModelInfo, Snapshot, cookie_name, encode_jpeg, is_loopback_host, latest_json, token_matches
+from gclf.runtime.serve.access import cookie_name, is_loopback_host, token_matches
+from gclf.runtime.serve.content import ModelInfo, Snapshot, encode_jpeg, latest_json
 
 BOUNDARY = "gclf-frame"
 # Time a connection gets to send a request's headers (from its opening, or from the end of its
@@ -56,7 +57,7 @@ SPEAK_GRACE_S = 1.0  # a connection that has sent bytes is not closed for room b
 ACCEPT_PAUSE_S = 1.0  # out of file descriptors: stop accepting this long instead of retrying at once
 REPORT_EVERY_S = 60.0  # the same trouble is reported at most this often
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
-PAGE = resources.files("gclf.runtime").joinpath("serve_page.html").read_text(encoding="utf-8")
+PAGE = resources.files("gclf.runtime.serve").joinpath("page.html").read_text(encoding="utf-8")
 # The page's one inline script is allowed by its hash: no other script can run in it.
 _SCRIPT = re.search(r"<script>(.*?)</script>", PAGE, re.S)
 assert _SCRIPT is not None, "serve_page.html has no inline script"

@@ -1,10 +1,13 @@
-"""gclf-infer's own click parameter types: what --camera and --camera-size accept."""
+"""gclf's own click parameter types: what --camera, --camera-size and --face-model accept."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import NamedTuple
 
 import click
+
+from gclf.runtime.faces.models import DETECTOR_NAMES
 
 
 class Camera(NamedTuple):
@@ -44,3 +47,17 @@ class SizeParam(click.ParamType):
         if not (width.isdigit() and height.isdigit() and 16 <= int(width) <= 8192 and 16 <= int(height) <= 8192):
             self.fail(f"{value!r} is not a frame size: give WIDTHxHEIGHT, e.g. 640x480 (16 to 8192 each)", param, ctx)
         return int(width), int(height)
+
+
+class FaceModelParam(click.ParamType):
+    """`--face-model haar|yunet|PATH`: a detector's name, or an existing YuNet ONNX file.
+
+    The names win over a file of the same name in the current folder; write `./yunet` for that.
+    """
+
+    name = "haar|yunet|PATH"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, Path) or value in DETECTOR_NAMES:
+            return value
+        return click.Path(exists=True, dir_okay=False, path_type=Path).convert(value, param, ctx)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Callable, Mapping
 if TYPE_CHECKING:
     import numpy as np
 
-    from gclf.runtime.live import FrameResult
+    from gclf.runtime.live.frames import FrameResult
 
 WATCHDOG_MAX_INTERVAL_S = 1.0  # ping at least this often, whatever WatchdogSec is
 

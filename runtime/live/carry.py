@@ -1,6 +1,6 @@
 """Detection at the model's pace: run the face detector every N-th frame, carry the boxes between.
 
-With an int8 classifier the face detector, not the model, bounds the live loop (issue 11). A
+With an int8 classifier the face detector, not the model, bounds the live loop. A
 face moves little from one frame to the next, so between two detections each box is moved
 with the frame's content instead: a few corner points inside the box are followed to the next
 frame with pyramidal Lucas-Kanade optical flow (`cv2.calcOpticalFlowPyrLK`, in every OpenCV
@@ -11,10 +11,13 @@ is lost, and a lost box makes the detector run on that very frame: no frame goes
 boxes because tracking failed. A frame with no box also gets the detector, so a face that
 comes into view is found on its first frame.
 
-`FaceTracker.faces(bgr)` says for each box whether it was detected on this frame or carried
+`BoxCarrier.faces(bgr)` says for each box whether it was detected on this frame or carried
 over; the live loop passes that on to its JSON (`box_source`) and its picture (thinner box).
 
-OpenCV is imported inside the functions (see gclf.runtime.faces).
+OpenCV is imported inside the functions (see gclf.runtime.faces.detectors).
+
+Named apart from `people` on purpose: this module carries boxes between detections, it does
+not know who is who; gclf.runtime.live.people gives the boxes identities.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Sequence
 
-from gclf.runtime.faces import DETECT_MAX_SIDE, Box, FaceDetector
+from gclf.runtime.faces.detectors import DETECT_MAX_SIDE, Box, FaceDetector, downscaled
 
 if TYPE_CHECKING:
     import numpy as np
@@ -34,21 +37,21 @@ DEFAULT_DETECT_EVERY = 3
 FloatBox = tuple[float, float, float, float]  # x, y, width, height in the tracking copy's pixels
 
 
-class TrackedBox(NamedTuple):
+class CarriedBox(NamedTuple):
     box: Box  # x, y, width, height in the frame's pixels
     detected: bool  # True: the detector found it on this frame; False: carried over (tracked)
 
 
 @dataclass
-class TrackerCounts:
-    """What a FaceTracker did so far (for benchmarks and the curious)."""
+class CarryCounts:
+    """What a BoxCarrier did so far (for benchmarks and the curious)."""
 
     frames: int = 0
     detections: int = 0  # frames on which the detector ran
     lost: int = 0  # of those, runs brought forward because a carried box was lost
 
 
-class BoxTracker:
+class FlowBoxMover:
     """Moves boxes from one grey frame to the next by sparse optical flow.
 
     Frames are grey copies of at most `max_side` pixels (the detector's working size): optical
@@ -107,12 +110,12 @@ class BoxTracker:
         return moved
 
 
-class FaceTracker:
+class BoxCarrier:
     """Faces frame by frame: the detector on every `detect_every`-th frame, tracking between.
 
     Also runs the detector at once when a carried box is lost, when the previous frame had no
     face, and when the frame size changes. `detect_every=1` is plain detection on every frame
-    (no tracking, no extra cost). Holds the previous frame: one FaceTracker per video stream,
+    (no tracking, no extra cost). Holds the previous frame: one BoxCarrier per video stream,
     fed its frames in order (the live loop's preparation thread does).
     """
 
@@ -122,8 +125,8 @@ class FaceTracker:
         self.detector = detector
         self.detect_every = detect_every
         self.max_side = max_side
-        self.counts = TrackerCounts()
-        self._tracker = BoxTracker()
+        self.counts = CarryCounts()
+        self._tracker = FlowBoxMover()
         self._prev: np.ndarray | None = None  # grey tracking copy of the previous frame
         self._scale = 1.0  # full frame pixels per copy pixel
         self._boxes: list[FloatBox] = []  # in copy pixels
@@ -133,12 +136,12 @@ class FaceTracker:
     def name(self) -> str:
         return self.detector.name
 
-    def faces(self, bgr: np.ndarray) -> list[TrackedBox]:
+    def faces(self, bgr: np.ndarray) -> list[CarriedBox]:
         """The faces in this frame (a BGR uint8 image), each detected here or carried over."""
         self.counts.frames += 1
         if self.detect_every == 1:
             self.counts.detections += 1
-            return [TrackedBox(b, True) for b in self.detector.detect(bgr)]
+            return [CarriedBox(b, True) for b in self.detector.detect(bgr)]
         grey, scale = self._grey(bgr)
         due = self._since_detection + 1 >= self.detect_every
         if not due and self._boxes and self._prev is not None and self._prev.shape == grey.shape:
@@ -146,20 +149,18 @@ class FaceTracker:
             if all(m is not None for m in moved):
                 self._prev, self._boxes = grey, moved  # type: ignore[assignment]
                 self._since_detection += 1
-                return [TrackedBox(b, False) for b in self._to_frame(moved, bgr.shape[:2])]
+                return [CarriedBox(b, False) for b in self._to_frame(moved, bgr.shape[:2])]
             self.counts.lost += 1
         found = self.detector.detect(bgr)
         self.counts.detections += 1
         self._prev, self._scale, self._since_detection = grey, scale, 0
         self._boxes = [(x / scale, y / scale, w / scale, h / scale) for x, y, w, h in found]
-        return [TrackedBox(b, True) for b in found]
+        return [CarriedBox(b, True) for b in found]
 
     def _grey(self, bgr: np.ndarray) -> tuple[np.ndarray, float]:
         import cv2
 
-        from gclf.runtime.faces import _downscaled
-
-        small, scale = _downscaled(bgr, self.max_side)
+        small, scale = downscaled(bgr, self.max_side)
         return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY), scale
 
     def _to_frame(self, boxes: Sequence[FloatBox], frame_hw: tuple[int, int]) -> list[Box]:

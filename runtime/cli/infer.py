@@ -1,7 +1,7 @@
 """`gclf-infer`: classify image files and folders with a gclf ONNX model.
 
 This module is the command line only (options, and which job they ask for): the files job is
-gclf.runtime.infer_files, the live job gclf.runtime.infer_live, --check gclf.runtime.preflight.
+gclf.runtime.cli.files_job, the live job gclf.runtime.cli.live_job, --check gclf.runtime.cli.preflight.
 """
 
 from __future__ import annotations
@@ -10,14 +10,11 @@ from pathlib import Path
 
 import click
 
-from gclf.runtime.cli_support import report_errors
-from gclf.runtime.cli_types import Camera, CameraParam, SizeParam
+from gclf.runtime.cli.params import Camera, CameraParam, FaceModelParam, SizeParam
+from gclf.runtime.cli.support import report_errors
 from gclf.runtime.errors import UsageError
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # faces.py loads OpenCV only when detecting
-from gclf.runtime.face_models import FaceModelParam
-from gclf.runtime.infer_files import FileOptions, run_files_command
-from gclf.runtime.infer_live import LiveOptions, run_live_command
-from gclf.runtime.tracking import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
+from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # light: OpenCV loads only when a face is looked for
+from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,46 +90,54 @@ def main(
     --check [MODEL]: what a Raspberry Pi needs, checked in one go; exit 0, or 12 and one
     sentence per problem.
     """
+    ctx = click.get_current_context()
     if check:
-        ctx = click.get_current_context()
-        given = [param.opts[0] for param in ctx.command.params if isinstance(param, click.Option)
-                 and param.name not in ("check", "threads") and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
-        if given or paths:
-            raise UsageError(f"--check takes a MODEL and --threads only, not {', '.join(given) or 'image files'}")
-        from gclf.runtime.preflight import run_check_command  # here: --help stays fast
-
-        return run_check_command(model, threads=threads)
+        return _check(ctx, model, paths, threads)
     if model is None:
         raise UsageError("give a MODEL (an ONNX file from gclf-export), or --check")
-    live_options = {
-        "--realtime": realtime, "--headless": headless, "--save": save is not None, "--max-frames": max_frames is not None,
-        "--serve": serve is not None, "--token": token is not None, "--token-file": token_file is not None,
-        "--camera-size": camera_size is not None, "--detect-every": detect_every is not None,
-        "--events": events, "--summary-every": summary_every is not None, "--jsonl": jsonl is not None,
-        "--jsonl-max-bytes": jsonl_max_bytes is not None,
-    }
-    margin = face_margin  # None: the model's training margin, else DEFAULT_FACE_MARGIN (resolve_face_detection)
     if camera is not None or video is not None:
         if paths:
             raise UsageError("give image files/folders or a live source (--camera/--video), not both")
         if if_no_face is not None:
             raise UsageError("--if-no-face applies to image files; a live frame without a face has an empty face list")
-        if camera_size is not None and camera is None:
-            raise UsageError("--camera-size sets the size of a --camera's frames; a --video has its own")
+        from gclf.runtime.cli.live_job import LiveOptions, run_live_command  # here: --help stays fast
+
         live = LiveOptions(
-            camera, video, realtime, faces, face_model, margin, headless, as_json, save, max_frames, serve, token, camera_size,
-            token_file=token_file,
-            detect_every=DEFAULT_DETECT_EVERY if detect_every is None else detect_every, detect_every_given=detect_every is not None,
-            events=events, summary_every=summary_every, jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
+            camera=camera, video=video, realtime=realtime, faces=faces, face_model=face_model, face_margin=face_margin,
+            detect_every=detect_every, headless=headless, as_json=as_json, save=save, max_frames=max_frames, serve=serve,
+            token=token, token_file=token_file, camera_size=camera_size, events=events, summary_every=summary_every,
+            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
         )
         return run_live_command(model, live, threads=threads)
-    given = [name for name, used in live_options.items() if used]
+    given = _given(ctx, LIVE_ONLY)
     if given:
         raise UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
     if not paths:
         raise UsageError("give image files or folders to classify, or a live source: --camera INDEX or --video FILE")
-    options = FileOptions(faces, face_model, margin, if_no_face, batch_size, as_json)
+    from gclf.runtime.cli.files_job import FileOptions, run_files_command  # here: --help stays fast
+
+    options = FileOptions(faces, face_model, face_margin, if_no_face, batch_size, as_json)
     return run_files_command(model, list(paths), options, threads=threads)
+
+
+# Options that only mean something for a live source.
+LIVE_ONLY = ("realtime", "headless", "save", "max_frames", "serve", "token", "token_file", "camera_size", "detect_every",
+             "events", "summary_every", "jsonl", "jsonl_max_bytes")
+
+
+def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str]:
+    """The options among `names` (all, if None) that were given on the command line, as written there."""
+    return [param.opts[0] for param in ctx.command.params if isinstance(param, click.Option) and (names is None or param.name in names)
+            and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
+
+
+def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int) -> int:
+    given = [name for name in _given(ctx) if name not in ("--check", "--threads")]
+    if given or paths:
+        raise UsageError(f"--check takes a MODEL and --threads only, not {', '.join(given) or 'image files'}")
+    from gclf.runtime.cli.preflight import run_check_command  # here: --help stays fast
+
+    return run_check_command(model, threads=threads)
 
 
 if __name__ == "__main__":

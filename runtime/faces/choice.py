@@ -1,6 +1,7 @@
 """Which face detector and margin to use: an option given wins, else what the model records it
 was trained with (gclf-train --face-crop), else today's default; and where a recorded
-detector's file is looked for. gclf-infer, `Classifier` and gclf-infer --check share these rules."""
+detector's file is looked for. gclf-infer, `Classifier` and gclf-infer --check share these rules
+(`resolve_face_detection`, the one resolver)."""
 
 from __future__ import annotations
 
@@ -8,35 +9,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from gclf.runtime.cli_support import warn
-from gclf.runtime.faces import DEFAULT_FACE_MARGIN, default_face_model, haar_cascade_path
+from gclf.runtime.errors import GclfError, WeightsUnavailableError
+from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN
+from gclf.runtime.faces.detectors import default_face_model, haar_cascade_path
+from gclf.runtime.faces.models import cache_dir, yunet_model_path, yunet_source
+from gclf.runtime.files import sha256_file
 
 if TYPE_CHECKING:
-    from gclf.runtime.classifier import Classifier
-    from gclf.runtime.face_crop import FaceCropSpec
-    from gclf.runtime.metadata import ModelMetadata
-
-
-def face_detection(clf: Classifier, model: Path, face_model: Path | str | None, face_margin: float | None) -> tuple[Path | str, float]:
-    """(--face-model, --face-margin) as given, else as the model records it was trained with
-    (gclf-train --face-crop), else today's default: resolve_face_detection."""
-    return resolve_face_detection(face_model, face_margin, clf.metadata.face_crop, model_dir=model.parent, warn=warn)
-
-
-def use_face_detection(metadata: ModelMetadata, override: bool | None) -> bool:
-    """Whether to detect faces: the --faces/--no-faces override, else the model's metadata."""
-    from gclf.runtime.metadata import DEFAULT_INPUT_KIND
-
-    if override is not None:
-        return override
-    kind = metadata.input_kind
-    if kind is None:
-        warn(
-            f"the model does not record whether it expects face crops or whole images (no input_kind); "
-            f"treating it as {DEFAULT_INPUT_KIND} (pass --faces if it was trained on faces)"
-        )
-        kind = DEFAULT_INPUT_KIND
-    return kind == "faces"
+    from gclf.runtime.faces.spec import FaceCropSpec
 
 
 def resolve_face_margin(face_margin: float | None, recorded: FaceCropSpec | None) -> float:
@@ -61,7 +41,7 @@ def resolve_face_detection(
     A recorded YuNet is looked for by its file name in the model's folder and the face-model
     cache; a file found there whose sha256 is not the recorded one is used, with one sentence
     through `warn`. Not found, it is never replaced by another detector: only a recorded file
-    that is the pinned YuNet (gclf.runtime.face_models) is fetched, and only into a cache that
+    that is the pinned YuNet (gclf.runtime.faces.models) is fetched, and only into a cache that
     can be written (a service at boot may have neither network nor a writable home: no
     download is tried then). Anything else is a `WeightsUnavailableError` (exit 7) naming the
     file and where to put it. An explicit `face_model` path that is not the recorded file is
@@ -93,8 +73,6 @@ def find_recorded_face_model(recorded: FaceCropSpec, model_dir: Path | None) -> 
     """Where a recorded detector file is looked for, in order (beside the model, then gclf's
     face-model cache), and the first that holds it (None: in none of them). Nothing is
     downloaded; gclf-infer --check asks the same question."""
-    from gclf.runtime.face_models import cache_dir
-
     folders = ([model_dir] if model_dir is not None else []) + [cache_dir()]
     return next((d / recorded.model_file for d in folders if (d / recorded.model_file).is_file()), None), folders
 
@@ -102,9 +80,6 @@ def find_recorded_face_model(recorded: FaceCropSpec, model_dir: Path | None) -> 
 def _recorded_yunet_file(recorded: FaceCropSpec, model_dir: Path | None) -> Path:
     """The recorded YuNet's file: beside the model, in the cache, or (the pinned file only,
     into a writable cache) downloaded; see resolve_face_detection."""
-    from gclf.runtime.errors import GclfError, WeightsUnavailableError
-    from gclf.runtime.face_models import cache_dir, yunet_model_path, yunet_source
-
     path, folders = find_recorded_face_model(recorded, model_dir)
     if path is not None:
         return path
@@ -133,8 +108,6 @@ def _writable(folder: Path) -> bool:
 
 
 def _warn_if_not_recorded(path: Path, recorded: FaceCropSpec, warn: Callable[[str], None]) -> None:
-    from gclf.runtime.listing import sha256_file
-
     found = sha256_file(path) if path.is_file() else recorded.model_sha256
     if found != recorded.model_sha256:
         warn(

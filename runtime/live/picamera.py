@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 from gclf.runtime.errors import MissingDependencyError
-from gclf.runtime import video_sources
-from gclf.runtime.video_sources import SourceLostError, SourceStalledError, SourceUnavailableError, stalled
+from gclf.runtime.live import sources
+from gclf.runtime.live.sources import SourceLostError, SourceStalledError, SourceUnavailableError, stalled
 
 DEFAULT_SIZE = (640, 480)  # width, height: enough for face detection, cheap to process on a Pi
 
@@ -89,8 +89,8 @@ class PicameraSource:
     @classmethod
     def open(cls, index: int = 0, size: tuple[int, int] | None = None, *, timeout_s: float | None = None) -> "PicameraSource":
         """Camera `index` started at `size`; a capture that takes more than `timeout_s` (None:
-        video_sources.FRAME_TIMEOUT_S) is a stalled camera."""
-        timeout_s = video_sources.FRAME_TIMEOUT_S if timeout_s is None else timeout_s
+        sources.FRAME_TIMEOUT_S) is a stalled camera."""
+        timeout_s = sources.FRAME_TIMEOUT_S if timeout_s is None else timeout_s
         Picamera2 = import_picamera2()
         size = tuple(size or DEFAULT_SIZE)
         try:

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 if TYPE_CHECKING:
-    from gclf.runtime.live import FrameResult
+    from gclf.runtime.live.frames import FrameResult
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 BOX_COLOUR = (0, 200, 0)  # BGR

@@ -5,7 +5,7 @@ The live loop answers frame by frame, and a face's frames disagree (benchmarks/t
 each track a label from all its frames so far:
 
 - **Association.** Each frame's boxes (detected, or carried over by the optical-flow
-  carrier in gclf.runtime.tracking) are matched to the open tracks, greedily by overlap
+  carrier in gclf.runtime.live.carry) are matched to the open tracks, greedily by overlap
   (IoU) with where each track is expected to be (its last box moved on by its velocity),
   or, for a box that jumped, by centre distance relative to the face's size (allowed to grow
   while the track goes unseen). The velocity comes from detected boxes only: a carried box
@@ -22,7 +22,7 @@ each track a label from all its frames so far:
 - **Events.** A track that ends (and, at the end of the run, every open track) becomes one
   `TrackEvent`: what an unattended device records instead of a line per frame. Tracks of
   fewer than `min_frames` frames (a detector's false alarm on a frame or two) make none.
-- **Counts.** `TrackCounts` counts tracks per label: in total, over the last minute and
+- **Counts.** `PeopleCounts` counts tracks (people) per label: in total, over the last minute and
   over the last hour, by the time each track was first seen.
 
 Pure Python and numpy-free on purpose: a few boxes per frame cost microseconds here.
@@ -34,7 +34,7 @@ import collections
 import math
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import FaceResult
@@ -145,7 +145,7 @@ def _outside(box: Sequence[float], frame_hw: tuple[int, int]) -> bool:
     return not (0 <= cx < frame_hw[1] and 0 <= cy < frame_hw[0])
 
 
-class TrackCounts:
+class PeopleCounts:
     """Tracks per label: in total, over the last minute and over the last hour.
 
     A track counts once it has `min_frames` frames, at the time it was first seen, under its
@@ -194,20 +194,20 @@ class TrackCounts:
 class PersonTracker:
     """Track ids and per-track answers for the faces of one video stream, fed frame by frame.
 
-    `update()` once per processed frame, in order; `finish()` once at the end. Ended tracks go
-    to every callable in `on_end` (appendable), and confirmed tracks' labels to `counts`.
+    `update()` once per processed frame, in order; `finish()` once at the end. Ended tracks'
+    events wait in order until `take_ended()` hands them over (the live loop passes them to its
+    event sinks after every frame); confirmed tracks' labels go to `counts`.
     """
 
     def __init__(
         self,
         *,
-        on_end: Sequence[Callable[[TrackEvent], None]] = (),
-        counts: TrackCounts | None = None,
+        counts: PeopleCounts | None = None,
         max_missed: int = DEFAULT_MAX_MISSED,
         min_frames: int = DEFAULT_MIN_FRAMES,
     ) -> None:
-        self.on_end = list(on_end)
         self.counts = counts
+        self._ended: list[TrackEvent] = []
         self.max_missed = max_missed
         self.min_frames = min_frames
         self._open: list[_Track] = []
@@ -319,6 +319,9 @@ class PersonTracker:
         if track.frames < self.min_frames:
             return
         label, confidence, mean = track.answer()
-        event = TrackEvent(track.id, label, confidence, mean, track.first_seen, track.last_seen, track.frames, track.largest_box)
-        for listener in self.on_end:
-            listener(event)
+        self._ended.append(TrackEvent(track.id, label, confidence, mean, track.first_seen, track.last_seen, track.frames, track.largest_box))
+
+    def take_ended(self) -> list[TrackEvent]:
+        """The events of the tracks that ended since the last call, oldest first."""
+        ended, self._ended = self._ended, []
+        return ended

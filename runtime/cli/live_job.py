@@ -1,0 +1,269 @@
+"""`gclf-infer --camera/--video`: the live loop built from the command line's options, run, and
+summarised. Imported by the command only when a live source is given (it loads OpenCV,
+onnxruntime and the loop).
+
+`LiveOptions` holds the options, checked once when made; `build_live` is the one place that
+makes the loop's parts (classifier, detector, outputs, browser view, source, feed), each given
+what it needs when it is made; `run_live_command` runs them and prints the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, TextIO, TypeVar
+
+import click
+
+from gclf.runtime.classifier import Classifier
+from gclf.runtime.cli.params import Camera
+from gclf.runtime.cli.support import use_face_detection, warn
+from gclf.runtime.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
+from gclf.runtime.faces import detectors
+from gclf.runtime.faces.choice import resolve_face_detection
+from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN
+from gclf.runtime.faces.detectors import FaceDetector
+from gclf.runtime.live.cameras import open_camera
+from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY
+from gclf.runtime.live.loop import run_live, stop_on_signals
+from gclf.runtime.live.people import PeopleCounts, PersonTracker
+from gclf.runtime.live.sd_notify import SystemdNotifySink
+from gclf.runtime.live.sinks import (
+    DEFAULT_JSONL_MAX_BYTES,
+    EventLinesSink,
+    JsonLinesSink,
+    RotatingLineFile,
+    Sink,
+    SummarySink,
+    VideoFileSink,
+    WindowSink,
+    check_video_path,
+)
+from gclf.runtime.live.sources import FrameFeed, FrameSource, PacedSource, open_feed, open_video
+from gclf.runtime.serve.sink import WebSink, make_web_sink
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveOptions:
+    """The live job's options, as the command line gives them; checked when made (UsageError)."""
+
+    camera: Camera | None = None
+    video: Path | None = None
+    realtime: bool = False
+    faces: bool | None = None  # None: follow the model's metadata
+    face_model: Path | str | None = None  # a file, or "haar"/"yunet"; None: the model's, else today's default
+    face_margin: float | None = None  # None: the model's training margin, else DEFAULT_FACE_MARGIN
+    detect_every: int | None = None  # None: DEFAULT_DETECT_EVERY (and not warned about when unused)
+    headless: bool = False
+    as_json: bool = False
+    save: Path | None = None
+    max_frames: int | None = None
+    serve: str | None = None  # --serve [HOST:]PORT
+    token: str | None = None
+    token_file: Path | None = None
+    camera_size: tuple[int, int] | None = None  # (width, height); None: the camera's default
+    events: bool = False  # --events: a JSON line per track, not per frame
+    summary_every: float | None = None  # --summary-every SECONDS
+    jsonl: Path | None = None  # --jsonl FILE: the JSON lines go there (rotated), not to stdout
+    jsonl_max_bytes: int | None = None  # None: DEFAULT_JSONL_MAX_BYTES
+
+    def __post_init__(self) -> None:
+        if (self.camera is None) == (self.video is None):
+            raise UsageError("give one live source: --camera or --video")
+        if self.realtime and self.video is None:
+            raise UsageError("--realtime paces a --video file; a camera is always real time")
+        if self.camera_size is not None and self.camera is None:
+            raise UsageError("--camera-size sets the size of a --camera's frames; a --video has its own")
+        if self.serve is None and (self.token is not None or self.token_file is not None):
+            raise UsageError(f"{'--token' if self.token is not None else '--token-file'} only applies with --serve")
+        if self.jsonl_max_bytes is not None and self.jsonl is None:
+            raise UsageError("--jsonl-max-bytes caps the file of --jsonl FILE")
+
+    @property
+    def keep_every_frame(self) -> bool:
+        """A video file played as fast as the model goes: every frame, in order."""
+        return self.video is not None and not self.realtime
+
+    @property
+    def windowed(self) -> bool:
+        return not self.headless and self.serve is None  # with --serve the page is the window
+
+
+@dataclass
+class LiveParts:
+    """What `build_live` made, each part given what it needs when it was made."""
+
+    classifier: Classifier
+    detector: FaceDetector | None
+    margin: float
+    detect_every: int
+    source: FrameSource
+    feed: FrameFeed
+    sinks: list[Sink]
+    counts: PeopleCounts | None
+    web: WebSink | None
+    lines: TextIO  # where every JSON line goes: stdout, or --jsonl's capped file
+
+    def close_lines(self) -> None:
+        if self.lines is not sys.stdout:
+            self.lines.close()
+
+
+def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
+    """`gclf-infer --camera/--video`: build the loop, run it, summarise. Returns the exit code;
+    a lost camera raises its error once the summary is printed."""
+    parts = build_live(model, opts, threads=threads)
+    _describe(parts, model, opts)
+    # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
+    try:
+        with stop_on_signals() as stop:
+            summary = run_live(parts.feed, parts.classifier, detector=parts.detector, sinks=parts.sinks, margin=parts.margin,
+                               max_frames=opts.max_frames, detect_every=parts.detect_every, stop=stop,
+                               people=PersonTracker(counts=parts.counts) if parts.detector is not None else None)
+    finally:
+        parts.close_lines()
+    click.echo(f"live: {summary.line()}", err=True)
+    if parts.counts is not None:
+        click.echo(f"live: {parts.counts.line()}", err=True)
+    if opts.save is not None and summary.processed:
+        click.echo(f"live: annotated video written to {opts.save}", err=True)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    if summary.failure is not None:
+        raise summary.failure
+    return EXIT_OK
+
+
+def build_live(model: Path, opts: LiveOptions, *, threads: int) -> LiveParts:
+    """Every part of a live run, made once, in the order that fails fastest: the model and its
+    detector, the outputs and the browser view, then (last, so nothing above can leave it
+    open) the camera or video, its feed, and what needs the source's frame rate."""
+    clf, detector, margin = _model_and_detector(model, opts, threads)
+    counts = PeopleCounts() if detector is not None else None
+    lines = _json_lines_stream(opts)
+    sinks: list[Sink] = []
+    source = None
+    try:
+        web = _outputs(sinks, model, opts, clf, lines, counts)
+        source = _open_source(opts)
+        if opts.save is not None:
+            # Every frame kept: the file's own rate. Frames dropped: measured while running (fps None).
+            sinks.append(VideoFileSink(opts.save, fps=source.fps if opts.keep_every_frame else None))
+        notifier = SystemdNotifySink.from_environment()  # under systemd: READY=1, WATCHDOG=1 as frames flow
+        if notifier is not None:
+            sinks.append(notifier)
+        feed = open_feed(source, keep_every_frame=opts.keep_every_frame)
+    except BaseException:
+        for item in [*sinks, *([source] if source is not None else [])]:
+            with contextlib.suppress(Exception):
+                item.close()
+        if lines is not sys.stdout:
+            lines.close()
+        raise
+    detect_every = DEFAULT_DETECT_EVERY if opts.detect_every is None else opts.detect_every
+    return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines)
+
+
+def _model_and_detector(model: Path, opts: LiveOptions, threads: int) -> tuple[Classifier, FaceDetector | None, float]:
+    """The classifier, the face detector (None: whole frames) and the margin to crop with."""
+    # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
+    # capture and preparation threads need (docs/measurements.md, the live loop's figures).
+    clf = Classifier(model, threads=threads or None, spin=False)
+    if not use_face_detection(clf.metadata, opts.faces):
+        if opts.events:
+            raise UsageError(f"--events writes a line per person, and {model.name} classifies whole frames, so it sees no people: "
+                             "use a model trained with --input-kind faces, or pass --faces")
+        unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--detect-every", opts.detect_every is not None)) if given]
+        if unused:
+            warn(f"{', '.join(unused)} {'is' if len(unused) == 1 else 'are'} not used: {model.name} is run on whole frames (pass --faces to detect faces)")
+        return clf, None, DEFAULT_FACE_MARGIN
+    face_model, margin = resolve_face_detection(opts.face_model, opts.face_margin, clf.metadata.face_crop, model_dir=model.parent, warn=warn)
+    return clf, detectors.make_detector(face_model), margin
+
+
+def _json_lines_stream(opts: LiveOptions) -> TextIO:
+    """All JSON lines (frames, tracks, summaries) go to one stream: stdout, or --jsonl's capped file."""
+    if opts.jsonl is None:
+        return sys.stdout
+    return RotatingLineFile(opts.jsonl, opts.jsonl_max_bytes or DEFAULT_JSONL_MAX_BYTES)  # type: ignore[return-value]
+
+
+def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier, lines: TextIO, counts: PeopleCounts | None) -> WebSink | None:
+    """Appends the outputs the options ask for to `sinks` (made before the source, so a wrong
+    option fails before a camera opens); returns the browser view, if asked for."""
+    # A line per frame: asked for (--json), or headless without --events.
+    if opts.as_json or (opts.headless and not opts.events):
+        sinks.append(JsonLinesSink(lines))
+    if opts.events:
+        sinks.append(EventLinesSink(lines))
+    if opts.summary_every is not None:
+        sinks.append(SummarySink(lines, counts, opts.summary_every))
+    if opts.save is not None:
+        _naming_option(lambda: check_video_path(opts.save), before="--save ")
+    web = None
+    if opts.serve is not None:
+        web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf, counts=counts.snapshot if counts is not None else dict)
+        sinks.append(web)
+    if opts.windowed:
+        sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
+    return web
+
+
+def _open_source(opts: LiveOptions) -> FrameSource:
+    if opts.camera is not None:
+        return open_camera(opts.camera.kind, opts.camera.device, opts.camera_size)
+    source = open_video(opts.video)
+    if opts.realtime:
+        try:
+            return _naming_option(lambda: PacedSource(source), before="--realtime: ")
+        except BaseException:
+            source.close()
+            raise
+    return source
+
+
+def _describe(parts: LiveParts, model: Path, opts: LiveOptions) -> None:
+    """What runs, and where to watch it, on stderr."""
+    if parts.detector is not None:
+        n = parts.detect_every
+        what = f"faces ({parts.detector.name} detector)"
+        what += "; faces detected on every frame" if n == 1 else f"; faces detected on every {n}{_ordinal(n)} frame, boxes tracked between"
+    else:
+        what = "whole frames"
+    click.echo(f"live: {parts.source.name}, classifying {what} with {model.name}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
+    if parts.web is not None:
+        for line in web_sink_lines(parts.web):
+            click.echo(f"live: {line}", err=True)
+
+
+def web_sink_lines(web: WebSink) -> list[str]:
+    """Where to watch, once the live source is open. A token the user gave is never printed
+    (it outlives the run, and stderr is the journal)."""
+    given = "" if web.token.generated else f" (add ?token= with the token from {web.token.source})"
+    lines = [f"watch at {url}{given}" for url in web.urls()]
+    if web.address.loopback:
+        lines.append("only this machine can connect, with the token (from another one: ssh -L, or --serve 0.0.0.0:PORT)")
+    else:
+        lines.append("anyone on the network with this link (token included) can watch; Ctrl-C stops")
+    return lines
+
+
+def _ordinal(n: int) -> str:
+    """The English ordinal suffix of n: 2nd, 3rd, 11th, 21st."""
+    return "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+
+
+WINDOW_ADVICE = "; pass --headless for JSON lines instead (--save FILE also writes the annotated video)"
+
+
+def _naming_option(make: Callable[[], T], *, before: str = "", after: str = "") -> T:
+    """`make()`; a `UsageError` from it gets the command-line option it came from, or advice
+    on which option to use, into its message (library code speaks of files and values only)."""
+    try:
+        return make()
+    except UsageError as exc:
+        raise type(exc)(f"{before}{exc}{after}") from None

@@ -1,0 +1,151 @@
+"""Watch the live loop in a browser: `gclf-infer ... --serve HOST:PORT`.
+
+`WebSink` is one more sink of the live loop (the same `write`/`close` protocol as the JSON
+lines, window and video sinks). Its `write` only keeps a reference to the newest result and
+annotated frame: O(1), no copy, no encoding, no lock, so the model never waits for a viewer.
+A web server in its own thread (gclf.runtime.serve.server, tornado on one asyncio event loop)
+serves:
+
+    /         one page: the newest annotated frame, FPS, dropped frames, model and classes
+    /stream   the annotated frames as MJPEG (multipart/x-mixed-replace), for browsers and VLC
+    /latest   the newest frame's result as JSON (a --headless line's fields, plus the page's)
+    /counts   tracks per label, in total, over the last minute and hour (gclf.runtime.live.people)
+
+Pictures are drawn (by the loop, through `needs_image`) and JPEG-encoded (in the server's
+one encoding thread) only while someone watches /stream, and at most `STREAM_MAX_FPS` times
+a second: on a Pi they share the cores with the model. Each picture is encoded once,
+whatever the number of viewers.
+
+Private by default: without a host it binds 127.0.0.1. Every address, loopback included,
+needs a token (from `--token-file`, `$GCLF_SERVE_TOKEN` or `--token`; else generated and
+printed with the URL, as Jupyter does) and every request without it gets 403. A token the
+user gave is never printed. The page trades the URL's token for an HttpOnly cookie.
+
+This module imports no web library, so that `--serve` without the `serve` extra can say
+so in one sentence; the tornado side (gclf.runtime.serve.server) is imported when a
+`WebSink` is made. The address and token rules are gclf.runtime.serve.access, what is
+served gclf.runtime.serve.content.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from gclf.runtime.errors import MissingDependencyError
+from gclf.runtime.log import warn
+from gclf.runtime.serve.access import ServeAddress, ServeToken, page_url, parse_serve_address, reachable_hosts, resolve_token
+from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gclf.runtime.classifier import Classifier
+    from gclf.runtime.live.frames import FrameResult
+
+
+class WebSink:
+    """A live-loop sink that serves the newest frame over HTTP (see the module's docstring).
+
+    Made before the source is opened: binding the port (and finding the web library) fails
+    here with a clear error. `close()` stops the server and closes every connection.
+    """
+
+    def __init__(
+        self,
+        address: ServeAddress,
+        *,
+        token: ServeToken | str,
+        model: ModelInfo,
+        counts: Callable[[], dict[str, Any]] = dict,
+        max_viewers: int = MAX_VIEWERS,
+        max_fps: float = STREAM_MAX_FPS,
+        write_timeout_s: float = WRITE_TIMEOUT_S,
+        report: Callable[[str], None] | None = None,
+        **limits: Any,
+    ) -> None:
+        """`token`: a `ServeToken` (resolve_token), or a plain string, taken as given (not
+        printed). `report`: where the server's own trouble goes (default: a line on stderr).
+        `counts`: /counts's body (PeopleCounts.snapshot). `limits`: server.WebServer's
+        max_connections, max_per_address, header_timeout_s."""
+        # Asked first, so a missing extra is one sentence, not an ImportError from inside the server.
+        if importlib.util.find_spec("tornado") is None:
+            raise MissingDependencyError(f"--serve needs the web server extra: {INSTALL_HINT}")
+        from gclf.runtime.serve.server import WebServer  # here: tornado loads only when --serve is used
+
+        self.address = address
+        self.token = token if isinstance(token, ServeToken) else ServeToken(token, "the caller")
+        self.model = model
+        self._latest: Snapshot | None = None  # the newest frame
+        self._latest_image: Snapshot | None = None  # the newest frame that came with its picture
+        self._seq = 0
+        self._image_interval = 1.0 / max_fps
+        self._next_image_at = 0.0  # time.monotonic() from which the next picture is wanted
+        self._server = WebServer(
+            address.host,
+            address.port,
+            token=self.token.value,
+            loopback_only=address.loopback,
+            latest=lambda: self._latest,
+            latest_image=lambda: self._latest_image,
+            model=model,
+            counts=counts,
+            max_viewers=max_viewers,
+            max_fps=max_fps,
+            write_timeout_s=write_timeout_s,
+            report=report or warn,
+            **limits,
+        )
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    def urls(self) -> list[str]:
+        """The page's address(es): with the token when it was generated for this run (the
+        one way to learn it), without it when the user gave it (never printed)."""
+        shown = self.token.value if self.token.generated else None
+        return [page_url(host, self.port, shown) for host in reachable_hosts(self.address)]
+
+    @property
+    def open_connections(self) -> int:
+        return self._server.open_connections
+
+    @property
+    def connection_limits(self) -> tuple[int, int]:
+        """(total, per address): see serve_http.connection_limits."""
+        return self._server.max_connections, self._server.max_per_address
+
+    @property
+    def needs_image(self) -> bool:
+        """Annotated frames are wanted only while someone watches /stream, and no more often
+        than they can be encoded: drawing takes the loop's own time (about 1 ms a frame)."""
+        return self._server.viewers > 0 and time.monotonic() >= self._next_image_at
+
+    @property
+    def viewers(self) -> int:
+        return self._server.viewers
+
+    def write(self, result: "FrameResult", annotated: "np.ndarray | None") -> bool:
+        # O(1) on the loop's thread: one reference replaced (atomic in Python), and the
+        # server's event loop woken only when a viewer waits for the frame.
+        self._seq += 1
+        snapshot = Snapshot(self._seq, result, annotated, result.dropped)
+        self._latest = snapshot
+        if annotated is not None:
+            self._latest_image = snapshot
+            self._next_image_at = time.monotonic() + self._image_interval
+            self._server.frame_arrived()  # only pictures wake the viewers
+        return True
+
+    def close(self) -> None:
+        self._server.close()
+
+
+def make_web_sink(serve: str, token: str | None, token_file: Path | None, model: Path, clf: Classifier, **kwargs: Any) -> WebSink:
+    """The --serve sink, bound and serving (no frame yet), for gclf-infer's options."""
+    address = parse_serve_address(serve)
+    info = ModelInfo(model.name, clf.metadata.variant, tuple(clf.class_names))
+    return WebSink(address, token=resolve_token(token, token_file), model=info, report=warn, **kwargs)
