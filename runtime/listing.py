@@ -1,17 +1,20 @@
-"""Finding and identifying input files: image listing, the command line's inputs, file hashes.
+"""Finding input files: image listing and the command line's inputs.
 
-Torch-free so that training, export and the runtime share it.
+Torch-free so that training, export and the runtime share it. Listing only names files:
+reading them goes through `gclf.runtime.files` (regular files only), so a FIFO, socket or
+device found in a folder under an image's name is refused by name when it is read, and the
+other files are read as usual.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 from gclf.runtime.errors import UsageError
+from gclf.runtime.files import sha256_file  # noqa: F401 (its home is gclf.runtime.files; callers import it from here too)
 
 # Extensions OpenCV decodes everywhere (its wheels bundle these codecs).
 IMAGE_EXTENSIONS = frozenset(
@@ -76,10 +79,3 @@ def expand_inputs(paths: Sequence[Path], *, on_error: OnFolderError = _warn_unre
             raise UsageError(f"{path}: no such file or folder")
     return result
 
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
