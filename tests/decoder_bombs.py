@@ -3,7 +3,8 @@ memory before any pixel is decoded: the decoder bombs the tests and
 `benchmarks/decode_attack.py` share (one builder each).
 
 Every builder writes a small, real file that OpenCV decodes (or tries to) at the size its
-decoder reads, far over gclf's pixel cap, and returns its path; `BOMBS` names them all.
+decoder reads, far over gclf's pixel cap, and returns its path; `BOMBS` names them all. The
+builders that take `side` also make the same structure at a harmless size (the fuzz seeds).
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import numpy as np
 SIDE = 20000  # the size the decoders read: 400 megapixels, 1.2 GB as 8-bit RGB
 
 
-def jpeg_stuffing_after_soi(path: Path) -> Path:
+def jpeg_stuffing_after_soi(path: Path, side: int = SIDE) -> Path:
     """`FF 00` and two bytes after SOI: a parser that reads it as a segment with a length skips
     the real frame header; libjpeg discards the pair as stuffing and decodes 20000x20000."""
     data = bytearray(cv2.imencode(".jpg", np.zeros((16, 16, 3), np.uint8))[1].tobytes())
     sof = data.find(b"\xff\xc0")
-    data[sof + 5:sof + 9] = SIDE.to_bytes(2, "big") * 2  # height, width
+    data[sof + 5:sof + 9] = side.to_bytes(2, "big") * 2  # height, width
     path.write_bytes(b"\xff\xd8\xff\x00\xfe\xfe" + bytes(data[2:]))
     return path
 
@@ -43,10 +44,10 @@ def _riff(body: bytes) -> bytes:
     return b"RIFF" + struct.pack("<I", 4 + len(body)) + b"WEBP" + body
 
 
-def webp_raw_vp8l(path: Path) -> Path:
+def webp_raw_vp8l(path: Path, side: int = 16384) -> Path:
     """A raw VP8L bitstream right after `WEBP`, without a chunk header: libwebp reads it as
     the image (16384x16384, the format's largest), a parser that expects chunks finds none."""
-    path.write_bytes(_riff(_lossless_vp8l(16384, 16384) + bytes(16)))  # libwebp's header read wants 32 bytes
+    path.write_bytes(_riff(_lossless_vp8l(side, side) + bytes(16)))  # libwebp's header read wants 32 bytes
     return path
 
 
@@ -65,24 +66,24 @@ def webp_many_chunks(path: Path, n_chunks: int = 12_000_000) -> Path:
     return path
 
 
-def _pbm(path: Path, header: bytes) -> Path:
-    """A binary PBM of SIDE x SIDE white pixels (one bit each: 50 MB, written sparse)."""
+def _pbm(path: Path, header: bytes, side: int) -> Path:
+    """A binary PBM of side x side white pixels (one bit each: 50 MB at SIDE, written sparse)."""
     with open(path, "wb") as out:
         out.write(header)
-        out.truncate(len(header) + SIDE // 8 * SIDE)
+        out.truncate(len(header) + (side + 7) // 8 * side)
     return path
 
 
-def pbm_long_comment(path: Path) -> Path:
+def pbm_long_comment(path: Path, side: int = SIDE) -> Path:
     """A comment longer than 4 KB before the size: a parser that reads only the first 4 KB
     finds no size; OpenCV reads on to 20000x20000."""
-    return _pbm(path, b"P4\n#" + b"x" * 5000 + f"\n{SIDE} {SIDE}\n".encode())
+    return _pbm(path, b"P4\n#" + b"x" * 5000 + f"\n{side} {side}\n".encode(), side)
 
 
-def pbm_comment_ending_in_cr(path: Path) -> Path:
+def pbm_comment_ending_in_cr(path: Path, side: int = SIDE) -> Path:
     """A comment ended by a carriage return: OpenCV ends comments at `\\r` as at `\\n`; a parser
     that waits for `\\n` swallows the size into the comment."""
-    return _pbm(path, f"P4\n# made by a scanner\r{SIDE} {SIDE}\n".encode())
+    return _pbm(path, f"P4\n# made by a scanner\r{side} {side}\n".encode(), side)
 
 
 def _tiff(entries: list[tuple[int, int, int]], n_strips: int, strip: bytes) -> bytes:
@@ -110,23 +111,23 @@ def _tiff(entries: list[tuple[int, int, int]], n_strips: int, strip: bytes) -> b
     return b"II*\x00" + struct.pack("<I", ifd_at) + ifd + tables + strip
 
 
-def _grey_deflate_tiff(size_entries: list[tuple[int, int, int]]) -> bytes:
-    """SIDE x SIDE grey pixels in strips of 2 rows of zeros, deflated (about 80 KB)."""
+def _grey_deflate_tiff(size_entries: list[tuple[int, int, int]], side: int) -> bytes:
+    """side x side grey pixels in strips of 2 rows of zeros, deflated (about 80 KB at SIDE)."""
     rows_per_strip = 2
-    strip = zlib.compress(bytes(SIDE * rows_per_strip), 9)
+    strip = zlib.compress(bytes(side * rows_per_strip), 9)
     common = [(258, 3, 8), (259, 3, 8), (262, 3, 1), (277, 3, 1), (278, 4, rows_per_strip)]
-    return _tiff(size_entries + common, SIDE // rows_per_strip, strip)
+    return _tiff(size_entries + common, (side + rows_per_strip - 1) // rows_per_strip, strip)
 
 
-def tiff_slong_size(path: Path) -> Path:
+def tiff_slong_size(path: Path, side: int = SIDE) -> Path:
     """ImageWidth and ImageLength stored as SLONG: libtiff reads any integer type."""
-    path.write_bytes(_grey_deflate_tiff([(256, 9, SIDE), (257, 9, SIDE)]))
+    path.write_bytes(_grey_deflate_tiff([(256, 9, side), (257, 9, side)], side))
     return path
 
 
-def tiff_duplicated_size(path: Path) -> Path:
-    """ImageWidth and ImageLength each twice, 20000 then 16: libtiff keeps the first."""
-    path.write_bytes(_grey_deflate_tiff([(256, 4, SIDE), (256, 4, 16), (257, 4, SIDE), (257, 4, 16)]))
+def tiff_duplicated_size(path: Path, side: int = SIDE) -> Path:
+    """ImageWidth and ImageLength each twice, `side` then 16: libtiff keeps the first."""
+    path.write_bytes(_grey_deflate_tiff([(256, 4, side), (256, 4, 16), (257, 4, side), (257, 4, 16)], side))
     return path
 
 
