@@ -184,7 +184,7 @@ class Classifier:
             per_input = 4 * 3 * self.spec.input_height * self.spec.input_width
             raise BadModelError(
                 f"{self.path}: not enough memory to run this model, whose {self.spec.input_width}x{self.spec.input_height} "
-                f"input takes {per_input / 1e6:.0f} MB an image (here {max(n_inputs, 1)} at a time); use a smaller batch "
+                f"input takes {per_input / 1e6:.0f} MB an image (in batches of up to {max(n_inputs, 1)}); use a smaller batch "
                 "or a model with a smaller input"
             ) from None
 
