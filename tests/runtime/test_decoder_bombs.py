@@ -21,7 +21,7 @@ import pytest
 from decoder_bombs import BOMBS, webp_many_chunks, write_bombs
 from gclf.runtime import decode as decode_module
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.decode import MAX_HEADER_ITEMS, MAX_IMAGE_PIXELS, decode_image
+from gclf.runtime.decode import MAX_HEADER_ITEMS, MAX_IMAGE_PIXELS, check_frame_size, decode_image
 from gclf.runtime.errors import EXIT_PARTIAL, ImageDecodeError
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf.train.scan import ImageStore, scan_folders
@@ -152,3 +152,12 @@ def test_the_api_and_trainings_scan_refuse_every_bomb_in_one_run_under_300_mb(tm
         assert re.match(rf"{path}: {REFUSALS[name]}", found["api"][str(path)]), found["api"]
         assert re.match(REFUSALS[name], found["scan"][str(path)]), found["scan"]
     assert peak < PEAK_LIMIT, f"peak memory {peak / 1e6:.0f} MB"
+
+
+def test_frames_from_cameras_and_streams_are_held_to_the_same_cap(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_frame_size((1080, 1920, 3), source="camera 0")  # a camera's frame passes
+    with pytest.raises(ImageDecodeError, match=rf"^rtsp://cam/stream: image too large \(10000x8000 pixels; gclf reads images of up to {MAX_IMAGE_PIXELS // 1_000_000} megapixels"):
+        check_frame_size((8000, 10000, 3), source="rtsp://cam/stream")
+    monkeypatch.setenv("GCLF_MAX_IMAGE_PIXELS", str(1920 * 1080 - 1))
+    with pytest.raises(ImageDecodeError, match=r"^camera 0: image too large \(1920x1080 pixels"):
+        check_frame_size((1080, 1920), source="camera 0")
