@@ -23,7 +23,7 @@ from gclf.runtime.errors import GclfError, UsageError
 
 # What each kind of non-regular file is called in a refusal.
 _KINDS = (
-    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
     (stat.S_ISSOCK, "a socket"),
     (stat.S_ISCHR, "a character device"),
     (stat.S_ISBLK, "a block device"),
@@ -33,14 +33,14 @@ _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY
 
 
 def not_regular(mode: int) -> str | None:
-    """What a file of this `st_mode` is, when it is not a regular file ("a FIFO (named pipe)", ...)."""
+    """What a file of this `st_mode` is, when it is not a regular file ("a named pipe (FIFO)", ...)."""
     if stat.S_ISREG(mode):
         return None
-    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+    return next((name for test, name in _KINDS if test(mode)), "a special file")
 
 
 def _refusal(path: str | os.PathLike, kind: str, error: type[GclfError]) -> GclfError:
-    return error(f"{path}: not a regular file ({kind}); gclf reads only regular files")
+    return error(f"{path}: {kind}, not a regular file (gclf reads only regular files)")
 
 
 def open_regular_file(path: str | os.PathLike, *, error: type[GclfError] = UsageError) -> BinaryIO:

@@ -93,19 +93,19 @@ def test_a_fifo_image_is_refused_by_name_at_once(tmp_path: Path) -> None:
     error = _refused(lambda: decode_image(fifo), fifo)
 
     assert isinstance(error, ImageDecodeError)
-    assert str(error) == f"{fifo}: not a regular file (a FIFO (named pipe)); gclf reads only regular files"
+    assert str(error) == f"{fifo}: a named pipe (FIFO), not a regular file (gclf reads only regular files)"
 
 
 def test_dev_zero_is_refused_without_reading_it() -> None:
     error = _refused(lambda: decode_image("/dev/zero"))
 
-    assert isinstance(error, ImageDecodeError) and str(error).startswith("/dev/zero: not a regular file (a character device)")
+    assert isinstance(error, ImageDecodeError) and str(error).startswith("/dev/zero: a character device, not a regular file")
 
 
 def test_a_socket_is_refused_by_name(unix_socket: Path) -> None:
     error = _refused(lambda: decode_image(unix_socket))
 
-    assert isinstance(error, ImageDecodeError) and str(error).startswith(f"{unix_socket}: not a regular file (a socket)")
+    assert isinstance(error, ImageDecodeError) and str(error).startswith(f"{unix_socket}: a socket, not a regular file")
 
 
 def test_a_fifo_model_is_a_bad_model_named_at_once(tmp_path: Path) -> None:
@@ -113,7 +113,7 @@ def test_a_fifo_model_is_a_bad_model_named_at_once(tmp_path: Path) -> None:
 
     error = _refused(lambda: Classifier(fifo), fifo)
 
-    assert isinstance(error, BadModelError) and str(error).startswith(f"{fifo}: not a regular file (a FIFO")
+    assert isinstance(error, BadModelError) and str(error).startswith(f"{fifo}: a named pipe (FIFO), not a regular file")
 
 
 def test_the_helpers_for_other_files_refuse_the_same_way(tmp_path: Path) -> None:
@@ -121,9 +121,9 @@ def test_the_helpers_for_other_files_refuse_the_same_way(tmp_path: Path) -> None
     fifo = _fifo(tmp_path / "token")
     for call in (lambda: open_regular_file(fifo), lambda: read_regular_file(fifo, max_bytes=4096), lambda: sha256_file(fifo)):
         error = _refused(call, fifo)
-        assert isinstance(error, UsageError) and str(error).startswith(f"{fifo}: not a regular file (a FIFO")
+        assert isinstance(error, UsageError) and str(error).startswith(f"{fifo}: a named pipe (FIFO), not a regular file")
     error = _refused(lambda: read_regular_file("/dev/zero", max_bytes=4096))
-    assert str(error).startswith("/dev/zero: not a regular file (a character device)")
+    assert str(error).startswith("/dev/zero: a character device, not a regular file")
     big = tmp_path / "big.txt"
     big.write_bytes(b"x" * 5000)
     with pytest.raises(UsageError, match=rf"^{big}: file too large \(5000 bytes; gclf reads at most 4096 here\)"):
@@ -141,7 +141,7 @@ def test_trainings_scan_skips_a_fifo_in_a_class_folder_by_name(tmp_path: Path) -
 
     assert error is None
     assert scan.class_counts() == {"blue": 2, "red": 2}
-    assert dict(scan.skipped) == {str(fifo): "not a regular file (a FIFO (named pipe)); gclf reads only regular files"}
+    assert dict(scan.skipped) == {str(fifo): "a named pipe (FIFO), not a regular file (gclf reads only regular files)"}
 
 
 def _gclf_infer(*args: str) -> subprocess.CompletedProcess:
@@ -160,7 +160,7 @@ def test_gclf_infer_names_a_fifo_given_on_the_command_line_and_classifies_the_re
         _release(fifo)
 
     assert run.returncode == EXIT_PARTIAL, run.stderr
-    assert f"skipped: {fifo}: not a regular file (a FIFO (named pipe))" in run.stderr
+    assert f"skipped: {fifo}: a named pipe (FIFO), not a regular file" in run.stderr
     assert str(good) in run.stdout and "1 classified, 1 skipped" in run.stderr
 
 
@@ -175,6 +175,6 @@ def test_gclf_infer_names_a_fifo_and_a_socket_inside_a_folder_and_classifies_the
         _release(fifo)
 
     assert run.returncode == EXIT_PARTIAL, run.stderr
-    assert f"skipped: {fifo}: not a regular file (a FIFO (named pipe))" in run.stderr
-    assert f"skipped: {unix_socket}: not a regular file (a socket)" in run.stderr
+    assert f"skipped: {fifo}: a named pipe (FIFO), not a regular file" in run.stderr
+    assert f"skipped: {unix_socket}: a socket, not a regular file" in run.stderr
     assert all(str(path) in run.stdout for path in good) and "2 classified, 2 skipped" in run.stderr
