@@ -17,12 +17,19 @@ names the default one.
 
 The names below are imported on first use, not here: `gclf-infer --help` must start fast,
 and numpy/OpenCV/onnxruntime alone take a few hundred milliseconds to import on a small CPU.
+
+Importing this package sets OpenCV's own image-size limits from gclf's pixel cap
+(`gclf.runtime.limits`), before any of gclf imports OpenCV: import it before cv2.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from gclf.runtime.limits import limit_opencv_decoders
+
+limit_opencv_decoders()  # OpenCV reads its limits once, when it loads: this must come first
 
 # The public API: name -> the module that defines it.
 _API = {

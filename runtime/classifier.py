@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
@@ -19,6 +20,7 @@ from gclf.runtime.faces.choice import resolve_face_detection, resolve_face_margi
 from gclf.runtime.faces.crops import NO_FACE_ACTIONS, faces_to_model_input
 from gclf.runtime.faces.detectors import Box, FaceDetector, make_detector
 from gclf.runtime.log import warn
+from gclf.runtime.files import require_regular_file
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch
 
@@ -101,8 +103,9 @@ class Classifier:
         import onnxruntime as ort
 
         self.path = Path(model_path)
-        if not self.path.is_file():
+        if not self.path.exists():
             raise BadModelError(f"{self.path}: no such model file")
+        require_regular_file(self.path, error=BadModelError)  # a FIFO or device is refused at once, never waited on
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
@@ -154,8 +157,35 @@ class Classifier:
             raise BadModelError(f"{self.path}: onnxruntime failed running the model ({_short(exc)})") from None
 
     def predict_input(self, batch: np.ndarray) -> list[Prediction]:
-        """Model input (N, 3, H, W) float32, already preprocessed -> predictions."""
-        return [self.prediction(p) for p in softmax(self.logits(batch))]
+        """Model input (N, 3, H, W) float32, already preprocessed -> predictions.
+
+        Outputs that are not finite numbers (NaN, infinity: damaged weights, or a model
+        exported from a diverged training) are a `BadModelError` naming the model, so no
+        NaN ever reaches a result, a table or a JSON line."""
+        with self._memory_for(len(batch)):
+            logits = self.logits(batch)
+            finite = np.isfinite(logits).all(axis=1)
+            if not finite.all():
+                raise BadModelError(
+                    f"{self.path}: the model's output is not a number (NaN or infinity) for {int((~finite).sum())} of "
+                    f"{len(finite)} inputs; the file is damaged or was exported from a diverged training"
+                )
+            return [self.prediction(p) for p in softmax(logits)]
+
+    @contextlib.contextmanager
+    def _memory_for(self, n_inputs: int) -> Iterator[None]:
+        """Turn running out of memory for this model's inputs into one sentence naming the
+        model (BadModelError, exit 6): a model whose input is far larger than GoogLeNet's
+        224x224 needs memory in proportion (4096x4096 is 201 MB an image as float32)."""
+        try:
+            yield
+        except MemoryError:
+            per_input = 4 * 3 * self.spec.input_height * self.spec.input_width
+            raise BadModelError(
+                f"{self.path}: not enough memory to run this model, whose {self.spec.input_width}x{self.spec.input_height} "
+                f"input takes {per_input / 1e6:.0f} MB an image (in batches of up to {max(n_inputs, 1)}); use a smaller batch "
+                "or a model with a smaller input"
+            ) from None
 
     def prediction(self, probabilities: np.ndarray) -> Prediction:
         """One row of softmax probabilities -> its `Prediction`."""
@@ -175,7 +205,9 @@ class Classifier:
             return []
         # Decoded files join the arrays' channel order (a view, no copy): one batch for all.
         arrays = [array if order == color else array[..., ::-1] for array, order in (_load(i, color) for i in images)]
-        return self.predict_input(preprocess_batch(arrays, self.spec, color=color))
+        with self._memory_for(len(arrays)):
+            batch = preprocess_batch(arrays, self.spec, color=color)
+        return self.predict_input(batch)
 
     def predict_faces(
         self, image: Image, *, color: str = "rgb", detector: FaceDetector | None = None, margin: float | None = None
@@ -197,7 +229,9 @@ class Classifier:
             )
         array, order = _load(image, color)
         bgr = np.ascontiguousarray(array[..., ::-1] if order == "rgb" else array)  # detectors take OpenCV's order
-        prepared = self._prepare_faces(bgr, detector or self._model_detector(), self._face_margin(margin), no_face="skip")
+        detector, margin = detector or self._model_detector(), self._face_margin(margin)
+        with self._memory_for(1):
+            prepared = self._prepare_faces(bgr, detector, margin, no_face="skip")
         faces, _ = self._run_prepared([prepared])[0]
         return list(faces)
 
@@ -245,7 +279,7 @@ class Classifier:
             except ImageDecodeError as exc:
                 return str(exc)
 
-        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool:
+        with ThreadPoolExecutor(max_workers=DECODE_WORKERS) as pool, self._memory_for(batch_size):
             pending: list[tuple[Path, _Prepared]] = []
             n_rows = 0
             for path, item in zip(paths, bounded_map(pool, load, paths, ahead=2 * batch_size)):

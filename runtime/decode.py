@@ -1,9 +1,11 @@
 """Safe decoding: untrusted image bytes -> RGB uint8 (H, W, 3), or an `ImageDecodeError`.
 
 The first step of the preprocessing contract (`gclf.runtime.preprocess`), and the one place
-where untrusted bytes meet the decoders. Before OpenCV sees a file, its format is sniffed
-from its signature (only formats whose headers are checked here are decoded) and its header's
-size is checked, so a decompression bomb is refused before memory is allocated. After
+where untrusted bytes meet the decoders. Only regular files are read (`gclf.runtime.files`).
+Before OpenCV sees a file, its format is sniffed from its signature (only formats whose
+headers are checked here are decoded) and its header's size is checked the way the decoder
+itself will read it, so a decompression bomb is refused by name before memory is allocated;
+OpenCV's own limits, set from the same cap (`gclf.runtime.limits`), stand behind this. After
 decoding, EXIF orientation, grey, 16-bit and alpha are handled explicitly, so nothing depends
 on OpenCV's implicit defaults; the spec names what happened (`GREY_TO_RGB`, ...).
 """
@@ -11,20 +13,24 @@ on OpenCV's implicit defaults; the spec names what happened (`GREY_TO_RGB`, ...)
 from __future__ import annotations
 
 import os
+import re
+import warnings
 
 import cv2
 import numpy as np
 
-from gclf.runtime.errors import ImageDecodeError, UsageError
+from gclf.runtime.errors import ImageDecodeError
+from gclf.runtime.files import open_regular_file
+from gclf.runtime.limits import (  # noqa: F401 (MAX_IMAGE_*, *_ENV: callers import the caps from here)
+    BYTES_ENV,
+    MAX_IMAGE_BYTES,
+    MAX_IMAGE_PIXELS,
+    PIXELS_ENV,
+    max_image_bytes,
+    max_image_pixels,
+    opencv_limits_in_force,
+)
 
-# Sized for a small device (a Raspberry Pi with 1 to 4 GB): an image of more pixels, or a file
-# of more bytes, is refused by name before a decoder allocates anything. The largest allowed
-# 8-bit RGBA image needs about 200 MB decoded plus 150 MB as RGB. Raise them for a larger
-# machine with $GCLF_MAX_IMAGE_PIXELS and $GCLF_MAX_IMAGE_BYTES (docs/security.md).
-MAX_IMAGE_PIXELS = 50_000_000  # e.g. 8192x6104; phone photos are 12 to 50 megapixels
-MAX_IMAGE_BYTES = 100_000_000
-PIXELS_ENV = "GCLF_MAX_IMAGE_PIXELS"
-BYTES_ENV = "GCLF_MAX_IMAGE_BYTES"
 _COMPOSITE_ROWS_BYTES = 4 << 20  # alpha compositing works on bands of rows of about this many bytes
 # 16-bit, alpha and grey handling, named so that the model's metadata says what happened.
 DEPTH_16_TO_8 = "scale_65535_to_255"
@@ -38,40 +44,56 @@ def _label(source: str | os.PathLike | bytes, name: str | None) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray, memoryview)) else str(source)
 
 
-def _limit(env: str, default: int) -> int:
-    text = os.environ.get(env)
-    if not text:
-        return default
-    if not text.strip().isdigit() or int(text) <= 0:
-        raise UsageError(f"${env} must be a positive whole number, got {text!r}")
-    return int(text)
-
-
-def max_image_pixels() -> int:
-    """The pixel cap: MAX_IMAGE_PIXELS, or $GCLF_MAX_IMAGE_PIXELS where set."""
-    return _limit(PIXELS_ENV, MAX_IMAGE_PIXELS)
-
-
-def max_image_bytes() -> int:
-    """The file-size cap: MAX_IMAGE_BYTES, or $GCLF_MAX_IMAGE_BYTES where set."""
-    return _limit(BYTES_ENV, MAX_IMAGE_BYTES)
-
-
 def _too_big_file(label: str, n_bytes: int, cap: int) -> ImageDecodeError:
     return ImageDecodeError(f"{label}: file too large ({n_bytes} bytes; gclf reads image files of up to {cap // 1_000_000} MB, ${BYTES_ENV} raises it)")
 
 
 def read_image_bytes(path: str | os.PathLike) -> bytes:
-    """Read a file for decoding; an unreadable or too large file is an `ImageDecodeError` naming it."""
+    """Read a file for decoding; an unreadable or too large file, or one that is not a regular
+    file (a FIFO, a device, a socket: refused at once), is an `ImageDecodeError` naming it."""
     cap = max_image_bytes()
-    try:
-        with open(path, "rb") as fh:
+    with open_regular_file(path, error=ImageDecodeError) as fh:
+        try:
             data = fh.read(cap + 1)  # never more than the cap, whatever the file's size
-    except OSError as exc:
-        raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from None
-    if len(data) > cap:
-        raise _too_big_file(str(path), os.path.getsize(path), cap)
+            if len(data) > cap:
+                raise _too_big_file(str(path), os.fstat(fh.fileno()).st_size, cap)
+        except OSError as exc:
+            raise ImageDecodeError(f"{path}: cannot read file ({exc.strerror or exc})") from None
     return data
+
+
+def _too_large(label: str, width: int, height: int, cap: int) -> ImageDecodeError:
+    return ImageDecodeError(
+        f"{label}: image too large ({width}x{height} pixels; gclf reads images of up to "
+        f"{cap // 1_000_000} megapixels, ${PIXELS_ENV} raises it)"
+    )
+
+
+def check_frame_size(shape: tuple[int, ...], *, source: str = "frame") -> None:
+    """Refuse a decoded frame (a camera's, a network stream's) of more pixels than the cap,
+    as an `ImageDecodeError` naming `source`; `shape` is the array's (height, width, ...)."""
+    height, width = int(shape[0]), int(shape[1])
+    cap = max_image_pixels()
+    if height * width > cap:
+        raise _too_large(source, width, height, cap)
+
+
+_warned_unguarded = False
+
+
+def _warn_once_if_opencv_unguarded() -> None:
+    """OpenCV's own limits hold only when gclf.runtime was imported before cv2; say so once."""
+    global _warned_unguarded
+    if _warned_unguarded or opencv_limits_in_force():
+        return
+    _warned_unguarded = True
+    warnings.warn(
+        "OpenCV was imported before gclf.runtime, so its decoders run without gclf's image-size limits "
+        "(OPENCV_IO_MAX_IMAGE_PIXELS); gclf's header check still refuses images over the cap. "
+        "Import gclf.runtime before cv2 to have both.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def decode_image(source: str | os.PathLike | bytes, *, name: str | None = None) -> np.ndarray:
@@ -90,10 +112,11 @@ def decode_image(source: str | os.PathLike | bytes, *, name: str | None = None) 
     kind = _sniff_format(data)
     if kind is None:
         raise ImageDecodeError(f"{label}: not a readable image (not {', '.join(DECODED_FORMATS)})")
-    _refuse_huge(_header_size(kind, data), len(data), label)
-    problem = _png_chunk_problem(data) if kind == "PNG" else None
-    if problem:
-        raise ImageDecodeError(f"{label}: not a readable image (corrupt or truncated PNG data: {problem})")
+    try:
+        _refuse_huge(_header_size(kind, data), len(data), label)
+    except _Unreadable as exc:
+        raise ImageDecodeError(f"{label}: not a readable image ({exc})") from None
+    _warn_once_if_opencv_unguarded()
     try:
         # JPEG: IMREAD_COLOR applies the EXIF orientation and converts grey/CMYK to 3
         # channels; JPEG has no alpha or 16-bit to lose. Other formats: decode unchanged
@@ -107,8 +130,12 @@ def decode_image(source: str | os.PathLike | bytes, *, name: str | None = None) 
             img = _apply_exif_orientation(img, _exif_orientation(kind, data))
         return _to_rgb8(img, label)
     except cv2.error as exc:
-        reason = "image too large" if "MAX_IMAGE_PIXELS" in str(exc) else f"not a readable image ({_first_line(exc)})"
-        raise ImageDecodeError(f"{label}: {reason}") from None
+        if "MAX_IMAGE_" in str(exc):  # OpenCV's own limit (validateInputImageSize), set from the cap
+            raise ImageDecodeError(
+                f"{label}: image too large (OpenCV's decoder refused its size; gclf reads images of up to "
+                f"{max_image_pixels() // 1_000_000} megapixels, ${PIXELS_ENV} raises it)"
+            ) from None
+        raise ImageDecodeError(f"{label}: not a readable image ({_first_line(exc)})") from None
     except MemoryError:
         raise ImageDecodeError(f"{label}: not enough memory to decode this image") from None
 
@@ -119,10 +146,24 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --- cheap header parsing: refuse huge images before a decoder allocates them -----------
+#
+# Each parser reads a header the way the decoder OpenCV calls reads it (libjpeg, libwebp,
+# libtiff, OpenCV's own PxM and PNG readers), so that a file cannot tell gclf one size and
+# the decoder another; the fuzz tests hold every parser to the size the decoder decodes. None
+# means "no size found": the decoder then fails on the file, or OpenCV's own limit applies.
 
 # The formats gclf decodes (IMAGE_EXTENSIONS' formats, plus GIF); anything else is refused
 # by its signature, so only decoders whose headers are checked below ever see user bytes.
 DECODED_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WebP", "PNM", "GIF")
+
+# A parser looks at no more than this many segments, chunks, directory entries or comments:
+# real files have a few dozen before their size, so a file that needs more is refused as
+# unreadable instead of walked whole (a 100 MB file can hold 12 million empty chunks).
+MAX_HEADER_ITEMS = 4096
+
+
+class _Unreadable(Exception):
+    """A header no decoder should be given (the reason is the message)."""
 
 
 def _sniff_format(data: bytes) -> str | None:
@@ -152,9 +193,11 @@ def _u32(data: bytes, at: int, order: str) -> int | None:
 
 
 def _header_size(kind: str, data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the file header, or None where the header is unreadable (the
-    decoder then fails on it, or OpenCV's own pixel limit applies)."""
+    """(width, height) as the decoder will read it, or None where no size was found (the
+    decoder then fails on the file, or OpenCV's own limit applies); `_Unreadable` for a
+    header that cannot be read in bounded work."""
     if kind == "PNG":
+        _check_png_chunks(data)
         return (_u32(data, 16, "big"), _u32(data, 20, "big")) if data[12:16] == b"IHDR" and len(data) >= 24 else None
     if kind == "JPEG":
         return _jpeg_size(data)
@@ -181,34 +224,57 @@ def _header_size(kind: str, data: bytes) -> tuple[int, int] | None:
 
 # JPEG start-of-frame markers (SOF0..SOF15 less DHT C4, JPG C8 and DAC CC) carry the size.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_NOT_FF = re.compile(rb"[^\xff]")
 
 
 def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """The first frame header's size, found as libjpeg's marker reader finds it (jdmarker.c):
+    bytes up to the next 0xFF are skipped, 0xFF fill bytes too, and `FF 00` is stuffing, not
+    a marker; RSTn and TEM have no length; a length under 2 skips just the length bytes."""
     at = 2
-    while at + 4 <= len(data):
-        if data[at] != 0xFF:  # junk between segments: libjpeg skips to the next 0xFF, so do we
-            at = data.find(b"\xff", at)
-            if at < 0:
-                return None
+    for _ in range(MAX_HEADER_ITEMS):
+        at = data.find(b"\xff", at)
+        code = _NOT_FF.search(data, at + 1) if at >= 0 else None
+        if code is None:
+            return None
+        marker, at = data[code.start()], code.start() + 1  # `at`: just after the marker
+        if marker == 0x00 or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # stuffing, TEM, RSTn
             continue
-        marker = data[at + 1]
-        if marker == 0xFF:  # fill byte
-            at += 1
-            continue
-        if marker == 0x01 or 0xD0 <= marker <= 0xD7:  # no length field
-            at += 2
-            continue
-        if marker in (0xD9, 0xDA):  # end of image, or scan data before any frame header
+        if marker in (0xD8, 0xD9, 0xDA):  # a second SOI, EOI, or scan data before any frame header: libjpeg fails
             return None
         if marker in _JPEG_SOF:
-            height, width = _u16(data, at + 5, "big"), _u16(data, at + 7, "big")
-            return (width, height) if width is not None else None
-        at += 2 + _u16(data, at + 2, "big")
-    return None
+            height, width = _u16(data, at + 3, "big"), _u16(data, at + 5, "big")
+            return (width, height) if width is not None and height is not None else None
+        length = _u16(data, at, "big")
+        if length is None:
+            return None
+        at += max(length, 2)
+    raise _Unreadable(f"more than {MAX_HEADER_ITEMS} JPEG segments before its frame header")
 
 
-def _tiff_ifd0(data: bytes) -> tuple[str, dict[int, int]] | None:
-    """(byte order, {tag: first value}) of a TIFF structure's first IFD (also EXIF's)."""
+# TIFF field types libtiff reads a one-number tag from (TIFFReadDirEntryLong): size in
+# bytes, signed. A negative value, another type or a count other than 1 fails in libtiff.
+_TIFF_INTEGERS = {1: (1, False), 3: (2, False), 4: (4, False), 6: (1, True), 8: (2, True), 9: (4, True), 13: (4, False), 16: (8, False), 17: (8, True), 18: (8, False)}
+
+
+def _tiff_value(data: bytes, entry: int, order: str) -> int | None:
+    """The number a classic TIFF directory entry holds, as libtiff reads it, or None."""
+    kind, count = _u16(data, entry + 2, order), _u32(data, entry + 4, order)
+    if kind not in _TIFF_INTEGERS or count != 1:
+        return None
+    size, signed = _TIFF_INTEGERS[kind]
+    at = entry + 8 if size <= 4 else _u32(data, entry + 8, order)  # 8-byte values sit at an offset
+    if at + size > len(data):
+        return None
+    value = int.from_bytes(data[at:at + size], order, signed=signed)
+    return value if value >= 0 else None
+
+
+def _tiff_ifd0(data: bytes, *, strict: bool = False) -> tuple[str, dict[int, int | None]] | None:
+    """(byte order, {tag: value}) of a TIFF structure's first directory (also EXIF's). Each
+    tag's first entry counts, as in libtiff, which ignores a repeated tag; None for a value
+    libtiff cannot read as a number. `strict`: a directory of more than MAX_HEADER_ITEMS
+    entries is `_Unreadable` (else only those are read)."""
     order = {b"II": "little", b"MM": "big"}.get(data[:2])
     if order is None:
         return None
@@ -216,72 +282,101 @@ def _tiff_ifd0(data: bytes) -> tuple[str, dict[int, int]] | None:
     count = _u16(data, offset, order) if offset is not None else None
     if count is None:
         return None
-    tags: dict[int, int] = {}
-    for i in range(count):
+    if count > MAX_HEADER_ITEMS and strict:
+        raise _Unreadable(f"its first TIFF directory has {count} entries")
+    tags: dict[int, int | None] = {}
+    for i in range(min(count, MAX_HEADER_ITEMS)):
         entry = offset + 2 + 12 * i
         if entry + 12 > len(data):
             break
-        tag, kind = _u16(data, entry, order), _u16(data, entry + 2, order)
-        # SHORT (3) values sit in the first 2 bytes of the value field, LONG (4) fill it.
-        if kind == 3:
-            tags[tag] = _u16(data, entry + 8, order)
-        elif kind == 4:
-            tags[tag] = _u32(data, entry + 8, order)
+        tag = _u16(data, entry, order)
+        if tag not in tags:
+            tags[tag] = _tiff_value(data, entry, order)
     return order, tags
 
 
 def _tiff_size(data: bytes) -> tuple[int, int] | None:
-    parsed = _tiff_ifd0(data)
-    if parsed is None or 256 not in parsed[1] or 257 not in parsed[1]:
+    parsed = _tiff_ifd0(data, strict=True)
+    if parsed is None:
         return None
     tags = parsed[1]
+    width, height = tags.get(256), tags.get(257)
+    if width is None or height is None:
+        return None  # libtiff fails on a missing or unreadable size
     # ImageWidth, ImageLength; a tiled file's decoder allocates whole tiles, which may be larger.
-    return max(tags[256], tags.get(322, 0)), max(tags[257], tags.get(323, 0))
+    return max(width, tags.get(322) or 0), max(height, tags.get(323) or 0)
 
 
-def _riff_chunks(data: bytes) -> list[tuple[bytes, int, int]]:
-    """(fourcc, start, size) of each chunk of a RIFF (WebP) file."""
-    chunks, at = [], 12
-    while at + 8 <= len(data):
+def _riff_chunks(data: bytes, *, strict: bool = False):
+    """(fourcc, start, size) of a RIFF (WebP) file's chunks, at most MAX_HEADER_ITEMS of them;
+    `strict`: a file with more is `_Unreadable`."""
+    riff_end = min(len(data), 8 + (_u32(data, 4, "little") or 0))
+    at = 12
+    for _ in range(MAX_HEADER_ITEMS):
+        if at + 8 > riff_end:
+            return
         size = _u32(data, at + 4, "little")
-        chunks.append((data[at:at + 4], at + 8, size))
+        yield data[at:at + 4], at + 8, size
         at += 8 + size + (size & 1)
-    return chunks
+    if strict and at + 8 <= riff_end:
+        raise _Unreadable(f"more than {MAX_HEADER_ITEMS} RIFF chunks")
 
 
 def _webp_size(data: bytes) -> tuple[int, int] | None:
-    for fourcc, at, _ in _riff_chunks(data):
-        if len(data) < at + 10:
+    """The size libwebp's WebPGetFeatures reads (OpenCV's decoder calls it on the first 32
+    bytes): an extended file's canvas (VP8X), else the bitstream's own header, in a "VP8 " or
+    "VP8L" chunk or, with no chunk header at all, right after "WEBP"."""
+    fourcc = data[12:16]
+    if fourcc == b"VP8X":  # extended: 24-bit canvas width-1 and height-1
+        if len(data) < 30:
             return None
-        if fourcc == b"VP8X":  # extended: 24-bit canvas width-1 and height-1
-            return int.from_bytes(data[at + 4:at + 7], "little") + 1, int.from_bytes(data[at + 7:at + 10], "little") + 1
-        if fourcc == b"VP8L":  # lossless: 14-bit width-1 and height-1 after the 0x2f signature
-            bits = int.from_bytes(data[at + 1:at + 5], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-        if fourcc == b"VP8 ":  # lossy: 14-bit sizes after the frame tag and start code
-            return _u16(data, at + 6, "little") & 0x3FFF, _u16(data, at + 8, "little") & 0x3FFF
-    return None
+        # libwebp's demuxer (OpenCV reads EXIF through it) stores every chunk of an extended file.
+        for _ in _riff_chunks(data, strict=True):
+            pass
+        return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
+    at = 20 if fourcc in (b"VP8 ", b"VP8L") else 12
+    stream = data[at:at + 10]
+    if len(stream) < 10:
+        return None
+    # A "VP8L" chunk is lossless; without a chunk header, the lossless signature decides.
+    lossless = fourcc == b"VP8L" or (fourcc != b"VP8 " and stream[0] == 0x2F and stream[4] >> 5 == 0)
+    if lossless:  # 14-bit width-1 and height-1 after the 0x2f signature
+        bits = int.from_bytes(stream[1:5], "little")
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    # lossy: 14-bit sizes after the 3-byte frame tag and the start code
+    return int.from_bytes(stream[6:8], "little") & 0x3FFF, int.from_bytes(stream[8:10], "little") & 0x3FFF
+
+
+_PNM_SPACE = re.compile(rb"[ \t\n\r\v\f]+")  # C's isspace
+_PNM_COMMENT = re.compile(rb"#[^\n\r]*")
+_PNM_DIGITS = re.compile(rb"[0-9]+")
 
 
 def _pnm_size(data: bytes) -> tuple[int, int] | None:
-    """Width and height: the first two ASCII numbers after "Pn", skipping # comments."""
+    """Width and height as OpenCV's PxM reader reads them (grfmt_pxm.cpp, ReadNumber): the
+    first two numbers after "Pn", between white space and comments that run from "#" to a
+    "\n" or a "\r"; the byte after each number is consumed with it."""
     numbers: list[int] = []
-    at, end = 2, min(len(data), 4096)
-    while len(numbers) < 2 and at < end:
+    at = 2
+    for _ in range(MAX_HEADER_ITEMS):
+        if len(numbers) == 2:
+            return numbers[0], numbers[1]
         char = data[at:at + 1]
-        if char == b"#":
-            newline = data.find(b"\n", at, end)
-            at = end if newline < 0 else newline + 1
-        elif char.isdigit():
-            start = at
-            while at < end and data[at:at + 1].isdigit():
-                at += 1
-            numbers.append(int(data[start:at]))
-        elif char.isspace():
-            at += 1
-        else:
+        if not char:
             return None
-    return (numbers[0], numbers[1]) if len(numbers) == 2 else None
+        if char == b"#":
+            at = _PNM_COMMENT.match(data, at).end() + 1  # and its "\n" or "\r"
+        elif char.isspace():
+            at = _PNM_SPACE.match(data, at).end()
+        elif char.isdigit():
+            digits = _PNM_DIGITS.match(data, at)
+            significant = digits.group().lstrip(b"0") or b"0"
+            # OpenCV refuses a number over INT_MAX; any such number is far over the cap too.
+            numbers.append(int(significant) if len(significant) <= 10 else 1 << 40)
+            at = digits.end() + 1
+        else:
+            return None  # OpenCV fails on it
+    raise _Unreadable(f"more than {MAX_HEADER_ITEMS} comments and gaps in its PNM header")
 
 
 # A header may claim far more pixels than its file could hold: a corrupt file, or a
@@ -292,19 +387,25 @@ MAX_PIXELS_PER_FILE_BYTE = 10_000
 BOMB_CHECK_FLOOR_PIXELS = 16_000_000
 
 
-def _png_chunk_problem(data: bytes) -> str | None:
-    """Why a PNG's chunk lengths cannot be right, or None. OpenCV's PNG reader allocates a
-    chunk's declared length before reading it: a few flipped bits could cost gigabytes."""
-    at = 8
-    while at + 8 <= len(data):
-        size, kind = _u32(data, at, "big"), data[at + 4:at + 8].decode("latin-1")
+def _check_png_chunks(data: bytes) -> None:
+    """Refuse a PNG whose chunk lengths cannot be right, for the chunks OpenCV's PNG reader reads
+    itself, allocating each chunk's declared length before reading it (a few flipped bits could
+    cost gigabytes): those up to the first IDAT, and for an animation (acTL) up to its second
+    frame or IEND. The rest is libpng's, which bounds what it allocates."""
+    at, animated, seen_idat = 8, False, False
+    for _ in range(MAX_HEADER_ITEMS):
+        if at + 8 > len(data):
+            return
+        size, kind = _u32(data, at, "big"), data[at + 4:at + 8]
         remaining = len(data) - at - 12  # after this chunk's length, type and CRC
         if size > remaining:
-            return f"chunk {kind!r} claims {size} bytes, {max(remaining, 0)} follow"
-        if kind == "IEND":
-            return None
+            raise _Unreadable(f"corrupt or truncated PNG data: chunk {kind.decode('latin-1')!r} claims {size} bytes, {max(remaining, 0)} follow")
+        if kind == b"IEND" or (kind == b"IDAT" and not animated) or (kind == b"fcTL" and seen_idat):
+            return
+        animated |= kind == b"acTL" and not seen_idat
+        seen_idat |= kind == b"IDAT"
         at += 12 + size
-    return None
+    raise _Unreadable(f"more than {MAX_HEADER_ITEMS} PNG chunks before its image data")
 
 
 def _refuse_huge(size: tuple[int, int] | None, n_bytes: int, label: str) -> None:
@@ -313,10 +414,7 @@ def _refuse_huge(size: tuple[int, int] | None, n_bytes: int, label: str) -> None
     pixels = size[0] * size[1]
     cap = max_image_pixels()
     if pixels > cap:
-        raise ImageDecodeError(
-            f"{label}: image too large ({size[0]}x{size[1]} pixels; gclf reads images of up to "
-            f"{cap // 1_000_000} megapixels, ${PIXELS_ENV} raises it)"
-        )
+        raise _too_large(label, size[0], size[1], cap)
     if pixels > max(BOMB_CHECK_FLOOR_PIXELS, MAX_PIXELS_PER_FILE_BYTE * n_bytes):
         raise ImageDecodeError(
             f"{label}: not a readable image (its header claims {size[0]}x{size[1]} pixels, "
@@ -328,18 +426,21 @@ def _refuse_huge(size: tuple[int, int] | None, n_bytes: int, label: str) -> None
 
 
 def _exif_orientation(kind: str, data: bytes) -> int:
-    """The EXIF Orientation tag (1..8) of a PNG eXIf or WebP EXIF chunk; 1 when absent."""
+    """The EXIF Orientation tag (1..8) of a PNG eXIf or WebP EXIF chunk; 1 when absent (or
+    beyond the first MAX_HEADER_ITEMS chunks)."""
     exif = _png_chunk(data, b"eXIf") if kind == "PNG" else next((data[at:at + size] for fourcc, at, size in _riff_chunks(data) if fourcc == b"EXIF"), None)
     if not exif:
         return 1
     parsed = _tiff_ifd0(exif.removeprefix(b"Exif\x00\x00"))
-    value = parsed[1].get(0x0112, 1) if parsed else 1
-    return value if 1 <= value <= 8 else 1
+    value = parsed[1].get(0x0112) if parsed else None
+    return value if value is not None and 1 <= value <= 8 else 1
 
 
 def _png_chunk(data: bytes, wanted: bytes) -> bytes | None:
     at = 8
-    while at + 8 <= len(data):
+    for _ in range(MAX_HEADER_ITEMS):
+        if at + 8 > len(data):
+            return None
         size, kind = _u32(data, at, "big"), data[at + 4:at + 8]
         if kind == wanted:
             return data[at + 8:at + 8 + size]
@@ -367,7 +468,7 @@ def _apply_exif_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
 
 def _to_rgb8(img: np.ndarray, label: str) -> np.ndarray:
     if img.shape[0] * img.shape[1] > max_image_pixels():
-        raise ImageDecodeError(f"{label}: image too large ({img.shape[1]}x{img.shape[0]} pixels)")
+        raise _too_large(label, img.shape[1], img.shape[0], max_image_pixels())
     if img.dtype == np.uint16:
         img = cv2.convertScaleAbs(img, alpha=255.0 / 65535.0)  # rounds to nearest
     elif img.dtype != np.uint8:

@@ -1,6 +1,9 @@
-"""Finding and identifying input files: image listing, the command line's inputs, file hashes.
+"""Finding input files: image listing and the command line's inputs.
 
-Torch-free so that training, export and the runtime share it.
+Torch-free so that training, export and the runtime share it. Listing only names files:
+reading them goes through `gclf.runtime.files` (regular files only), so a FIFO, socket or
+device found in a folder under an image's name is refused by name when it is read, and the
+other files are read as usual.
 """
 
 from __future__ import annotations

@@ -103,16 +103,27 @@ class ModelMetadata:
             return cls(spec=spec, class_names=tuple(classes), variant=props[KEY_VARIANT], training=training, quantization=quant)
         except BadModelError as exc:
             raise BadModelError(f"{source}: {exc}") from None
+        except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:
+            # Values no check above foresaw (a number too large for a float, ...): the file is
+            # untrusted input, so one sentence naming it, never a traceback.
+            raise BadModelError(f"{source}: gclf metadata holds a value gclf cannot use ({type(exc).__name__}: {_short(exc)})") from None
 
 
 def _json(text: str, key: str, kind: type) -> Any:
     try:
         value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadModelError(f"{key} is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise BadModelError(f"{key} is nested too deeply to be gclf metadata") from None
+    except ValueError as exc:  # not JSON, or a number of more digits than Python converts
+        raise BadModelError(f"{key} is not valid JSON ({_short(exc)})") from None
     if not isinstance(value, kind):
         raise BadModelError(f"{key} must be a JSON {kind.__name__}")
     return value
+
+
+def _short(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def _problems(meta: ModelMetadata) -> list[str]:
@@ -132,7 +143,7 @@ def _problems(meta: ModelMetadata) -> list[str]:
     if crop is not None:
         try:
             FaceCropSpec.from_dict(crop)
-        except (ValueError, TypeError) as exc:
+        except (ArithmeticError, TypeError, ValueError) as exc:
             problems.append(f"training.{KEY_FACE_CROP} is not a face-crop record ({exc})")
         if meta.training.get("input_kind") != "faces":
             problems.append(f"training.{KEY_FACE_CROP} is recorded for a model whose input_kind is not faces")

@@ -110,17 +110,28 @@ class PreprocessSpec:
     @classmethod
     def from_json(cls, text: str) -> "PreprocessSpec":
         try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise BadModelError(f"preprocessing spec is not valid JSON: {exc}") from None
+            value = json.loads(text)
+        except RecursionError:
+            raise BadModelError("preprocessing spec is nested too deeply to be a spec") from None
+        except ValueError as exc:  # not JSON, or a number of more digits than Python converts
+            raise BadModelError(f"preprocessing spec is not valid JSON: {str(exc)[:200]}") from None
+        return cls.from_dict(value)
 
 
 def _number_tuple(value: Any, name: str) -> tuple[float, ...]:
     # Only a list of numbers: a JSON string such as "123" would otherwise iterate into
     # (1.0, 2.0, 3.0), and true/false would pass as 1/0; a spec is never guessed.
     if not isinstance(value, (list, tuple)) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        raise BadModelError(f"preprocessing spec is invalid: {name} must be a list of three numbers, got {value!r}")
-    return tuple(float(v) for v in value)
+        raise BadModelError(f"preprocessing spec is invalid: {name} must be a list of three numbers, got {_shown(value)}")
+    try:
+        return tuple(float(v) for v in value)
+    except OverflowError:  # a JSON integer too large for a float (1 followed by 400 zeros)
+        raise BadModelError(f"preprocessing spec is invalid: {name} must be three finite numbers") from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _spec_problems(spec: PreprocessSpec) -> list[str]:

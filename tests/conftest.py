@@ -8,6 +8,8 @@ are three-node graphs that load in milliseconds.
 
 from __future__ import annotations
 
+import gclf.runtime  # noqa: F401  (first: it sets OpenCV's decoder limits, read when cv2 loads, as every command does)
+
 import sys
 import threading
 from dataclasses import dataclass

@@ -60,7 +60,7 @@ def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -
         n_ok += 1
         pred = result.prediction
         if opts.as_json:
-            click.echo(json.dumps({"path": str(result.path), **_prediction_json(pred)}))
+            click.echo(json.dumps({"path": str(result.path), **_prediction_json(pred)}, allow_nan=False))  # NaN never reaches JSON
         else:
             click.echo(f"{str(result.path):<{width}}  {pred.label:<16} {pred.confidence:.3f}")
     click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {clf.path.name})", err=True)
@@ -92,7 +92,7 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
                 record["fallback"] = result.fallback
                 if result.prediction is not None:
                     record.update(_prediction_json(result.prediction))
-            click.echo(json.dumps(record))
+            click.echo(json.dumps(record, allow_nan=False))
             continue
         for i, face in enumerate(result.faces, start=1):
             box = ",".join(map(str, face.box))

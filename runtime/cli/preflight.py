@@ -29,7 +29,7 @@ from gclf.runtime import faces
 from gclf.runtime.cpu_class import detect_cpu_class, int8_cpu_note
 from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_OK, GclfError, MissingDependencyError
 from gclf.runtime.faces.choice import find_recorded_face_model
-from gclf.runtime.files import sha256_file
+from gclf.runtime.faces.models import cache_dir, pinned_detector_file
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier
@@ -230,11 +230,13 @@ def check_face_detector(ctx: PreflightContext) -> list[Finding]:
             f"neither {folders[0]} nor {folders[1]}: copy it beside the model (a device may have no network when it starts)",
         )]
     try:
+        pinned_detector_file(found, recorded.model_sha256, what="the face-model cache" if found.parent == cache_dir() else "the model's folder")
+    except GclfError as exc:  # the trust rule gclf-infer applies: it would refuse this file (exit 7)
+        return [Finding("face detector", PROBLEM, str(exc))]
+    try:
         faces.YuNetFaceDetector(found).detect(_blank_bgr())
     except Exception as exc:
         return [Finding("face detector", PROBLEM, f"{found} does not run as a YuNet face detector ({_first_line(exc)}): copy the file again")]
-    if sha256_file(found) != recorded.model_sha256:
-        return [Finding("face detector", INFO, f"{found} is another file than the recorded {recorded.model_file} (sha256 differs): it runs, but crops may differ a little from training's")]
     return [Finding("face detector", OK, f"yunet, as recorded ({found}, sha256 matches)")]
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Callable
 from gclf.runtime.errors import GclfError, WeightsUnavailableError
 from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN
 from gclf.runtime.faces.detectors import default_face_model, haar_cascade_path
-from gclf.runtime.faces.models import cache_dir, yunet_model_path, yunet_source
+from gclf.runtime.faces.models import cache_dir, pinned_detector_file, yunet_model_path, yunet_source
 from gclf.runtime.files import sha256_file
 
 if TYPE_CHECKING:
@@ -39,9 +39,10 @@ def resolve_face_detection(
     records it was trained with, else today's default (default_face_model, DEFAULT_FACE_MARGIN).
 
     A recorded YuNet is looked for by its file name in the model's folder and the face-model
-    cache; a file found there whose sha256 is not the recorded one is used, with one sentence
-    through `warn`. Not found, it is never replaced by another detector: only a recorded file
-    that is the pinned YuNet (gclf.runtime.faces.models) is fetched, and only into a cache that
+    cache; a file found there goes through the one trust rule of every detector file
+    (gclf.runtime.faces.models.pinned_detector_file: a private folder, no symbolic link, a
+    regular file, the recorded sha256; exit 7 otherwise). Not found, it is never replaced by
+    another detector: only a recorded file that is the pinned YuNet (gclf.runtime.faces.models) is fetched, and only into a cache that
     can be written (a service at boot may have neither network nor a writable home: no
     download is tried then). Anything else is a `WeightsUnavailableError` (exit 7) naming the
     file and where to put it. An explicit `face_model` path that is not the recorded file is
@@ -57,16 +58,25 @@ def resolve_face_detection(
                 _warn_if_not_recorded(face_model, recorded, warn)
         return face_model, margin
     if recorded is None:
-        return default_face_model(), margin
+        chosen = default_face_model()
+        if chosen == "haar" and warn is not None:
+            warn(HAAR_FALLBACK_WARNING)
+        return chosen, margin
     if recorded.kind == "haar":
         path = haar_cascade_path()
-        chosen: Path | str = "haar"
-    else:
-        path = _recorded_yunet_file(recorded, model_dir)
-        chosen = path
-    if warn is not None:
-        _warn_if_not_recorded(path, recorded, warn)
-    return chosen, margin
+        if warn is not None:
+            _warn_if_not_recorded(path, recorded, warn)
+        return "haar", margin
+    return _recorded_yunet_file(recorded, model_dir), margin
+
+
+# Said once per run when a faces model records no detector and YuNet is not at hand: Haar
+# misses most faces that are not frontal and upright (docs/evaluation.md has the measurement).
+HAAR_FALLBACK_WARNING = (
+    "the model records no face detector and YuNet is not in gclf's cache, so faces are found by OpenCV's Haar cascade, "
+    "which misses many faces YuNet finds: run once with --face-model yunet where there is a network (it is cached), "
+    "or pass --face-model PATH"
+)
 
 
 def find_recorded_face_model(recorded: FaceCropSpec, model_dir: Path | None) -> tuple[Path | None, list[Path]]:
@@ -74,7 +84,8 @@ def find_recorded_face_model(recorded: FaceCropSpec, model_dir: Path | None) -> 
     face-model cache), and the first that holds it (None: in none of them). Nothing is
     downloaded; gclf-infer --check asks the same question."""
     folders = ([model_dir] if model_dir is not None else []) + [cache_dir()]
-    return next((d / recorded.model_file for d in folders if (d / recorded.model_file).is_file()), None), folders
+    # lexists: a link or a FIFO in the model's folder is found here, and refused by the trust rule.
+    return next((d / recorded.model_file for d in folders if os.path.lexists(d / recorded.model_file)), None), folders
 
 
 def _recorded_yunet_file(recorded: FaceCropSpec, model_dir: Path | None) -> Path:
@@ -82,7 +93,8 @@ def _recorded_yunet_file(recorded: FaceCropSpec, model_dir: Path | None) -> Path
     into a writable cache) downloaded; see resolve_face_detection."""
     path, folders = find_recorded_face_model(recorded, model_dir)
     if path is not None:
-        return path
+        what = "the face-model cache" if path.parent == cache_dir() else "the model's folder"
+        return pinned_detector_file(path, recorded.model_sha256, what=what)
     missing = (
         f"the model was trained on crops by YuNet file {recorded.model_file} (sha256 {recorded.model_sha256}), "
         f"which is not in {' or '.join(map(str, folders))}"

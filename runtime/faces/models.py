@@ -31,7 +31,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-from gclf.runtime.errors import WeightsUnavailableError
+from gclf.runtime.errors import UsageError, WeightsUnavailableError
+from gclf.runtime.files import read_regular_file
 from gclf.runtime.atomic import atomic_path
 from gclf.runtime.paths import gclf_home
 
@@ -174,10 +175,10 @@ def _download(source: ModelSource, tmp: Path, dest: Path, timeout: float) -> tup
     return digest.hexdigest(), bytes(data)
 
 
-def check_cache_folder(folder: Path) -> None:
-    """Refuse a cache folder that another user owns or may write to: they could replace a
-    file in it between its sha256 check and its use (WeightsUnavailableError, exit 7).
-    root's folders are fine (a device's models installed for a service user)."""
+def check_cache_folder(folder: Path, *, what: str = "the face-model cache") -> None:
+    """Refuse a folder that another user owns or may write to: they could replace a file in
+    it between its sha256 check and its use (WeightsUnavailableError, exit 7). root's folders
+    are fine (a device's models installed for a service user). `what` names the folder's role."""
     info = os.stat(folder)
     if info.st_uid not in (os.geteuid(), 0):
         problem = f"belongs to another user (uid {info.st_uid})"
@@ -185,27 +186,52 @@ def check_cache_folder(folder: Path) -> None:
         problem = f"may be written by other users (mode {stat.S_IMODE(info.st_mode):o}): chmod go-w {folder}"
     else:
         return
-    raise WeightsUnavailableError(f"the face-model cache {folder} {problem}; use a folder of your own (set GCLF_HOME)")
+    advice = "use a folder of your own (set GCLF_HOME)" if what == "the face-model cache" else "keep the model and its detector in a folder only you can write"
+    raise WeightsUnavailableError(f"{what} {folder} {problem}; {advice}")
 
 
-def _read_cached(dest: Path) -> bytes | None:
-    """The bytes of a cached file, or None when there is none; its folder must be private
-    and the file a regular file, not a symbolic link."""
+def pinned_detector_file(path: Path, sha256: str, *, what: str) -> Path:
+    """`path`, a detector file a model records, checked by the one trust rule every detector
+    file gclf loads goes through (the cache's own files included): its folder private
+    (check_cache_folder), the file itself no symbolic link and a regular file, and its sha256
+    the recorded one. The bytes hashed are the bytes loaded later (model_bytes), so a file
+    swapped after the check is never used. `what` names the folder's role in messages.
+    Anything else is a WeightsUnavailableError (exit 7) naming the file."""
+    path = Path(path)
+    data = _read_cached(path, what=what)
+    if data is None:
+        raise WeightsUnavailableError(f"{path}: cannot be read as a face-model file (missing, unreadable, not a regular file, or over {MAX_DOWNLOAD_BYTES} bytes)")
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise WeightsUnavailableError(
+            f"{path} is not the detector the model was trained with (sha256 {digest[:12]}..., the model records {sha256[:12]}...): "
+            "put the recorded file there, or pass --face-model PATH to choose another detector on purpose"
+        )
+    _LOADED[path] = data
+    return path
+
+
+def _read_cached(dest: Path, *, what: str = "the face-model cache") -> bytes | None:
+    """The bytes of a cached file, or None when there is none (or it is not a regular file, or
+    too large: treated as damaged); its folder must be private and the file not a symbolic link.
+    Opened without blocking: a FIFO put in the cache is refused, not waited on."""
     if not dest.parent.is_dir():
         return None
-    check_cache_folder(dest.parent)
+    check_cache_folder(dest.parent, what=what)
     try:
-        fd = os.open(dest, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(dest, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return None
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise WeightsUnavailableError(f"{dest} is a symbolic link; the face-model cache holds only files gclf wrote: remove it") from None
+            raise WeightsUnavailableError(f"{dest} is a symbolic link; a face model is loaded only from a file, never through a link: copy the file there") from None
         return None  # unreadable: treated as damaged, downloaded again
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             return None
-        return fh.read(MAX_DOWNLOAD_BYTES + 1)
+        os.set_blocking(fd, True)
+        data = fh.read(MAX_DOWNLOAD_BYTES + 1)
+    return data if len(data) <= MAX_DOWNLOAD_BYTES else None
 
 
 def model_bytes(path: Path) -> bytes:
@@ -215,7 +241,7 @@ def model_bytes(path: Path) -> bytes:
     known = _LOADED.get(path)
     if known is not None:
         return known
-    return path.read_bytes()
+    return read_regular_file(path, max_bytes=MAX_DOWNLOAD_BYTES, error=UsageError)
 
 
 def _unavailable(source: ModelSource, dest: Path, exc: BaseException | str) -> WeightsUnavailableError:

@@ -79,7 +79,7 @@ class JsonLinesSink:
 
 def write_json_line(stream: TextIO, record: dict[str, Any]) -> None:
     """One compact JSON object on one line, flushed at once (a reader tailing the file sees it)."""
-    stream.write(json.dumps(record, separators=(",", ":")) + "\n")
+    stream.write(json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n")  # NaN is not JSON: an error, never a line
     stream.flush()
 
 

@@ -33,6 +33,7 @@ from typing import Callable, Iterator, Protocol, TypeVar
 import cv2
 import numpy as np
 
+from gclf.runtime.decode import check_frame_size
 from gclf.runtime.errors import BadDataError, GclfError, SourceLostError, SourceUnavailableError, UsageError
 
 T = TypeVar("T")
@@ -348,6 +349,8 @@ class _ThreadedFeed:
                 if image is None:
                     self._end_reason = f"end of {self._source.name}"
                     break
+                # A frame over the decode cap is refused like a file (a stream can claim any size).
+                check_frame_size(image.shape, source=self._source.name)
                 if not self._deliver(Frame(index, self._clock(), image)):
                     break
                 index += 1

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gclf.runtime.errors import UsageError
+from gclf.runtime.files import open_regular_file
 
 LOOPBACK = "127.0.0.1"
 MIN_TOKEN_LENGTH = 22  # secrets.token_urlsafe(16): 128 bits
@@ -123,9 +124,11 @@ def read_token_file(path: Path) -> str:
     """The token in `path`, one trailing newline stripped. A file other users can read is
     refused: the token would be theirs too (0600 or 0640, as systemd's credentials are)."""
     try:
-        with open(path, "rb") as fh:
+        with open_regular_file(path, error=UsageError) as fh:  # a FIFO is refused, never waited on
             mode = os.fstat(fh.fileno()).st_mode
             data = fh.read(4097)
+    except UsageError as exc:
+        raise UsageError(f"--token-file {exc}") from None
     except OSError as exc:
         raise UsageError(f"--token-file {path}: cannot read it ({exc.strerror or exc})") from None
     if mode & stat.S_IROTH:

@@ -128,3 +128,84 @@ def test_an_explicit_yunet_path_for_a_haar_model_is_used_with_one_warning(tmp_pa
 
     assert resolve_face_detection(other, None, haar, warn=warnings.append) == (other, 0.2)
     assert len(warnings) == 1 and "--face-model haar" in warnings[0]
+
+
+# --- one trust rule for every detector file: the recorded one, wherever it is found ----------
+
+
+def _planted(where: Path, case: str) -> None:
+    """`where`/yunet.onnx as an attacker (or an accident) would leave it."""
+    where.mkdir(parents=True, exist_ok=True)
+    target = where / "yunet.onnx"
+    if case == "another sha256":
+        target.write_bytes(SHARED_YUNET.read_bytes() + b"\0")
+    elif case == "symlink":
+        real = where.parent / "elsewhere.onnx"
+        shutil.copy(SHARED_YUNET, real)
+        target.symlink_to(real)
+    elif case == "folder writable by all":
+        shutil.copy(SHARED_YUNET, target)
+        where.chmod(0o777)
+    elif case == "folder of another user":
+        shutil.copy(SHARED_YUNET, target)
+        import os
+
+        os.chown(where, 4242, 4242)
+    elif case == "fifo":
+        import os
+
+        os.mkfifo(target)
+
+
+CASES = ["another sha256", "symlink", "folder writable by all", "folder of another user", "fifo"]
+
+
+@needs_yunet
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("found_in", ["the cache", "beside the model"])
+def test_the_recorded_detector_is_refused_by_the_same_checks_wherever_it_is_found(tiny_onnx, tmp_path: Path, monkeypatch, photo: Path, case: str, found_in: str) -> None:
+    import os
+
+    if case == "folder of another user" and os.geteuid() != 0:
+        pytest.skip("giving a folder to another user needs root")
+    home = tmp_path / "home"
+    monkeypatch.setenv("GCLF_HOME", str(home))
+    monkeypatch.setenv("GCLF_YUNET_URL", (tmp_path / "no-such-file.onnx").as_uri())  # never the internet
+    model = _faces_model(tiny_onnx, _yunet_spec(sha256_file(SHARED_YUNET)))
+    _planted(home / "face_models" if found_in == "the cache" else model.parent, case)
+
+    result = CliRunner().invoke(main, [str(model), str(photo)])
+
+    assert result.exit_code == EXIT_WEIGHTS_UNAVAILABLE, result.output
+    assert "Traceback" not in result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: ")
+    assert "yunet.onnx" in line or ("folder" in line or "cache" in line) and "other user" in line
+
+
+@needs_yunet
+def test_the_bytes_hashed_are_the_bytes_loaded(tiny_onnx, tmp_path: Path, monkeypatch) -> None:
+    """A recorded file swapped after its check is never read again: the detector is made from
+    the bytes that were hashed."""
+    model = _faces_model(tiny_onnx, _yunet_spec(sha256_file(SHARED_YUNET)))
+    shutil.copy(SHARED_YUNET, model.parent / "yunet.onnx")
+    monkeypatch.setenv("GCLF_HOME", str(tmp_path / "home"))
+
+    chosen, _ = resolve_face_detection(None, None, _yunet_spec(sha256_file(SHARED_YUNET)), model_dir=model.parent, warn=print)
+    (model.parent / "yunet.onnx").write_bytes(b"swapped after the check")
+
+    assert face_models.model_bytes(chosen) == SHARED_YUNET.read_bytes()
+    from gclf.runtime.faces.detectors import YuNetFaceDetector
+
+    assert YuNetFaceDetector(chosen).detect(np.zeros((64, 64, 3), np.uint8)) == []
+
+
+def test_a_faces_model_with_no_recorded_detector_says_once_that_haar_misses_faces(tiny_onnx, tmp_path: Path, monkeypatch, photo: Path) -> None:
+    monkeypatch.setenv("GCLF_HOME", str(tmp_path / "empty-home"))  # YuNet not cached: Haar is the default
+    model = tiny_onnx("faces.onnx", props_update={KEY_TRAINING: json.dumps({"input_kind": "faces"})})
+
+    result = CliRunner().invoke(main, [str(model), str(photo), str(photo)])
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.count("misses many faces YuNet finds") == 1
+    assert "--face-model yunet" in result.stderr

@@ -208,12 +208,23 @@ def test_a_recorded_yunet_that_is_not_on_the_device_is_a_problem(tiny_onnx, tmp_
 
 
 def test_a_recorded_yunet_file_that_is_not_yunet_is_a_problem(tiny_onnx, tmp_path: Path) -> None:
-    model = _faces_model(tiny_onnx, _yunet_crop())
+    import hashlib
+
+    model = _faces_model(tiny_onnx, _yunet_crop(hashlib.sha256(b"not onnx").hexdigest()))
     (model.parent / "yunet.onnx").write_bytes(b"not onnx")
 
     finding = _one(preflight.check_face_detector(PreflightContext(model=model)))
 
     assert finding.is_problem and "does not run as a YuNet face detector" in finding.text
+
+
+def test_a_recorded_yunet_file_with_another_sha256_is_the_problem_gclf_infer_would_refuse(tiny_onnx, tmp_path: Path) -> None:
+    model = _faces_model(tiny_onnx, _yunet_crop())
+    (model.parent / "yunet.onnx").write_bytes(b"another file")
+
+    finding = _one(preflight.check_face_detector(PreflightContext(model=model)))
+
+    assert finding.is_problem and "is not the detector the model was trained with" in finding.text
 
 
 @pytest.mark.skipif(not YUNET.is_file(), reason=f"YuNet model not found at {YUNET}")

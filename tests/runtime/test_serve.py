@@ -128,7 +128,7 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
     path.chmod(0o644)
     with pytest.raises(UsageError, match="readable by every user of this machine: chmod 600"):
         resolve_token(token_file=path)
-    with pytest.raises(UsageError, match="cannot read it"):
+    with pytest.raises(UsageError, match="--token-file .*missing: cannot read"):
         resolve_token(token_file=tmp_path / "missing")
     with pytest.raises(UsageError, match="not both"):
         resolve_token(TOKEN, tmp_path / "missing")

@@ -21,7 +21,6 @@ import torch
 from click.testing import CliRunner
 
 from gclf.runtime import atomic
-from gclf.runtime import decode as decode_module
 from gclf.runtime.cli.infer import main as infer_main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL, EXIT_WRITE_FAILED, OutputWriteError
 from gclf.runtime.atomic import remove_stale_temp_files, write_bytes_atomic, write_json_atomic
@@ -177,14 +176,16 @@ def unreadable(monkeypatch: pytest.MonkeyPatch):
             raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
         return real_read_bytes(self)
 
-    def open_file(file, *args, **kwargs):  # gclf.runtime.decode.read_image_bytes opens the file itself (to read no more than its cap)
+    real_open = os.open
+
+    def open_fd(file, *args, **kwargs):  # gclf.runtime.files opens every file gclf reads (regular files only, never blocking)
         check(file)
-        return open(file, *args, **kwargs)
+        return real_open(file, *args, **kwargs)
 
     monkeypatch.setattr(os, "scandir", scandir)
     monkeypatch.setattr(os, "listdir", listdir)
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
-    monkeypatch.setattr(decode_module, "open", open_file, raising=False)
+    monkeypatch.setattr(os, "open", open_fd)
     return lambda path: blocked.add(str(path))
 
 

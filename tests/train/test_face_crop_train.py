@@ -25,6 +25,7 @@ from gclf.runtime.errors import EXIT_USAGE, BadModelError, UsageError
 from gclf.runtime.faces import DEFAULT_FACE_MARGIN, default_face_model
 from gclf.runtime.faces.crops import FaceCropper
 from gclf.runtime.faces.spec import FaceCropSpec
+from gclf.runtime.errors import WeightsUnavailableError
 from gclf.runtime.faces.choice import resolve_face_detection
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
@@ -221,16 +222,13 @@ def test_precedence_explicit_then_recorded_then_todays_default(tmp_path: Path) -
     assert resolve_face_detection(None, 0.0, haar) == ("haar", 0.0)
 
 
-def test_a_recorded_yunet_found_with_another_sha256_is_used_with_one_warning(tmp_path: Path) -> None:
+def test_a_recorded_yunet_found_with_another_sha256_is_refused(tmp_path: Path) -> None:
     model_dir = tmp_path / "model"
     model_dir.mkdir()
     (model_dir / "yunet.onnx").write_bytes(b"not the recorded file")
-    warnings: list[str] = []
 
-    chosen, margin = resolve_face_detection(None, None, _spec(), model_dir=model_dir, warn=warnings.append)
-
-    assert chosen == model_dir / "yunet.onnx" and margin == 0.1
-    assert len(warnings) == 1 and "yunet.onnx" in warnings[0] and FAKE_SHA[:12] in warnings[0]
+    with pytest.raises(WeightsUnavailableError, match=f"yunet.onnx is not the detector the model was trained with .*records {FAKE_SHA[:12]}"):
+        resolve_face_detection(None, None, _spec(), model_dir=model_dir, warn=print)
 
 
 def test_the_haar_cropper_records_the_bundled_cascade_and_pickles_without_its_detector() -> None:
