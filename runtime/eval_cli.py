@@ -106,6 +106,7 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
     """Classify, compute, print, write; returns the exit code (5 when some files could not be read)."""
     # Imported here so that `gclf-eval --help` stays fast (no numpy, no onnxruntime).
     from gclf.runtime.atomic import check_writable_folder
+    from gclf.runtime.classifier import Classifier
     from gclf.runtime.evaluation.run import classify_set, list_labelled
     from gclf.runtime.evaluation.summary import evaluate
 
@@ -115,12 +116,14 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
     if data.loose:
         warn(f"{len(data.loose)} image{'s' if len(data.loose) > 1 else ''} directly in {data_root} {'are' if len(data.loose) > 1 else 'is'} in no class folder and left out")
     groupings = _groupings(opts.groups, data)
-    outcomes = []
-    for model in models:
-        click.echo(f"classifying {len(data.paths)} photos of {data_root} with {model.name} ...", err=True)
-        outcomes.append(classify_set(model, data, faces=opts.faces, face_model=opts.face_model, batch_size=opts.batch_size, threads=opts.threads or None))
-    if len(outcomes) == 2 and outcomes[0].class_names != outcomes[1].class_names:
+    # Every model is loaded before any is run: a bad second file fails now, not after the first's minutes.
+    classifiers = [Classifier(model, threads=opts.threads or None) for model in models]
+    if len(classifiers) == 2 and classifiers[0].class_names != classifiers[1].class_names:
         raise UsageError(f"{models[0].name} and {models[1].name} have different classes; side by side needs the same ones")
+    outcomes = []
+    for clf in classifiers:
+        click.echo(f"classifying {len(data.paths)} photos of {data_root} with {clf.path.name} ...", err=True)
+        outcomes.append(classify_set(clf, data, faces=opts.faces, face_model=opts.face_model, batch_size=opts.batch_size))
     for path, reason in outcomes[0].unreadable:
         warn(f"skipped: {reason}")
 

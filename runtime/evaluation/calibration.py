@@ -121,10 +121,10 @@ def fit_vector_scaling(logits: np.ndarray, labels: Sequence[int] | np.ndarray, *
     """Per-class (scale, bias) minimising the NLL of softmax(logits * scale + bias), plus a
     small L2 pull towards (1, 0).
 
-    Damped Newton steps with a backtracking line search, from the fitted temperature (scale
-    1/T, bias 0): the objective is convex in (scale, bias), the start is already the best
-    single temperature, and every accepted step lowers the loss, so the result is never
-    worse on the fit data than temperature scaling."""
+    Newton steps with a backtracking line search, from the fitted temperature (scale 1/T,
+    bias 0): the objective is convex in (scale, bias), the start is already the best single
+    temperature, and every accepted step lowers the loss, so on the fit data the result is no
+    worse than temperature scaling (but for the L2 pull, which is tiny)."""
     z = np.asarray(logits, dtype=np.float64)
     y = np.asarray(labels, dtype=np.int64)
     _check_fit_data(z, y)

@@ -120,7 +120,7 @@ def csv_grouping(csv_path: Path, data_root: Path, paths: Sequence[Path]) -> Grou
         if number == 1 and tuple(c.lower() for c in cells) == CSV_HEADER:
             continue
         if len(cells) != 2:
-            bad.append(f"line {number} has {len(cells)} columns, not path,group")
+            bad.append(f"line {number} has {len(cells)} column{'s' if len(cells) != 1 else ''}, not path,group")
             continue
         name, group = cells
         if not name or not group:
@@ -140,7 +140,8 @@ def csv_grouping(csv_path: Path, data_root: Path, paths: Sequence[Path]) -> Grou
     if bad:
         problems.append(f"{len(bad)} bad row{'s' if len(bad) > 1 else ''} ({_listed(bad)})")
     if unknown:
-        problems.append(f"{len(unknown)} path{'s' if len(unknown) > 1 else ''} that are not photos of {data_root} ({_listed(unknown)})")
+        what = "paths that are not photos" if len(unknown) > 1 else "path that is not a photo"
+        problems.append(f"{len(unknown)} {what} of {data_root} ({_listed(unknown)})")
     if problems:
         raise GroupsError(f"{csv_path}: " + " and ".join(problems))
     if not of_path:

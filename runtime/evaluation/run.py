@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
 from gclf.runtime.errors import BadDataError
 from gclf.runtime.evaluation.outcomes import Outcomes
 from gclf.runtime.listing import is_hidden, list_images
+
+if TYPE_CHECKING:
+    from gclf.runtime.classifier import Classifier
 
 
 @dataclass(frozen=True)
@@ -64,24 +67,22 @@ def label_indices(data: LabelledSet, class_names: Sequence[str], model_name: str
 
 
 def classify_set(
-    model: Path,
+    clf: Classifier,
     data: LabelledSet,
     *,
     faces: bool | None = None,
     face_model: Path | str | None = None,
     batch_size: int = 16,
-    threads: int | None = None,
 ) -> Outcomes:
-    """Classify every photo of `data` with `model`.
+    """Classify every photo of `data` with the loaded model `clf`.
 
     A faces model (by its metadata, or `faces` where given) detects faces with the detector
     it records, or `face_model`; a photo's answer is its largest face's, and a photo without a face has
     none (no_face="skip", never the whole image: the figures are of the faces path). A file
     that cannot be read is left out and listed in `unreadable`."""
-    from gclf.runtime.classifier import Classifier
     from gclf.runtime.face_choice import face_detection, use_face_detection
 
-    clf = Classifier(model, threads=threads)
+    model = clf.path
     labels = label_indices(data, clf.class_names, model.name)
     faces = use_face_detection(clf.metadata, faces)
     detector = None
