@@ -65,7 +65,7 @@ class EvalOptions:
 @click.option("--groups", type=GroupsParam(), default=None, metavar="utkface|FILE.csv", help="Accuracy per group: utkface (race x gender and age band, from UTKFace's AGE_GENDER_RACE_... file names), or a CSV file of path,group rows (paths relative to DATA).")
 @click.option("--min-group-size", type=click.IntRange(min=1), default=30, show_default=True, help="Groups with fewer photos are shown but not ranked (too few to rank).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object with every figure instead of tables.")
-@click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR", help=f"Write {REPORT_MD}, {REPORT_JSON} and, where matplotlib is installed, reliability.png and coverage.png into DIR.")
+@click.option("--report", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR", help=f"Write {REPORT_MD}, {REPORT_JSON} (every figure, and each photo's answer) and, where matplotlib is installed, reliability.png and coverage.png into DIR.")
 @click.option("--calibrate", is_flag=True, help="Fit a calibration on a seeded part of DATA (each class split alike), report on the rest, and write a calibrated copy of MODEL to --out.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="NEW.onnx", help="With --calibrate: the calibrated copy (MODEL itself is never rewritten).")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --calibrate: seed of the split into fit and report parts.")
@@ -224,5 +224,5 @@ def _output(data: LabelledSet, models: list[Path], evaluations: list, fit: FitRe
         images = [(f.stem, f.name) for f in files]
         intro_md = [intro + ", " + ", ".join(f"`{m.name}`" for m in models)] + ([note] if note else [])
         write_text_atomic(opts.report / REPORT_MD, render_markdown("Evaluation", intro_md, all_blocks, images))
-        write_json_atomic(opts.report / REPORT_JSON, record)
+        write_json_atomic(opts.report / REPORT_JSON, {**record, "evaluations": [e.to_dict(with_answers=True) for e in evaluations]})
         click.echo(f"report: {opts.report / REPORT_MD}", err=True)

@@ -59,13 +59,20 @@ def overview_block(columns: Sequence[Column]) -> Block:
         points = [e.coverage_points.get(target) for e in evs]
         cells = [f"{_pct(p.accuracy)} at {100 * p.coverage:.1f}%, conf >= {p.threshold:.3f}" if p else "-" for p in points]
         rows.append((f"most confident {100 * target:.0f}%", *cells))
+    for target in first.accuracy_points:
+        points = [e.accuracy_points[target] for e in evs]
+        cells = [f"conf >= {p.threshold:.3f}: {100 * p.coverage:.1f}% answered, {_pct(p.accuracy)}" if p else "not reached" for p in points]
+        rows.append((f"right >= {100 * target:.0f}% of the time", *cells))
     if first.min_confidence is not None:
         rows.append((
             f"answered at conf >= {first.min_confidence.threshold:g}",
             *(f"{100 * e.min_confidence.coverage:.1f}% ({e.min_confidence.answered}/{e.min_confidence.total}), right {_pct(e.min_confidence.accuracy)}" for e in evs if e.min_confidence),
         ))
     notes = [NO_FACE_NOTE, COVERAGE_NOTE] if faces else []
-    notes.append("intervals are Wilson 95%; \"most confident X%\": accuracy of the answers at the highest confidence threshold that answers at least X% of them")
+    notes.append(
+        "intervals are Wilson 95%; \"most confident X%\": accuracy of the answers at the highest confidence threshold that answers at least X% of them; "
+        "\"right >= X% of the time\": the lowest threshold whose answers reach X% on these photos (a threshold to deploy is chosen on other photos)"
+    )
     if first.min_confidence is not None:
         notes.append("answers below the minimum confidence count as unsure: not answered, neither right nor wrong")
     return Block("overview", ("", *(h for h, _ in columns)), rows, notes)

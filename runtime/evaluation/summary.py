@@ -7,7 +7,15 @@ from typing import Sequence
 
 import numpy as np
 
-from gclf.runtime.evaluation.coverage import REPORTED_COVERAGES, CoveragePoint, at_coverage, at_threshold, coverage_curve
+from gclf.runtime.evaluation.coverage import (
+    REPORTED_ACCURACIES,
+    REPORTED_COVERAGES,
+    CoveragePoint,
+    at_coverage,
+    at_threshold,
+    coverage_curve,
+    for_accuracy,
+)
 from gclf.runtime.evaluation.group_metrics import DEFAULT_MIN_GROUP, GroupTable, accuracy_by_group
 from gclf.runtime.evaluation.groups import Grouping
 from gclf.runtime.evaluation.metrics import ClassFigures, Proportion, accuracy, confusion_matrix, per_class
@@ -29,6 +37,7 @@ class Evaluation:
     reliability_per_answer: dict[str, Reliability]
     curve: list[CoveragePoint]  # the whole accuracy-coverage curve of the answers
     coverage_points: dict[float, CoveragePoint]  # target coverage -> its point, for REPORTED_COVERAGES
+    accuracy_points: dict[float, CoveragePoint | None]  # target accuracy -> the most answers reaching it (None: none does)
     min_confidence: CoveragePoint | None  # answering only at confidence >= the user's threshold
     groups: list[GroupTable]
 
@@ -36,7 +45,24 @@ class Evaluation:
     def n_no_answer(self) -> int:
         return int((~self.outcomes.answered).sum())
 
-    def to_dict(self) -> dict:
+    def answers(self) -> list[dict]:
+        """Each photo's true class, answer, confidence and probabilities (None where it got no
+        answer): what a later study needs to recompute any figure."""
+        o = self.outcomes
+        names = o.class_names
+        return [
+            {
+                "path": str(path),
+                "true": names[y],
+                "answer": names[k] if k >= 0 else None,
+                "confidence": None if k < 0 else float(row[k]),
+                "probabilities": None if k < 0 else dict(zip(names, map(float, row))),
+            }
+            for path, y, k, row in zip(o.paths, o.labels, o.predicted, o.probabilities)
+        ]
+
+    def to_dict(self, *, with_answers: bool = False) -> dict:
+        """Every figure; `with_answers` adds each photo's answer (large: one entry per photo)."""
         o = self.outcomes
         names = list(o.class_names)
         return {
@@ -58,8 +84,10 @@ class Evaluation:
             "calibration_error": self.reliability.to_dict(),
             "reliability_per_answer": {name: r.to_dict() for name, r in self.reliability_per_answer.items()},
             "coverage": [{"target": t, **p.to_dict()} for t, p in self.coverage_points.items()],
+            "threshold_for_accuracy": [{"target": t, "point": p.to_dict() if p else None} for t, p in self.accuracy_points.items()],
             "min_confidence": self.min_confidence.to_dict() if self.min_confidence else None,
             "groups": [g.to_dict() for g in self.groups],
+            **({"answers": self.answers()} if with_answers else {}),
         }
 
 
@@ -87,6 +115,7 @@ def evaluate(
         reliability_per_answer=reliability_per_answer(probs, o.labels[answered], o.class_names, n_bins),
         curve=coverage_curve(conf, right),
         coverage_points={c: p for c, p in points.items() if p is not None},
+        accuracy_points={a: for_accuracy(conf, right, a) for a in REPORTED_ACCURACIES},
         min_confidence=at_threshold(conf, right, min_confidence) if min_confidence is not None else None,
         groups=[
             accuracy_by_group(g.groups_of(list(o.paths)), correct, grouping=g.name, order=g.order, min_n=min_group)
