@@ -352,3 +352,12 @@ def test_gclf_eval_and_its_calibrated_copy_need_neither_torch_nor_onnx(model: Pa
     assert report["code"] == EXIT_OK, report["stderr"]
     assert report["loaded"] == []
     assert KEY_CALIBRATION in read_metadata(tmp_path / "c.onnx")
+
+
+def test_calibrating_on_photos_of_one_class_is_bad_data(model: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        write_image_file(tmp_path / "data" / "red" / f"{i}.png", _tinted(rng, RED, 0.5))
+    result = _eval(model, tmp_path / "data", "--calibrate", "--out", tmp_path / "c.onnx")
+    assert result.exit_code == EXIT_BAD_DATA and "all of one class" in result.stderr
+    assert not (tmp_path / "c.onnx").exists()
