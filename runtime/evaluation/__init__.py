@@ -7,8 +7,9 @@ What it holds:
 - coverage: accuracy against coverage when only the most confident answers count
 - group_metrics: accuracy per group with intervals, the worst group and its gap to the best
 - groups: where groups come from (UTKFace file names, a CSV file of path,group)
-- calibration: fitting and applying a temperature or per-class scale and bias; the seeded
-  fit/report split
+- calibration: fitting and applying a temperature or per-class scale and bias, the record a
+  model file carries (gclf.calibration), and the seeded fit/report split
+- fit_report: calibrating on one part of a set, measuring on the other, writing the copy
 - outcomes: one model's answers on a labelled set (the arrays every figure is computed from)
 - run: classifying a folder-per-class set through the runtime's own path
 - summary: the figures of one evaluation as a JSON-able dict
