@@ -180,7 +180,7 @@ def _calibration_block(fit: FitReport, opts: EvalOptions, report_ece: dict[str, 
         rows,
         [
             f"fitted on {fit.fit_share:.0%} of each class (seed {fit.seed}), measured on the other {n_report} photos, which nothing was fitted on; "
-            "the tables above are of that report part"
+            "the tables below are of that report part"
         ],
     )
 
