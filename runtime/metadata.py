@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from gclf.runtime.errors import BadModelError
+from gclf.runtime.log import warn
 from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.preprocess import PreprocessSpec
 
@@ -148,3 +149,17 @@ def _problems(meta: ModelMetadata) -> list[str]:
         if meta.training.get("input_kind") != "faces":
             problems.append(f"training.{KEY_FACE_CROP} is recorded for a model whose input_kind is not faces")
     return problems
+
+
+def use_face_detection(metadata: ModelMetadata, override: bool | None, *, warn: Callable[[str], None] = warn) -> bool:
+    """Whether to detect faces: the --faces/--no-faces override, else the model's metadata."""
+    if override is not None:
+        return override
+    kind = metadata.input_kind
+    if kind is None:
+        warn(
+            f"the model does not record whether it expects face crops or whole images (no input_kind); "
+            f"treating it as {DEFAULT_INPUT_KIND} (pass --faces if it was trained on faces)"
+        )
+        kind = DEFAULT_INPUT_KIND
+    return kind == "faces"

@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 
 from gclf.runtime.classifier import Classifier, FaceResult, Prediction
-from gclf.runtime.cli.support import use_face_detection, warn
+from gclf.runtime.cli.support import warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_OK, EXIT_PARTIAL, BadDataError
 from gclf.runtime.faces import detectors
 from gclf.runtime.faces.choice import resolve_face_detection
 from gclf.runtime.faces.detectors import FaceDetector
 from gclf.runtime.listing import expand_inputs
+from gclf.runtime.metadata import use_face_detection
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import click
 
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.cli.params import Camera
-from gclf.runtime.cli.support import use_face_detection, warn
+from gclf.runtime.cli.support import warn
 from gclf.runtime.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from gclf.runtime.faces import detectors
 from gclf.runtime.faces.choice import resolve_face_detection
@@ -41,6 +41,7 @@ from gclf.runtime.live.sinks import (
     WindowSink,
     check_video_path,
 )
+from gclf.runtime.metadata import use_face_detection
 from gclf.runtime.live.sources import FrameFeed, FrameSource, PacedSource, open_feed, open_video
 from gclf.runtime.serve.sink import WebSink, make_web_sink
 

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import functools
 import sys
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import Callable, TypeVar
 
 import click
 
 from gclf.runtime.errors import EXIT_INTERRUPTED, GclfError
 from gclf.runtime.log import warn
 
-if TYPE_CHECKING:
-    from gclf.runtime.metadata import ModelMetadata
-
-__all__ = ["report_errors", "warn", "use_face_detection"]
+__all__ = ["report_errors", "warn"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -46,19 +43,3 @@ def report_errors(fn: F) -> F:
         return status
 
     return wrapper  # type: ignore[return-value]
-
-
-def use_face_detection(metadata: ModelMetadata, override: bool | None) -> bool:
-    """Whether to detect faces: the --faces/--no-faces override, else the model's metadata."""
-    from gclf.runtime.metadata import DEFAULT_INPUT_KIND  # here: gclf-train and gclf-export import this module, numpy need not load for --help
-
-    if override is not None:
-        return override
-    kind = metadata.input_kind
-    if kind is None:
-        warn(
-            f"the model does not record whether it expects face crops or whole images (no input_kind); "
-            f"treating it as {DEFAULT_INPUT_KIND} (pass --faces if it was trained on faces)"
-        )
-        kind = DEFAULT_INPUT_KIND
-    return kind == "faces"
