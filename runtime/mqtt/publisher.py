@@ -123,7 +123,9 @@ class MqttPublisher:
         self._connected = False
         self._generation = 0  # connections made so far
         self._problem: str | None = None
-        self._reported: str | None = None  # the problem last reported (each is said once)
+        self._reported_kind: str | None = None  # "unreachable" or "refused": said once until connected
+        self._full_reported = False  # the queue's cap was reached (said once until connected)
+        self._disk_reported = False  # the disk refused an event (said once until a write works)
         self._counts: tuple[Mapping[str, Any], float, bool] | None = None  # the newest (snapshot, fps, camera_up)
         self._counts_due = False
         self._stopping = False
@@ -211,12 +213,13 @@ class MqttPublisher:
         with self._cond:
             if reason.is_failure:
                 self._connected = False
-                self._set_problem(refusal_sentence(self.settings, reason) + ": events wait on disk until it accepts")
+                self._connection_problem("refused", refusal_sentence(self.settings, reason) + ": events wait on disk until it accepts")
             else:
                 self._connected = True
                 self._generation += 1
-                back = self._reported is not None
-                self._problem = self._reported = None
+                back = self._reported_kind is not None
+                self._problem = self._reported_kind = None
+                self._full_reported = False
                 if back:
                     waiting = self.queue.depth + len(self._incoming)
                     self._report(f"the MQTT broker at {self.settings.address} is back" + (f": delivering {waiting} waiting events" if waiting else ""))
@@ -224,13 +227,13 @@ class MqttPublisher:
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         with self._cond:
-            self._set_problem(f"cannot reach the MQTT broker at {self.settings.address}: events wait on disk in {self.queue.folder} until it answers")
+            self._connection_problem("unreachable", f"cannot reach the MQTT broker at {self.settings.address}: events wait on disk in {self.queue.folder} until it answers")
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         with self._cond:
             was_connected, self._connected = self._connected, False
             if was_connected and not self._stopping:
-                self._set_problem(f"lost the MQTT broker at {self.settings.address}: events wait on disk until it is back")
+                self._connection_problem("unreachable", f"lost the MQTT broker at {self.settings.address}: events wait on disk until it is back")
             self._cond.notify()
 
     def _on_publish(self, client: Any, userdata: Any, mid: int, reason: Any, properties: Any) -> None:
@@ -238,11 +241,12 @@ class MqttPublisher:
             self._acks.append(mid)
             self._cond.notify()
 
-    def _set_problem(self, text: str) -> None:
-        """Under _cond: a connection problem, reported once (until the connection is made)."""
+    def _connection_problem(self, kind: str, text: str) -> None:
+        """Under _cond: why there is no connection; said once per kind until one is made (a
+        broker away for an hour is one line, not one per try)."""
         self._problem = text
-        if text != self._reported:
-            self._reported = text
+        if kind != self._reported_kind:
+            self._reported_kind = kind
             self._report(text)
 
     # --- the publisher's thread ---------------------------------------------------------------
@@ -286,19 +290,21 @@ class MqttPublisher:
             try:
                 dropped = self.queue.put(self._unwritten[0])
             except OutputWriteError as exc:
-                with self._cond:
-                    self._set_problem(f"{exc}: events wait in memory")
+                if not self._disk_reported:
+                    self._disk_reported = True
+                    self._report(f"{exc}: events wait in memory")
                 while len(self._unwritten) > self.queue.max_entries:
                     self._unwritten.popleft()
                     self._memory_dropped += 1
                 return
+            self._disk_reported = False
             self._unwritten.popleft()
-            if dropped:
-                with self._cond:
-                    self._set_problem(
-                        f"the MQTT queue in {self.queue.folder} is full ({self.queue.max_entries} events): dropping the oldest "
-                        f"({self.queue.dropped} dropped so far)"
-                    )
+            if dropped and not self._full_reported:
+                self._full_reported = True
+                self._report(
+                    f"the MQTT queue in {self.queue.folder} is full ({self.queue.max_entries} events): the oldest are dropped "
+                    f"until the broker takes them (counted on {self.topics.queue} and in the summary)"
+                )
 
     def _acknowledge(self, acks: list[int]) -> None:
         for mid in acks:
