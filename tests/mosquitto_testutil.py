@@ -13,7 +13,6 @@ import contextlib
 import getpass
 import json
 import random
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,15 +23,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
-
-SBIN = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")
-
-
-def find_program(name: str) -> str | None:
-    """`name` on the PATH or in an sbin folder (Debian puts mosquitto in /usr/sbin, which a
-    user's PATH often lacks)."""
-    return shutil.which(name) or next((str(Path(d) / name) for d in SBIN if (Path(d) / name).is_file()), None)
-
+from gclf_testutil import find_program
 
 def require_mosquitto() -> tuple[str, str]:
     """(mosquitto, mosquitto_passwd); the test is skipped, with how to install them, if absent."""
