@@ -33,6 +33,32 @@ def require_mosquitto() -> tuple[str, str]:
     return broker, passwd
 
 
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: Path  # the test CA's certificate (what a client trusts)
+    cert: Path  # the broker's certificate, for 127.0.0.1, signed by the CA
+    key: Path
+
+
+def make_tls_files(folder: Path) -> TlsFiles:
+    """A throw-away CA and a certificate for 127.0.0.1 signed by it, made with the openssl
+    command (the test is skipped without it)."""
+    openssl = find_program("openssl")
+    if openssl is None:
+        pytest.skip("the openssl command is not installed (Debian: apt-get install openssl)")
+    folder.mkdir(parents=True, exist_ok=True)
+    ca, ca_key, cert, key, csr, ext = (folder / n for n in ("ca.pem", "ca.key", "server.pem", "server.key", "server.csr", "server.ext"))
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run = lambda *args: subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)  # noqa: E731
+    run("req", "-x509", *ec, "-keyout", str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=gclf test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run("req", *ec, "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+    ext.write_text("subjectAltName=IP:127.0.0.1\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+                   "authorityKeyIdentifier=keyid,issuer\nbasicConstraints=critical,CA:FALSE\n")
+    run("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+    return TlsFiles(ca, cert, key)
+
+
 def free_port() -> int:
     """A free loopback port below the kernel's ephemeral range. Not one of the ports the
     kernel hands to outgoing connections: while the broker is stopped, a client reconnecting
@@ -58,7 +84,7 @@ class MosquittoBroker:
     """One mosquitto process on 127.0.0.1:`port`; `stop()` and `start()` keep the port and
     the persisted state."""
 
-    def __init__(self, folder: Path, users: dict[str, str]) -> None:
+    def __init__(self, folder: Path, users: dict[str, str], *, tls: TlsFiles | None = None) -> None:
         self.program, passwd = require_mosquitto()
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -69,9 +95,14 @@ class MosquittoBroker:
         for user, password in users.items():
             subprocess.run([passwd, "-b", str(password_file), user, password], check=True, capture_output=True, timeout=30)
         self.config = folder / "mosquitto.conf"
+        self.tls = tls is not None
+        self.ca = tls.ca if tls is not None else None  # what a client must trust
+        listener = f"listener {self.port} {self.host}\n"
+        if tls is not None:
+            listener += f"cafile {tls.ca}\ncertfile {tls.cert}\nkeyfile {tls.key}\n"
         self.config.write_text(
-            f"listener {self.port} {self.host}\n"
-            "allow_anonymous false\n"
+            listener
+            + "allow_anonymous false\n"
             f"password_file {password_file}\n"
             "persistence true\n"
             f"persistence_location {folder}/\n"
@@ -85,7 +116,7 @@ class MosquittoBroker:
 
     @property
     def url(self) -> str:
-        return f"mqtt://{self.host}:{self.port}"
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
         assert self._process is None
@@ -137,6 +168,8 @@ class Subscriber:
         self._topics = topics
         self._client = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
         self._client.username_pw_set(user, password)
+        if broker.ca is not None:
+            self._client.tls_set(ca_certs=str(broker.ca))
         self._client.reconnect_delay_set(min_delay=0.1, max_delay=0.5)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message

@@ -52,7 +52,8 @@ def check_broker(settings: BrokerSettings, timeout_s: float = CHECK_TIMEOUT_S) -
             if rc != 0 and not answer:
                 # The connection closed before a CONNACK: a plain MQTT port spoken to in TLS,
                 # or a broker that drops clients it does not like.
-                return BrokerCheck(False, f"the MQTT broker at {where} closed the connection before answering (is it an MQTT{' over TLS' if settings.tls else ''} port?)")
+                hint = "is it a port for MQTT over TLS?" if settings.tls else "if that port speaks TLS, write mqtts://"
+                return BrokerCheck(False, f"the MQTT broker at {where} closed the connection before answering ({hint})")
         if not answer:
             return BrokerCheck(False, f"the MQTT broker at {where} took the connection but did not answer within {timeout_s:g} s")
         reason = answer[0]

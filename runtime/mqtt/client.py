@@ -7,9 +7,10 @@ must survive a restart is on disk), and optionally a last will. The password goe
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING, Any
 
-from gclf.runtime.errors import MissingDependencyError
+from gclf.runtime.errors import MissingDependencyError, UsageError
 from gclf.runtime.mqtt.settings import BrokerSettings
 
 if TYPE_CHECKING:
@@ -42,7 +43,10 @@ def make_client(settings: BrokerSettings, client_id: str, *, will: tuple[str, st
     if settings.username is not None:
         client.username_pw_set(settings.username, settings.password.reveal() if settings.password is not None else None)
     if settings.tls:
-        client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file is not None else None)
+        try:
+            client.tls_set(ca_certs=str(settings.ca_file) if settings.ca_file is not None else None)
+        except (ssl.SSLError, OSError) as exc:
+            raise UsageError(f"the CA file {settings.ca_file} cannot be used ({getattr(exc, 'reason', None) or exc}): give the PEM certificate of the CA that signed the broker's") from None
     if will is not None:
         client.will_set(will[0], will[1], qos=1, retain=True)
     return client

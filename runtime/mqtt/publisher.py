@@ -111,10 +111,10 @@ class MqttPublisher:
         self.topics = Topics(camera)
         self.labels = tuple(labels)
         self._report = report or _stderr_warning
-        self.queue = DiskQueue(queue_folder or default_queue_folder(camera), queue_max, report=self._report)
         self.ids = EventIds(camera, boot)
-        version = gclf_version()
-        self._discovery = discovery_messages(self.topics, self.labels, prefix=discovery_prefix, model=model, sw_version=version) if discovery else []
+        self._discovery = discovery_messages(self.topics, self.labels, prefix=discovery_prefix, model=model, sw_version=gclf_version()) if discovery else []
+        self._client = make_client(settings, f"gclf-{camera[:40]}-{self.ids.boot}", will=(self.topics.status, OFFLINE))
+        self.queue = DiskQueue(queue_folder or default_queue_folder(camera), queue_max, report=self._report)  # last: it locks its folder
 
         self._cond = threading.Condition()
         # Shared with the caller and paho's thread, under _cond:
@@ -139,7 +139,6 @@ class MqttPublisher:
         self._queue_sent: tuple[int, int] | None = None  # (waiting, dropped) last published
         self._queue_sent_at = 0.0
 
-        self._client = make_client(settings, f"gclf-{camera[:40]}-{self.ids.boot}", will=(self.topics.status, OFFLINE))
         self._client.reconnect_delay_set(min_delay=min(RECONNECT_MIN_S, reconnect_max_s), max_delay=reconnect_max_s)
         self._client.on_connect = self._on_connect
         self._client.on_connect_fail = self._on_connect_fail
@@ -255,7 +254,8 @@ class MqttPublisher:
         announced = 0  # the connection generation already announced (status, discovery, ...)
         while True:
             with self._cond:
-                if not (self._incoming or self._acks or self._counts_due or self._generation != announced):
+                news = self._connected and (self._counts_due or self._generation != announced)
+                if not (self._incoming or self._acks or news):
                     # Woken by any of those; the timeout paces the queue state's publishing,
                     # and the last acknowledgements while closing.
                     self._cond.wait(timeout=0.05 if self._stopping else 1.0)

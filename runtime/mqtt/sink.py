@@ -36,7 +36,7 @@ class MqttSink:
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
         self._last = result
         if self._due is None or result.timestamp >= self._due:
-            self._publish(result, camera_up=True)
+            self._publish(result)
             self._due = (self._due or result.timestamp) + self._every_s
             while self._due <= result.timestamp:  # after a stall: one message, not a burst
                 self._due += self._every_s
@@ -44,8 +44,10 @@ class MqttSink:
 
     def close(self) -> None:
         if self._last is not None:
-            self._publish(self._last, camera_up=True)
+            self._publish(self._last)
 
-    def _publish(self, result: FrameResult, *, camera_up: bool) -> None:
+    def _publish(self, result: FrameResult) -> None:
+        # Frames flow, so the camera is up; a source that knows of an outage says so itself
+        # (MqttPublisher.publish_counts(..., camera_up=False)).
         snapshot = self._counts.snapshot(result.timestamp) if self._counts is not None else {"at": round(result.timestamp, 3)}
-        self._publisher.publish_counts(snapshot, fps=result.fps, camera_up=camera_up)
+        self._publisher.publish_counts(snapshot, fps=result.fps, camera_up=True)

@@ -232,3 +232,24 @@ def test_the_check_answers_in_bounded_time_when_nothing_or_no_broker_answers(bro
         quiet = check_broker(broker_settings(f"mqtt://127.0.0.1:{silent.getsockname()[1]}", environ={}), timeout_s=1)
     assert not quiet.ok and "did not answer within 1 s" in quiet.text
     assert time.monotonic() - started < 2 + 1 + 3  # each within its timeout, plus a margin for a busy machine
+
+
+def test_the_sink_publishes_the_counts_as_the_loop_runs(broker: MosquittoBroker, house: Subscriber, tmp_path: Path) -> None:
+    from gclf.runtime.live import FrameResult
+    from gclf.runtime.mqtt.sink import MqttSink
+    from gclf.runtime.tracks import TrackCounts
+
+    counts = TrackCounts()
+    with _publisher(broker, tmp_path / "queue", labels=("man", "woman")) as (publisher, _):
+        sink = MqttSink(publisher, counts, every_s=2.0)
+        assert sink.write(FrameResult(0, 1000.0, (), 10.0), None)
+        first = house.wait_for(lambda m: any(x.topic == "gclf/door/counts" for x in m))
+        for i in range(1, 40):  # 4 s of capture time at 10 frames/s
+            counts.set_label(i, 1000.0 + i / 10, "woman" if i % 2 else "man", 1000.0 + i / 10)
+            assert sink.write(FrameResult(i, 1000.0 + i / 10, (), 8.0), None)
+        sink.close()
+        messages = house.wait_for(lambda m: any(x.topic == "gclf/door/counts" and x.json()["total"] == {"man": 19, "woman": 20} for x in m))
+    assert next(m.json() for m in first if m.topic == "gclf/door/counts")["total"] == {"man": 0, "woman": 0}  # the first frame's
+    last = [m.json() for m in messages if m.topic == "gclf/door/counts"][-1]
+    assert last["total"] == {"man": 19, "woman": 20} and last["fps"] == 8.0 and last["camera_up"] is True
+    assert last["at"] == pytest.approx(1003.9)
