@@ -221,7 +221,7 @@ class MqttPublisher:
                 self._full_reported = False
                 if back:
                     waiting = self.queue.depth + len(self._incoming)
-                    self._report(f"the MQTT broker at {self.settings.address} is back" + (f": delivering {waiting} waiting events" if waiting else ""))
+                    self._report(f"connected to the MQTT broker at {self.settings.address}" + (f": delivering {waiting} waiting events" if waiting else ""))
             self._cond.notify()
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:

@@ -3,6 +3,7 @@ environment or systemd's credentials, and a password that never shows in a messa
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,13 @@ def test_camera_names_are_one_topic_level(monkeypatch: pytest.MonkeyPatch) -> No
     assert default_camera_name() == "Living-room-Pi"  # the host name's first label, made one topic level
     monkeypatch.setattr("socket.gethostname", lambda: "")
     assert default_camera_name() == "gclf"
+
+
+def test_only_the_mqtt_package_imports_paho() -> None:
+    from gclf_testutil import REPO
+
+    importing = sorted(
+        str(path.relative_to(REPO)) for path in (REPO / "runtime").rglob("*.py")
+        if re.search(r"^\s*(import|from)\s+paho\b", path.read_text(encoding="utf-8"), flags=re.M)
+    )
+    assert importing and all(name.startswith("runtime/mqtt/") for name in importing), importing
