@@ -220,3 +220,17 @@ class _Uninstalled(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, _Uninstalled())
 """
+
+
+# --- programs the tests run (tools/test_deps.py installs them) ---------------------------------
+
+
+def find_program(name: str) -> str | None:
+    """A program as tools/test_deps.py finds it: on the PATH or in an sbin folder."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gclf_test_deps", REPO / "tools" / "test_deps.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool.find_program(name)

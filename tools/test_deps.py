@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """What the tests need beyond pip: a headless Chromium (or Chrome) for tests/runtime/test_serve_browser.py,
-and on Linux systemd's `systemd-analyze` for tests/system/test_deploy_unit.py (it rates the Pi's unit).
+on Linux systemd's `systemd-analyze` for tests/system/test_deploy_unit.py (it rates the Pi's unit),
+the Mosquitto broker the MQTT tests start (tests/runtime/test_mqtt_*.py), and Prometheus's
+`promtool`, which checks the /metrics text (tests/runtime/test_prometheus_metrics.py).
 
     python tools/test_deps.py          # README command 2 runs it before pytest
 
@@ -9,9 +11,13 @@ chromium-browser, google-chrome on the PATH, the macOS application folders) and,
 none, installs Chromium with the system's package manager: apt-get (Debian: `chromium`;
 Ubuntu: `chromium-browser`), dnf, or Homebrew on macOS. No browser is downloaded by pip or at
 test time (a machine that reaches only package registries cannot). Exit 0 with the browser's
-path printed; 1 with a sentence saying how to install one when nothing worked. systemd-analyze
-is installed the same way (Debian's and Fedora's package `systemd`) where it is missing on
-Linux; elsewhere (macOS) the unit's rating is skipped with that reason.
+path printed; 1 with a sentence saying how to install one when nothing worked. The other
+programs (`PROGRAMS`) are installed the same way where they are missing: systemd-analyze
+(package `systemd`, Linux only; elsewhere the unit's rating is skipped with that reason),
+mosquitto (package `mosquitto`; Debian keeps it in /usr/sbin) and promtool (Debian's and
+Homebrew's `prometheus`); one that stays missing is a warning, and its tests skip saying how
+to install it. On Debian, installing a package starts its service where systemd runs (a
+broker on port 1883, Prometheus on 9090); the tests start their own on other ports.
 Standard library only: it runs before or after `pip install`.
 """
 
@@ -23,6 +29,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 MACOS_APPS = (
@@ -69,24 +76,51 @@ def install() -> None:
         _run([*sudo, "dnf", "install", "-y", "chromium"])
 
 
-def ensure_systemd_analyze() -> None:
-    """On Linux, install systemd-analyze (package `systemd`) when it is missing."""
-    if platform.system() != "Linux" or shutil.which("systemd-analyze"):
+class Program(NamedTuple):
+    """A program some tests run, and the package that holds it for each package manager."""
+
+    name: str
+    apt: str
+    dnf: str
+    brew: str | None  # None: not on macOS
+    needed_by: str
+    linux_only: bool = False
+
+
+PROGRAMS = (
+    Program("systemd-analyze", "systemd", "systemd", None, "tests/system/test_deploy_unit.py fails its rating", linux_only=True),
+    Program("mosquitto", "mosquitto", "mosquitto", "mosquitto", "the MQTT tests are skipped"),
+    Program("promtool", "prometheus", "golang-github-prometheus", "prometheus", "the Prometheus metrics test is skipped"),
+)
+SBIN = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")  # daemons live here, often off a user's PATH
+
+
+def find_program(name: str) -> str | None:
+    """`name` on the PATH or in an sbin folder (Debian's mosquitto is /usr/sbin/mosquitto)."""
+    return shutil.which(name) or next((str(Path(d) / name) for d in SBIN if (Path(d) / name).is_file()), None)
+
+
+def ensure_program(program: Program) -> None:
+    """Install `program` with this system's package manager when it is missing."""
+    system = platform.system()
+    if (program.linux_only and system != "Linux") or find_program(program.name):
         return
-    sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
-    if shutil.which("apt-get"):
-        _run([*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"]) or (
-            _run([*sudo, "apt-get", "update", "-qq"])
-            and _run([*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "--no-install-recommends", "systemd"])
-        )
+    sudo = ["sudo"] if os.name == "posix" and os.geteuid() != 0 and shutil.which("sudo") else []
+    if system == "Darwin" and program.brew and shutil.which("brew"):
+        _run(["brew", "install", program.brew])
+    elif shutil.which("apt-get"):
+        apt = [*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        install = [*apt, "install", "-y", "-qq", "--no-install-recommends", program.apt]
+        _run(install) or (_run([*apt, "update", "-qq"]) and _run(install))
     elif shutil.which("dnf"):
-        _run([*sudo, "dnf", "install", "-y", "systemd"])
-    if not shutil.which("systemd-analyze"):
-        print("test-deps: systemd-analyze not found (Debian: apt-get install systemd); tests/system/test_deploy_unit.py fails its rating", file=sys.stderr)
+        _run([*sudo, "dnf", "install", "-y", program.dnf])
+    if not find_program(program.name):
+        print(f"test-deps: {program.name} not found (Debian: apt-get install {program.apt}); {program.needed_by}", file=sys.stderr)
 
 
 def main() -> int:
-    ensure_systemd_analyze()
+    for program in PROGRAMS:
+        ensure_program(program)
     browser = find_browser()
     if browser is None:
         install()
