@@ -17,7 +17,9 @@ import secrets
 import socket
 import ssl
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from gclf.runtime.redact import SECRET_PARAMETERS
 
 # What kind of failure a diagnosis found; the network source treats AUTH at start as fatal
 # (a configuration mistake, exit 2) and everything else as a camera that may come back.
@@ -91,17 +93,20 @@ def diagnose(url: str, timeout_s: float) -> Diagnosis:
         return Diagnosis(UNREACHABLE, f"{host}:{port} does not answer (no connection within {timeout_s:g} s)")
     except OSError as exc:
         return Diagnosis(UNREACHABLE, f"cannot reach {host}:{port} ({exc.strerror or exc})")
-    return _meaning(reply, user is not None, parts.path or "/")
+    has_token = any(name.lower() in SECRET_PARAMETERS for name, _ in parse_qsl(parts.query))
+    return _meaning(reply, user is not None, has_token, parts.path or "/")
 
 
-def _meaning(reply: _Reply, has_user: bool, path: str) -> Diagnosis:
+def _meaning(reply: _Reply, has_user: bool, has_token: bool, path: str) -> Diagnosis:
     code = f"{reply.status} {reply.phrase}".strip()
     if reply.status == 401:
         if has_user:
             return Diagnosis(AUTH, f"it refused the user name or password ({code})")
+        if has_token:
+            return Diagnosis(AUTH, f"it refused the token ({code})")
         return Diagnosis(AUTH, f"it asks for a user name and password ({code}): give them in the URL, as scheme://USER:PASSWORD@host/...")
     if reply.status == 403:
-        return Diagnosis(AUTH, f"it refused access ({code}): a wrong user, password or token?")
+        return Diagnosis(AUTH, f"it refused access ({code}): a wrong user name, password or token?")
     if reply.status == 404:
         return Diagnosis(NOT_FOUND, f"it has no stream at {path} ({code})")
     if 200 <= reply.status < 300:

@@ -31,12 +31,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-import gi
+PACKAGES = "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
+try:
+    import gi
 
-gi.require_version("Gst", "1.0")
-gi.require_version("GstRtsp", "1.0")
-gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+    gi.require_version("Gst", "1.0")
+    gi.require_version("GstRtsp", "1.0")
+    gi.require_version("GstRtspServer", "1.0")
+    from gi.repository import GLib, Gst, GstRtsp, GstRtspServer
+except (ImportError, ValueError) as exc:  # ValueError: gi without the GStreamer typelibs
+    print(f"rtsp-server: GStreamer's RTSP server is not importable by {sys.executable} ({exc}); "
+          f"Debian: apt-get install {PACKAGES}, or python tools/test_deps.py", file=sys.stderr)
+    sys.exit(1)
 
 # The elements each codec needs, beyond what every pipeline here uses; named in the error
 # when one is missing (which Debian package brings it).
@@ -116,14 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--codec", choices=("h264", "mjpeg"), default="h264")
     parser.add_argument("--auth", help="user:password: clients must log in with these")
+    parser.add_argument("--check", action="store_true", help="only check that everything the server needs is installed (exit 0) or say what is missing (exit 1)")
     parser.add_argument("--auth-method", choices=("basic", "digest"), default="basic", help="how clients log in (cameras offer either)")
     args = parser.parse_args(argv)
 
     Gst.init(None)
-    missing = missing_elements(args.codec)
+    missing = sorted({name for codec in (("h264", "mjpeg") if args.check else (args.codec,)) for name in missing_elements(codec)})
     if missing:
         print(f"rtsp-server: GStreamer elements missing: {', '.join(missing)}; python tools/test_deps.py installs them", file=sys.stderr)
         return 1
+    if args.check:
+        print("rtsp-server: everything it needs is installed")
+        return 0
     scratch = Path(tempfile.mkdtemp(prefix="gclf-rtsp-"))
     try:
         frames = args.frames
