@@ -6,6 +6,7 @@ started again on the same port; every wait is bounded."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,11 +131,13 @@ def moving_frame(index: int, width: int = 320, height: int = 240) -> np.ndarray:
     return image
 
 
-def serve_mjpeg(port: int, *, token: str | None, fps: float, size: tuple[int, int], frames_per_connection: int | None) -> None:
+def serve_mjpeg(port: int, *, token: str | None, fps: float, size: tuple[int, int], frames_per_connection: int | None,
+                tls: tuple[str, str] | None = None) -> None:
     """An HTTP MJPEG camera (multipart/x-mixed-replace, as ESP32-CAM and older IP cameras
     send) at http://127.0.0.1:PORT/stream, until killed; prints its ready line. With `token`, a
     request without ?token=TOKEN gets 401; with `frames_per_connection`, each stream ends after
-    that many frames (a camera that keeps dropping its clients)."""
+    that many frames (a camera that keeps dropping its clients); with `tls` (certificate, key
+    files), HTTPS."""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # quiet: the test reads the client's output
@@ -168,7 +171,14 @@ def serve_mjpeg(port: int, *, token: str | None, fps: float, size: tuple[int, in
         daemon_threads = True
 
     server = Server(("127.0.0.1", port), Handler)
-    print(f"mjpeg-server: ready http://127.0.0.1:{server.server_address[1]}/stream", flush=True)
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(*tls)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    scheme = "https" if tls else "http"
+    print(f"mjpeg-server: ready {scheme}://127.0.0.1:{server.server_address[1]}/stream", flush=True)
     server.serve_forever(poll_interval=0.05)
 
 
@@ -177,18 +187,21 @@ class MjpegServer:
     real drop and its threads and sockets are not the test's own."""
 
     def __init__(self, *, token: str | None = None, fps: float = 20.0, size: str = "320x240",
-                 frames_per_connection: int | None = None, port: int = 0) -> None:  # fmt: skip
+                 frames_per_connection: int | None = None, port: int = 0, tls: tuple[Path, Path] | None = None) -> None:  # fmt: skip
         self.token, self.port = token, port
+        self.scheme = "https" if tls else "http"
         self._args = ["--fps", str(fps), "--size", size]
         if token is not None:
             self._args += ["--token", token]
         if frames_per_connection is not None:
             self._args += ["--frames-per-connection", str(frames_per_connection)]
+        if tls is not None:
+            self._args += ["--tls", str(tls[0]), str(tls[1])]
         self.process: subprocess.Popen | None = None
 
     def url(self, token: str | None = None) -> str:
         given = token if token is not None else self.token
-        return f"http://127.0.0.1:{self.port}/stream" + (f"?token={given}" if given else "")
+        return f"{self.scheme}://127.0.0.1:{self.port}/stream" + (f"?token={given}" if given else "")
 
     def start(self) -> "MjpegServer":
         self.process = subprocess.Popen(
@@ -248,6 +261,18 @@ class SilentServer:
         self._listener.close()
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 made by the openssl command (cameras' are self-signed too)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl command to make a test certificate")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
 def thread_and_fd_counts() -> tuple[int, int]:
     """This process's native threads and open file descriptors (Linux /proc)."""
     return len(os.listdir("/proc/self/task")), len(os.listdir("/proc/self/fd"))
@@ -270,6 +295,8 @@ if __name__ == "__main__":
     parser.add_argument("--fps", type=float, default=20.0)
     parser.add_argument("--size", default="320x240")
     parser.add_argument("--frames-per-connection", type=int)
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     args = parser.parse_args()
     width, height = (int(part) for part in args.size.split("x"))
-    serve_mjpeg(args.port, token=args.token, fps=args.fps, size=(width, height), frames_per_connection=args.frames_per_connection)
+    serve_mjpeg(args.port, token=args.token, fps=args.fps, size=(width, height), frames_per_connection=args.frames_per_connection,
+                tls=tuple(args.tls) if args.tls else None)

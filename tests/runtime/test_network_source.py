@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -125,7 +126,9 @@ def test_a_camera_killed_twice_is_reconnected_each_time_and_both_outages_counted
 
 def test_a_hung_camera_is_a_stall_that_is_counted_and_recovered(rtsp_server) -> None:
     server = rtsp_server()
-    source = NetworkSource(server.url(), options=FAST)
+    # A paused server's port still accepts connections (the kernel does): each reopening
+    # waits its whole open timeout, kept short here.
+    source = NetworkSource(server.url(), options=replace(FAST, open_timeout_s=2.0, probe_timeout_s=0.5))
     feed = open_network_feed(source)
     try:
         assert feed.next_frame() is not None
@@ -304,3 +307,50 @@ def test_options_are_checked() -> None:
         StreamOptions(frame_timeout_s=math.inf)
     with pytest.raises(Exception, match="rtsp://"):
         NetworkSource("/dev/video0")
+
+
+def test_another_gclfs_served_stream_is_a_camera(tmp_path, tiny_onnx) -> None:
+    # gclf-infer --serve's /stream (MJPEG, ?token=): one device watching what another one sees.
+    from serve_testutil import port_of, start_served_run, write_colour_video
+
+    token = "Tq3x-9vLk2PzR8mW_c7JdYe"
+    video = write_colour_video(tmp_path / "clip.avi", 600, fps=30)
+    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--headless", "--serve", "127.0.0.1:0"], env={"GCLF_SERVE_TOKEN": token})
+    try:
+        url = f"http://127.0.0.1:{port_of(run.url)}/stream"
+        source = NetworkSource(f"{url}?token={token}", options=FAST)
+        try:
+            frames = read_frames(source, 3)
+        finally:
+            source.close()
+        assert all(frame.shape == (240, 320, 3) for frame in frames)
+        assert token not in source.name and source.name.endswith("/stream?token=***")
+        with pytest.raises(CameraAuthError, match=r"it refused access \(403 Forbidden\)"):
+            NetworkSource(f"{url}?token=not-{token}", options=FAST).read()
+    finally:
+        run.stop()
+
+
+def test_an_https_mjpeg_camera_with_a_self_signed_certificate(mjpeg_server, tmp_path) -> None:
+    from network_testutil import self_signed_certificate
+
+    server = mjpeg_server(token="tok-1f4e", tls=self_signed_certificate(tmp_path))
+    source = NetworkSource(server.url(), options=FAST)
+    try:
+        frame = source.read()
+    finally:
+        source.close()
+    assert frame.shape == (240, 320, 3) and source.name.startswith("camera https://127.0.0.1:")
+    with pytest.raises(CameraAuthError, match=r"it refused the token \(401"):
+        NetworkSource(server.url("wrong"), options=FAST).read()
+
+
+def test_the_state_reads_as_one_line_for_a_status_and_as_json() -> None:
+    from gclf.runtime.network_source import StreamState
+
+    down = StreamState(up=False, down_since=1_000_000.0, outages=2, stalls=1, outage_s=12.0, failed_attempts=3, last_error="cannot open camera rtsp://u:***@h/x: nothing listens on h:554 (connection refused)")
+    line = down.line(now=1_000_030.0)
+    assert line.startswith("camera down since ") and ", 2 outages (42 s in all): cannot open camera rtsp://u:***@h/x: nothing listens" in line
+    assert down.to_json()["outages"] == 2 and down.to_json()["up"] is False
+    assert StreamState(up=True, outages=1, outage_s=5.4).line() == "camera up, 1 outage (5 s in all)"
+    assert StreamState().line() == "camera connecting"
