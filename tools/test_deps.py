@@ -2,7 +2,8 @@
 """What the tests need beyond pip: a headless Chromium (or Chrome) for tests/runtime/test_serve_browser.py,
 on Linux systemd's `systemd-analyze` for tests/system/test_deploy_unit.py (it rates the Pi's unit),
 the Mosquitto broker the MQTT tests start (tests/runtime/test_mqtt_*.py), and Prometheus's
-`promtool`, which checks the /metrics text (tests/runtime/test_prometheus_metrics.py).
+`promtool`, which checks the /metrics text (tests/runtime/test_prometheus_metrics.py),
+and on Linux GStreamer's RTSP server for the network camera tests (tools/rtsp_server.py).
 
     python tools/test_deps.py          # README command 2 runs it before pytest
 
@@ -17,7 +18,10 @@ programs (`PROGRAMS`) are installed the same way where they are missing: systemd
 mosquitto (package `mosquitto`; Debian keeps it in /usr/sbin) and promtool (Debian's and
 Homebrew's `prometheus`); one that stays missing is a warning, and its tests skip saying how
 to install it. On Debian, installing a package starts its service where systemd runs (a
-broker on port 1883, Prometheus on 9090); the tests start their own on other ports.
+broker on port 1883, Prometheus on 9090); the tests start their own on other ports. The RTSP
+server runs under the system's python3 (python3-gi does not import into a virtual environment), so its
+Debian packages (RTSP_PACKAGES) are installed where that interpreter cannot run
+`tools/rtsp_server.py --check`; elsewhere the network camera tests skip with that reason.
 Standard library only: it runs before or after `pip install`.
 """
 
@@ -118,9 +122,47 @@ def ensure_program(program: Program) -> None:
         print(f"test-deps: {program.name} not found (Debian: apt-get install {program.apt}); {program.needed_by}", file=sys.stderr)
 
 
+# The system's interpreter that runs tools/rtsp_server.py, and what it needs from Debian.
+SYSTEM_PYTHON = "/usr/bin/python3"
+RTSP_SERVER = Path(__file__).resolve().parent / "rtsp_server.py"
+RTSP_PACKAGES = (
+    "python3-gi", "gir1.2-gst-rtsp-server-1.0",
+    "gstreamer1.0-plugins-base", "gstreamer1.0-plugins-good", "gstreamer1.0-plugins-ugly",
+)  # fmt: skip
+
+
+def rtsp_server_ready(python: str = SYSTEM_PYTHON) -> bool:
+    """True when `python` runs tools/rtsp_server.py (its --check finds every element it needs)."""
+    if not Path(python).is_file():
+        return False
+    try:
+        done = subprocess.run([python, str(RTSP_SERVER), "--check"], capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def ensure_rtsp_server() -> None:
+    """On Linux with apt-get, install the RTSP server's Debian packages when it cannot run."""
+    if platform.system() != "Linux" or rtsp_server_ready():
+        return
+    sudo = ["sudo"] if os.geteuid() != 0 and shutil.which("sudo") else []
+    if shutil.which("apt-get"):
+        apt = [*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get"]
+        install = [*apt, "install", "-y", "-qq", "--no-install-recommends", *RTSP_PACKAGES]
+        _run(install) or (_run([*apt, "update", "-qq"]) and _run(install))
+    if not rtsp_server_ready():
+        print(
+            f"test-deps: the RTSP server for the network camera tests cannot run (Debian: apt-get install "
+            f"{' '.join(RTSP_PACKAGES)}); those tests skip with that reason",
+            file=sys.stderr,
+        )
+
+
 def main() -> int:
     for program in PROGRAMS:
         ensure_program(program)
+    ensure_rtsp_server()
     browser = find_browser()
     if browser is None:
         install()

@@ -53,3 +53,14 @@ def test_without_a_browser_or_a_package_manager_it_says_how_to_install_one(tmp_p
         return
     assert done.returncode == 1
     assert "apt-get install chromium" in done.stderr and "GCLF_BROWSER" in done.stderr
+
+
+def test_the_rtsp_server_check_runs_the_system_interpreter(tmp_path: Path) -> None:
+    tool = _tool()
+    assert tool.rtsp_server_ready(str(tmp_path / "no-python")) is False
+    # An interpreter that cannot import GStreamer (this one: a venv's, or one without
+    # python3-gi) is not ready; tools/rtsp_server.py says so in one sentence.
+    done = subprocess.run([sys.executable, str(tool.RTSP_SERVER), "--check"], capture_output=True, text=True, timeout=60)
+    assert tool.rtsp_server_ready(sys.executable) is (done.returncode == 0)
+    if done.returncode != 0:
+        assert "apt-get install" in done.stderr and "Traceback" not in done.stderr
