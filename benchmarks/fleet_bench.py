@@ -492,9 +492,13 @@ def main(cameras: int, people: int, outage: float, fps: float, walk: float) -> N
     with tempfile.TemporaryDirectory(prefix="gclf-fleet-") as tmp:
         result = run_fleet(Path(tmp), cameras=cameras, people=people, fps=fps, walk_s=walk, outage_s=outage,
                            log=lambda line: print(line, file=sys.stderr, flush=True))
-    print(result.report())
-    lost = sum(max(0, len(c.written_events()) - len(result.unique_events(c.name))) for c in result.cameras)
-    print(f"fleet: events lost {lost}; CPU: {_cpu_name()}, {os.cpu_count()} logical cores")
+        print(result.report())  # here: it reads the processes' --jsonl files
+        written = {c.name: [event_key(e) for e in c.written_events()] for c in result.cameras}
+        delivered = {c.name: {event_key(e) for e, _ in result.unique_events(c.name)} for c in result.cameras}
+    lost = sum(1 for name, keys in written.items() for key in keys if key not in delivered[name])
+    in_order = all([event_key(e) for e, _ in result.unique_events(name)] == keys for name, keys in written.items())
+    print(f"fleet: events written {sum(map(len, written.values()))}, lost {lost}, each camera's in order: {'yes' if in_order else 'NO'}; "
+          f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores")
 
 
 def _cpu_name() -> str:
