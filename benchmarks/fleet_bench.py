@@ -44,8 +44,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
