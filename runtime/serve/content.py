@@ -19,6 +19,9 @@ JPEG_QUALITY = 80
 # (our 32 KB send buffer, its receive buffer) hold a few seconds of frames at most, so a viewer
 # that stops reading is let go within 10 s; any link that shows video sends a frame in 5 s.
 WRITE_TIMEOUT_S = 5.0
+# /healthz answers 503 once no frame has come for this long: the live feed's own frame timeout
+# (gclf.runtime.live.sources.FRAME_TIMEOUT_S), after which a camera counts as stalled.
+STALLED_AFTER_S = 5.0
 INSTALL_HINT = 'pip install "gclf[serve]"'
 
 
