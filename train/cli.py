@@ -11,7 +11,7 @@ import click
 from click.core import ParameterSource
 
 from gclf.runtime.cli.support import report_errors
-from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError
+from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError, install_hint
 from gclf.train.config import TrainConfig
 from gclf.train.options import config_values, training_options
 from gclf.train.recipes import RECIPES, run_recipe
@@ -24,7 +24,7 @@ def require_training_extra() -> None:
         import matplotlib  # noqa: F401  (run reports; checked here so it fails before training, not after)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"gclf-train needs the training extra ({exc.name} is not installed): pip install 'gclf[train]'"
+            f"gclf-train needs the training extra ({exc.name} is not installed): {install_hint('train')}"
         ) from None
 
 

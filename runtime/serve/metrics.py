@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-from gclf.runtime.errors import MissingDependencyError
+from gclf.runtime.errors import MissingDependencyError, install_hint
 
 if TYPE_CHECKING:
     import numpy as np
@@ -50,7 +50,7 @@ class MqttState(Protocol):
     waiting: int
     dropped: int
 
-INSTALL_HINT = 'pip install "gclf[serve]"'
+INSTALL_HINT = install_hint("serve")
 # The text format every Prometheus reads (2.x and 3.x); what render() writes for gclf's names.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a laptop classifies a face in a few ms, a Pi 4 runs YuNet and the int8 model in tens
