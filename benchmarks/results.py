@@ -84,6 +84,8 @@ LOCAL_PATH = re.compile(r"(?<![\w.])(/work|/root|/home/|/tmp|/Users/|/var/folder
 ISSUE_NUMBER = re.compile(r"\bissues? #?\d+|(?<![\w&])#\d+\b", re.I)
 
 Cell = str | int | float | bool | None
+# The benchmarks' --record option.
+RECORD_HELP = "Also write this run's figures into benchmarks/results/<this machine>.json and render docs/measurements.md again."
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,18 @@ def this_command(module: str, argv: Sequence[str] | None = None) -> str:
 
 def load_average() -> str:
     return f"{os.getloadavg()[0]:.1f}"
+
+
+def model_conditions(path: Path, metadata: Any) -> dict[str, str]:
+    """"model" and "init" conditions from a gclf model's metadata (a ModelMetadata): its input,
+    variant and the training summary gclf-export wrote into it."""
+    t = metadata.training
+    parts = [f"{metadata.spec.input_width} px {metadata.variant}", str(t.get("input_kind", "")).replace("_", " ")]
+    if t.get("max_epochs"):
+        parts.append(f"{t['max_epochs']} epochs, {t.get('optimizer', '')} learn rate {t.get('learn_rate')}, batch {t.get('batch_size')}".replace("  ", " "))
+    if t.get("test_accuracy") is not None:
+        parts.append(f"{100 * t['test_accuracy']:.1f}% on its test split ({t.get('test_images')} images)")
+    return {"model": f"{Path(path).name}: " + ", ".join(p for p in parts if p), "init": t.get("init", "not recorded in the model")}
 
 
 # --- the files ---------------------------------------------------------------------------------
