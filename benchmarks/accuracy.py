@@ -82,7 +82,8 @@ def report(run_dir: Path) -> tuple[results.Table, dict[str, str]]:
             gacc, gconf = evaluate(path, items, grey=True)
             print(f"{name:<32} {len(items):>6} {variant:<6} {acc * 100:9.2f}% {conf:6.3f} {gacc * 100:8.2f}% {gconf:6.3f}")
             cells[variant], cells[f"{variant} grey"] = f"{acc * 100:.2f}%", f"{gacc * 100:.2f}%"
-        table.rows.append([name.replace("own test split", "test split"), len(items), *(cells.get(c) for c in table.columns[2:])])
+        shown = name.replace("own test split", f"{' and '.join(Path(d).name for d in manifest['data'])} test split")
+        table.rows.append([shown, len(items), *(cells.get(c) for c in table.columns[2:])])
     split = manifest.get("fractions") or {}
     conditions = {
         "model": f"GoogLeNet {config['image_size']} px, {metrics['epochs_run']} epochs (best {metrics['best_epoch']}), {config.get('optimizer')}, "

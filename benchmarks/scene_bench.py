@@ -379,8 +379,9 @@ def model_conditions_of(model: Path) -> dict[str, str]:
 
 def record_scenes(figures: dict, conditions: dict) -> None:
     """The detection table and, with a model, the per-face table, as benchmarks/results records."""
-    table = records.Table(["detector", "recall IoU>=0.5", "precision IoU>=0.5", "recall, true face " + " / ".join(
-        f"{lo}-{hi if hi < 10_000 else ''}" for lo, hi in SIZE_BUCKETS) + " px high", "box side / true side", "ms per frame"])
+    heights = " / ".join(f"<{hi}" if lo == 0 else f">={lo}" if hi >= 10_000 else f"{lo}-{hi}" for lo, hi in SIZE_BUCKETS)
+    table = records.Table(["detector", "recall IoU>=0.5", "precision IoU>=0.5", f"recall, true face {heights} px high", "box side / true side",
+                           "ms per frame"])
     for name, f in figures["detectors"].items():
         buckets = " / ".join("-" if h is None else f"{100 * h:.0f}" for h, _ in f["recall_by_height"].values())
         table.rows.append([name, f"{100 * f['recall_05']:.1f}%", "-" if f["precision_05"] is None else f"{100 * f['precision_05']:.1f}%",
