@@ -80,7 +80,7 @@ REQUIRED = ("benchmark", "figure", "topic", "cpu", "command", "commit", "date", 
 COMMIT = re.compile(r"^[0-9a-f]{7,40}(-dirty)?$")
 DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Absolute paths of a development machine, and issue numbers: neither belongs on the page.
-LOCAL_PATH = re.compile(r"(?<![\w.])(/work|/root|/home/|/tmp|/Users/|/var/folders)")
+LOCAL_PATH = re.compile(r"(?<![\w.])/(work|root|home/|tmp|Users/|var/folders)\b")
 ISSUE_NUMBER = re.compile(r"\bissues? #?\d+|(?<![\w&])#\d+\b", re.I)
 
 Cell = str | int | float | bool | None
