@@ -317,8 +317,8 @@ run with `--record` replaces its figure in this machine's file and renders the p
 All accuracies are from random initialisation (no ImageNet weights were available), on the
 shared data sets: gender-faces (2305 face photos, two classes; split 80/10/10 with the seed
 given) and utkface-dev (2000 face photos of another source, never trained on). Speed figures
-come from shared 2-core virtual machines under the load given: read them as ratios within one
-run, not as absolute claims."""
+are the named CPU's under the load given, mostly shared 2-core virtual machines: read them as
+ratios within one run, not as absolute claims; on your own CPU, `gclf-bench` is the measurement."""
 
 
 def _cell(value: Cell) -> str:
