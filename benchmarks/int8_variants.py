@@ -366,7 +366,7 @@ def record_variants(records, rows: list[dict], conditions: dict, native_class: s
     """The variants table and the per-CPU-class table, as benchmarks/results records."""
     pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
     fp32_acc = pct(rows[0]["native"]["fp32_accuracy"])
-    table = records.Table(["variant", "saturation-safe", "agreement", f"accuracy ({fp32_acc} fp32)", "int8 / fp32, batch 1"], [
+    table = records.Table(["variant", "saturation-safe", "agreement", f"accuracy ({fp32_acc} fp32)", "int8 speed-up over fp32, batch 1, 1 thread"], [
         [describe(Variant(**{k: r[k] for k in Variant.__dataclass_fields__})), r["saturation_safe"], pct(r["native"]["top1_agreement"]),
          pct(r["native"]["int8_accuracy"]), f"{r['speedup_b1']:.2f}x"] for r in rows])
     records.record("benchmarks.int8_variants", "What onnxruntime's int8 options do", topic="int8", table=table, conditions=conditions)
@@ -394,7 +394,7 @@ def record_variants(records, rows: list[dict], conditions: dict, native_class: s
                     f"{e['max_abs_prob_diff_vs_native_int8']:.2g}", f"{shift(e8)}; {e8['max_abs_prob_diff_vs_native_int8']:.2g} from its own native answers" if e8 else None,
                     "(emulated)"])
     columns = ["CPU class", "how reached", "images", "agreement", f"accuracy ({fp32_acc} fp32)", "max |p diff| vs native int8", "8-bit weights instead",
-               "int8 / fp32, batch 1"]
+               "int8 speed-up over fp32, batch 1, 1 thread"]
     figure = "The exported int8 file across CPU classes" if file["name"] == EXPORTED else "gclf's default int8 variant across CPU classes"
     records.record("benchmarks.int8_variants", figure, topic="int8", table=records.Table(columns, cls), conditions=conditions)
 
