@@ -1,8 +1,9 @@
 """`--serve` and the decoders under attack: the figures of issue 19's probes.
 
-    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8]
+    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8] [--record]
 
-Prints its figures and asserts nothing; "Done when" thresholds are shown beside them. Needs the
+Prints its figures and asserts nothing; "Done when" thresholds are shown beside them (`--record`
+also writes them into benchmarks/results/: benchmarks.results). Needs the
 `train` extra (onnx) for its generated model, and the `serve` extra. Everything is loopback.
 
 1. Idle flood: `gclf-infer --video ... --realtime --headless --serve 127.0.0.1:0` runs in a
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks import results
 from benchmarks.serve_bench import make_model, make_video
 
 # The tests' attack helpers, so there is one of each (tests/ is not a package).
@@ -180,7 +182,9 @@ def png_bomb(tmp: Path) -> dict:
 @click.option("--baseline-s", type=click.FloatRange(min=1), default=4.0, show_default=True)
 @click.option("--video-fps", type=click.FloatRange(min=1), default=100.0, show_default=True)
 @click.option("--video-s", type=click.FloatRange(min=20), default=45.0, show_default=True, help="Video length: it must outlast the run.")
-def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float) -> None:
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
+def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float, save_record: bool) -> None:
+    load_start = results.load_average()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = make_model(tmp / "bench_cnn.onnx")
@@ -204,6 +208,24 @@ def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video
     print(f"PNG bomb: 20000x20000 RGBA in {b['file_mb']:.2f} MB beside one ordinary photo: exit {b['exit']}, "
           f"peak memory {b['peak_mb']:.0f} MB (done when <= 700 MB), {b['seconds']:.1f} s, other photo classified: {b['ok_classified']}")
     print(f"  {b['refusal']}")
+    if save_record:
+        median = f"median {statistics.median(times):.3f} s, max {max(times):.3f} s" if times else "none answered"
+        table = results.Table(["probe", "measured", "done when"], [
+            [f"loop FPS before / during / after {connections} idle connections ({r['attacker_reopened']:,} reopened in {flood_s:.0f} s)",
+             f"{r['fps_before']:.1f} / {r['fps_flood']:.1f} / {r['fps_after']:.1f} ({kept:.0%} kept)", ">= 80%"],
+            ["requests with the token during the flood", f"{len(ok)}/{len(r['answers'])} answered 200; {median}", "within 3 s"],
+            ["server's open file descriptors, at most", f"{r['server_fds_max']} of {nofile}", "below the limit"],
+            ["console lines, whole run", r["console_lines"], "< 100"],
+            ["token on the console", r["token_on_console"], "never"],
+            ["8 viewers with the token stop reading: a new viewer let in after",
+             f"{freed:.1f} s (a 9th got {r['slots_full_status']} before)" if freed is not None else "more than 60 s", "within 10 s"],
+            [f"{b['file_mb']:.2f} MB PNG declaring 20000x20000 RGBA beside one photo",
+             f"exit {b['exit']}, the other photo classified: {'yes' if b['ok_classified'] else 'no'}; peak {b['peak_mb']:.0f} MB, {b['seconds']:.1f} s",
+             "<= 700 MB, exit 5"]])
+        results.record("benchmarks.serve_attack", "`--serve` and the decoders under attack", topic="hostile", table=table, conditions={
+            "model": "serve_bench's generated CNN", "video": f"640x480 at {video_fps:.0f} FPS, --realtime (frames the loop has no time for are dropped)",
+            "server": f"gclf-infer --video --realtime --headless --serve 127.0.0.1:0, open-file limit {nofile}",
+            "load": f"{load_start} at the start, {results.load_average()} at the end"})
 
 
 if __name__ == "__main__":
