@@ -34,8 +34,8 @@ if sys.version_info >= (3, 11):
 else:  # Python 3.10: the same parser, from PyPI (a dependency there)
     import tomli as tomllib
 
-# Keys a file cannot set: a file naming another file, or asking for help.
-NOT_IN_A_FILE = frozenset({"config", "help"})
+# Keys a file cannot set: a file naming another file, asking for help, or turning a run into a check.
+NOT_IN_A_FILE = frozenset({"config", "help", "check"})
 _STRING_TYPES = frozenset({"file", "path", "directory", "choice"})  # click's type names
 _INTEGER_TYPES = frozenset({"integer", "integer range"})
 _FLOAT_TYPES = frozenset({"float", "float range"})

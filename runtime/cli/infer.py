@@ -10,9 +10,11 @@ from pathlib import Path
 
 import click
 
-from gclf.runtime.cli.params import Camera, CameraParam, FaceModelParam, SizeParam
-from gclf.runtime.cli.support import report_errors
-from gclf.runtime.errors import UsageError
+from gclf.runtime.cli.config import read_camera_config
+from gclf.runtime.cli.params import NETWORK, Camera, CameraParam, FaceModelParam, SizeParam, check_camera_name, default_camera_name
+from gclf.runtime.cli.support import exit_with, report_errors
+from gclf.runtime.errors import GclfError, UsageError
+from gclf.runtime.redact import resolve_camera_url
 from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # light: OpenCV loads only when a face is looked for
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
 
@@ -20,11 +22,16 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, cameras, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
+@click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, the camera the other options (or --config) name, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
-@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.toml", is_eager=True, expose_value=False, callback=lambda ctx, param, value: _load_config(ctx, value), help="Read options from a TOML file (one camera's settings: the options' own names without the dashes, e.g. detect-every = 3, model = \"...\"); an option on the command line wins over the file.")
+@click.option("--name", default=default_camera_name, callback=check_camera_name, metavar="NAME", show_default="$GCLF_CAMERA_NAME, else the host name", help="Live: the camera's name, shown on the page and written into the summary, the events and every report.")
+@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]|URL", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), from the Raspberry Pi camera module (picam, picam:N) through picamera2, or from a network camera: rtsp://, rtsps://, http(s):// (MJPEG, or any stream FFmpeg reads), reconnected when it drops. A password or token in the URL is never printed; --camera-url-file or $GCLF_CAMERA_URL keep it off the command line.")
+@click.option("--camera-url-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Live: read the network camera's URL from PATH (its first line; a file other users cannot read). Without --camera or --camera-url-file, a live run takes $GCLF_CAMERA_URL, else the systemd credential camera-url.")
+@click.option("--rtsp-transport", type=click.Choice(["tcp", "udp"]), default=None, help="Live, an rtsp:// camera: RTP over the RTSP connection (tcp: one connection, passes NAT and firewalls) or over UDP.  [default: tcp]")
+@click.option("--reconnect-max", type=click.IntRange(min=0), default=None, metavar="N", help="Live, a network camera: give up (exit 5) after N reopenings in a row failed.  [default: never; a camera down is waited for, with 1, 2, 4 ... 30 s between attempts]")
 @click.option("--camera-size", type=SizeParam(), default=None, metavar="WxH", help="Live: frame size to ask the camera for, e.g. 640x480.  [default: the camera's own; picam: 640x480]")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
@@ -51,7 +58,11 @@ def main(
     batch_size: int,
     threads: int,
     as_json: bool,
+    name: str,
     camera: Camera | None,
+    camera_url_file: Path | None,
+    rtsp_transport: str | None,
+    reconnect_max: int | None,
     camera_size: tuple[int, int] | None,
     video: Path | None,
     realtime: bool,
@@ -84,15 +95,22 @@ def main(
     Live: a window shows each face's (or the frame's) label, confidence and the FPS; q or
     Esc quits, and so do SIGTERM, SIGINT (Ctrl-C) and SIGHUP. A summary (frames processed
     and dropped, mean FPS) goes to stderr at the end. Exit code 0: the video ended or the
-    user quit; 2: the camera cannot be opened; 5: the camera stopped delivering frames or
-    stalled (nothing for a few seconds); 8: --camera picam without picamera2.
+    user quit; 2: the camera cannot be opened, or a network camera refused the user name,
+    password or token; 5: a local camera stopped delivering frames or stalled (nothing for
+    a few seconds), or a network camera could not be reopened --reconnect-max times in a
+    row; 8: --camera picam without picamera2. A network camera that drops, stalls or cannot
+    be reached is reopened until it answers: the run goes on.
 
-    --check [MODEL]: what a Raspberry Pi needs, checked in one go; exit 0, or 12 and one
-    sentence per problem.
+    --config FILE.toml: the options from a file (one per camera); the command line wins.
+
+    --check [MODEL] [options]: what a Raspberry Pi needs, checked in one go, with the run's
+    own options (the camera they name, a network one within a few seconds); exit 0, or 12
+    and one sentence per problem.
     """
     ctx = click.get_current_context()
+    camera = _camera(camera, camera_url_file, fallback=video is None and not paths)
     if check:
-        return _check(ctx, model, paths, threads)
+        return _check(ctx, model, paths, threads, {**ctx.params, "camera": camera})
     if model is None:
         raise UsageError("give a MODEL (an ONNX file from gclf-export), or --check")
     if camera is not None or video is not None:
@@ -106,7 +124,7 @@ def main(
             camera=camera, video=video, realtime=realtime, faces=faces, face_model=face_model, face_margin=face_margin,
             detect_every=detect_every, headless=headless, as_json=as_json, save=save, max_frames=max_frames, serve=serve,
             token=token, token_file=token_file, camera_size=camera_size, events=events, summary_every=summary_every,
-            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
+            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes, name=name, rtsp_transport=rtsp_transport, reconnect_max=reconnect_max,
         )
         return run_live_command(model, live, threads=threads)
     given = _given(ctx, LIVE_ONLY)
@@ -122,7 +140,32 @@ def main(
 
 # Options that only mean something for a live source.
 LIVE_ONLY = ("realtime", "headless", "save", "max_frames", "serve", "token", "token_file", "camera_size", "detect_every",
-             "events", "summary_every", "jsonl", "jsonl_max_bytes")
+             "events", "summary_every", "jsonl", "jsonl_max_bytes", "name", "rtsp_transport", "reconnect_max")
+
+
+def _load_config(ctx: click.Context, path: Path | None) -> None:
+    """--config: the file's options become click's defaults, so the command line wins. Runs
+    while click parses (outside report_errors): a mistake is reported here, the same way."""
+    if path is None:
+        return
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **read_camera_config(path, ctx.command)}
+    except GclfError as exc:
+        exit_with(exc)
+
+
+def _camera(camera: Camera | None, url_file: Path | None, *, fallback: bool) -> Camera | None:
+    """The camera the run reads: --camera, or a network camera's URL from --camera-url-file,
+    or (`fallback`: no other source was given) from $GCLF_CAMERA_URL or the systemd credential."""
+    if camera is not None and not camera.is_network:
+        if url_file is not None:
+            raise UsageError("give --camera or --camera-url-file, not both")
+        return camera
+    given = camera.device if camera is not None else None
+    if given is None and url_file is None and not fallback:
+        return None
+    found = resolve_camera_url(given, url_file)  # type: ignore[arg-type]
+    return Camera(NETWORK, found[0]) if found is not None else None
 
 
 def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str]:
@@ -131,13 +174,14 @@ def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str
             and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
 
 
-def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int) -> int:
-    given = [name for name in _given(ctx) if name not in ("--check", "--threads")]
-    if given or paths:
-        raise UsageError(f"--check takes a MODEL and --threads only, not {', '.join(given) or 'image files'}")
+def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int, options: dict) -> int:
+    """--check with the run's options (command line and --config): the checks look at what
+    the run would use (the camera it names; nothing of a camera when it names none)."""
+    if paths:
+        raise UsageError("--check checks a MODEL and the live run's options, not image files: leave the files out")
     from gclf.runtime.cli.preflight import run_check_command  # here: --help stays fast
 
-    return run_check_command(model, threads=threads)
+    return run_check_command(model, threads=threads, options=options)
 
 
 if __name__ == "__main__":

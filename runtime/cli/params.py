@@ -1,29 +1,50 @@
-"""gclf's own click parameter types: what --camera, --camera-size and --face-model accept."""
+"""gclf's own click parameter types: what --camera, --camera-size, --face-model and --name accept."""
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 from typing import NamedTuple
 
 import click
 
 from gclf.runtime.faces.models import DETECTOR_NAMES
+from gclf.runtime.redact import is_network_url, redact
+
+NETWORK = "network"  # Camera.kind of an rtsp://, rtsps://, http:// or https:// camera
+NAME_ENV = "GCLF_CAMERA_NAME"  # the template unit sets it to its instance name
+MAX_NAME_CHARS = 64
 
 
 class Camera(NamedTuple):
-    kind: str  # "usb": OpenCV VideoCapture; "picam": the Raspberry Pi camera via picamera2
-    device: int | str  # the camera's index; "usb" also a /dev/video* path or a link to one
+    kind: str  # "usb": OpenCV VideoCapture; "picam": the Raspberry Pi camera via picamera2; NETWORK: a URL
+    device: int | str  # the camera's index; "usb" also a /dev/video* path or a link to one; NETWORK the URL
+
+    @property
+    def is_network(self) -> bool:
+        return self.kind == NETWORK
+
+    def __repr__(self) -> str:
+        # A URL's password or token never shows, however the value is printed.
+        return f"Camera({self.kind!r}, {redact(repr(self.device))})"
+
+    __str__ = __repr__
 
 
 class CameraParam(click.ParamType):
     """`--camera`: INDEX or /dev/... (a USB/V4L2 camera: /dev/video*, or a link to one such as
-    /dev/v4l/by-id/...), `picam` or `picam:N` (the N-th Pi camera)."""
+    /dev/v4l/by-id/...), `picam` or `picam:N` (the N-th Pi camera), or a network camera's URL
+    (rtsp://, rtsps://, http://, https://). click quotes a refused value in its message, so
+    every message here shows the value redacted."""
 
     name = "camera"
 
     def convert(self, value, param, ctx) -> Camera:
         if isinstance(value, Camera):
             return value
+        if is_network_url(str(value).strip()):
+            return Camera(NETWORK, str(value).strip())
         if str(value).startswith("/"):  # a device path, checked when opened: cameras come and go
             return Camera("usb", str(value))
         text = str(value).strip().lower()
@@ -31,8 +52,27 @@ class CameraParam(click.ParamType):
             return Camera("picam", 0)
         kind, number = ("picam", text[len("picam:"):]) if text.startswith("picam:") else ("usb", text)
         if not number.isdigit():
-            self.fail(f"{value!r} is not a camera: give an index (0, 1, ...), a /dev/video* path, picam or picam:N", param, ctx)
+            self.fail(
+                f"{redact(repr(str(value)))} is not a camera: give an index (0, 1, ...), a /dev/video* path, picam or picam:N, "
+                "or a network camera's rtsp://, rtsps://, http:// or https:// URL",
+                param, ctx,
+            )  # fmt: skip
         return Camera(kind, int(number))
+
+
+def default_camera_name() -> str:
+    """--name's default: $GCLF_CAMERA_NAME (the template unit's instance name), else the host name."""
+    return os.environ.get(NAME_ENV, "").strip() or socket.gethostname()
+
+
+def check_camera_name(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
+    """--name: printable, one line, at most MAX_NAME_CHARS characters (it heads every report)."""
+    if value is None:
+        return None
+    name = value.strip()
+    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
+        raise click.BadParameter(f"{name!r} is not a camera name: give 1 to {MAX_NAME_CHARS} printable characters on one line", ctx, param)
+    return name
 
 
 class SizeParam(click.ParamType):

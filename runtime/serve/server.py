@@ -181,7 +181,7 @@ class PageHandler(_Base):
 class LatestHandler(_Base):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(latest_json(self.server.latest(), self.server.model)))
+        self.finish(json.dumps({**latest_json(self.server.latest(), self.server.model), **self.server.status()}))
 
 
 class CountsHandler(_Base):
@@ -317,6 +317,7 @@ class WebServer:
         latest_image: Callable[[], Snapshot | None],
         model: ModelInfo,
         counts: Callable[[], dict] = dict,
+        status: Callable[[], dict] = dict,
         max_viewers: int,
         max_fps: float,
         write_timeout_s: float,
@@ -331,6 +332,7 @@ class WebServer:
         self.latest_image = latest_image
         self.model = model
         self.counts = counts
+        self.status = status  # more of /latest's fields: the camera's name and state
         self.max_viewers = max_viewers
         self._max_fps = max_fps
         self.write_timeout_s = write_timeout_s

@@ -37,13 +37,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from gclf.runtime.errors import MissingDependencyError
 from gclf.runtime.log import warn
 from gclf.runtime.serve.access import ServeAddress, ServeToken, page_url, parse_serve_address, reachable_hosts, resolve_token
-from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot
+from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot, status_json
 
 if TYPE_CHECKING:
     import numpy as np
 
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.live.network import StreamState
 
 
 class WebSink:
@@ -60,6 +61,8 @@ class WebSink:
         token: ServeToken | str,
         model: ModelInfo,
         counts: Callable[[], dict[str, Any]] = dict,
+        name: str | None = None,
+        camera: Callable[[], StreamState] | None = None,
         max_viewers: int = MAX_VIEWERS,
         max_fps: float = STREAM_MAX_FPS,
         write_timeout_s: float = WRITE_TIMEOUT_S,
@@ -68,8 +71,9 @@ class WebSink:
     ) -> None:
         """`token`: a `ServeToken` (resolve_token), or a plain string, taken as given (not
         printed). `report`: where the server's own trouble goes (default: a line on stderr).
-        `counts`: /counts's body (PeopleCounts.snapshot). `limits`: server.WebServer's
-        max_connections, max_per_address, header_timeout_s."""
+        `counts`: /counts's body (PeopleCounts.snapshot). `name`: the camera's name, on the
+        page. `camera`: a network camera's state, so that the page says when it is down.
+        `limits`: server.WebServer's max_connections, max_per_address, header_timeout_s."""
         # Asked first, so a missing extra is one sentence, not an ImportError from inside the server.
         if importlib.util.find_spec("tornado") is None:
             raise MissingDependencyError(f"--serve needs the web server extra: {INSTALL_HINT}")
@@ -92,6 +96,7 @@ class WebSink:
             latest_image=lambda: self._latest_image,
             model=model,
             counts=counts,
+            status=lambda: status_json(name, camera() if camera is not None else None),
             max_viewers=max_viewers,
             max_fps=max_fps,
             write_timeout_s=write_timeout_s,
