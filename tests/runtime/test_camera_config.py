@@ -131,8 +131,22 @@ def test_gclf_infer_reports_a_bad_file_as_a_usage_error(tmp_path: Path) -> None:
 def test_a_network_camera_in_a_file_is_never_echoed(tmp_path: Path) -> None:
     # click quotes a refused value; a camera value from a file or the command line shows redacted.
     path = write(tmp_path, 'camera = "rtsps://viewer:Sx-91@cam.local/live"\nheadless = true\n')
+    path.chmod(0o600)
     assert read_camera_config(path, gclf_infer)["camera"] == "rtsps://viewer:Sx-91@cam.local/live"
     received = run(tmp_path, path.read_text())
     assert received["camera"].kind == "network" and "Sx-91" not in repr(received["camera"]) and "Sx-91" not in str(received)
     result = CliRunner().invoke(gclf_infer, ["--camera", "cam://viewer:Sx-91@cam.local/live"])
     assert result.exit_code == 2 and "Sx-91" not in result.output and "cam://viewer:***@cam.local/live" in result.output
+
+
+def test_a_file_with_a_password_that_every_user_can_read_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'headless = true\ncamera = "rtsp://viewer:Sx-91@cam.local/live"\n')
+    path.chmod(0o644)
+    with pytest.raises(UsageError) as raised:
+        read_camera_config(path, gclf_infer)
+    assert str(raised.value).startswith(f"{path}, line 2: camera holds a password or token, and the file is readable by every user") and "Sx-91" not in str(raised.value)
+    path.chmod(0o640)  # the group (gclf's own) may read it
+    assert read_camera_config(path, gclf_infer)["camera"].endswith("@cam.local/live")
+    path.write_text('camera = "rtsp://cam.local/live"\n')  # no secret: any mode
+    path.chmod(0o644)
+    assert read_camera_config(path, gclf_infer)["camera"] == "rtsp://cam.local/live"
