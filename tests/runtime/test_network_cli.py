@@ -207,6 +207,20 @@ def test_a_port_where_nothing_listens_is_retried_reconnect_max_times(tiny_onnx, 
     assert_no_secret(tmp_path, PASSWORD)
 
 
+def test_a_run_stopped_while_its_camera_is_down_ends_at_once_with_its_summary(tiny_onnx, tmp_path: Path) -> None:
+    url = f"rtsp://viewer:{PASSWORD}@127.0.0.1:{free_port()}/cam"
+    run = GclfRun([str(tiny_onnx()), "--camera", url, "--headless"], tmp_path)
+    run.wait_for(lambda: "live: camera rtsp://" in run.stderr(), "the run to start", 30)
+    time.sleep(1.5)  # the first attempt failed; waiting 1 s, then 2 s, before the next ones
+    asked = time.monotonic()
+    assert run.stop() == EXIT_OK  # SIGTERM: the unit stopped, not a failure
+    assert time.monotonic() - asked < 4.0  # the reconnection wait does not hold the exit back (the feed alone would wait 5 s)
+    err = run.stderr()
+    assert "live: 0 frames processed" in err and "stopped: SIGTERM received" in err
+    assert f"live: camera down since " in err and "nothing listens on 127.0.0.1" in err
+    assert_no_secret(tmp_path, PASSWORD)
+
+
 def test_an_mjpeg_camera_with_a_token_from_the_environment(mjpeg_server, tiny_onnx, tmp_path: Path) -> None:
     # The URL from $GCLF_CAMERA_URL: no --camera, no source on the command line at all.
     token = "cam-token-5d2b8f0c3a9e"
