@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from gclf.runtime.cli.config import read_camera_config
-from gclf.runtime.cli.params import NETWORK, Camera, CameraParam, FaceModelParam, SizeParam, check_camera_name, default_camera_name
+from gclf.runtime.cli.params import NETWORK, Camera, CameraParam, FaceModelParam, SizeParam
 from gclf.runtime.cli.support import exit_with, report_errors
 from gclf.runtime.errors import GclfError, UsageError
 from gclf.runtime.redact import resolve_camera_url
@@ -27,7 +27,6 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.toml", is_eager=True, expose_value=False, callback=lambda ctx, param, value: _load_config(ctx, value), help="Read options from a TOML file (one camera's settings: the options' own names without the dashes, e.g. detect-every = 3, model = \"...\"); an option on the command line wins over the file.")
-@click.option("--name", default=default_camera_name, callback=check_camera_name, metavar="NAME", show_default="$GCLF_CAMERA_NAME, else the host name", help="Live: the camera's name, shown on the page and written into the summary, the events and every report.")
 @click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]|URL", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), from the Raspberry Pi camera module (picam, picam:N) through picamera2, or from a network camera: rtsp://, rtsps://, http(s):// (MJPEG, or any stream FFmpeg reads), reconnected when it drops. A password or token in the URL is never printed; --camera-url-file or $GCLF_CAMERA_URL keep it off the command line.")
 @click.option("--camera-url-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Live: read the network camera's URL from PATH (its first line; a file other users cannot read). Without --camera or --camera-url-file, a live run takes $GCLF_CAMERA_URL, else the systemd credential camera-url.")
 @click.option("--rtsp-transport", type=click.Choice(["tcp", "udp"]), default=None, help="Live, an rtsp:// camera: RTP over the RTSP connection (tcp: one connection, passes NAT and firewalls) or over UDP.  [default: tcp]")
@@ -43,13 +42,20 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
-@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only. Every address needs a token (generated and printed, or --token-file / $GCLF_SERVE_TOKEN). Needs pip install \"gclf[serve]\".")
+@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only. Every address needs a token (generated and printed, or --token-file / $GCLF_SERVE_TOKEN). Needs the serve extra (pip install \".[serve]\" in a checkout).")
 @click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer), at least 22 characters; other users see a command line, so prefer --token-file or $GCLF_SERVE_TOKEN. Default: $GCLF_SERVE_TOKEN, else a generated one, printed with the URL.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="With --serve: read the token from PATH (one line; a file only its owner, or group, can read, e.g. a systemd credential).")
 @click.option("--events", is_flag=True, help="Live, faces: print one JSON line per person (track) when they leave, and for those still in view at the end, instead of a line per frame (--json adds the frame lines back).")
 @click.option("--summary-every", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS", help="Live: every SECONDS, one JSON line with the frames, frame rate and tracks per label (last minute, last hour, total).")
 @click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: append the JSON lines to FILE instead of stdout, renamed FILE.1 when it reaches --jsonl-max-bytes (one old file kept).")
 @click.option("--jsonl-max-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES", help="With --jsonl: the size at which FILE is rotated; at most twice this on disk.  [default: 10000000]")
+@click.option("--name", default=None, metavar="NAME", help="Live: the camera's name (letters, digits, . _ -): on the page, in the summary and event lines, in systemd's status, in the MQTT topics gclf/NAME/... and the metrics.  [default: $GCLF_CAMERA_NAME (the template unit's instance name), else this machine's host name]")
+@click.option("--mqtt", default=None, metavar="mqtt[s]://[USER@]HOST[:PORT]", help="Live: publish each person's event, the counts and online/offline to this MQTT broker (gclf/NAME/...); events wait on disk while it is away. The password: --mqtt-password-file, $GCLF_MQTT_PASSWORD or the unit's LoadCredential=mqtt-password:FILE, never in the address. Needs the mqtt extra (pip install \".[mqtt]\" in a checkout).")
+@click.option("--mqtt-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="With --mqtt mqtts://...: the CA certificate (PEM) that signed the broker's.  [default: the system's]")
+@click.option("--mqtt-password-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="With --mqtt: read the broker password from FILE (one line; a file other users cannot read).")
+@click.option("--mqtt-discovery", is_flag=True, help="With --mqtt: publish Home Assistant discovery configs, so the camera appears there with its sensors (people per label, camera, FPS).")
+@click.option("--mqtt-queue-max", type=click.IntRange(min=1), default=None, metavar="N", help="With --mqtt: events kept on disk while the broker is away; beyond, the oldest are dropped and counted.  [default: 2000]")
+@click.option("--metrics-public", is_flag=True, help="With --serve on 127.0.0.1: serve /metrics without the token (for a Prometheus on this machine). Elsewhere a scraper sends the token (Authorization: Bearer).")
 @report_errors
 def main(
     model: Path | None,
@@ -58,7 +64,6 @@ def main(
     batch_size: int,
     threads: int,
     as_json: bool,
-    name: str,
     camera: Camera | None,
     camera_url_file: Path | None,
     rtsp_transport: str | None,
@@ -81,6 +86,13 @@ def main(
     summary_every: float | None,
     jsonl: Path | None,
     jsonl_max_bytes: int | None,
+    name: str | None,
+    mqtt: str | None,
+    mqtt_ca: Path | None,
+    mqtt_password_file: Path | None,
+    mqtt_discovery: bool,
+    mqtt_queue_max: int | None,
+    metrics_public: bool,
 ) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
@@ -104,8 +116,9 @@ def main(
     --config FILE.toml: the options from a file (one per camera); the command line wins.
 
     --check [MODEL] [options]: what a Raspberry Pi needs, checked in one go, with the run's
-    own options (the camera they name, a network one within a few seconds); exit 0, or 12
-    and one sentence per problem.
+    own options (the camera they name, a network one within a few seconds; with --mqtt,
+    whether the broker answers and takes the login); exit 0, or 12 and one sentence per
+    problem.
     """
     ctx = click.get_current_context()
     camera = _camera(camera, camera_url_file, fallback=video is None and not paths)
@@ -124,7 +137,9 @@ def main(
             camera=camera, video=video, realtime=realtime, faces=faces, face_model=face_model, face_margin=face_margin,
             detect_every=detect_every, headless=headless, as_json=as_json, save=save, max_frames=max_frames, serve=serve,
             token=token, token_file=token_file, camera_size=camera_size, events=events, summary_every=summary_every,
-            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes, name=name, rtsp_transport=rtsp_transport, reconnect_max=reconnect_max,
+            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes, name=name, mqtt=mqtt, mqtt_ca=mqtt_ca,
+            mqtt_password_file=mqtt_password_file, mqtt_discovery=mqtt_discovery, mqtt_queue_max=mqtt_queue_max,
+            metrics_public=metrics_public, rtsp_transport=rtsp_transport, reconnect_max=reconnect_max,
         )
         return run_live_command(model, live, threads=threads)
     given = _given(ctx, LIVE_ONLY)
@@ -140,7 +155,8 @@ def main(
 
 # Options that only mean something for a live source.
 LIVE_ONLY = ("realtime", "headless", "save", "max_frames", "serve", "token", "token_file", "camera_size", "detect_every",
-             "events", "summary_every", "jsonl", "jsonl_max_bytes", "name", "rtsp_transport", "reconnect_max")
+             "events", "summary_every", "jsonl", "jsonl_max_bytes", "name", "mqtt", "mqtt_ca", "mqtt_password_file",
+             "mqtt_discovery", "mqtt_queue_max", "metrics_public", "rtsp_transport", "reconnect_max")
 
 
 def _load_config(ctx: click.Context, path: Path | None) -> None:

@@ -1,20 +1,19 @@
-"""gclf's own click parameter types: what --camera, --camera-size, --face-model and --name accept."""
+"""gclf's own click parameter types: what --camera, --camera-size and --face-model accept, and --name's default."""
 
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import NamedTuple
 
 import click
 
 from gclf.runtime.faces.models import DETECTOR_NAMES
+from gclf.runtime.mqtt.topics import default_camera_name as host_camera_name  # light: no MQTT library behind it
 from gclf.runtime.redact import is_network_url, redact
 
 NETWORK = "network"  # Camera.kind of an rtsp://, rtsps://, http:// or https:// camera
 NAME_ENV = "GCLF_CAMERA_NAME"  # the template unit sets it to its instance name
-MAX_NAME_CHARS = 64
 
 
 class Camera(NamedTuple):
@@ -61,18 +60,11 @@ class CameraParam(click.ParamType):
 
 
 def default_camera_name() -> str:
-    """--name's default: $GCLF_CAMERA_NAME (the template unit's instance name), else the host name."""
-    return os.environ.get(NAME_ENV, "").strip() or socket.gethostname()
-
-
-def check_camera_name(ctx: click.Context | None, param: click.Parameter | None, value: str | None) -> str | None:
-    """--name: printable, one line, at most MAX_NAME_CHARS characters (it heads every report)."""
-    if value is None:
-        return None
-    name = value.strip()
-    if not name or len(name) > MAX_NAME_CHARS or not name.isprintable():
-        raise click.BadParameter(f"{name!r} is not a camera name: give 1 to {MAX_NAME_CHARS} printable characters on one line", ctx, param)
-    return name
+    """--name's default: $GCLF_CAMERA_NAME (the template unit sets it to its instance name),
+    else this machine's host name made a valid camera name. Looked up here, not as the option's
+    envvar, so that a --config file's `name` wins over the variable (click puts an envvar
+    before the file's defaults)."""
+    return os.environ.get(NAME_ENV, "").strip() or host_camera_name()
 
 
 class SizeParam(click.ParamType):

@@ -341,6 +341,23 @@ def check_power(ctx: PreflightContext) -> list[Finding]:
     return [Finding("power", PROBLEM, f"{', '.join(flags)} (throttled={match[1]}): {'; '.join(fixes)}")]
 
 
+def check_mqtt_broker(ctx: PreflightContext) -> list[Finding]:
+    """With the run's --mqtt: whether the broker answers and accepts the login, in bounded time
+    (a connection of its own, without a last will: checking never makes the camera look
+    offline). Nothing without --mqtt."""
+    if ctx.options.get("mqtt") is None:
+        return []
+    try:
+        from gclf.runtime.mqtt.check import check_broker  # here: a missing paho-mqtt is a finding, not a crash
+        from gclf.runtime.mqtt.settings import broker_settings
+
+        settings = broker_settings(ctx.options["mqtt"], ca_file=ctx.options.get("mqtt_ca"), password_file=ctx.options.get("mqtt_password_file"))
+        result = check_broker(settings)
+    except GclfError as exc:  # paho-mqtt missing (the extra named), a bad address or password file, a CA file the TLS library refuses
+        return [Finding("mqtt", PROBLEM, str(exc))]
+    return [Finding("mqtt", OK if result.ok else PROBLEM, result.text)]
+
+
 CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_userland,
     check_numpy,
@@ -353,6 +370,7 @@ CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_face_detector,
     check_threads,
     check_power,
+    check_mqtt_broker,
 ]
 
 

@@ -56,12 +56,13 @@ class WaitingSink(Protocol):
 
 
 def named(record: dict[str, Any], name: str | None) -> dict[str, Any]:
-    """`record` with the camera's name after its "event" key (where a reader of several
-    cameras' lines looks first); unchanged without a name."""
+    """`record` with the camera's name as "camera" after its "event" key (where a reader of
+    several cameras' lines looks first, and where the MQTT events have it); unchanged without
+    a name."""
     if name is None:
         return record
     head = {"event": record["event"]} if "event" in record else {}
-    return {**head, "name": name, **record}
+    return {**head, "camera": name, **record}
 
 
 class EventLinesSink:
@@ -155,9 +156,10 @@ class SummarySink:
     """Every `every_s` seconds of capture time, one JSON line: frames, frame rate and the
     track counts (`gclf-infer --summary-every`), for a device nobody watches.
 
-    With `name`, the camera's name in each line. With `camera` (a network camera's state),
-    the lines go on while it is down (by the wall clock, as `write_waiting` is called), and
-    each says whether it is up, its outages so far and their total length."""
+    With `name`, the camera's name in each line ("camera"). With `camera` (a network camera's
+    state), the lines go on while it is down (by the wall clock, as `write_waiting` is
+    called), and each says whether it is up, since when it is down, its outages so far and
+    their total length (`camera_json`)."""
 
     needs_image = False
 
@@ -202,7 +204,7 @@ class SummarySink:
             counts = self._counts.snapshot(now)
             record["tracks"] = {k: counts[k] for k in ("last_minute", "last_hour", "total")}
         if self._camera is not None:
-            record["camera"] = camera_json(self._camera(), now)
+            record.update(camera_json(self._camera(), now))
         write_json_line(self._stream, record)
         self._frames = 0
         while self._due <= now:  # a stall of several periods: one line, not a burst
@@ -213,10 +215,11 @@ class SummarySink:
 
 
 def camera_json(state: StreamState, now: float | None = None) -> dict[str, Any]:
-    """A network camera's state in a summary line: up, since when it is down, its outages so
-    far (the current one included) and their length in seconds (the current one up to `now`)."""
+    """A network camera's state in a summary line: up (as the MQTT counts' `camera_up`), since
+    when it is down, its outages so far (the current one included) and their length in
+    seconds (the current one up to `now`)."""
     return {
-        "up": state.up,
+        "camera_up": state.up,
         "down_since": round(state.down_since, 3) if state.down_since is not None else None,
         "outages": state.outages,
         "outage_s": round(state.total_outage_s(now), 1),

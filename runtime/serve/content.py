@@ -3,6 +3,8 @@ description, `/latest`'s JSON body and the JPEG pictures, and the limits of the 
 
 from __future__ import annotations
 
+from gclf.runtime.errors import install_hint
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +22,10 @@ JPEG_QUALITY = 80
 # (our 32 KB send buffer, its receive buffer) hold a few seconds of frames at most, so a viewer
 # that stops reading is let go within 10 s; any link that shows video sends a frame in 5 s.
 WRITE_TIMEOUT_S = 5.0
-INSTALL_HINT = 'pip install "gclf[serve]"'
+# /healthz answers 503 once no frame has come for this long: the live feed's own frame timeout
+# (gclf.runtime.live.sources.FRAME_TIMEOUT_S), after which a camera counts as stalled.
+STALLED_AFTER_S = 5.0
+INSTALL_HINT = install_hint("serve")
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,12 @@ def latest_json(snapshot: Snapshot | None, model: ModelInfo) -> dict[str, Any]:
 
 
 def status_json(name: str | None, camera: StreamState | None) -> dict[str, Any]:
-    """/latest's fields beyond the frame's: the camera's name, and a network camera's state
-    (up, since when it is down, outages, and the line the page shows: "camera down since ...")."""
+    """/latest's "camera": its name, and a network camera's state (up, since when it is down,
+    outages, ..., and the line the page shows: "camera down since ...")."""
     body: dict[str, Any] = {"name": name}
     if camera is not None:
-        body["camera"] = {**camera.to_json(), "line": camera.line()}
-    return body
+        body.update(camera.to_json(), line=camera.line())
+    return {"camera": body}
 
 
 def encode_jpeg(image: "np.ndarray", quality: int = JPEG_QUALITY) -> bytes:

@@ -150,3 +150,14 @@ def test_a_file_with_a_password_that_every_user_can_read_is_refused(tmp_path: Pa
     path.write_text('camera = "rtsp://cam.local/live"\n')  # no secret: any mode
     path.chmod(0o644)
     assert read_camera_config(path, gclf_infer)["camera"] == "rtsp://cam.local/live"
+
+
+def test_a_files_name_wins_over_the_units_instance_name(tmp_path: Path, monkeypatch) -> None:
+    from gclf.runtime.cli.params import default_camera_name
+
+    monkeypatch.setenv("GCLF_CAMERA_NAME", "hall")  # what the template unit sets: its instance name
+    assert run(tmp_path, 'name = "front-door"\n')["name"] == "front-door"
+    assert run(tmp_path, 'name = "front-door"\n', "--name", "porch")["name"] == "porch"  # the command line wins
+    assert run(tmp_path, "headless = true\n")["name"] is None and default_camera_name() == "hall"
+    monkeypatch.delenv("GCLF_CAMERA_NAME")
+    assert default_camera_name()  # the host name, made a valid camera name

@@ -155,7 +155,7 @@ def test_a_camera_from_a_config_file_survives_two_restarts_and_its_password_neve
             server.kill()
             run.wait_for(lambda: not latest(port)["camera"]["up"], "the page to see the camera down", 15)
             page = latest(port)
-            assert page["name"] == "hall" and page["camera"]["outages"] == outage
+            assert page["camera"]["name"] == "hall" and page["camera"]["outages"] == outage
             assert page["camera"]["line"].startswith("camera down since ") and PASSWORD not in json.dumps(page)
             # The watchdog is fed while the camera is down, with a status that says so.
             fed = len(systemd.messages)
@@ -175,9 +175,9 @@ def test_a_camera_from_a_config_file_survives_two_restarts_and_its_password_neve
         systemd.close()
     lines = json_lines(log)
     summaries = [line for line in lines if line.get("event") == "summary"]
-    assert all(s["name"] == "hall" for s in summaries)
-    assert any(not s["camera"]["up"] and s["camera"]["down_since"] for s in summaries)  # summaries go on while it is down
-    assert summaries[-1]["camera"]["outages"] == 2 and summaries[-1]["camera"]["outage_s"] > 0
+    assert all(s["camera"] == "hall" for s in summaries)
+    assert any(not s["camera_up"] and s["down_since"] for s in summaries)  # summaries go on while it is down
+    assert summaries[-1]["outages"] == 2 and summaries[-1]["outage_s"] > 0
     assert {face["label"] for line in lines for face in line.get("faces", [])} <= {"red", "blue"}
     err = run.stderr()
     assert "live: camera rtsp://viewer:***@127.0.0.1:" in err and "live: camera up, 2 outages (" in err
@@ -266,17 +266,17 @@ def test_two_template_instances_run_side_by_side_each_with_its_own_name_port_and
         for instance, (run, port, token) in runs.items():
             run.wait_for(lambda: _page(port, token) is not None, f"{instance}'s page", 40)
             page = _page(port, token)
-            assert page["name"] == instance and not page["camera"]["up"]  # waiting for the camera, not ended
+            assert page["camera"]["name"] == instance and not page["camera"]["up"]  # waiting for the camera, not ended
         camera.start()
         for instance, (run, port, token) in runs.items():
             # Reconnected within the backoff (1, 2, 4, 8 ... s apart), however late the camera came.
             run.wait_for(lambda: (_page(port, token) or {}).get("processed", 0) >= 5, f"{instance} to classify frames", 60)
             assert get(port, "/latest", token=runs["yard" if instance == "hall" else "hall"][2])[0] == 403  # its own token only
-            run.wait_for(lambda: any(s["camera"]["up"] for s in summaries(instance)), f"{instance}'s summary to see the camera up", 10)
+            run.wait_for(lambda: any(s["camera_up"] for s in summaries(instance)), f"{instance}'s summary to see the camera up", 10)
         for instance, (run, port, token) in runs.items():
             assert run.stop() == EXIT_OK
-            assert all(s["name"] == instance for s in summaries(instance))
-            assert summaries(instance)[-1]["camera"]["outages"] == 1  # unreachable at start: one outage, then up
+            assert all(s["camera"] == instance for s in summaries(instance))
+            assert summaries(instance)[-1]["outages"] == 1  # unreachable at start: one outage, then up
     finally:
         for run, _, _ in runs.values():
             run.stop()
@@ -328,7 +328,7 @@ def test_check_checks_the_network_camera_the_config_names(rtsp_server, tmp_path:
         (["--camera", f"rtsp://viewer:{PASSWORD}@cam.local/live", "--camera-url-file", "{url_file}"], {}, "on the command line or in a file, not both"),
         ([], {"GCLF_CAMERA_URL": f"ftp://viewer:{PASSWORD}@cam.local/x"}, "$GCLF_CAMERA_URL is not an rtsp://"),
         (["--camera-url-file", "{open_file}"], {}, "readable by every user of this machine"),
-        (["--camera", "0", "--name", ""], {}, "is not a camera name"),
+        (["--camera", "0"], {"GCLF_CAMERA_NAME": "front door"}, "the camera name 'front door' cannot be used"),
     ],
 )
 def test_network_camera_options_are_checked_before_anything_opens(tiny_onnx, tmp_path: Path, monkeypatch, args, env, message) -> None:

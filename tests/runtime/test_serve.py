@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.cli.infer import main
-from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
+from gclf.runtime.errors import install_hint, EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
 from gclf.runtime.serve import (
     LOOPBACK,
     MAKE_TOKEN_HINT,
@@ -279,9 +279,9 @@ def test_latest_has_the_headless_fields_and_the_pages(served) -> None:
     assert status == 200 and headers["content-type"] == "application/json"
     data = json.loads(body)
     assert HEADLESS_FIELDS <= set(data)
-    assert set(data) - HEADLESS_FIELDS == {"dropped", "processed", "model", "name"}
+    assert set(data) - HEADLESS_FIELDS == {"dropped", "processed", "model", "camera"}
     assert data["model"] == {"name": "tiny.onnx", "variant": "fp32", "classes": ["red", "blue"]}
-    assert data["name"] is None  # no camera name given (gclf-infer always gives its --name)
+    assert data["camera"] == {"name": None}  # no camera name given (gclf-infer always gives one); not a network camera
     (face,) = data["faces"]
     assert set(face) == {"box", "label", "confidence"} and face["box"] == [0, 0, 160, 120]
     assert face["label"] in ("red", "blue") and face["confidence"] == 0.9
@@ -628,7 +628,7 @@ def test_serve_without_the_extra_names_it(tiny_onnx, tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "tornado", None)  # as if not installed
     result = _infer(tiny_onnx(), "--video", video, "--serve", "0")
     assert result.exit_code == EXIT_MISSING_DEPENDENCY == MissingDependencyError.exit_code
-    assert result.stderr.strip().splitlines()[-1] == 'error: --serve needs the web server extra: pip install "gclf[serve]"'
+    assert result.stderr.strip().splitlines()[-1] == f"error: --serve needs the web server extra: {install_hint('serve')}"
 
 
 @pytest.mark.parametrize(

@@ -156,7 +156,7 @@ class DevTools:
 def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp_path: Path) -> None:
     chromium = find_chromium()
     video = write_colour_video(tmp_path / "colours.avi", 1500, fps=25, size=(320, 240), every=25)  # 60 s; stopped sooner
-    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--serve", "127.0.0.1:0", "--name", "front door"], env={"GCLF_SERVE_TOKEN": ""})
+    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--serve", "127.0.0.1:0", "--name", "front-door"], env={"GCLF_SERVE_TOKEN": ""})
     browser = None
     try:
         assert "/?token=" in run.url  # generated: printed once, with the address
@@ -194,7 +194,7 @@ def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp
     assert re.search(r"\bred 0\.\d\d\b", labels) and re.search(r"\bblue 0\.\d\d\b", labels), labels
     last = samples[-1]
     assert float(last["fps"]) > 0, last
-    assert last["model"] == "front door: tiny.onnx (fp32)" and last["classes"] == "classes: red, blue"
+    assert last["model"] == "front-door: tiny.onnx (fp32)" and last["classes"] == "classes: red, blue"
     assert last["status"] == "live", last
     assert last["search"] == "", "the token is still in the address bar"
     assert last["cookie"] == "", "the token's cookie is readable by scripts (not HttpOnly)"
