@@ -8,9 +8,10 @@ and nothing here downloads or writes anything.
 
 The context carries the run's own options (`options`: gclf-infer's parameters by name, from
 the command line and --config, as the run would get them), so a check looks at what the run
-will use: the camera it names (and no camera when it names none), and later, say, the broker
-it reports to. A new check of an option is one function that reads `ctx.options`. Heavy modules (numpy, OpenCV, onnxruntime,
-picamera2) are imported inside the checks: a broken one is a finding, not a crash.
+will use: the camera it names (and no camera when it names none), the broker it reports to
+(--mqtt). A new check of an option is one function that reads `ctx.options`. Heavy modules
+(numpy, OpenCV, onnxruntime, picamera2) are imported inside the checks: a broken one is a
+finding, not a crash.
 """
 
 from __future__ import annotations
@@ -346,7 +347,8 @@ def check_mqtt_broker(ctx: PreflightContext) -> list[Finding]:
     (a connection of its own, without a last will: checking never makes the camera look
     offline). Nothing without --mqtt."""
     if ctx.options.get("mqtt") is None:
-        return []
+        extra = [opt for opt, key in (("--mqtt-ca", "mqtt_ca"), ("--mqtt-password-file", "mqtt_password_file")) if ctx.options.get(key) is not None]
+        return [Finding("mqtt", PROBLEM, f"{' and '.join(extra)} only apply with --mqtt URL")] if extra else []
     try:
         from gclf.runtime.mqtt.check import check_broker  # here: a missing paho-mqtt is a finding, not a crash
         from gclf.runtime.mqtt.settings import broker_settings
