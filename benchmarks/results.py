@@ -72,6 +72,7 @@ TOPICS: dict[str, str] = {
     "hostile": "Hostile input and faults",
     "scale": "Large photo sets",
     "fleet": "A fleet over MQTT",
+    "cameras": "Several cameras on one device",
 }
 # Topics whose figures are accuracies: their records must say the initialisation.
 ACCURACY_TOPICS = frozenset({"study", "accuracy", "faces"})
