@@ -64,3 +64,12 @@ def test_the_link_check_finds_a_broken_link(tmp_path: Path) -> None:
     page = tmp_path / "a.md"
     page.write_text("[ok](b.md#speed) [gone](b.md#the-live-loop) [none](c.md) [here](#a)\n# A\n")
     assert broken_links(page) == ["b.md#the-live-loop: no heading #the-live-loop in b.md", "c.md: no such file"]
+
+
+def test_the_changelog_describes_this_version() -> None:
+    """The version changes when outputs change, and the changelog says how: its newest entry is
+    the version pyproject.toml declares."""
+    declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), flags=re.M)
+    newest = re.search(r"^## (\S+)", (REPO / "CHANGELOG.md").read_text(encoding="utf-8"), flags=re.M)
+    assert declared is not None and newest is not None
+    assert newest.group(1) == declared.group(1)
