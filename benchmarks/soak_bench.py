@@ -17,7 +17,7 @@ the JSON lines).
 
 The verdict: RSS drift in MB per hour (least-squares slope over the samples after the
 first, which is the warm-up), open files and threads at the end against after warm-up,
-and the frame rate's spread. Targets (issue 18): drift <= 5 MB/hour, no growth in files
+and the frame rate's spread. Targets (an unattended device's): drift <= 5 MB/hour, no growth in files
 or threads, a stable frame rate.
 """
 

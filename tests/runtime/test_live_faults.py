@@ -431,7 +431,7 @@ def test_a_signal_ends_the_run_like_q_outputs_complete_summary_printed_exit_0(ti
 
 
 def test_a_camera_that_stalls_ends_the_run_with_exit_5_within_seconds_with_default_timeouts(tiny_onnx) -> None:
-    """Issue 18's done-when: exit 5 within 15 s of the start, before the first frame or after
+    """The promise to a device's owner: exit 5 within 15 s of the start, before the first frame or after
     some, whether picamera2's wait times out or the capture is wedged for good. The four runs
     go in parallel; the bound asserted is looser than 15 s (a loaded test machine starts
     Python slowly), the measured times are in docs/measurements.md."""

@@ -31,7 +31,7 @@ UNIT = REPO / "deploy" / "gclf-camera.service"
 SERVE_DROP_IN = REPO / "deploy" / "gclf-camera-serve.conf"
 MQTT_DROP_IN = REPO / "deploy" / "gclf-camera-mqtt.conf"
 GUIDE = REPO / "docs" / "raspberry-pi.md"
-MAX_EXPOSURE = 2.5  # issue 18: `systemd-analyze security` rates 0 (locked down) to 10 (exposed)
+MAX_EXPOSURE = 2.5  # the unit's promise: `systemd-analyze security` rates 0 (locked down) to 10 (exposed)
 LOG = "/var/log/gclf/camera.jsonl"
 FACE_MODEL = "/opt/gclf/face-model.onnx"
 
