@@ -19,7 +19,8 @@ whatever the number of viewers.
 Private by default: without a host it binds 127.0.0.1. Every address, loopback included,
 needs a token (from `--token-file`, `$GCLF_SERVE_TOKEN` or `--token`; else generated and
 printed with the URL, as Jupyter does) and every request without it gets 403. A token the
-user gave is never printed. The page trades the URL's token for an HttpOnly cookie.
+user gave is never printed. The page trades the URL's token for an HttpOnly cookie holding
+a value made for this server's process (never the token).
 
 This module imports no web library, so that `--serve` without the `serve` extra can say
 so in one sentence; the tornado side (gclf.runtime.serve.server) is imported when a

@@ -201,8 +201,9 @@ def test_requests_without_the_token_get_403_and_no_frame(served, path: str) -> N
     for headers in (
         {"Authorization": "Bearer wrong-token-0123456789"},
         {"Authorization": f"Basic {TOKEN}"},
-        {"Cookie": f"gclf_token_{sink.port}=wrong-token-0123456789"},
-        {"Cookie": f"gclf_token_{sink.port + 1}={TOKEN}"},  # another port's cookie
+        {"Cookie": f"gclf_session_{sink.port}=wrong-token-0123456789"},
+        {"Cookie": f"gclf_session_{sink.port}={TOKEN}"},  # the token is not the cookie's value
+        {"Cookie": f"gclf_token_{sink.port}={TOKEN}"},
         {"X-Token": TOKEN},
     ):
         assert get(sink.port, path, token=None, headers=headers)[0] == 403, headers
@@ -233,11 +234,12 @@ def test_the_page_trades_the_url_token_for_a_strict_http_only_cookie(served) -> 
     assert status == 200
     cookie = headers["set-cookie"]
     name, _, rest = cookie.partition("=")
-    assert name == f"gclf_token_{sink.port}" and rest.startswith(TOKEN + ";")
+    value = rest.split(";", 1)[0]
+    assert name == f"gclf_session_{sink.port}"
     assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and "path=/" in cookie.lower()
     assert b"history.replaceState" in body  # the page takes the token out of the address bar
     assert "set-cookie" not in get(sink.port, "/")[1]  # only a token in the URL is traded
-    jar = {"Cookie": f"{name}={TOKEN}"}
+    jar = {"Cookie": f"{name}={value}"}
     assert get(sink.port, "/latest", token=None, headers=jar)[0] == 200
     assert get(sink.port, "/", token=None, headers=jar)[0] == 200  # a reload, token gone from the URL
     stream = open_stream(sink.port, token=None, headers=jar)
@@ -247,13 +249,27 @@ def test_the_page_trades_the_url_token_for_a_strict_http_only_cookie(served) -> 
         stream.close()
 
 
+def test_the_cookie_is_not_the_token_and_dies_with_the_server(served) -> None:
+    """Browsers send a host's cookies to every port of it, so the cookie may reach another
+    web service on the device: it must not be the token, nor open the page after the run."""
+    sink, _ = served()
+    value = get(sink.port, f"/?token={TOKEN}", token=None)[1]["set-cookie"].split(";", 1)[0].partition("=")[2]
+    assert value != TOKEN and TOKEN not in value and len(value) >= 32
+    assert get(sink.port, "/latest", token=value)[0] == 403  # not a token: programs cannot use it as one
+    assert get(sink.port, f"/latest?token={value}", token=None)[0] == 403
+    other, _ = served()  # the next run, same token: the old cookie opens nothing
+    assert get(other.port, "/latest", token=None, headers={"Cookie": f"gclf_session_{other.port}={value}"})[0] == 403
+    again = get(other.port, f"/?token={TOKEN}", token=None)[1]["set-cookie"].split(";", 1)[0].partition("=")[2]
+    assert again != value
+
+
 def test_cross_site_requests_for_frames_and_results_are_refused(served) -> None:
     sink, _ = served()
     cross = {"Sec-Fetch-Site": "cross-site"}
     # Another site's <img src=.../stream> or fetch(): refused even with the token or cookie.
     assert get(sink.port, "/stream", headers=cross)[0] == 403
     assert get(sink.port, "/latest", headers=cross)[0] == 403
-    assert get(sink.port, "/latest", token=None, headers={**cross, "Cookie": f"gclf_token_{sink.port}={TOKEN}"})[0] == 403
+    assert get(sink.port, "/latest", token=None, headers={**cross, "Cookie": f"gclf_session_{sink.port}={sink._server.session}"})[0] == 403
     assert sink.viewers == 0
     # The page's own requests, and a link to the page from anywhere, are fine.
     assert get(sink.port, "/latest", headers={"Sec-Fetch-Site": "same-origin"})[0] == 200
