@@ -1,6 +1,6 @@
-"""`--serve` and the decoders under attack: the figures of issue 19's probes.
+"""`--serve` and the decoders under attack: the figures behind docs/security.md and docs/live.md.
 
-    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8]
+    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8] [--rate 470]
 
 Prints its figures and asserts nothing; "Done when" thresholds are shown beside them. Needs the
 `train` extra (onnx) for its generated model, and the `serve` extra. Everything is loopback.
@@ -13,10 +13,17 @@ Prints its figures and asserts nothing; "Done when" thresholds are shown beside 
    soon as the server closes it) are held for `--flood-s` seconds. Frame rates come from the
    JSON lines' timestamps (frames per second of wall time in each window); requests with the
    token are timed during the flood; console lines are the child's stderr lines.
-2. Stalled viewers: 8 viewers with the token read /stream, then all stop reading at once;
-   the time until a new viewer is let in (a slot freed).
-3. The 20000x20000 RGBA PNG (1.5 MB) beside an ordinary photo: exit code, the refusal, peak
-   memory of gclf-infer (ru_maxrss).
+2. Many-address flood: the same command (default open-file limit), a flooder opening about
+   `--rate` connections a second from six loopback addresses (127.0.0.2-7), each sending one
+   byte and holding it (tests/serve_testutil.SpeakingFlood). First a baseline with the same
+   flooder aimed at a closed port, so the flooder's own CPU is in both frame rates; then the
+   flood. In each window `--requests` requests with the token are made from 127.0.0.1 and
+   counted (answered 200, or not).
+3. Stalled viewers: 8 viewers with the token read /stream, then all stop reading at once;
+   the time until a new viewer is let in (a slot freed), with default and with 8 MB receive
+   buffers.
+4. The 20000x20000 RGBA PNG (1.5 MB) beside an ordinary photo: exit code, the refusal, peak
+   memory of gclf-infer (ru_maxrss); then every decoder bomb of benchmarks/decode_attack.py.
 """
 
 from __future__ import annotations
@@ -35,12 +42,13 @@ from pathlib import Path
 
 import click
 
+from benchmarks.decode_attack import run_bombs
 from benchmarks.serve_bench import make_model, make_video
 
 # The tests' attack helpers, so there is one of each (tests/ is not a package).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from gclf_testutil import MEASURE_PEAK, build_tiny_onnx, rgba_png_of_zeros, solid_bgr, write_image_file  # noqa: E402
-from serve_testutil import IdleFlood, limit_open_files, port_of, start_served_run, timed_get  # noqa: E402
+from serve_testutil import FLOOD_SOURCES, IdleFlood, SpeakingFlood, limit_open_files, port_of, start_served_run, timed_get  # noqa: E402
 
 TOKEN = "bench-Zq8vW3kLr5Tn0Yx2Hd7Pa"  # a good token (22+ characters, varied); given, so never printed
 
@@ -114,7 +122,7 @@ def flood(model: Path, video: Path, connections: int, nofile: int, flood_s: floa
             "attacker_reopened": reopened,
             "peak_rss_mb": peak_rss_mb(run.proc.pid),
         }
-        result.update(stalled_viewers(port))
+        result["stalled"] = [stalled_viewers(port), stalled_viewers(port, rcvbuf=8 << 20)]
     finally:
         run.stop()
     result["console_lines"] = len(run.stderr_lines)
@@ -123,11 +131,61 @@ def flood(model: Path, video: Path, connections: int, nofile: int, flood_s: floa
     return result
 
 
-def stalled_viewers(port: int, n: int = 8) -> dict:
-    """n viewers read for a moment, then stop reading: seconds until a new viewer gets in."""
+def many_address_flood(model: Path, video: Path, rate: float, flood_s: float, baseline_s: float, requests: int) -> dict:
+    """The loop's frame rate and the token holder's requests under a flood of one-byte
+    connections from six addresses, against a baseline whose flooder hits a closed port."""
+    run = start_served_run(
+        [str(model), "--video", str(video), "--realtime", "--headless", "--serve", "127.0.0.1:0"],
+        stdout=subprocess.PIPE,
+        env={"GCLF_SERVE_TOKEN": TOKEN},
+    )
+    lines = Lines(run.proc.stdout)
+    lines.start()
+    port = port_of(run.url)
+    with socket.socket() as probe:  # a port nothing listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    result: dict = {}
+    try:
+        time.sleep(1.0)  # past start-up
+        for phase, target, seconds in (("baseline", closed_port, baseline_s), ("flood", port, flood_s)):
+            flood = SpeakingFlood(target, rate)
+            flood.start()
+            time.sleep(1.0)  # the flooder at full strength
+            start, answers = time.time(), []
+            opened_before = flood.opened + flood.failed
+            for i in range(requests):
+                answers.append(timed_get(port, "/latest", token=TOKEN))
+                time.sleep(max(0.0, start + (i + 1) * seconds / requests - time.time()))
+            end = time.time()
+            attempts = flood.opened + flood.failed - opened_before
+            result[phase] = {
+                "fps": lines.fps(start, end),
+                "ok": sum(status == 200 for status, _ in answers),
+                "answers": len(answers),
+                "max_s": max(t for _, t in answers),
+                "rate": attempts / (end - start),
+                "closed_by_server": flood.closed_by_server,
+            }
+            flood.stop()
+        result["peak_rss_mb"] = peak_rss_mb(run.proc.pid)
+    finally:
+        run.stop()
+    result["console_lines"] = len(run.stderr_lines)
+    result["console"] = [line.rstrip() for line in run.stderr_lines]
+    return result
+
+
+def stalled_viewers(port: int, n: int = 8, rcvbuf: int | None = None) -> dict:
+    """n viewers read for a moment, then stop reading: seconds until a new viewer gets in.
+    `rcvbuf`: each viewer's receive buffer (SO_RCVBUF; the kernel may cap it at rmem_max)."""
     viewers = []
     for _ in range(n):
-        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock = socket.socket()
+        if rcvbuf is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        sock.settimeout(10)
+        sock.connect(("127.0.0.1", port))
         sock.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         viewers.append(sock)
     for sock in viewers:
@@ -146,9 +204,10 @@ def stalled_viewers(port: int, n: int = 8) -> dict:
             freed = time.monotonic() - stopped
             break
         time.sleep(0.25)
+    granted = viewers[0].getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     for sock in viewers:
         sock.close()
-    return {"slots_full_status": full, "stalled_freed_s": freed}
+    return {"slots_full_status": full, "stalled_freed_s": freed, "rcvbuf": granted}
 
 
 def png_bomb(tmp: Path) -> dict:
@@ -179,13 +238,17 @@ def png_bomb(tmp: Path) -> dict:
 @click.option("--flood-s", type=click.FloatRange(min=1), default=8.0, show_default=True)
 @click.option("--baseline-s", type=click.FloatRange(min=1), default=4.0, show_default=True)
 @click.option("--video-fps", type=click.FloatRange(min=1), default=100.0, show_default=True)
-@click.option("--video-s", type=click.FloatRange(min=20), default=45.0, show_default=True, help="Video length: it must outlast the run.")
-def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float) -> None:
+@click.option("--video-s", type=click.FloatRange(min=20), default=75.0, show_default=True, help="Video length: it must outlast the run.")
+@click.option("--rate", type=click.FloatRange(min=1), default=470.0, show_default=True, help="Many-address flood: connections a second.")
+@click.option("--requests", type=click.IntRange(min=1), default=80, show_default=True, help="Requests with the token in each window of the many-address flood.")
+@click.option("--decoder-alone", is_flag=True, help="Also decode each bomb without limits (up to 2.4 GB each).")
+def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float, rate: float, requests: int, decoder_alone: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = make_model(tmp / "bench_cnn.onnx")
         video = make_video(tmp / "bench.avi", int(video_fps * video_s), fps=video_fps)
         r = flood(model, video, connections, nofile, flood_s, baseline_s)
+        m = many_address_flood(model, video, rate, flood_s, baseline_s, requests)
         b = png_bomb(tmp)
     ok = [s for s, _ in r["answers"] if s == 200]
     times = [t for s, t in r["answers"] if s == 200]
@@ -198,12 +261,26 @@ def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video
           f"(kernel-completed, most never accepted), reopened {r['attacker_reopened']} the server closed")
     print(f"  console: {r['console_lines']} lines for the whole run (done when < 100); token on the console: {r['token_on_console']}")
     print(f"  server peak memory {r['peak_rss_mb']:.0f} MB; {r['frames']} frames processed (video at {video_fps:.0f} FPS, --realtime)")
-    freed = r["stalled_freed_s"]
-    print(f"stalled viewers: 8 stop reading (a 9th got {r['slots_full_status']}); a new viewer let in after "
-          + (f"{freed:.1f} s (README: within 10 s)" if freed is not None else "more than 60 s"))
+    base, hit = m["baseline"], m["flood"]
+    kept_many = hit["fps"] / base["fps"] if base["fps"] else 0.0
+    print(f"many-address flood: about {hit['rate']:.0f} connections/s from {len(FLOOD_SOURCES)} addresses "
+          f"({FLOOD_SOURCES[0]}-{FLOOD_SOURCES[-1]}), one byte each, {flood_s:.0f} s; default open-file limit")
+    print(f"  loop FPS with the flooder at a closed port {base['fps']:.1f} ({base['rate']:.0f} attempts/s), "
+          f"under the flood {hit['fps']:.1f} ({kept_many:.0%} kept; done when >= 80%)")
+    print(f"  requests with the token: baseline {base['ok']}/{base['answers']}, under the flood {hit['ok']}/{hit['answers']} answered 200 "
+          f"({hit['ok'] / hit['answers']:.0%}; done when >= 95%), slowest {hit['max_s']:.3f} s; the server closed {hit['closed_by_server']} of the flood's connections")
+    print(f"  console: {m['console_lines']} lines for the whole run (done when < 100); server peak memory {m['peak_rss_mb']:.0f} MB")
+    for line in m["console"]:
+        print(f"    | {line}")
+    for stalled in r["stalled"]:
+        freed = stalled["stalled_freed_s"]
+        print(f"stalled viewers, receive buffers {stalled['rcvbuf'] / 1e6:.1f} MB: 8 stop reading (a 9th got {stalled['slots_full_status']}); "
+              "a new viewer let in after " + (f"{freed:.1f} s (done when <= 10 s)" if freed is not None else "more than 60 s"))
     print(f"PNG bomb: 20000x20000 RGBA in {b['file_mb']:.2f} MB beside one ordinary photo: exit {b['exit']}, "
           f"peak memory {b['peak_mb']:.0f} MB (done when <= 700 MB), {b['seconds']:.1f} s, other photo classified: {b['ok_classified']}")
     print(f"  {b['refusal']}")
+    print("decoder bombs (benchmarks/decode_attack.py):")
+    run_bombs(skip_decoder=not decoder_alone)
 
 
 if __name__ == "__main__":

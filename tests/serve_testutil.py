@@ -42,10 +42,14 @@ class FakeLoop(threading.Thread):
         self.written = 0
         self.with_image = 0  # frames handed over with a picture
         self.stop_event = threading.Event()
+        self.paused = threading.Event()  # set: no frames (a camera that stalls), until cleared
 
     def run(self) -> None:
         index = 0
         while not self.stop_event.is_set():
+            if self.paused.is_set():
+                time.sleep(self.period)
+                continue
             label = frame_colour(index)
             if self.noise is not None:
                 bgr = self.noise.copy()  # a new array each frame, as a source gives

@@ -78,8 +78,8 @@ def prepare_frame(
         boxes = tuple(f.box for f in found)
         batch = boxes_to_model_input(frame.bgr, boxes, spec, margin=margin)
         return PreparedFrame(frame, boxes, batch, tuple(f.detected for f in found))
-    boxes, batch = faces_to_model_input(frame.bgr, spec, detector, margin=margin)
-    return PreparedFrame(frame, tuple(boxes), batch, (True,) * len(boxes))
+    found, batch = faces_to_model_input(frame.bgr, spec, detector, margin=margin)
+    return PreparedFrame(frame, tuple(found.boxes), batch, (True,) * len(found.boxes))
 
 
 def classify_prepared(prepared: PreparedFrame, classifier: Classifier) -> list[FaceResult]:
@@ -249,9 +249,9 @@ def run_live(
     """
     if people is None and detector is not None and track_people:
         people = PersonTracker()
-    run = _Run(feed, classifier, sinks, people, stop)
     # Made here, used only by the preparation thread: it keeps the previous frame to track from.
     carrier = BoxCarrier(detector, detect_every) if detector is not None else None
+    run = _Run(feed, classifier, sinks, people, stop, carrier)
     with contextlib.ExitStack() as cleanup:
         preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, carrier, margin=margin))
         # Run in reverse: stop the preparer, end the tracks (their events go to the sinks),
@@ -273,8 +273,11 @@ def run_live(
 class _Run:
     """One run of the live loop: what it has done so far, and each processed frame's steps."""
 
-    def __init__(self, feed: FrameFeed, classifier: Classifier, sinks: Sequence[Sink], people: PersonTracker | None, stop: StopRequest | None) -> None:
+    def __init__(
+        self, feed: FrameFeed, classifier: Classifier, sinks: Sequence[Sink], people: PersonTracker | None, stop: StopRequest | None, carrier: BoxCarrier | None
+    ) -> None:
         self.feed, self.classifier, self.sinks, self.people, self.stop = feed, classifier, sinks, people, stop
+        self.carrier = carrier  # read only at the end, for its count of dropped detector answers
         self.event_sinks = [s for s in sinks if isinstance(s, EventSink)]
         self.meter = FpsMeter()
         self.processed = 0
@@ -337,7 +340,10 @@ class _Run:
 
     def summary(self) -> LiveSummary:
         elapsed = self.last - self.first if self.first is not None else 0.0
-        return LiveSummary(self.processed, self.feed.dropped, elapsed, self.stopped_by, failure=self.feed.failure, interrupted=self.interrupted)
+        detector_dropped = self.carrier.counts.dropped if self.carrier is not None else 0
+        return LiveSummary(
+            self.processed, self.feed.dropped, elapsed, self.stopped_by, failure=self.feed.failure, interrupted=self.interrupted, detector_dropped=detector_dropped
+        )
 
 
 # --- the Python API: one event per person -------------------------------------------------

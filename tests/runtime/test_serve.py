@@ -36,8 +36,10 @@ from gclf.runtime.serve import (
     token_matches,
 )
 from serve_testutil import (
+    FLOOD_SOURCES,
     FakeLoop,
     IdleFlood,
+    SpeakingFlood,
     MjpegReader,
     colour_of,
     limit_open_files,
@@ -176,6 +178,50 @@ def test_urls_printed_for_a_wildcard_address_name_this_machine() -> None:
     hosts = reachable_hosts(ServeAddress("0.0.0.0", 1))  # nothing is bound or sent
     assert hosts and "0.0.0.0" not in hosts
     assert hosts[-1].endswith(".local") or len(hosts) == 1
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_every_ipv6_address_listens_on_both_families_and_every_printed_url_works() -> None:
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    sink = WebSink(ServeAddress("::", 0), token=resolve_token(environ={}), model=MODEL)
+    try:
+        urls = sink.urls()
+        literal = [u for u in urls if _is_ip(urlsplit(u).hostname)]
+        assert literal, urls
+        families = set()
+        for url in literal + [f"http://127.0.0.1:{sink.port}/", f"http://[::1]:{sink.port}/"]:
+            parts = urlsplit(url)
+            families.add(ipaddress.ip_address(parts.hostname).version)
+            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT_S)
+            try:
+                conn.request("GET", "/latest", headers={"Authorization": f"Bearer {sink.token.value}"})
+                assert conn.getresponse().status == 200, url
+            finally:
+                conn.close()
+        assert families == {4, 6}
+    finally:
+        sink.close()
+
+
+def _is_ip(host: str | None) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host or "")
+        return True
+    except ValueError:
+        return False
 
 
 # --- the token on every endpoint -----------------------------------------------------------------
@@ -431,6 +477,45 @@ def test_a_viewer_that_takes_nothing_is_let_go(served) -> None:
         stuck.close()
 
 
+def test_a_viewer_with_large_buffers_that_stops_reading_is_let_go_within_10_s(served) -> None:
+    """An 8 MB receive buffer takes minutes of small frames without its program reading any:
+    the write never waits, so only following what the viewer has read lets it go in time."""
+    sink, loop = served(max_fps=15.0)  # small solid frames, a few KB each
+    stuck = socket.socket()
+    stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    stuck.settimeout(TIMEOUT_S)
+    stuck.connect(("127.0.0.1", sink.port))
+    stuck.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    try:
+        got = b""
+        while got.count(b"\xff\xd9") < 5:  # it watches a few frames...
+            got += stuck.recv(65536)
+        stopped = time.monotonic()  # ...then reads nothing more
+        wait_until(lambda: sink.viewers == 0, "the stalled viewer to be let go", timeout=10.0)
+        assert time.monotonic() - stopped <= 10.0
+        assert loop.written > 0
+    finally:
+        stuck.close()
+
+
+def test_a_viewer_that_keeps_up_keeps_its_slot_across_a_pause_of_the_frames(served) -> None:
+    """A receiver that has read everything may not say so until more data comes: a pause of
+    the stream longer than the deadline must not count against the viewer."""
+    sink, loop = served(max_fps=15.0, write_timeout_s=1.0)
+    stream = open_stream(sink.port)
+    try:
+        for _ in range(10):
+            stream.next_part()
+        loop.paused.set()
+        time.sleep(2.5)  # more than twice the deadline without a frame
+        loop.paused.clear()
+        for _ in range(30):
+            stream.next_part()  # 2 s of frames: the deadline passes twice more
+        assert sink.viewers == 1
+    finally:
+        stream.close()
+
+
 def test_viewers_beyond_the_cap_get_503(served) -> None:
     sink, _ = served(max_viewers=2)
     streams = [open_stream(sink.port) for _ in range(2)]
@@ -477,6 +562,22 @@ def test_no_other_paths(served, path: str) -> None:
     status, _, body = get(sink.port, path)
     assert status in (400, 404), path
     assert b"\xff\xd8" not in body and b"import" not in body and b"root:" not in body
+
+
+def test_security_md_lists_every_path_served_and_each_needs_the_token(served) -> None:
+    import re
+
+    from gclf.runtime.serve.server import ROUTES
+    from gclf_testutil import REPO
+
+    text = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
+    section = text.split("## Every path `--serve` answers", 1)[1].split("\n## ", 1)[0]
+    documented = re.findall(r"^\| `(/[^`]*)` \|", section, re.M)
+    served_paths = [path for path, _ in ROUTES]
+    assert sorted(documented) == sorted(served_paths)
+    sink, _ = served()
+    for path in served_paths:
+        assert get(sink.port, path, token=None)[0] == 403, path  # the list is also what the token guards
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD"])
@@ -549,6 +650,52 @@ def test_an_idle_flood_is_capped_and_neither_a_request_nor_a_viewer_with_the_tok
     finally:
         flood.stop()
         viewer.close()
+
+
+def test_a_flood_of_one_byte_connections_from_many_addresses_leaves_room_for_the_token(served) -> None:
+    """Hundreds of connections a second from six loopback addresses, each sending one byte:
+    every connection is young and has spoken, and together they exceed the cap in all. The
+    token holder's requests are still answered, and nothing is logged one by one."""
+    reports: list[str] = []
+    sink, loop = served(max_connections=64, max_per_address=16, report=reports.append, report_every_s=1.0)
+    flood = SpeakingFlood(sink.port, rate=400)
+    flood.start()
+    try:
+        wait_until(lambda: flood.closed_by_server > 200, "the flood to fill the caps", timeout=20)
+        assert sink.open_connections <= 64
+        answers = []
+        for _ in range(40):
+            answers.append(timed_get(sink.port, "/latest", token=TOKEN)[0])
+            time.sleep(0.02)
+        assert flood.closed_by_server > 300, "the flood was not under way while the requests were made"
+        written = loop.written
+        wait_until(lambda: loop.written > written + 5, "the loop to go on")
+    finally:
+        flood.stop()
+    assert answers.count(200) >= 38, answers  # at least 95%
+    wait_until(lambda: reports, "the summary of refusals")
+    assert len(reports) <= 3 and "closed for room" in reports[0], reports
+
+
+def test_refused_requests_are_counted_not_logged_one_by_one(served, caplog) -> None:
+    import logging
+
+    reports: list[str] = []
+    sink, _ = served(report=reports.append, report_every_s=0.5)
+    body = b"--x\r\nContent-Disposition: form-data\r\n\r\nzz\r\n"  # a multipart body that does not parse
+    bad_body = b"Content-Type: multipart/form-data; boundary=x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+    with caplog.at_level(logging.DEBUG):
+        for _ in range(25):
+            assert get(sink.port, "/latest", token=None)[0] == 403
+            assert get(sink.port, "/nothing")[0] == 404
+            assert get(sink.port, "/latest", method="POST")[0] == 405
+            assert raw_request(sink.port, b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_body).startswith(b"HTTP/1.1 400 ")
+            assert raw_request(sink.port, b"GET /latest HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_body).startswith(b"HTTP/1.1 400 ")
+            assert raw_request(sink.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+        wait_until(lambda: reports, "the summary")
+    assert [r for r in caplog.records if r.name.startswith("tornado")] == []
+    assert len(reports) == 1, reports
+    assert "125 requests refused (25 forbidden, 25 not found, 75 other errors)" in reports[0], reports
 
 
 def test_a_connection_that_sends_no_headers_is_closed_after_the_header_deadline(served) -> None:
