@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from gclf_testutil import MEASURE_PEAK, build_tiny_onnx, rgba_png_of_zeros, solid_bgr, write_image_file  # noqa: E402
 from serve_testutil import FLOOD_SOURCES, IdleFlood, SpeakingFlood, limit_open_files, port_of, start_served_run, timed_get  # noqa: E402
 
+SUMMARY_AFTER_S = 11.0  # the server's first summary of refusals comes 10 s after the first one
 TOKEN = "bench-Zq8vW3kLr5Tn0Yx2Hd7Pa"  # a good token (22+ characters, varied); given, so never printed
 
 
@@ -159,6 +160,8 @@ def many_address_flood(model: Path, video: Path, rate: float, flood_s: float, ba
                 time.sleep(max(0.0, start + (i + 1) * seconds / requests - time.time()))
             end = time.time()
             attempts = flood.opened + flood.failed - opened_before
+            if phase == "flood":  # the run goes on until its summary of refusals is due
+                time.sleep(max(0.0, start + SUMMARY_AFTER_S - time.time()))
             result[phase] = {
                 "fps": lines.fps(start, end),
                 "ok": sum(status == 200 for status, _ in answers),
@@ -179,19 +182,29 @@ def many_address_flood(model: Path, video: Path, rate: float, flood_s: float, ba
 def stalled_viewers(port: int, n: int = 8, rcvbuf: int | None = None) -> dict:
     """n viewers read for a moment, then stop reading: seconds until a new viewer gets in.
     `rcvbuf`: each viewer's receive buffer (SO_RCVBUF; the kernel may cap it at rmem_max)."""
-    viewers = []
-    for _ in range(n):
+    viewers: list[socket.socket] = []
+    deadline = time.monotonic() + 30
+    while len(viewers) < n:  # slots freed by an earlier round may take a moment to show
         sock = socket.socket()
         if rcvbuf is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         sock.settimeout(10)
         sock.connect(("127.0.0.1", port))
         sock.sendall(f"GET /stream?token={TOKEN} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        viewers.append(sock)
+        if sock.recv(12, socket.MSG_PEEK).split(b" ")[1:2] == [b"200"]:
+            viewers.append(sock)
+            continue
+        sock.close()
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(viewers)} of {n} viewers got in within 30 s")
+        time.sleep(0.5)
     for sock in viewers:
         got = 0
         while got < 200_000:  # a few frames each: they are watching
-            got += len(sock.recv(65536))
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("the server closed a viewer before it stopped reading (did the video end?)")
+            got += len(chunk)
     full = timed_get(port, "/stream", token=TOKEN)[0]  # all 8 slots taken: 503
     stopped = time.monotonic()  # from now on nobody reads
     freed = None
@@ -243,13 +256,22 @@ def png_bomb(tmp: Path) -> dict:
 @click.option("--requests", type=click.IntRange(min=1), default=80, show_default=True, help="Requests with the token in each window of the many-address flood.")
 @click.option("--decoder-alone", is_flag=True, help="Also decode each bomb without limits (up to 2.4 GB each).")
 def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float, rate: float, requests: int, decoder_alone: bool) -> None:
+    sys.stdout.reconfigure(line_buffering=True)  # each section's figures as soon as they are measured
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = make_model(tmp / "bench_cnn.onnx")
         video = make_video(tmp / "bench.avi", int(video_fps * video_s), fps=video_fps)
-        r = flood(model, video, connections, nofile, flood_s, baseline_s)
-        m = many_address_flood(model, video, rate, flood_s, baseline_s, requests)
+        print_idle_flood(flood(model, video, connections, nofile, flood_s, baseline_s), connections, nofile, flood_s, video_fps)
+        print_many_address_flood(many_address_flood(model, video, rate, flood_s, baseline_s, requests), flood_s)
         b = png_bomb(tmp)
+    print(f"PNG bomb: 20000x20000 RGBA in {b['file_mb']:.2f} MB beside one ordinary photo: exit {b['exit']}, "
+          f"peak memory {b['peak_mb']:.0f} MB (done when <= 700 MB), {b['seconds']:.1f} s, other photo classified: {b['ok_classified']}")
+    print(f"  {b['refusal']}")
+    print("decoder bombs (benchmarks/decode_attack.py):")
+    run_bombs(skip_decoder=not decoder_alone)
+
+
+def print_idle_flood(r: dict, connections: int, nofile: int, flood_s: float, video_fps: float) -> None:
     ok = [s for s, _ in r["answers"] if s == 200]
     times = [t for s, t in r["answers"] if s == 200]
     kept = r["fps_flood"] / r["fps_before"] if r["fps_before"] else 0.0
@@ -261,27 +283,24 @@ def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video
           f"(kernel-completed, most never accepted), reopened {r['attacker_reopened']} the server closed")
     print(f"  console: {r['console_lines']} lines for the whole run (done when < 100); token on the console: {r['token_on_console']}")
     print(f"  server peak memory {r['peak_rss_mb']:.0f} MB; {r['frames']} frames processed (video at {video_fps:.0f} FPS, --realtime)")
+    for stalled in r["stalled"]:
+        freed = stalled["stalled_freed_s"]
+        print(f"stalled viewers, receive buffers {stalled['rcvbuf'] / 1e6:.1f} MB: 8 stop reading (a 9th got {stalled['slots_full_status']}); "
+              "a new viewer let in after " + (f"{freed:.1f} s (done when <= 10 s)" if freed is not None else "more than 60 s"))
+
+
+def print_many_address_flood(m: dict, flood_s: float) -> None:
     base, hit = m["baseline"], m["flood"]
-    kept_many = hit["fps"] / base["fps"] if base["fps"] else 0.0
+    kept = hit["fps"] / base["fps"] if base["fps"] else 0.0
     print(f"many-address flood: about {hit['rate']:.0f} connections/s from {len(FLOOD_SOURCES)} addresses "
           f"({FLOOD_SOURCES[0]}-{FLOOD_SOURCES[-1]}), one byte each, {flood_s:.0f} s; default open-file limit")
     print(f"  loop FPS with the flooder at a closed port {base['fps']:.1f} ({base['rate']:.0f} attempts/s), "
-          f"under the flood {hit['fps']:.1f} ({kept_many:.0%} kept; done when >= 80%)")
+          f"under the flood {hit['fps']:.1f} ({kept:.0%} kept; done when >= 80%)")
     print(f"  requests with the token: baseline {base['ok']}/{base['answers']}, under the flood {hit['ok']}/{hit['answers']} answered 200 "
           f"({hit['ok'] / hit['answers']:.0%}; done when >= 95%), slowest {hit['max_s']:.3f} s; the server closed {hit['closed_by_server']} of the flood's connections")
     print(f"  console: {m['console_lines']} lines for the whole run (done when < 100); server peak memory {m['peak_rss_mb']:.0f} MB")
     for line in m["console"]:
         print(f"    | {line}")
-    for stalled in r["stalled"]:
-        freed = stalled["stalled_freed_s"]
-        print(f"stalled viewers, receive buffers {stalled['rcvbuf'] / 1e6:.1f} MB: 8 stop reading (a 9th got {stalled['slots_full_status']}); "
-              "a new viewer let in after " + (f"{freed:.1f} s (done when <= 10 s)" if freed is not None else "more than 60 s"))
-    print(f"PNG bomb: 20000x20000 RGBA in {b['file_mb']:.2f} MB beside one ordinary photo: exit {b['exit']}, "
-          f"peak memory {b['peak_mb']:.0f} MB (done when <= 700 MB), {b['seconds']:.1f} s, other photo classified: {b['ok_classified']}")
-    print(f"  {b['refusal']}")
-    print("decoder bombs (benchmarks/decode_attack.py):")
-    run_bombs(skip_decoder=not decoder_alone)
-
 
 if __name__ == "__main__":
     main()

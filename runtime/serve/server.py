@@ -261,6 +261,11 @@ class NotFoundHandler(_Quiet):
         self.finish(f"{status_code} {self._reason}\n")
 
 
+# What the summary of refusals counts, in its order: connections, then requests by answer.
+_CONNECTION_KINDS = ("closed for room", "turned away")
+_ANSWER_KINDS = {403: "forbidden", 404: "not found", 503: "too many viewers"}
+_REQUEST_KINDS = ("forbidden", "not found", "bad requests", "too many viewers", "server errors")
+
 # Every path the server answers (any other gets 404): the one list, which docs/security.md's
 # table of paths follows (a test holds them to each other).
 ROUTES: tuple[tuple[str, type[_Base]], ...] = (
@@ -406,7 +411,8 @@ class WebServer:
         self.refused: collections.Counter[str] = collections.Counter()  # what the next summary reports; on the event loop only
         self.refused_total: collections.Counter[str] = collections.Counter()  # since the start
         self._summary_due: asyncio.TimerHandle | None = None
-        self._last_summary = -report_every_s
+        self._last_summary = float("-inf")
+        self._window_start = 0.0  # when the first refusal the next summary reports came
         self.viewers = 0  # changed on the event loop only; read from anywhere
         quiet_tornado_logs()
         try:
@@ -547,7 +553,7 @@ class WebServer:
         """Every answer a handler gave (tornado's access log hook): errors are counted."""
         status = handler.get_status()
         if status >= 400:
-            self._count_refusal("forbidden" if status == 403 else "not found" if status == 404 else "other errors")
+            self._count_refusal(_ANSWER_KINDS.get(status, "bad requests" if status < 500 else "server errors"))
 
     def _count_refusal(self, kind: str) -> None:
         """One more refused connection or request; the summary is made at most every report_every_s."""
@@ -555,21 +561,21 @@ class WebServer:
         self.refused_total[kind] += 1
         if self._summary_due is None:
             now = self._loop.time()
+            self._window_start = now
             at = max(now + min(FIRST_SUMMARY_S, self._report_every_s), self._last_summary + self._report_every_s)
             self._summary_due = self._loop.call_at(at, self._summarise)
 
     def _summarise(self) -> None:
         self._summary_due = None
         now = self._loop.time()
-        since = now - self._last_summary if self._last_summary > 0 else None
         self._last_summary = now
         counts, self.refused = self.refused, collections.Counter()
-        connections = [f"{counts[k]} connection{'' if counts[k] == 1 else 's'} {k}" for k in ("closed for room", "turned away") if counts[k]]
-        requests = [f"{counts[k]} {k}" for k in ("forbidden", "not found", "other errors") if counts[k]]
-        n_requests = sum(counts[k] for k in ("forbidden", "not found", "other errors"))
-        parts = connections + ([f"{n_requests} request{'' if n_requests == 1 else 's'} refused ({', '.join(requests)})"] if requests else [])
-        window = f"in the last {since:.0f} s" if since is not None and since < 2 * self._report_every_s else "lately"
-        self._report(f"--serve: {window}: {'; '.join(parts)}")
+        parts = [f"{counts[k]} connection{'' if counts[k] == 1 else 's'} {k}" for k in _CONNECTION_KINDS if counts[k]]
+        n_requests = sum(counts[k] for k in _REQUEST_KINDS)
+        if n_requests:
+            kinds = ", ".join(f"{counts[k]} {k}" for k in _REQUEST_KINDS if counts[k])
+            parts.append(f"{n_requests} request{'' if n_requests == 1 else 's'} refused ({kinds})")
+        self._report(f"--serve: in the last {max(1.0, now - self._window_start):.0f} s: {'; '.join(parts)}")
 
     @property
     def open_connections(self) -> int:
