@@ -310,10 +310,22 @@ class _Conn:
         self.authenticated = False
 
 
+# What tornado's HTTP/1.1 parser writes, and nothing else, before closing a connection whose
+# request it could not parse; no handler sees that request.
+_MALFORMED_ANSWER = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
 class _Stream(tornado.iostream.IOStream):
-    """An IOStream that remembers whether its peer ever sent a byte."""
+    """An IOStream that remembers whether its peer ever sent a byte, and tells `on_malformed`
+    when tornado answers a request it could not parse (so that it is counted too)."""
 
     spoke = False
+    on_malformed: Callable[[], None] | None = None
+
+    def write(self, data, *args, **kwargs):
+        if self.on_malformed is not None and data == _MALFORMED_ANSWER:
+            self.on_malformed()
+        return super().write(data, *args, **kwargs)
 
     def read_from_fd(self, buf) -> int | None:
         n = super().read_from_fd(buf)
@@ -496,6 +508,7 @@ class WebServer:
             return
         conn.setblocking(False)
         stream = _Stream(conn, max_buffer_size=64 * 1024)
+        stream.on_malformed = self._count_malformed
         self._conns[stream] = _Conn(host, time.monotonic())
         self._http.handle_stream(stream, address)
 
@@ -554,6 +567,9 @@ class WebServer:
         status = handler.get_status()
         if status >= 400:
             self._count_refusal(_ANSWER_KINDS.get(status, "bad requests" if status < 500 else "server errors"))
+
+    def _count_malformed(self) -> None:
+        self._count_refusal("bad requests")
 
     def _count_refusal(self, kind: str) -> None:
         """One more refused connection or request; the summary is made at most every report_every_s."""

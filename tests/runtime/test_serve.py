@@ -695,7 +695,7 @@ def test_refused_requests_are_counted_not_logged_one_by_one(served, caplog) -> N
         wait_until(lambda: reports, "the summary")
     assert [r for r in caplog.records if r.name.startswith("tornado")] == []
     assert len(reports) == 1, reports
-    assert "125 requests refused (25 forbidden, 25 not found, 75 bad requests)" in reports[0], reports
+    assert "150 requests refused (25 forbidden, 25 not found, 100 bad requests)" in reports[0], reports
 
 
 def test_a_connection_that_sends_no_headers_is_closed_after_the_header_deadline(served) -> None:
