@@ -70,7 +70,7 @@ class WebSink:
         """`token`: a `ServeToken` (resolve_token), or a plain string, taken as given (not
         printed). `report`: where the server's own trouble goes (default: a line on stderr).
         `counts`: /counts's body (PeopleCounts.snapshot). `limits`: server.WebServer's
-        max_connections, max_per_address, header_timeout_s."""
+        max_connections, max_per_address, header_timeout_s, report_every_s."""
         # Asked first, so a missing extra is one sentence, not an ImportError from inside the server.
         if importlib.util.find_spec("tornado") is None:
             raise MissingDependencyError(f"--serve needs the web server extra: {INSTALL_HINT}")
