@@ -565,6 +565,8 @@ class WebServer:
     def _answered(self, handler: tornado.web.RequestHandler) -> None:
         """Every answer a handler gave (tornado's access log hook): errors are counted."""
         status = handler.get_status()
+        if status == 404 and handler.request.path == "/favicon.ico":
+            return  # asked for by every browser that opens the page: not worth a line
         if status >= 400:
             self._count_refusal(_ANSWER_KINDS.get(status, "bad requests" if status < 500 else "server errors"))
 

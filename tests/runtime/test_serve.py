@@ -692,6 +692,7 @@ def test_refused_requests_are_counted_not_logged_one_by_one(served, caplog) -> N
             assert raw_request(sink.port, b"GET /nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_body).startswith(b"HTTP/1.1 400 ")
             assert raw_request(sink.port, b"GET /latest HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_body).startswith(b"HTTP/1.1 400 ")
             assert raw_request(sink.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+            assert get(sink.port, "/favicon.ico")[0] == 404  # a browser's own request: not counted
         wait_until(lambda: reports, "the summary")
     assert [r for r in caplog.records if r.name.startswith("tornado")] == []
     assert len(reports) == 1, reports
