@@ -95,8 +95,9 @@ def _usable_box(entry: Any, frame_w: int, frame_h: int) -> Box | None:
     x, y, bw, bh = values[:4]
     if bw <= 0 or bh <= 0 or (len(values) == 5 and not 0.0 <= values[4] <= 1.0):
         return None
-    x0, y0 = max(0, round(x)), max(0, round(y))
-    x1, y1 = min(frame_w, round(x + bw)), min(frame_h, round(y + bh))
+    # Clipped before rounding: finite values can still add up to infinity (1e308 + 1e308).
+    x0, y0 = round(max(0.0, x)), round(max(0.0, y))
+    x1, y1 = round(min(float(frame_w), x + bw)), round(min(float(frame_h), y + bh))
     return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 

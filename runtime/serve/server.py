@@ -420,8 +420,7 @@ class WebServer:
         self._paused = False
         self._reported_at: dict[str, float] = {}
         self._report_every_s = report_every_s
-        self.refused: collections.Counter[str] = collections.Counter()  # what the next summary reports; on the event loop only
-        self.refused_total: collections.Counter[str] = collections.Counter()  # since the start
+        self._refused: collections.Counter[str] = collections.Counter()  # what the next summary reports; on the event loop only
         self._summary_due: asyncio.TimerHandle | None = None
         self._last_summary = float("-inf")
         self._window_start = 0.0  # when the first refusal the next summary reports came
@@ -575,8 +574,7 @@ class WebServer:
 
     def _count_refusal(self, kind: str) -> None:
         """One more refused connection or request; the summary is made at most every report_every_s."""
-        self.refused[kind] += 1
-        self.refused_total[kind] += 1
+        self._refused[kind] += 1
         if self._summary_due is None:
             now = self._loop.time()
             self._window_start = now
@@ -587,7 +585,7 @@ class WebServer:
         self._summary_due = None
         now = self._loop.time()
         self._last_summary = now
-        counts, self.refused = self.refused, collections.Counter()
+        counts, self._refused = self._refused, collections.Counter()
         parts = [f"{counts[k]} connection{'' if counts[k] == 1 else 's'} {k}" for k in _CONNECTION_KINDS if counts[k]]
         n_requests = sum(counts[k] for k in _REQUEST_KINDS)
         if n_requests:

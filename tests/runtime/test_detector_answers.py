@@ -45,10 +45,15 @@ def test_only_usable_boxes_come_through_and_the_rest_are_counted() -> None:
         (np.array([3, 4, 5, 6], np.int32), (3, 4, 5, 6)),  # an OpenCV row
         ((3.0, 4.0, 5.0, 6.0, 0.0), (3, 4, 5, 6)),  # a score of 0 or 1 is a probability
         ((3.0, 4.0, 5.0, 6.0, 1.0), (3, 4, 5, 6)),
+        ((0.0, 0.0, 1e308, 1e308), (0, 0, 64, 48)),  # finite, whose ends are not: the whole frame
     ],
 )
 def test_usable_boxes_are_clipped_and_rounded(entry, box) -> None:
     assert check_answer([entry], FRAME_HW) == ([box], 0)
+
+
+def test_boxes_beyond_any_frame_are_dropped_without_overflowing() -> None:
+    assert check_answer([(1e308, 0.0, 1e308, 10.0), (-1e308, -1e308, 1.0, 1.0)], FRAME_HW) == ([], 2)
 
 
 def test_no_answer_is_no_face() -> None:
