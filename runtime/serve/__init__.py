@@ -7,6 +7,8 @@
   viewer that stops reading is let go whatever its buffers.
 - `server`: the HTTP server (tornado); the only module of gclf that imports tornado; its
   `ROUTES` is the list of every path served.
+- `metrics`: `LiveMetrics` (Prometheus, served at /metrics) and `MetricsSink`, the loop's sink
+  that feeds it; the only module that imports prometheus_client. /healthz needs no token.
 
 May import the flat core and the live loop's plain data (gclf.runtime.live.frames), never the
 command line. Importing this package loads no web library: `--serve` without the `serve`

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.cli.infer import main
-from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
+from gclf.runtime.errors import install_hint, EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
 from gclf.runtime.serve import (
     LOOPBACK,
     MAKE_TOKEN_HINT,
@@ -564,20 +564,24 @@ def test_no_other_paths(served, path: str) -> None:
     assert b"\xff\xd8" not in body and b"import" not in body and b"root:" not in body
 
 
-def test_security_md_lists_every_path_served_and_each_needs_the_token(served) -> None:
+def test_security_md_lists_every_path_served_and_what_each_needs(served) -> None:
     import re
 
+    from gclf.runtime.serve.metrics import LiveMetrics
     from gclf.runtime.serve.server import ROUTES
     from gclf_testutil import REPO
 
     text = (REPO / "docs" / "security.md").read_text(encoding="utf-8")
     section = text.split("## Every path `--serve` answers", 1)[1].split("\n## ", 1)[0]
-    documented = re.findall(r"^\| `(/[^`]*)` \|", section, re.M)
+    rows = dict(re.findall(r"^\| `(/[^`]*)` \| [^|]+ \| ([^|]+) \|$", section, re.M))
     served_paths = [path for path, _ in ROUTES]
-    assert sorted(documented) == sorted(served_paths)
-    sink, _ = served()
-    for path in served_paths:
-        assert get(sink.port, path, token=None)[0] == 403, path  # the list is also what the token guards
+    assert sorted(rows) == sorted(served_paths)
+    sink, _ = served(metrics=LiveMetrics(labels=MODEL.classes))
+    for path, refused in rows.items():  # the table says which need the token: so does the server
+        status = get(sink.port, path, token=None)[0]
+        assert (status == 403) == refused.startswith("no token"), (path, status, refused)
+        if path != "/stream":  # endless with the token; opened elsewhere
+            assert get(sink.port, path)[0] in (200, 503), path
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "HEAD"])
@@ -699,6 +703,17 @@ def test_refused_requests_are_counted_not_logged_one_by_one(served, caplog) -> N
     assert "150 requests refused (25 forbidden, 25 not found, 100 bad requests)" in reports[0], reports
 
 
+def test_healthz_saying_unavailable_is_not_a_refusal() -> None:
+    reports: list[str] = []
+    sink = WebSink(ServeAddress(LOOPBACK, 0), token=TOKEN, model=MODEL, report=reports.append, report_every_s=0.3)
+    try:
+        assert [get(sink.port, "/healthz", token=None)[0] for _ in range(5)] == [503] * 5  # no frame yet
+        time.sleep(1.0)
+        assert reports == []
+    finally:
+        sink.close()
+
+
 def test_a_connection_that_sends_no_headers_is_closed_after_the_header_deadline(served) -> None:
     sink, _ = served(header_timeout_s=0.5)
     with socket.create_connection(("127.0.0.1", sink.port), timeout=TIMEOUT_S) as idle:
@@ -795,7 +810,7 @@ def test_serve_without_the_extra_names_it(tiny_onnx, tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "tornado", None)  # as if not installed
     result = _infer(tiny_onnx(), "--video", video, "--serve", "0")
     assert result.exit_code == EXIT_MISSING_DEPENDENCY == MissingDependencyError.exit_code
-    assert result.stderr.strip().splitlines()[-1] == 'error: --serve needs the web server extra: pip install "gclf[serve]"'
+    assert result.stderr.strip().splitlines()[-1] == f"error: --serve needs the web server extra: {install_hint('serve')}"
 
 
 @pytest.mark.parametrize(
