@@ -3,6 +3,7 @@
     python -m benchmarks.accuracy RUN_DIR                    # evaluate an exported run
     python -m benchmarks.accuracy --recipe OUT               # train gclf's recommended recipe, export, evaluate
     python -m benchmarks.accuracy --train OUT [train options] # train with any options, export, evaluate
+    ... --record [--figure NAME]   # also write the table into benchmarks/results/ (benchmarks.results)
 
 Reports, for model.onnx and model.int8.onnx of the run: accuracy on the run's test split
 (gender-faces when trained on it), on all of ../shared/datasets/utkface-dev (a source the run
@@ -20,6 +21,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import results
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
 from gclf.runtime.listing import list_images
@@ -55,7 +57,8 @@ def evaluate(model: Path, items: list[tuple[Path, str]], *, grey: bool, batch: i
     return correct / len(items), confidence / len(items)
 
 
-def report(run_dir: Path) -> None:
+def report(run_dir: Path) -> tuple[results.Table, dict[str, str]]:
+    """Prints the run and its accuracies; returns them as a table and the run's conditions."""
     manifest = json.loads((run_dir / "manifest.json").read_text())
     metrics = json.loads((run_dir / "metrics.json").read_text())
     config = json.loads((run_dir / "config.json").read_text())
@@ -68,7 +71,9 @@ def report(run_dir: Path) -> None:
           f"image size {config['image_size']}; optimizer {config.get('optimizer')}, lr {config['learn_rate']}, batch {config['batch_size']}, "
           f"augment {config.get('augment', 'none')}; training wall time {metrics['wall_time_s']:.0f} s on {metrics['device']}")
     print(f"{'data':<32} {'images':>6} {'model':<6} {'colour acc':>10} {'conf':>6} {'grey acc':>9} {'conf':>6}")
+    table = results.Table(["data", "images", "fp32", "int8", "fp32 grey", "int8 grey"], [])
     for name, items in sets.items():
+        cells: dict[str, str] = {}
         for variant, file in (("fp32", "model.onnx"), ("int8", "model.int8.onnx")):
             path = run_dir / file
             if not path.is_file():
@@ -76,6 +81,19 @@ def report(run_dir: Path) -> None:
             acc, conf = evaluate(path, items, grey=False)
             gacc, gconf = evaluate(path, items, grey=True)
             print(f"{name:<32} {len(items):>6} {variant:<6} {acc * 100:9.2f}% {conf:6.3f} {gacc * 100:8.2f}% {gconf:6.3f}")
+            cells[variant], cells[f"{variant} grey"] = f"{acc * 100:.2f}%", f"{gacc * 100:.2f}%"
+        shown = name.replace("own test split", f"{' and '.join(Path(d).name for d in manifest['data'])} test split")
+        table.rows.append([shown, len(items), *(cells.get(c) for c in table.columns[2:])])
+    split = manifest.get("fractions") or {}
+    conditions = {
+        "model": f"GoogLeNet {config['image_size']} px, {metrics['epochs_run']} epochs (best {metrics['best_epoch']}), {config.get('optimizer')}, "
+                 f"learn rate {config['learn_rate']}, batch {config['batch_size']}, augment {config.get('augment', 'none')}",
+        "init": metrics["init"]["description"],
+        "data": f"{', '.join(Path(d).name for d in manifest['data'])}, split {'/'.join(str(round(100 * split[k])) for k in ('train', 'val', 'test') if k in split) or 'as given'} "
+                f"with seed {manifest['seed']}; " + ", ".join(f"{name}: {len(items)} images" for name, items in sets.items()),
+        "training": f"{metrics['wall_time_s'] / 60:.0f} min on {metrics['device']}",
+    }
+    return table, conditions
 
 
 def train_recipe(out: Path, extra: list[str]) -> Path:
@@ -107,6 +125,8 @@ def main() -> None:
     parser.add_argument("run_dir", nargs="?", type=Path)
     parser.add_argument("--train", type=Path, help="train into this new run folder first (then export --quantize)")
     parser.add_argument("--recipe", type=Path, help="train the recommended recipe into OUT/<stage> (finished stages are reused), export, evaluate")
+    parser.add_argument("--record", action="store_true", help=results.RECORD_HELP)
+    parser.add_argument("--figure", default=None, help="the recorded figure's name [default: 'The recommended recipe' with --recipe, else 'The run NAME']")
     args, train_args = parser.parse_known_args()
     run_dir = args.run_dir
     if args.recipe:
@@ -120,7 +140,13 @@ def main() -> None:
         run_dir = args.train
     if run_dir is None:
         parser.error("give RUN_DIR or --train OUT")
-    report(run_dir)
+    table, conditions = report(run_dir)
+    if args.record:
+        if args.recipe:
+            total = sum(json.loads((args.recipe / name / "metrics.json").read_text())["wall_time_s"] for name, _ in RECIPE_STAGES)
+            conditions["training"] = f"{len(RECIPE_STAGES)} stages (RECIPE_STAGES), {total / 60:.0f} min in all"
+        figure = args.figure or ("The recommended recipe" if args.recipe else f"The run {run_dir.name}")
+        results.record("benchmarks.accuracy", figure, topic="accuracy", table=table, conditions=conditions)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 on disk against the first design (every image in memory), in one run.
 
     python -m benchmarks.bigdata_bench [--dir /tmp/gclf-bigdata] [--sizes 10000,25000,50000]
-                                       [--steps 30] [--batch-size 32] [--image-size 64] [--workers 2]
+                                       [--steps 30] [--batch-size 32] [--image-size 64] [--workers 2] [--record]
 
 Generates (once, reused) a two-class set of 160x120 JPEGs of simple shapes in parts of 5,000
 images (`--dir`; never commit it), then measures each design at each size in a subprocess of
@@ -19,7 +19,8 @@ Training runs a fixed number of steps (`--steps` x `--batch-size` images, augmen
 small CPU. Peak RSS is the kernel's high-water mark (getrusage ru_maxrss): of the main
 process, and of its largest child (a scan or loader worker; loader workers are forked, so
 their figure includes pages they share with the main process). It prints a Markdown table and
-asserts nothing: speed depends on the machine and on what else runs on it.
+asserts nothing: speed depends on the machine and on what else runs on it. `--record` also
+writes the table into benchmarks/results/ (benchmarks.results).
 """
 
 from __future__ import annotations
@@ -155,6 +156,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="the disk design's scan and loader workers")
     parser.add_argument("--threads", type=int, default=2, help="torch threads in training")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    parser.add_argument("--record", action="store_true", help="also write the table into benchmarks/results/<this machine>.json and render docs/measurements.md again")
     # internal: one measurement in a subprocess
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--design", help=argparse.SUPPRESS)
@@ -166,6 +168,7 @@ def main() -> None:
         return
 
     sizes = [int(s) for s in args.sizes.split(",")]
+    load_start = os.getloadavg()[0]
     parts = generate(args.dir, max(sizes), args.workers)
     rows = []
     for n in sizes:
@@ -191,6 +194,17 @@ def main() -> None:
         print(f"| {r['n']:,} | {r['design']} | {r['peak_rss_mb']:,} | {r['child_peak_rss_mb']:,} | {r['scan_ips']:,} | {r.get('rescan_ips', '-')} | {r['train_ips']} | {r.get('cache_mb_on_disk', '-')} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if args.record:
+        from benchmarks import results
+
+        table = results.Table(["images", "design", "peak RSS main (MB)", "largest child (MB)", "scan img/s", "rescan img/s", "train img/s", "cache on disk (MB)"],
+                              [[r["n"], r["design"], r["peak_rss_mb"], r["child_peak_rss_mb"], r["scan_ips"], r.get("rescan_ips"), r["train_ips"],
+                                r.get("cache_mb_on_disk")] for r in rows])
+        results.record("benchmarks.bigdata_bench", "Memory against the number of photos", topic="scale", table=table, conditions={
+            "images": "generated 160x120 JPEGs of simple shapes, two classes",
+            "training": f"{args.image_size} px, batch {args.batch_size}, {args.steps} timed steps, augmentation standard, random initialisation",
+            "threads": f"{args.threads} torch threads; {args.workers} scan and loader workers (disk)",
+            "load": f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"})
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ Prints its figures (a markdown table) and asserts nothing.
 
 from __future__ import annotations
 
+import gclf.runtime  # noqa: F401  (first: it sets OpenCV's decoder limits, read when cv2 loads)
+
 import json
 import math
 import os
@@ -135,12 +137,14 @@ def start_camera(frames: Path, fps: int) -> tuple[subprocess.Popen, str]:
 class Instance:
     process: subprocess.Popen
     stamps: list[float] = field(default_factory=list)  # monotonic time of each frame line
+    with_faces: list[bool] = field(default_factory=list)  # per frame line: a face was classified on it
 
     def start_counting(self) -> "Instance":
         def count() -> None:
             for line in self.process.stdout:
                 if line.startswith("{"):
                     self.stamps.append(time.monotonic())
+                    self.with_faces.append('"faces":[{' in line)
 
         threading.Thread(target=count, daemon=True).start()
         return self
@@ -195,6 +199,7 @@ def measure(n: int, frames: Path, args: dict) -> dict:
         return {
             "instances": n,
             "fps": [round(i.frames_between(start, end) / span, 2) for i in instances],
+            "face_share": round(sum(sum(i.with_faces) for i in instances) / max(1, sum(len(i.with_faces) for i in instances)), 3),
             "cpu_pct": [round(100 * (b - a) / span, 1) for a, b in zip(cpu0, cpu1)],
             "servers_cpu_pct": round(100 * (srv1 - srv0) / span, 1),
             "machine_busy_pct": round(100 * (busy1 - busy0) / (total1 - total0) * os.cpu_count(), 1),
@@ -230,12 +235,13 @@ def main(mode, model, counts, seconds, warmup, fps, detect_every, threads, json_
         rows = [measure(n, scratch, args) for n in counts]
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print("\n| instances | FPS each | CPU each (% of a core) | instances' CPU | RTSP servers' CPU | machine busy (% of a core) |")
-    print("|---|---|---|---|---|---|")
+    print(f"load average at the end {os.getloadavg()[0]:.2f} (1 min), {os.getloadavg()[1]:.2f} (5 min)")
+    print("\n| instances | FPS each | CPU each (% of a core) | instances' CPU | RTSP servers' CPU | machine busy (% of a core) | frames with a face |")
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         total = sum(c for c in row["cpu_pct"] if not math.isnan(c))
         print(f"| {row['instances']} | {', '.join(f'{f:.1f}' for f in row['fps'])} | {', '.join(f'{c:.0f}' for c in row['cpu_pct'])} "
-              f"| {total:.0f}% | {row['servers_cpu_pct']:.0f}% | {row['machine_busy_pct']:.0f}% |")
+              f"| {total:.0f}% | {row['servers_cpu_pct']:.0f}% | {row['machine_busy_pct']:.0f}% | {100 * row['face_share']:.0f}% |")
         for failure in row["failed"]:
             print(f"  an instance ended early: {' '.join(failure) or 'no message'}")
     if json_out is not None:

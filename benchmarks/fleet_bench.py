@@ -1,10 +1,10 @@
 """Fleet: several gclf-infer processes report to one MQTT broker, which goes away and comes
 back mid-run, and one of them is killed. Does every person's event arrive?
 
-    python -m benchmarks.fleet_bench [--cameras 4] [--people 30] [--outage 20] [--fps 15]
+    python -m benchmarks.fleet_bench [--cameras 4] [--people 30] [--outage 20] [--fps 15] [--record]
 
 Prints its figures and asserts nothing (tests/benchmarks/test_fleet.py runs a short one and
-asserts). Needs Debian's `mosquitto` and `prometheus` (python tools/test_deps.py installs
+asserts; `--record` also writes them into benchmarks/results/: benchmarks.results). Needs Debian's `mosquitto` and `prometheus` (python tools/test_deps.py installs
 them), the `mqtt` and `serve` extras, and the `train` extra (onnx) for its generated model.
 Everything is loopback.
 
@@ -488,7 +488,8 @@ def run_fleet(
 @click.option("--outage", type=click.FloatRange(min=1), default=20.0, show_default=True, help="Seconds the broker is away.")
 @click.option("--fps", type=click.FloatRange(min=5), default=15.0, show_default=True, help="The clips' frame rate (played in real time).")
 @click.option("--walk", type=click.FloatRange(min=1), default=2.5, show_default=True, help="Seconds each person takes to cross the frame.")
-def main(cameras: int, people: int, outage: float, fps: float, walk: float) -> None:
+@click.option("--record", "save_record", is_flag=True, help="Also write this run's figures into benchmarks/results/<this machine>.json and render docs/measurements.md again.")
+def main(cameras: int, people: int, outage: float, fps: float, walk: float, save_record: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="gclf-fleet-") as tmp:
         result = run_fleet(Path(tmp), cameras=cameras, people=people, fps=fps, walk_s=walk, outage_s=outage,
                            log=lambda line: print(line, file=sys.stderr, flush=True))
@@ -499,6 +500,39 @@ def main(cameras: int, people: int, outage: float, fps: float, walk: float) -> N
     in_order = all([event_key(e) for e, _ in result.unique_events(name)] == keys for name, keys in written.items())
     print(f"fleet: events written {sum(map(len, written.values()))}, lost {lost}, each camera's in order: {'yes' if in_order else 'NO'}; "
           f"CPU: {_cpu_name()}, {os.cpu_count()} logical cores")
+    if save_record:
+        record_fleet(result, written, lost, in_order, outage=outage, fps=fps)
+
+
+def record_fleet(result: FleetResult, written: dict[str, list], lost: int, in_order: bool, *, outage: float, fps: float) -> None:
+    from benchmarks import results
+
+    connected, waited = result.latencies(False), result.latencies(True)
+
+    def spread(xs: list[float], unit: float, name: str) -> str:
+        return f"median {statistics.median(xs) * unit:.{0 if unit > 1 else 1}f} {name}, max {max(xs) * unit:.{0 if unit > 1 else 1}f} {name}" if xs else "none"
+
+    stop = result.outage[0]
+    back = [result.reconnected_at(c.name) - stop for c in result.cameras]
+    n_backlog, rate = result.backlog_rate()
+    offline = result.offline_after_kill_s()
+    wall = result.ended - result.started
+    survivors = [c for c in result.cameras if c.name != result.victim]
+    order = "each camera's in order" if in_order else "NOT in order"
+    results.record("benchmarks.fleet_bench", f"{len(result.cameras)} cameras, a broker that goes away, a process killed", topic="fleet", values={
+        "events written": f"{sum(map(len, written.values()))} ({', '.join(str(len(v)) for v in written.values())})",
+        "delivered": f"{sum(len(result.unique_events(c.name)) for c in result.cameras)}, lost {lost}, duplicates {result.duplicates()}, {order}",
+        "the killed camera's offline (last will)": "not seen" if offline is None else f"{offline:.2f} s after the kill",
+        "latency connected": spread(connected, 1000, "ms"), "waiting for the broker": spread(waited, 1, "s"),
+        "back after the broker's stop": f"{min(back):.1f}-{max(back):.1f} s",
+        "backlog delivered": f"{n_backlog} events" + (f" at {rate:.0f} events/s" if rate else ""),
+        "CPU per gclf-infer": f"{min(100 * c.cpu_s / max(c.wall_s, 1e-9) for c in survivors):.0f}-{max(100 * c.cpu_s / max(c.wall_s, 1e-9) for c in survivors):.0f}% of a core",
+        "mosquitto": f"{result.broker_cpu_s:.2f} s over {wall:.0f} s"},
+        conditions={"fleet": f"{len(result.cameras)} gclf-infer --video CLIP --realtime --headless --events --mqtt processes, "
+                             f"{max(len(c.labels) for c in result.cameras)} people each at {fps:g} FPS; two also --serve, scraped by Prometheus",
+                    "model": "the tiny two-class test model with a stand-in detector",
+                    "broker": f"Mosquitto on loopback, stopped for {outage:g} s, then {result.victim} killed (SIGKILL)",
+                    "load": f"{result.load[0]:.1f} at the start, {result.load[1]:.1f} at the end"})
 
 
 def _cpu_name() -> str:

@@ -2,9 +2,9 @@
 (Haar, YuNet) against whole images (--no-faces).
 
     python -m benchmarks.infer_faces_bench --model RUN/model.onnx --manifest RUN/manifest.json \
-        [--face-model yunet.onnx] [--frames 200] [--keep DIR]
+        [--face-model yunet.onnx] [--frames 200] [--keep DIR] [--record]
 
-Prints its figures and asserts nothing. Each frame is one photo of the model's test split
+Prints its figures and asserts nothing (`--record` also writes them into benchmarks/results/). Each frame is one photo of the model's test split
 (from the run's manifest: never trained on) placed at a random place and size in a 640x480
 generated scene by benchmarks/scene_bench.py's `make_scene` (the benchmarks' one frame
 generator), saved as JPEG. The frames go
@@ -27,6 +27,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks import results
 from benchmarks.common import Photo
 from benchmarks.scene_bench import make_scene  # the benchmarks' one frame generator
 
@@ -83,9 +84,11 @@ def frame_label(record: dict) -> str | None:
     return record.get("label")  # the fallback's, or None when not classified
 
 
-def report(name: str, records: list[dict], truth: dict[str, str], elapsed: float) -> None:
+def report(name: str, records: list[dict], truth: dict[str, str], elapsed: float) -> list[results.Cell]:
+    """Prints one input's figures; returns them as a row of TABLE_COLUMNS."""
     right = sum(frame_label(r) == truth[Path(r["path"]).name] for r in records)
     line = f"{name:<34} {right / len(records):6.1%} ({right}/{len(records)})"
+    row: list[results.Cell] = [name, f"{right / len(records):.1%}", None, None, None, round(elapsed, 1)]
     if records and "faces" in records[0]:
         found = [r for r in records if r["faces"]]
         right_found = sum(frame_label(r) == truth[Path(r["path"]).name] for r in found)
@@ -97,7 +100,13 @@ def report(name: str, records: list[dict], truth: dict[str, str], elapsed: float
             f" {right_found / max(1, len(found)):.1%} on those;"
             f" {len(none)} whole-image fallbacks: {right_none / max(1, len(none)):.1%}"
         )
+        row[2:5] = [f"{len(found)}/{len(records)} ({n_faces} boxes)", f"{right_found / max(1, len(found)):.1%}",
+                    f"{right_none}/{len(none)} ({right_none / max(1, len(none)):.1%})" if none else "none"]
     print(f"{line}  [{elapsed:.1f} s]", flush=True)
+    return row
+
+
+TABLE_COLUMNS = ["input", "accuracy", "faces found", "right where a face was found", "whole-image fallbacks right", "time (s)"]
 
 
 @click.command()
@@ -108,7 +117,9 @@ def report(name: str, records: list[dict], truth: dict[str, str], elapsed: float
 @click.option("--frames", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @click.option("--keep", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write the frames here (kept) instead of a temporary folder.")
-def main(model: Path, manifest: Path, data: Path, face_model: Path, frames: int, seed: int, keep: Path | None) -> None:
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
+def main(model: Path, manifest: Path, data: Path, face_model: Path, frames: int, seed: int, keep: Path | None, save_record: bool) -> None:
+    load_start = results.load_average()
     photos = test_photos(manifest, data, frames, seed)
     with tempfile.TemporaryDirectory() as tmp:
         folder = keep or Path(tmp)
@@ -118,17 +129,25 @@ def main(model: Path, manifest: Path, data: Path, face_model: Path, frames: int,
         print(f"{len(truth)} frames from test-split photos {counts}, model {model}")
         records, elapsed = infer(model, [p for p, _ in photos], "--no-faces")
         by_photo = {str(p): Path(f"frame_{i:04d}.jpg").name for i, (p, _) in enumerate(photos)}
-        report("photos as they are (reference)", [{**r, "path": by_photo[r["path"]]} for r in records], truth, elapsed)
+        rows = [report("photos as they are (reference)", [{**r, "path": by_photo[r["path"]]} for r in records], truth, elapsed)]
         records, elapsed = infer(model, [folder], "--no-faces")
-        report("frames, --no-faces (whole image)", records, truth, elapsed)
+        rows.append(report("frames, --no-faces (whole image)", records, truth, elapsed))
         records, elapsed = infer(model, [folder], "--faces", "--face-model", "haar")
-        report("frames, faces: Haar", records, truth, elapsed)
+        rows.append(report("frames, faces: Haar", records, truth, elapsed))
         if face_model.is_file():
             for margin in ("0", "0.2"):
                 records, elapsed = infer(model, [folder], "--faces", "--face-model", str(face_model), "--face-margin", margin)
-                report(f"frames, faces: YuNet, margin {margin}", records, truth, elapsed)
+                rows.append(report(f"frames, faces: YuNet, margin {margin}", records, truth, elapsed))
         else:
             print(f"YuNet skipped: {face_model} not found")
+    if save_record:
+        from gclf.runtime.classifier import Classifier
+
+        results.record("benchmarks.infer_faces_bench", "gclf-infer on photos placed in scenes", topic="faces",
+                       table=results.Table(TABLE_COLUMNS, rows), conditions={
+                           **results.model_conditions(model, Classifier(model).metadata),
+                           "frames": f"{len(truth)} test-split photos {counts}, each in a 640x480 scene of scene_bench.make_scene (seed {seed})",
+                           "load": f"{load_start} at the start, {results.load_average()} at the end"})
 
 
 if __name__ == "__main__":

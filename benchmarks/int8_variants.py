@@ -2,7 +2,7 @@
 outside set, natively and on an emulated AVX2-only x86 CPU, and speed at batch 1.
 
     python -m benchmarks.int8_variants RUN_DIR [--outside DIR] [--images N]
-        [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--avx2-kernels] [--work DIR]
+        [--emulate-images M --qemu PATH/qemu-x86_64 --emulate-cpu Haswell] [--avx2-kernels] [--work DIR] [--record]
 
 RUN_DIR is an exported gclf run (model.onnx, manifest.json). Its own model.int8.onnx, when
 there is one, is measured first as it is (row "exported"). Each variant is quantized from
@@ -27,7 +27,9 @@ With --avx2-kernels (an x86 machine with AVX-512 or VNNI), every outside image a
 speed ratio are also run through a copy of onnxruntime that picks its AVX2 kernels, as an
 AVX2-only CPU does (benchmarks/ort_avx2.py): that arithmetic at native speed, on this CPU's cores.
 The graph optimisation levels are timed for gclf's default variant. Prints a table and writes
-its results (JSON) in --work; asserts nothing.
+its results (JSON) in --work; asserts nothing. `--record` also writes two figures into
+benchmarks/results/ (benchmarks.results): the variants side by side, and the exported file (or
+gclf's default variant) on each CPU class reached.
 """
 
 from __future__ import annotations
@@ -252,7 +254,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, default=None, help="where variants and the results go [default: RUN_DIR/int8-variants]")
     parser.add_argument("--results", default="RESULTS.json", help="results file name in --work")
     parser.add_argument("--no-levels", action="store_true", help="skip the optimisation levels and the operator profiles")
+    parser.add_argument("--record", action="store_true", help="also write the figures into benchmarks/results/<this machine>.json and render docs/measurements.md again")
     args = parser.parse_args(argv)
+    load_start = os.getloadavg()[0]
 
     from gclf.export.onnx_export import INPUT_NAME
     from gclf.export.pipeline import balanced_sample, split_files
@@ -335,6 +339,64 @@ def main(argv: list[str] | None = None) -> None:
     (work / args.results).write_text(json.dumps({"cpu": here, "outside": str(args.outside), "images": len(paths), "emulated_images": m,
                                                    "variants": results, "optimisation_levels": levels, "op_profiles": profiles}, indent=1))
     print(f"wrote {work / args.results}")
+    if args.record:
+        from benchmarks import results as records
+
+        conditions = {**records.model_conditions(fp32, clf.metadata), "calibration": f"{len(calib)} class-balanced training-split images (MinMax)",
+                      "data": f"{len(paths)} images of {args.outside.name} (outside set), int8 against fp32 on the same tensors", "threads": 1,
+                      "load": f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"}
+        record_variants(records, results, conditions, detect_cpu_class())
+
+
+def describe(v: Variant) -> str:
+    """A variant as a reader names it: "QDQ, per-channel, 7-bit s8 (gclf-export's default)"."""
+    if v.name == EXPORTED:
+        return "the exported file (gclf-export --quantize)"
+    parts = [v.quant_format, "per-channel" if v.per_channel else "per-tensor",
+             "U8U8" if v.weight_type == "QUInt8" else ("7-bit s8" if v.reduce_range else "8-bit s8")]
+    parts += ["first conv and classifier float"] * v.ends_float + ["without quant_pre_process"] * (not v.preprocess)
+    parts += ["each Concat input on its own scale"] * (not v.shared_concat)
+    return ", ".join(parts) + (" (gclf-export's default)" if v.name == DEFAULT_VARIANT else "")
+
+
+EMULATED_CLASS = {"x86 Haswell": "avx2", "arm cortex-a72": "arm-no-dotprod", "arm cortex-a76": "arm-dotprod"}
+
+
+def record_variants(records, rows: list[dict], conditions: dict, native_class: str) -> None:
+    """The variants table and the per-CPU-class table, as benchmarks/results records."""
+    pct = lambda x: f"{100 * x:.2f}%"  # noqa: E731
+    fp32_acc = pct(rows[0]["native"]["fp32_accuracy"])
+    table = records.Table(["variant", "saturation-safe", "agreement", f"accuracy ({fp32_acc} fp32)", "int8 speed-up over fp32, batch 1, 1 thread"], [
+        [describe(Variant(**{k: r[k] for k in Variant.__dataclass_fields__})), r["saturation_safe"], pct(r["native"]["top1_agreement"]),
+         pct(r["native"]["int8_accuracy"]), f"{r['speedup_b1']:.2f}x"] for r in rows])
+    records.record("benchmarks.int8_variants", "What onnxruntime's int8 options do", topic="int8", table=table, conditions=conditions)
+    file = next((r for r in rows if r["name"] == EXPORTED), None) or next((r for r in rows if r["name"] == DEFAULT_VARIANT), None)
+    if file is None:
+        return
+    eight = next((r for r in rows if r["name"] == "qdq-pc-8bit"), None)
+
+    def shift(a: dict) -> str:
+        return f"{pct(a['top1_agreement'])}, max shift {a['max_abs_top_prob_diff']:.3f}"
+
+    def b1(a: dict) -> str:
+        return f"{a['speedup_b1']:.2f}x ({a['int8_ms']:.1f} vs {a['fp32_ms']:.1f} ms)"
+
+    n = file["native"]
+    cls = [[native_class, "native", n["images"], pct(n["top1_agreement"]), pct(n["int8_accuracy"]), "(itself)", shift(eight["native"]) if eight else None, b1(file)]]
+    if "avx2_kernels" in file:
+        a, a8 = file["avx2_kernels"], (eight or {}).get("avx2_kernels")
+        cls.append(["avx2", "AVX2-kernel copy (benchmarks.ort_avx2), native speed", a["images"], pct(a["top1_agreement"]), pct(a["int8_accuracy"]),
+                    f"{a['max_abs_prob_diff_vs_native_int8']:.2g}", f"{shift(a8)}; {a8['max_abs_prob_diff_vs_native_int8']:.2g} from its own native answers" if a8 else None,
+                    b1(a)])
+    for e in file.get("emulated", []):
+        e8 = next((x for x in (eight or {}).get("emulated", []) if x["cpu"] == e["cpu"]), None)
+        cls.append([EMULATED_CLASS.get(e["cpu"], e["cpu"]), f"qemu {e['cpu']}", e["images"], pct(e["top1_agreement"]), pct(e["int8_accuracy"]),
+                    f"{e['max_abs_prob_diff_vs_native_int8']:.2g}", f"{shift(e8)}; {e8['max_abs_prob_diff_vs_native_int8']:.2g} from its own native answers" if e8 else None,
+                    "(emulated)"])
+    columns = ["CPU class", "how reached", "images", "agreement", f"accuracy ({fp32_acc} fp32)", "max |p diff| vs native int8", "8-bit weights instead",
+               "int8 speed-up over fp32, batch 1, 1 thread"]
+    figure = "The exported int8 file across CPU classes" if file["name"] == EXPORTED else "gclf's default int8 variant across CPU classes"
+    records.record("benchmarks.int8_variants", figure, topic="int8", table=records.Table(columns, cls), conditions=conditions)
 
 
 def format_row(r: dict) -> str:

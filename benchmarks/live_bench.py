@@ -1,6 +1,6 @@
 """Measure the live runtime on real photos: face detection rate, crop vs whole-image accuracy, FPS.
 
-    python -m benchmarks.live_bench [--model MODEL.onnx ...] [--face-model yunet.onnx]
+    python -m benchmarks.live_bench [--model MODEL.onnx ...] [--face-model yunet.onnx] [--record]
 
 Prints its figures and asserts nothing. Three parts:
 
@@ -14,7 +14,8 @@ Prints its figures and asserts nothing. Three parts:
    live loop without and with face detection, against the bare model's single-image rate
    measured in the same run; and once paced at 30 FPS like a camera (drops and latency).
    Target: the loop sustains at least 0.9x the single-image rate when the model is the
-   bottleneck (whole frames, every frame in order).
+   bottleneck (whole frames, every frame in order). `--record` writes this part's table into
+   benchmarks/results/ (benchmarks.results).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks import results
 from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, write_video
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
@@ -176,7 +178,10 @@ class LatencySink:
         pass
 
 
-def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector], sample_rgb: np.ndarray) -> None:
+def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector], sample_rgb: np.ndarray) -> dict[str, dict[str, str]]:
+    """Prints the loop's figures; returns them per detector: "ratio" (every frame, FPS / bare)
+    and "paced" (processed frames and median latency)."""
+    figures: dict[str, dict[str, str]] = {}
     # The bare rate is measured again right before and after each loop run and averaged:
     # on a shared machine the load changes from minute to minute.
     for name, det in {"none (whole frames)": None, **detectors}.items():
@@ -190,6 +195,7 @@ def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector
         print(f"  live loop, every frame, detector {name}: {s.processed} frames, {s.mean_fps:.1f} FPS "
               f"= {s.mean_fps / bare:.2f}x the bare model's single-image rate {bare:.1f}/s "
               f"(before {before:.1f}, after {after:.1f}; with resize + normalise {prep:.1f}/s)")
+        figures[name] = {"ratio": f"{s.mean_fps / bare:.2f}x"}
     for name, det in {"none (whole frames)": None, **detectors}.items():
         source = PacedSource(CaptureSource.video(video))
         latency = LatencySink()
@@ -198,6 +204,8 @@ def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector
         print(f"  paced at {source.fps:.0f} FPS like a camera, detector {name}: {s.processed} processed, "
               f"{s.dropped} dropped, {s.mean_fps:.1f} FPS; capture-to-result latency median "
               f"{1000 * statistics.median(lat):.0f} ms, max {1000 * lat[-1]:.0f} ms")
+        figures[name]["paced"] = f"{s.processed}, {1000 * statistics.median(lat):.0f} ms"
+    return figures
 
 
 @click.command()
@@ -210,7 +218,8 @@ def speed_report(clf: Classifier, video: Path, detectors: dict[str, FaceDetector
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--speed-only", is_flag=True, help="Only part 3 (speed); parts 1 and 2 take minutes on all photos.")
 @click.option("--no-spin", is_flag=True, help="Part 3 also with onnxruntime's thread spinning off (as Classifier(spin=False)).")
-def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int, speed_only: bool, no_spin: bool) -> None:
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
+def main(models, face_model: Path, data: Path, sample, exclude, video_frames: int, threads: int, speed_only: bool, no_spin: bool, save_record: bool) -> None:
     if not data.is_dir():
         print(f"skipped: no photos at {data}")
         return
@@ -223,7 +232,7 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
 
     photos = sampled_photos(data, sample, list(exclude))
     if speed_only:
-        return speed_part(models, photos, detectors, video_frames, threads, no_spin)
+        return speed_part(models, photos, detectors, video_frames, threads, no_spin, save_record)
     print(f"\n1. Face found (share of {len(photos)} photos), as stored / in a 640x480 frame; ms per frame")
     start = time.perf_counter()
     detection = detection_rates(photos, detectors)
@@ -239,10 +248,11 @@ def main(models, face_model: Path, data: Path, sample, exclude, video_frames: in
         print(f" model {model}")
         accuracy_report(Classifier(model, threads=threads or None), photos, detection)
 
-    speed_part(models, photos, detectors, video_frames, threads, no_spin)
+    speed_part(models, photos, detectors, video_frames, threads, no_spin, save_record)
 
 
-def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], video_frames: int, threads: int, no_spin: bool = False) -> None:
+def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], video_frames: int, threads: int, no_spin: bool = False,
+               save_record: bool = False) -> None:
     print(f"\n3. Speed on a {video_frames}-frame 640x480 MJPG video of real photos")
     if not models:
         print("  skipped: no --model given")
@@ -251,11 +261,26 @@ def speed_part(models, photos: list[Photo], detectors: dict[str, FaceDetector], 
     with tempfile.TemporaryDirectory() as tmp:
         video = photos_video(speed_photos, Path(tmp) / "photos.avi")
         sample_rgb = cv2.cvtColor(in_frame(cv2.cvtColor(decode_image(speed_photos[0].path), cv2.COLOR_RGB2BGR)), cv2.COLOR_BGR2RGB)
+        rows: dict[tuple[str, str], dict[bool, dict[str, str]]] = {}
         for model in models:
             for spin in (True, False) if no_spin else (True,):
                 clf = Classifier(model, threads=threads or None, spin=spin)
                 print(f" model {model} ({clf.spec.input_width}x{clf.spec.input_height}, {clf.metadata.variant}; onnxruntime spinning {'on' if spin else 'off'})")
-                speed_report(clf, video, detectors, sample_rgb)
+                for detector, figures in speed_report(clf, video, detectors, sample_rgb).items():
+                    rows.setdefault((f"{clf.metadata.variant} {clf.spec.input_width} px", detector), {})[spin] = figures
+    if save_record:
+        table = results.Table(["model", "detector", "FPS / bare, spinning", "FPS / bare, not spinning",
+                               f"paced at 30 FPS: processed of {len(speed_photos)}, latency, spinning", "the same, not spinning"])
+        for (model, detector), by_spin in rows.items():
+            on, off = by_spin.get(True, {}), by_spin.get(False, {})
+            table.rows.append([model, detector, on.get("ratio"), off.get("ratio"), on.get("paced"), off.get("paced")])
+        results.record("benchmarks.live_bench", "The loop on a video of real photos", topic="live", table=table, conditions={
+            "model": "; ".join(results.model_conditions(m, Classifier(m).metadata)["model"] for m in models), "video": f"{len(speed_photos)} frames of 640x480 MJPG, one photo of {data_name(photos)} per frame",
+            "threads": threads or "onnxruntime's default"})
+
+
+def data_name(photos: list[Photo]) -> str:
+    return ", ".join(sorted({p.source for p in photos})) or "no data"
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Per-photo accuracy of `gclf-infer --json` on labelled face photos, and what the errors are.
 
     python -m benchmarks.photo_accuracy MODEL.onnx (--manifest RUN/manifest.json | --data DIR) \
-        [--json OUT] [-- GCLF_INFER_OPTIONS...]
+        [--json OUT] [--record] [-- GCLF_INFER_OPTIONS...]
 
 The photos are a run's test split (`--manifest`: never trained on) or every photo of a
 folder-per-class set (`--data`, e.g. ../shared/datasets/utkface-dev). They go through the
@@ -10,7 +10,8 @@ haar`): a faces model then detects and crops faces, with the detector it was tra
 photo counts as right when the label of its largest face, or of the whole image where no face
 was found (the default fallback), is its folder's class. The errors are broken down: photos
 without a face, small faces (box height under a quarter of the photo's), grey photos.
-Prints the figures and asserts nothing.
+Prints the figures and asserts nothing. `--record` also writes them into benchmarks/results/,
+one figure per model, options and photo set (benchmarks.results).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from benchmarks import results
 from gclf.runtime.decode import decode_image
 from gclf.runtime.listing import list_images
 
@@ -46,8 +48,9 @@ def is_grey(path: Path) -> bool:
 @click.option("--manifest", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None)
 @click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
 @click.argument("infer_options", nargs=-1, type=click.UNPROCESSED)
-def main(model: Path, manifest: Path | None, data: Path | None, json_out: Path | None, infer_options: tuple[str, ...]) -> None:
+def main(model: Path, manifest: Path | None, data: Path | None, json_out: Path | None, save_record: bool, infer_options: tuple[str, ...]) -> None:
     if (manifest is None) == (data is None):
         raise click.UsageError("give --manifest or --data")
     photos = labelled_photos(manifest, data)
@@ -107,6 +110,16 @@ def main(model: Path, manifest: Path | None, data: Path | None, json_out: Path |
     print("  gclf-infer: " + " | ".join(summary["stderr_tail"]))
     if json_out is not None:
         json_out.write_text(json.dumps({**summary, "wrong": [e["path"] for e in errors]}, indent=1))
+    if save_record:
+        from gclf.runtime.classifier import Classifier
+
+        photo_set = f"the test split of {manifest.parent.name}" if manifest is not None else data.name
+        options = " ".join(results.local_path(o) for o in infer_options) or "its defaults"
+        results.record("benchmarks.photo_accuracy", f"gclf-infer on {photo_set}: {model.name}, {options}", topic="faces", values={
+            "right": share(right), "no face found": f"{len(without)} photos", "right where a face was found": share(with_face),
+            "grey photos": share(grey), **{f"class {c}": share(v) for c, v in sorted(per_class.items())}, "time (s)": round(seconds)},
+            conditions={**results.model_conditions(model, Classifier(model).metadata), "photos": f"{n}, {photo_set}", "gclf-infer options": options,
+                        "load": f"{results.load_average()} at the end"})
 
 
 if __name__ == "__main__":

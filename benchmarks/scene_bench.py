@@ -1,9 +1,10 @@
 """Real-scene accuracy: face photos placed in generated scenes at known boxes, then detected.
 
     python -m benchmarks.scene_bench --model MODEL.onnx [--frames 300] [--margin 0 --margin 0.2 (default: 0 and the model's trained margin)]
-        [--face-model PATH|yunet] [--data DIR ...] [--exclude-manifest RUN/manifest.json] [--json OUT]
+        [--face-model PATH|yunet] [--data DIR ...] [--exclude-manifest RUN/manifest.json] [--json OUT] [--record]
 
-Prints its figures (markdown tables) and asserts nothing. A user's photos show a person in a
+Prints its figures (markdown tables) and asserts nothing; `--record` also writes them into
+benchmarks/results/ (benchmarks.results). A user's photos show a person in a
 scene, not a face crop; this builds such frames with a known answer:
 
 - **Frames.** 640x480. Each holds one face photo (a share `--two-faces` of them two), drawn
@@ -52,6 +53,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks import results as records  # `results` is main's dict of figures
 from benchmarks.common import FRAME_H, FRAME_W, Photo, load_photos
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.faces import Box, FaceDetector, YuNetFaceDetector, face_crops, find_faces, make_detector
@@ -256,7 +258,8 @@ def pct(n: int, d: int) -> str:
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime threads (0: one per core).")
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Also write the figures as JSON here.")
 @click.option("--save-frames", type=click.Path(file_okay=False, path_type=Path), default=None, help="Write the first 20 frames (with true boxes in green) here, to look at.")
-def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, seed, threads, json_out, save_frames) -> None:
+@click.option("--record", "save_record", is_flag=True, help=records.RECORD_HELP)
+def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, seed, threads, json_out, save_frames, save_record) -> None:
     data = [Path(d) for d in data]
     if not all(d.is_dir() for d in data):
         print(f"skipped: no photos at {[str(d) for d in data if not d.is_dir()]}")
@@ -264,6 +267,7 @@ def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, 
     if face_model != "yunet" and not Path(face_model).is_file():
         print(f"skipped: the true boxes need YuNet, and there is no model at {face_model} (pass --face-model PATH or yunet)")
         return
+    load_start = os.getloadavg()[0]
     yunet = make_detector(face_model if face_model == "yunet" else Path(face_model))
     assert isinstance(yunet, YuNetFaceDetector)
     # The reference sees each photo alone and at full resolution (max_side large): it defines
@@ -357,6 +361,43 @@ def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, 
         from gclf.runtime.atomic import write_json_atomic
 
         write_json_atomic(json_out, results)
+    if save_record:
+        conditions = {
+            "frames": f"{len(scenes)} of {FRAME_W}x{FRAME_H}, {n_faces} faces: photos from {', '.join(d.name for d in data)}, 48-400 px high, pasted on "
+                      f"generated backgrounds, JPEG quality 85; true box: YuNet on the photo alone",
+            "detectors": f"the runtime's defaults: a copy of at most 320 px; YuNet {yunet.path.name}", "seed": seed,
+            "threads": threads or "onnxruntime's default", "load": f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end"}
+        if model is not None:
+            conditions.update(model_conditions_of(model))
+        record_scenes(results, conditions)
+
+
+def model_conditions_of(model: Path) -> dict[str, str]:
+    clf = Classifier(model)
+    return records.model_conditions(model, clf.metadata)
+
+
+def record_scenes(figures: dict, conditions: dict) -> None:
+    """The detection table and, with a model, the per-face table, as benchmarks/results records."""
+    heights = " / ".join(f"<{hi}" if lo == 0 else f">={lo}" if hi >= 10_000 else f"{lo}-{hi}" for lo, hi in SIZE_BUCKETS)
+    table = records.Table(["detector", "recall IoU>=0.5", "precision IoU>=0.5", f"recall, true face {heights} px high", "box side / true side",
+                           "ms per frame"])
+    for name, f in figures["detectors"].items():
+        buckets = " / ".join("-" if h is None else f"{100 * h:.0f}" for h, _ in f["recall_by_height"].values())
+        table.rows.append([name, f"{100 * f['recall_05']:.1f}%", "-" if f["precision_05"] is None else f"{100 * f['precision_05']:.1f}%",
+                           f"{buckets}%", "-" if f["box_ratio_median"] is None else f"{f['box_ratio_median']:.2f}", f"{f['ms_median']:.0f}"])
+    init = {"init": conditions.get("init", "no model: detection only")}
+    records.record("benchmarks.scene_bench", "Detection in generated scenes", topic="faces", table=table, conditions={**conditions, **init})
+    accuracy = figures.get("accuracy") or {}
+    if accuracy.get("rows"):
+        table = records.Table(["detector", "margin", "faces matched", "crop accuracy", "face photo whole, same faces", "crop agrees with photo",
+                               "all faces (missed = wrong)"])
+        pct_or_dash = lambda x: "-" if x is None else f"{100 * x:.1f}%"  # noqa: E731
+        for r in accuracy["rows"]:
+            table.rows.append([r["detector"], r["margin"], r["matched"], pct_or_dash(r["crop"]), pct_or_dash(r["photo_same_faces"]),
+                               pct_or_dash(r["agreement"]), pct_or_dash(r["all_faces"])])
+        records.record("benchmarks.scene_bench", "Per-face accuracy in generated scenes", topic="faces", table=table, conditions={
+            **conditions, "whole one-face frame classified as one image": pct_or_dash(accuracy.get("whole_frame_one_face"))})
 
 
 def default_margins(clf: Classifier) -> list[float]:

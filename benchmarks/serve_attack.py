@@ -1,9 +1,10 @@
 """`--serve` and the decoders under attack: the figures behind docs/security.md and docs/live.md.
 
-    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8] [--rate 470]
+    python -m benchmarks.serve_attack [--connections 400] [--nofile 256] [--flood-s 8] [--rate 470] [--record]
 
-Prints its figures and asserts nothing; "Done when" thresholds are shown beside them. Needs the
-`train` extra (onnx) for its generated model, and the `serve` extra. Everything is loopback.
+Prints its figures and asserts nothing; "Done when" thresholds are shown beside them (`--record`
+also writes them into benchmarks/results/: benchmarks.results). Needs the `train` extra (onnx)
+for its generated model, and the `serve` extra. Everything is loopback.
 
 1. Idle flood: `gclf-infer --video ... --realtime --headless --serve 127.0.0.1:0` runs in a
    child whose open-file limit (soft and hard) is `--nofile`: a generated 640x480 video played
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import click
 
+from benchmarks import results
 from benchmarks.decode_attack import run_bombs
 from benchmarks.serve_bench import make_model, make_video
 
@@ -255,20 +257,60 @@ def png_bomb(tmp: Path) -> dict:
 @click.option("--rate", type=click.FloatRange(min=1), default=470.0, show_default=True, help="Many-address flood: connections a second.")
 @click.option("--requests", type=click.IntRange(min=1), default=80, show_default=True, help="Requests with the token in each window of the many-address flood.")
 @click.option("--decoder-alone", is_flag=True, help="Also decode each bomb without limits (up to 2.4 GB each).")
-def main(connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float, rate: float, requests: int, decoder_alone: bool) -> None:
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
+def main(
+    connections: int, nofile: int, flood_s: float, baseline_s: float, video_fps: float, video_s: float, rate: float, requests: int, decoder_alone: bool, save_record: bool
+) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # each section's figures as soon as they are measured
+    load_start = results.load_average()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         model = make_model(tmp / "bench_cnn.onnx")
         video = make_video(tmp / "bench.avi", int(video_fps * video_s), fps=video_fps)
-        print_idle_flood(flood(model, video, connections, nofile, flood_s, baseline_s), connections, nofile, flood_s, video_fps)
-        print_many_address_flood(many_address_flood(model, video, rate, flood_s, baseline_s, requests), flood_s)
+        r = flood(model, video, connections, nofile, flood_s, baseline_s)
+        print_idle_flood(r, connections, nofile, flood_s, video_fps)
+        m = many_address_flood(model, video, rate, flood_s, baseline_s, requests)
+        print_many_address_flood(m, flood_s)
         b = png_bomb(tmp)
     print(f"PNG bomb: 20000x20000 RGBA in {b['file_mb']:.2f} MB beside one ordinary photo: exit {b['exit']}, "
           f"peak memory {b['peak_mb']:.0f} MB (done when <= 700 MB), {b['seconds']:.1f} s, other photo classified: {b['ok_classified']}")
     print(f"  {b['refusal']}")
+    if save_record:
+        results.record("benchmarks.serve_attack", "`--serve` and the decoders under attack", topic="hostile", table=record_table(r, m, b, connections, nofile, flood_s), conditions={
+            "model": "serve_bench's generated CNN", "video": f"640x480 at {video_fps:.0f} FPS, --realtime (frames the loop has no time for are dropped)",
+            "server": f"gclf-infer --video --realtime --headless --serve 127.0.0.1:0; open-file limit {nofile} for the idle flood, the default for the many-address flood",
+            "many-address flood": f"{rate:.0f} one-byte connections a second from {FLOOD_SOURCES[0]}-{FLOOD_SOURCES[-1]}; its baseline: the same flooder against a closed port",
+            "load": f"{load_start} at the start, {results.load_average()} at the end"})
     print("decoder bombs (benchmarks/decode_attack.py):")
     run_bombs(skip_decoder=not decoder_alone)
+
+
+def record_table(r: dict, m: dict, b: dict, connections: int, nofile: int, flood_s: float) -> results.Table:
+    times = [t for s, t in r["answers"] if s == 200]
+    ok = len(times)
+    kept = r["fps_flood"] / r["fps_before"] if r["fps_before"] else 0.0
+    median = f"median {statistics.median(times):.3f} s, max {max(times):.3f} s" if times else "none answered"
+    base, hit = m["baseline"], m["flood"]
+    kept_many = hit["fps"] / base["fps"] if base["fps"] else 0.0
+    rows = [
+        [f"loop FPS before / during / after {connections} idle connections from one address ({r['attacker_reopened']:,} reopened in {flood_s:.0f} s)",
+         f"{r['fps_before']:.1f} / {r['fps_flood']:.1f} / {r['fps_after']:.1f} ({kept:.0%} kept)", ">= 80%"],
+        ["requests with the token during the idle flood", f"{ok}/{len(r['answers'])} answered 200; {median}", "within 3 s"],
+        ["server's open file descriptors, at most", f"{r['server_fds_max']} of {nofile}", "below the limit"],
+        [f"loop FPS, flooder at a closed port / {hit['rate']:.0f} one-byte connections a second from 6 addresses ({hit['closed_by_server']:,} closed by the server)",
+         f"{base['fps']:.1f} / {hit['fps']:.1f} ({kept_many:.0%} kept)", ">= 80%"],
+        ["requests with the token during the many-address flood", f"{hit['ok']}/{hit['answers']} answered 200 (baseline {base['ok']}/{base['answers']}), slowest {hit['max_s']:.2f} s", ">= 95%"],
+        ["console lines, whole run (idle / many-address)", f"{r['console_lines']} / {m['console_lines']}", "< 100"],
+        ["token on the console", r["token_on_console"], "never"],
+    ]
+    for stalled in r["stalled"]:
+        freed = stalled["stalled_freed_s"]
+        rows.append([f"8 viewers with the token stop reading, receive buffers {stalled['rcvbuf'] / 1e6:.1f} MB: a new viewer let in after",
+                     f"{freed:.1f} s (a 9th got {stalled['slots_full_status']} before)" if freed is not None else "more than 60 s", "within 10 s"])
+    rows.append([f"{b['file_mb']:.2f} MB PNG declaring 20000x20000 RGBA beside one photo",
+                 f"exit {b['exit']}, the other photo classified: {'yes' if b['ok_classified'] else 'no'}; peak {b['peak_mb']:.0f} MB, {b['seconds']:.1f} s",
+                 "<= 700 MB, exit 5"])
+    return results.Table(["probe", "measured", "done when"], rows)
 
 
 def print_idle_flood(r: dict, connections: int, nofile: int, flood_s: float, video_fps: float) -> None:

@@ -1,8 +1,8 @@
 """Does serving slow the model? Live-loop FPS with --serve and 0, 1 or 3 viewers, against --headless alone.
 
-    python -m benchmarks.serve_bench [--model MODEL.onnx] [--frames 300] [--rounds 3]
+    python -m benchmarks.serve_bench [--model MODEL.onnx] [--frames 300] [--rounds 3] [--record]
 
-Prints its figures and asserts nothing. A generated 640x480 video (moving shapes, MJPG) is
+Prints its figures and asserts nothing (`--record` also writes them into benchmarks/results/). A generated 640x480 video (moving shapes, MJPG) is
 run through the live loop, every frame in order, as `gclf-infer --video ... --headless`
 does (JSON lines, here to /dev/null); then the same with a `WebSink` (what --serve adds)
 and 0, 1 and 3 viewers reading /stream as fast as they can. The viewers run in another
@@ -31,6 +31,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks import results
 from benchmarks.common import FRAME_H, FRAME_W, write_video
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.live.annotate import annotate
@@ -184,7 +185,10 @@ def annotate_cost_ms(video: Path, clf: Classifier) -> float:
 @click.option("--model", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="A gclf ONNX model (default: a small generated CNN).")
 @click.option("--frames", type=click.IntRange(min=30), default=300, show_default=True)
 @click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
-def main(model: Path | None, frames: int, rounds: int) -> None:
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
+def main(model: Path | None, frames: int, rounds: int, save_record: bool) -> None:
+    load_start = results.load_average()
+    model_name = model.name if model else "a small generated CNN (four 3x3 convolutions at 224 px)"
     with tempfile.TemporaryDirectory() as tmp:
         video = make_video(Path(tmp) / "bench.avi", frames)
         model = model or make_model(Path(tmp) / "bench_cnn.onnx")
@@ -219,6 +223,15 @@ def main(model: Path | None, frames: int, rounds: int) -> None:
         view = statistics.median(viewer_fps[config])
         print(f"{config:<18} {med:17.1f} {med / base:11.2f}x {med_cpu:13.1f} {med_cpu / base_cpu:11.2f}x {f'{view:.1f}' if view else '-':>18}")
     print(f"(a streamed frame: about {JPEG_BYTES / 1000:.0f} kB)")
+    if save_record:
+        values = {}
+        for config in CONFIGS:
+            med_cpu, view = statistics.median(cpu[config]), statistics.median(viewer_fps[config])
+            values[config] = (f"{med_cpu:.1f} CPU ms a frame ({med_cpu / base_cpu:.2f}x headless), {statistics.median(fps[config]):.1f} FPS"
+                              + (f", {view:.1f} JPEG/s per viewer" if view else ""))
+        results.record("benchmarks.serve_bench", "Serving the live page", topic="serve", values=values, conditions={
+            "model": model_name, "video": f"640x480, {frames} frames, every frame in order", "rounds": f"{rounds} interleaved, medians",
+            "streamed frame": f"about {JPEG_BYTES / 1000:.0f} kB", "load": f"{load_start} at the start, {results.load_average()} at the end"})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Soak: does gclf-infer's live loop with --serve run for hours without growing?
 
     python -m benchmarks.soak_bench [--model MODEL.onnx] [--minutes 60] [--interval 60]
-        [--face-photo PHOTO --face-model YUNET.onnx] [--fps 15] [-- EXTRA GCLF-INFER OPTIONS]
+        [--face-photo PHOTO --face-model YUNET.onnx] [--fps 15] [--record] [-- EXTRA GCLF-INFER OPTIONS]
 
-Prints its figures and asserts nothing (tests/benchmarks/test_soak.py runs a short one and asserts).
+Prints its figures and asserts nothing (tests/benchmarks/test_soak.py runs a short one and asserts);
+`--record` also writes them into benchmarks/results/ (benchmarks.results).
 `gclf-infer MODEL --camera picam --headless --serve 127.0.0.1:0` runs as its own process, as
 systemd runs it, with a stand-in `picamera2` (put first on its PYTHONPATH) that delivers
 640x480 frames at --fps: a colour gradient with a moving disc, or with --face-photo that
@@ -37,6 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+
+from benchmarks import results
+from gclf.runtime.classifier import Classifier
 
 STAND_IN_PICAMERA2 = '''
 """A stand-in picamera2 for the soak (benchmarks/soak_bench.py): paced 640x480 frames."""
@@ -309,8 +313,11 @@ def _default_model(folder: Path) -> Path:
 @click.option("--interval", type=click.FloatRange(min=1.0), default=60.0, show_default=True, help="Seconds between samples (and viewer rounds).")
 @click.option("--fps", type=click.FloatRange(min=1.0), default=15.0, show_default=True, help="The stand-in camera's frame rate.")
 @click.option("--face-photo", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Show this photo in the frames (with --faces).")
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
 @click.argument("extra", nargs=-1, type=click.UNPROCESSED)
-def main(model: Path | None, minutes: float, interval: float, fps: float, face_photo: Path | None, extra: tuple[str, ...]) -> None:
+def main(model: Path | None, minutes: float, interval: float, fps: float, face_photo: Path | None, save_record: bool, extra: tuple[str, ...]) -> None:
+    load_start = results.load_average()
+    conditions = results.model_conditions(model, Classifier(model).metadata) if model else {"model": "a small generated CNN (serve_bench's)"}
     with tempfile.TemporaryDirectory() as tmp:
         model = model or _default_model(Path(tmp))
         print(f"soak: {model.name} on a stand-in camera at {fps:g} FPS, {minutes:g} min, sampled every {interval:g} s; "
@@ -320,6 +327,29 @@ def main(model: Path | None, minutes: float, interval: float, fps: float, face_p
                           extra_args=extra, workdir=Path(tmp), log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"soak: load average at the end {os.getloadavg()[0]:.2f}; gclf-infer exit code {result.exit_code}", file=sys.stderr)
     print(result.report())
+    if save_record and result.steady:
+        record_soak(result, minutes, {
+            **conditions, "camera": f"stand-in picamera2, 640x480 at {fps:g} FPS" + (f", {face_photo.name} moving across" if face_photo else ""),
+            "gclf-infer options": " ".join(["--headless", "--serve 127.0.0.1:0", *(results.local_path(e) for e in extra)]),
+            "sampled": f"every {interval:g} s", "load": f"{load_start} at the start, {results.load_average()} at the end"})
+
+
+def record_soak(result: SoakResult, minutes: float, conditions: dict) -> None:
+    steady = result.steady
+    first, last = steady[0], steady[-1]
+    fps = [s.fps for s in steady]
+
+    def mb(kb: int) -> str:
+        return f"{kb * 1024 / 1e6:.1f}"
+
+    results.record("benchmarks.soak_bench", f"{'An hour' if minutes == 60 else f'{minutes:g} minutes'} of `--serve` with viewers coming and going",
+                   topic="serve", conditions=conditions, values={
+                       "viewer sessions": result.viewer_sessions, "streamed (MB)": round(result.viewer_bytes / 1e6),
+                       "RSS": f"{mb(first.rss_kb)} MB after warm-up, {mb(last.rss_kb)} at the end, {mb(max(s.rss_kb for s in steady))} at most",
+                       "ceiling growth, second half against first (MB)": round(result.rss_ceiling_growth_mb(), 1),
+                       "open files": f"{first.open_files} after warm-up, {last.open_files} at the end, {max(s.open_files for s in steady)} at most",
+                       "threads": f"{first.threads} after warm-up, {last.threads} at the end, {max(s.threads for s in steady)} at most",
+                       "FPS": f"median {statistics.median(fps):.1f}, {min(fps):.1f}-{max(fps):.1f}", "exit on SIGINT": result.exit_code})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,10 @@
 """Detection at the model's pace: the live loop with the face detector on every N-th frame.
 
     python -m benchmarks.track_bench --model M.int8.onnx [--accuracy-model FACES.onnx]
-        [--every 1 --every 2 ...] [--rounds 3] [--clips 6 --clip-frames 50] [--json OUT]
+        [--every 1 --every 2 ...] [--rounds 3] [--clips 6 --clip-frames 50] [--json OUT] [--record]
 
-Prints its figures (markdown tables) and asserts nothing.
+Prints its figures (markdown tables) and asserts nothing; `--record` also writes them into
+benchmarks/results/ (benchmarks.results).
 
 - **Video.** Clips of 640x480 frames, each a generated background (benchmarks/scene_bench.py's
   `background`) with one or two real face photos (../shared/datasets, through scene_bench's
@@ -64,6 +65,7 @@ import click
 import cv2
 import numpy as np
 
+from benchmarks import results
 from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, write_video
 from benchmarks.scene_bench import DEFAULT_DATA, DEFAULT_YUNET, _feather_mask, as_camera_frame, background, iou, match, paste_face, reference_box
 from gclf.runtime.classifier import Classifier
@@ -501,13 +503,14 @@ def print_people(row: dict, model: Path, detector: str, every: int) -> None:
 @click.option("--jitter", is_flag=True, help="People: each frame turns, lights and blurs the photo a little (a still photo is otherwise the same on every frame).")
 @click.option("--people-data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=DEFAULT_DATA[0], show_default=True)
 @click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--record", "save_record", is_flag=True, help=results.RECORD_HELP)
 def main(model, accuracy_model, data, face_model, everys, detector_names, rounds, clips, clip_frames, two_faces, threads, seed, skip_copies,
-         people, walkers, crossings, returns, jitter, people_data, json_out) -> None:
+         people, walkers, crossings, returns, jitter, people_data, json_out, save_record) -> None:
     rng, nprng = random.Random(seed), np.random.default_rng(seed)
     reference = YuNetFaceDetector(face_model, max_side=1024)
     if people:
         return main_people(model, accuracy_model, people_data, face_model, reference, detector_names[-1], everys[-1] if len(everys) == 1 else 3,
-                           rounds, threads, walkers, crossings, returns, jitter, rng, nprng, json_out)
+                           rounds, threads, walkers, crossings, returns, jitter, rng, nprng, json_out, save_record)
     pool = load_photos([Path(d) for d in data], set())
     rng.shuffle(pool)
     chosen = []
@@ -624,10 +627,43 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
         from gclf.runtime.atomic import write_json_atomic
 
         write_json_atomic(json_out, out)
+    if save_record:
+        conditions = {
+            "video": f"{clips} clips of {clip_frames} frames ({len(frames)} frames of {FRAME_W}x{FRAME_H}, {n_faces} face-frames): faces of "
+                     f"{', '.join(Path(d).name for d in data)} moving along known paths on generated backgrounds",
+            "labels": Path(accuracy_model or model).name, "threads": threads or "onnxruntime's default",
+            "load": f"{out['load_start'][0]:.1f} at the start, {out['load_end'][0]:.1f} at the end"}
+        record_pace(out, clf, everys, detector_names, conditions)
+
+
+def record_pace(out: dict, clf: Classifier, everys, detector_names, conditions: dict) -> None:
+    """The smaller copies, finding faces alone and the loop, as benchmarks/results records."""
+    if out["copies"]:
+        sides = " / ".join(map(str, COPY_SIDES))
+        results.record("benchmarks.track_bench", "Detection on smaller copies", topic="live", conditions=conditions, values={
+            f"{name} at {sides} px": "recall " + " / ".join(f"{100 * out['copies'][f'{name}@{s}']['recall']:.1f}" for s in COPY_SIDES)
+            + "%, " + " / ".join(f"{out['copies'][f'{name}@{s}']['ms']:.1f}" for s in COPY_SIDES) + " ms a frame" for name in detector_names})
+    ns = " / ".join(map(str, everys))
+    finding = out["finding"]
+    results.record("benchmarks.track_bench", "Finding faces alone, detection every N-th frame", topic="live", conditions=conditions, values={
+        f"{name} at N = {ns}": " / ".join(f"{finding[f'{name} N={n}']['cpu_ms']:.1f}" for n in everys) + " ms of CPU a frame, "
+        + " / ".join(str(finding[f"{name} N={n}"]["detections"]) for n in everys) + " detector runs" for name in detector_names})
+    table = results.Table(["detector", "detect every N", "FPS / bare (range)", "CPU ms per frame (bare: per inference)", "recall IoU>=0.5",
+                           "boxes carried", "label agrees with N=1"])
+    for label, row in out["loop"].items():
+        dname, _, n = label.partition(" N=")
+        whole = label == "whole frames"
+        table.rows.append([
+            "none (whole frames)" if whole else dname, "-" if whole else int(n),
+            f"**{row['ratio']:.2f}x** ({min(row['ratios']):.2f}-{max(row['ratios']):.2f})", f"{row['cpu_ms']:.2f} ({row['bare_cpu_ms']:.2f})",
+            None if whole else f"{100 * row['recall']:.1f}%", None if whole else f"{100 * row['carried_share']:.0f}%",
+            None if whole else _pct(row.get("agreement"))])
+    results.record("benchmarks.track_bench", f"The loop with a {clf.spec.input_width} px {clf.metadata.variant} model, detection every N-th frame",
+                   topic="live", table=table, conditions={**conditions, **results.model_conditions(clf.path, clf.metadata)})
 
 
 def main_people(model, accuracy_model, data, face_model, reference, detector_name, every, rounds, threads, walkers, crossings, returns,
-                jitter, rng, nprng, json_out) -> None:
+                jitter, rng, nprng, json_out, save_record=False) -> None:
     pool = load_photos([Path(data)], set())
     rng.shuffle(pool)
     needed = walkers + 2 * crossings + returns
@@ -657,6 +693,27 @@ def main_people(model, accuracy_model, data, face_model, reference, detector_nam
         from gclf.runtime.atomic import write_json_atomic
 
         write_json_atomic(json_out, row)
+    if save_record:
+        record_people(row, {
+            **results.model_conditions(acc_clf.path, acc_clf.metadata), "speed": Path(model).name,
+            "video": f"{len(frames)} frames of {FRAME_W}x{FRAME_H}: {walkers} people walking across, {crossings} crossing pairs, {returns} who leave "
+                     f"and come back ({row['visits']} visits), faces of {Path(data).name}{', jittered per frame' if jitter else ''}; {detector_name} every "
+                     f"{every} frames; accuracy on the {row['matched']} face-frames it found",
+            "threads": threads or "onnxruntime's default", "load": f"{row['load_end'][0]:.1f} at the end"}, jitter)
+
+
+def record_people(row: dict, conditions: dict, jitter: bool) -> None:
+    p = _pct
+    finals = {row[f"accuracy_track_final_{k}"] for k in ("log", "area", "vote")}
+    results.record("benchmarks.track_bench", f"One person, one answer: {'jittered' if jitter else 'still'} photos", topic="tracks", conditions=conditions, values={
+        "per-frame accuracy": p(row["accuracy_per_frame"]), "per-track so far": p(row["accuracy_track_so_far"]),
+        "per-track final (as --events)": f"**{p(row['accuracy_track_final_events'])}**",
+        "summed log-probs, face-size weighted, majority vote": f"{p(finals.pop())} each" if len(finals) == 1 else " / ".join(
+            p(row[f"accuracy_track_final_{k}"]) for k in ("log", "area", "vote")),
+        "label changes per track, track / frame labels": f"{row['label_changes_per_track']:.2f} / {row['frame_label_changes_per_track']:.2f}",
+        "tracks per visit": f"{row['tracks_per_visit']:.2f}", "visits split": row["visits_split"], "events per visit": f"{row['events_per_visit']:.2f}",
+        f"id changes of {row['crossing_visits']} crossing people": row["id_changes_crossing"],
+        "tracks that followed two visits": row["tracks_over_two_visits"], "tracker alone": f"{row['tracker_us_per_frame']:.0f} us per frame"})
 
 
 if __name__ == "__main__":

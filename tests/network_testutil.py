@@ -286,6 +286,40 @@ def wait_for(condition: Callable[[], bool], what: str, timeout_s: float) -> None
         time.sleep(0.02)
 
 
+# --- fixtures: `from network_testutil import rtsp_server, mjpeg_server` in a test module -------
+
+
+@pytest.fixture
+def rtsp_server():
+    """`rtsp_server(**RtspServer options)` -> a started RTSP server, stopped after the test."""
+    require_rtsp_server()
+    started: list[RtspServer] = []
+
+    def start(**options) -> RtspServer:
+        server = RtspServer(**options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def mjpeg_server():
+    started: list[MjpegServer] = []
+
+    def start(**options) -> MjpegServer:
+        server = MjpegServer(**options).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+
 if __name__ == "__main__":
     import argparse
 

@@ -78,7 +78,7 @@ CPUS = {"cortex-a72": "Raspberry Pi 4", "cortex-a76": "Raspberry Pi 5"}
 # int8: gclf writes 7-bit weights (docs/int8.md), so x86's int8 sums are exact on every x86
 # CPU, AVX2 included, as ARM's are; what is left is that resize difference and the rounding of
 # float steps between the integer kernels (largest seen 0.0053; docs/measurements.md, "int8
-# across CPU classes"). Full 8-bit weights saturated on CI's AVX2 EPYC and moved x86 away from
+# against fp32, and across CPU classes"). Full 8-bit weights saturated on CI's AVX2 EPYC and moved x86 away from
 # ARM by up to 0.12; this tolerance catches such a drift again.
 TOL_FP32 = 1e-3
 TOL_INT8 = 0.02

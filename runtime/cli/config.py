@@ -17,25 +17,32 @@ unknown key, a value of the wrong type or a value the option refuses is one sent
 the file, the line and the key. Values are checked with the option's own type (a range, a
 choice, a path that must exist), and TOML's types must match: true/false for a flag, a whole
 number for a count, a list for an option given several times.
+
+A file that holds a secret (a camera URL with a password or token, a `token`) and that every
+user of the machine can read is refused, as --token-file and --camera-url-file refuse theirs:
+chmod 600 it, or keep the URL in a credential (the template unit's camera-url).
 """
 
 from __future__ import annotations
 
 import difflib
+import os
 import re
+import stat
 import sys
 from pathlib import Path
 from typing import Any
 
 from gclf.runtime.errors import UsageError
+from gclf.runtime.redact import is_network_url, url_secrets
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: the same parser, from PyPI (a dependency there)
     import tomli as tomllib
 
-# Keys a file cannot set: a file naming another file, or asking for help.
-NOT_IN_A_FILE = frozenset({"config", "help"})
+# Keys a file cannot set: a file naming another file, asking for help, or turning a run into a check.
+NOT_IN_A_FILE = frozenset({"config", "help", "check"})
 _STRING_TYPES = frozenset({"file", "path", "directory", "choice"})  # click's type names
 _INTEGER_TYPES = frozenset({"integer", "integer range"})
 _FLOAT_TYPES = frozenset({"float", "float range"})
@@ -66,7 +73,19 @@ def read_camera_config(path: Path, command: Any) -> dict[str, Any]:
             raise UsageError(f"{where}: {key!r} sets the same option as {given_as[param.name]!r} above; keep one")
         values[param.name] = _checked(param, key, value, where)
         given_as[param.name] = key
+    _check_secrets_are_private(path, text, table)
     return values
+
+
+def _check_secrets_are_private(path: Path, text: str, table: dict[str, Any]) -> None:
+    """A file with a password or token in it must not be readable by every user (its value is never quoted)."""
+    for key, value in table.items():
+        secret = isinstance(value, str) and (_normal(key) == "token" or (is_network_url(value) and bool(url_secrets(value))))
+        if secret and os.stat(path).st_mode & stat.S_IROTH:
+            raise UsageError(
+                f"{_where(path, text, key)}: {key} holds a password or token, and the file is readable by every user of this machine: "
+                f"chmod 600 {path} (or give the camera's URL in --camera-url-file, $GCLF_CAMERA_URL or the systemd credential camera-url)"
+            )
 
 
 def config_keys(command: Any) -> list[str]:

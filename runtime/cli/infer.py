@@ -7,28 +7,30 @@ gclf.runtime.cli.files_job, the live job gclf.runtime.cli.live_job, --check gclf
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
-from gclf.runtime.cli.params import Camera, CameraParam, FaceModelParam, SizeParam
-from gclf.runtime.cli.support import report_errors
-from gclf.runtime.errors import UsageError
+from gclf.runtime.cli.config import read_camera_config
+from gclf.runtime.cli.params import NETWORK, Camera, CameraParam, FaceModelParam, SizeParam
+from gclf.runtime.cli.support import exit_with, report_errors
+from gclf.runtime.errors import GclfError, UsageError
+from gclf.runtime.redact import resolve_camera_url
 from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # light: OpenCV loads only when a face is looked for
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
-
-if TYPE_CHECKING:
-    from gclf.runtime.mqtt.settings import BrokerSettings
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("model", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, cameras, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
+@click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, the camera the other options (or --config) name, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
-@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
+@click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.toml", is_eager=True, expose_value=False, callback=lambda ctx, param, value: _load_config(ctx, value), help="Read options from a TOML file (one camera's settings: the options' own names without the dashes, e.g. detect-every = 3, model = \"...\"); an option on the command line wins over the file.")
+@click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]|URL", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), from the Raspberry Pi camera module (picam, picam:N) through picamera2, or from a network camera: rtsp://, rtsps://, http(s):// (MJPEG, or any stream FFmpeg reads), reconnected when it drops. A password or token in the URL is never printed; --camera-url-file or $GCLF_CAMERA_URL keep it off the command line.")
+@click.option("--camera-url-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="Live: read the network camera's URL from PATH (its first line; a file other users cannot read). Without --camera or --camera-url-file, a live run takes $GCLF_CAMERA_URL, else the systemd credential camera-url.")
+@click.option("--rtsp-transport", type=click.Choice(["tcp", "udp"]), default=None, help="Live, an rtsp:// camera: RTP over the RTSP connection (tcp: one connection, passes NAT and firewalls) or over UDP.  [default: tcp]")
+@click.option("--reconnect-max", type=click.IntRange(min=0), default=None, metavar="N", help="Live, a network camera: give up (exit 5) after N reopenings in a row failed.  [default: never; a camera down is waited for, with 1, 2, 4 ... 30 s between attempts]")
 @click.option("--camera-size", type=SizeParam(), default=None, metavar="WxH", help="Live: frame size to ask the camera for, e.g. 640x480.  [default: the camera's own; picam: 640x480]")
 @click.option("--video", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: classify the frames of a video file, every frame in order.")
 @click.option("--realtime", is_flag=True, help="With --video: play the file at its frame rate and drop frames the model has no time for, like a camera.")
@@ -47,7 +49,7 @@ if TYPE_CHECKING:
 @click.option("--summary-every", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS", help="Live: every SECONDS, one JSON line with the frames, frame rate and tracks per label (last minute, last hour, total).")
 @click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: append the JSON lines to FILE instead of stdout, renamed FILE.1 when it reaches --jsonl-max-bytes (one old file kept).")
 @click.option("--jsonl-max-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES", help="With --jsonl: the size at which FILE is rotated; at most twice this on disk.  [default: 10000000]")
-@click.option("--name", default=None, envvar="GCLF_CAMERA_NAME", metavar="NAME", help="Live: the camera's name (letters, digits, . _ -), in the MQTT topics gclf/NAME/... and the metrics.  [default: $GCLF_CAMERA_NAME, else this machine's host name]")
+@click.option("--name", default=None, metavar="NAME", help="Live: the camera's name (letters, digits, . _ -): on the page, in the summary and event lines, in systemd's status, in the MQTT topics gclf/NAME/... and the metrics.  [default: $GCLF_CAMERA_NAME (the template unit's instance name), else this machine's host name]")
 @click.option("--mqtt", default=None, metavar="mqtt[s]://[USER@]HOST[:PORT]", help="Live: publish each person's event, the counts and online/offline to this MQTT broker (gclf/NAME/...); events wait on disk while it is away. The password: --mqtt-password-file, $GCLF_MQTT_PASSWORD or the unit's LoadCredential=mqtt-password:FILE, never in the address. Needs the mqtt extra (pip install \".[mqtt]\" in a checkout).")
 @click.option("--mqtt-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="With --mqtt mqtts://...: the CA certificate (PEM) that signed the broker's.  [default: the system's]")
 @click.option("--mqtt-password-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="With --mqtt: read the broker password from FILE (one line; a file other users cannot read).")
@@ -63,6 +65,9 @@ def main(
     threads: int,
     as_json: bool,
     camera: Camera | None,
+    camera_url_file: Path | None,
+    rtsp_transport: str | None,
+    reconnect_max: int | None,
     camera_size: tuple[int, int] | None,
     video: Path | None,
     realtime: bool,
@@ -102,15 +107,23 @@ def main(
     Live: a window shows each face's (or the frame's) label, confidence and the FPS; q or
     Esc quits, and so do SIGTERM, SIGINT (Ctrl-C) and SIGHUP. A summary (frames processed
     and dropped, mean FPS) goes to stderr at the end. Exit code 0: the video ended or the
-    user quit; 2: the camera cannot be opened; 5: the camera stopped delivering frames or
-    stalled (nothing for a few seconds); 8: --camera picam without picamera2.
+    user quit; 2: the camera cannot be opened, or a network camera refused the user name,
+    password or token; 5: a local camera stopped delivering frames or stalled (nothing for
+    a few seconds), or a network camera could not be reopened --reconnect-max times in a
+    row; 8: --camera picam without picamera2. A network camera that drops, stalls or cannot
+    be reached is reopened until it answers: the run goes on.
 
-    --check [MODEL]: what a Raspberry Pi needs, checked in one go (with --mqtt, also whether
-    the broker answers and takes the login); exit 0, or 12 and one sentence per problem.
+    --config FILE.toml: the options from a file (one per camera); the command line wins.
+
+    --check [MODEL] [options]: what a Raspberry Pi needs, checked in one go, with the run's
+    own options (the camera they name, a network one within a few seconds; with --mqtt,
+    whether the broker answers and takes the login); exit 0, or 12 and one sentence per
+    problem.
     """
     ctx = click.get_current_context()
+    camera = _camera(camera, camera_url_file, fallback=video is None and not paths)
     if check:
-        return _check(ctx, model, paths, threads, mqtt, mqtt_ca, mqtt_password_file)
+        return _check(ctx, model, paths, threads, {**ctx.params, "camera": camera})
     if model is None:
         raise UsageError("give a MODEL (an ONNX file from gclf-export), or --check")
     if camera is not None or video is not None:
@@ -126,7 +139,7 @@ def main(
             token=token, token_file=token_file, camera_size=camera_size, events=events, summary_every=summary_every,
             jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes, name=name, mqtt=mqtt, mqtt_ca=mqtt_ca,
             mqtt_password_file=mqtt_password_file, mqtt_discovery=mqtt_discovery, mqtt_queue_max=mqtt_queue_max,
-            metrics_public=metrics_public,
+            metrics_public=metrics_public, rtsp_transport=rtsp_transport, reconnect_max=reconnect_max,
         )
         return run_live_command(model, live, threads=threads)
     given = _given(ctx, LIVE_ONLY)
@@ -143,9 +156,32 @@ def main(
 # Options that only mean something for a live source.
 LIVE_ONLY = ("realtime", "headless", "save", "max_frames", "serve", "token", "token_file", "camera_size", "detect_every",
              "events", "summary_every", "jsonl", "jsonl_max_bytes", "name", "mqtt", "mqtt_ca", "mqtt_password_file",
-             "mqtt_discovery", "mqtt_queue_max", "metrics_public")
-# What --check takes besides a MODEL: the threads, and the broker to try.
-CHECK_OPTIONS = ("--check", "--threads", "--mqtt", "--mqtt-ca", "--mqtt-password-file")
+             "mqtt_discovery", "mqtt_queue_max", "metrics_public", "rtsp_transport", "reconnect_max")
+
+
+def _load_config(ctx: click.Context, path: Path | None) -> None:
+    """--config: the file's options become click's defaults, so the command line wins. Runs
+    while click parses (outside report_errors): a mistake is reported here, the same way."""
+    if path is None:
+        return
+    try:
+        ctx.default_map = {**(ctx.default_map or {}), **read_camera_config(path, ctx.command)}
+    except GclfError as exc:
+        exit_with(exc)
+
+
+def _camera(camera: Camera | None, url_file: Path | None, *, fallback: bool) -> Camera | None:
+    """The camera the run reads: --camera, or a network camera's URL from --camera-url-file,
+    or (`fallback`: no other source was given) from $GCLF_CAMERA_URL or the systemd credential."""
+    if camera is not None and not camera.is_network:
+        if url_file is not None:
+            raise UsageError("give --camera or --camera-url-file, not both")
+        return camera
+    given = camera.device if camera is not None else None
+    if given is None and url_file is None and not fallback:
+        return None
+    found = resolve_camera_url(given, url_file)  # type: ignore[arg-type]
+    return Camera(NETWORK, found[0]) if found is not None else None
 
 
 def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str]:
@@ -154,27 +190,14 @@ def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str
             and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
 
 
-def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int,
-           mqtt: str | None, mqtt_ca: Path | None, mqtt_password_file: Path | None) -> int:
-    given = [name for name in _given(ctx) if name not in CHECK_OPTIONS]
-    if given or paths:
-        raise UsageError(f"--check takes a MODEL, --threads and the --mqtt options only, not {', '.join(given) or 'image files'}")
+def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int, options: dict) -> int:
+    """--check with the run's options (command line and --config): the checks look at what
+    the run would use (the camera it names; nothing of a camera when it names none)."""
+    if paths:
+        raise UsageError("--check checks a MODEL and the live run's options, not image files: leave the files out")
     from gclf.runtime.cli.preflight import run_check_command  # here: --help stays fast
 
-    return run_check_command(model, threads=threads, broker=_broker(mqtt, mqtt_ca, mqtt_password_file))
-
-
-def _broker(mqtt: str | None, mqtt_ca: Path | None, mqtt_password_file: Path | None) -> BrokerSettings | None:
-    """The broker's settings from --mqtt and its options (UsageError for a bad address or
-    password file); None without --mqtt."""
-    if mqtt is None:
-        extra = [opt for opt, value in (("--mqtt-ca", mqtt_ca), ("--mqtt-password-file", mqtt_password_file)) if value is not None]
-        if extra:
-            raise UsageError(f"{' and '.join(extra)} only apply with --mqtt URL")
-        return None
-    from gclf.runtime.mqtt.settings import broker_settings  # here: --help stays fast
-
-    return broker_settings(mqtt, ca_file=mqtt_ca, password_file=mqtt_password_file)
+    return run_check_command(model, threads=threads, options=options)
 
 
 if __name__ == "__main__":

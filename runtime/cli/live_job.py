@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Callable, TextIO, TypeVar
 import click
 
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.cli.params import Camera
+from gclf.runtime.cli.params import Camera, default_camera_name
 from gclf.runtime.cli.support import warn
 from gclf.runtime.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from gclf.runtime.faces import detectors
@@ -31,6 +31,7 @@ from gclf.runtime.faces.detectors import FaceDetector
 from gclf.runtime.live.cameras import open_camera
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY
 from gclf.runtime.live.loop import run_live, stop_on_signals
+from gclf.runtime.live.network import NetworkSource, StreamOptions, StreamState, open_network_feed
 from gclf.runtime.live.people import PeopleCounts, PersonTracker
 from gclf.runtime.live.sd_notify import SystemdNotifySink
 from gclf.runtime.live.sinks import (
@@ -46,7 +47,7 @@ from gclf.runtime.live.sinks import (
 )
 from gclf.runtime.metadata import use_face_detection
 from gclf.runtime.live.sources import FrameFeed, FrameSource, PacedSource, open_feed, open_video
-from gclf.runtime.mqtt.topics import check_camera_name, default_camera_name
+from gclf.runtime.mqtt.topics import check_camera_name
 from gclf.runtime.serve.sink import WebSink, make_web_sink
 
 if TYPE_CHECKING:
@@ -78,17 +79,25 @@ class LiveOptions:
     summary_every: float | None = None  # --summary-every SECONDS
     jsonl: Path | None = None  # --jsonl FILE: the JSON lines go there (rotated), not to stdout
     jsonl_max_bytes: int | None = None  # None: DEFAULT_JSONL_MAX_BYTES
-    name: str | None = None  # --name (or $GCLF_CAMERA_NAME); None: this machine's host name
+    name: str | None = None  # --name; None: $GCLF_CAMERA_NAME, else this machine's host name
     mqtt: str | None = None  # --mqtt URL: the broker
     mqtt_ca: Path | None = None
     mqtt_password_file: Path | None = None
     mqtt_discovery: bool = False
     mqtt_queue_max: int | None = None  # None: the queue's DEFAULT_QUEUE_MAX
     metrics_public: bool = False  # /metrics without the token (loopback only)
+    rtsp_transport: str | None = None  # a network camera's RTSP transport; None: tcp
+    reconnect_max: int | None = None  # a network camera: failed reopenings in a row before giving up; None: never
 
     def __post_init__(self) -> None:
         if (self.camera is None) == (self.video is None):
             raise UsageError("give one live source: --camera or --video")
+        if not self.network:
+            given = [o for o, v in (("--rtsp-transport", self.rtsp_transport), ("--reconnect-max", self.reconnect_max)) if v is not None]
+            if given:
+                raise UsageError(f"{' and '.join(given)} only apply to a network camera (--camera rtsp://... or http://...)")
+        elif self.camera_size is not None:
+            raise UsageError("--camera-size asks a local camera for a frame size; a network camera sends the size it is set to (its own settings page)")
         if self.realtime and self.video is None:
             raise UsageError("--realtime paces a --video file; a camera is always real time")
         if self.camera_size is not None and self.camera is None:
@@ -104,13 +113,18 @@ class LiveOptions:
                 raise UsageError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} with --mqtt URL")
         if self.metrics_public and self.serve is None:
             raise UsageError("--metrics-public opens /metrics of --serve: give --serve 127.0.0.1:PORT")
-        if self.name is not None:
-            check_camera_name(self.name)
+        check_camera_name(self.camera_name)  # $GCLF_CAMERA_NAME too
 
     @property
     def camera_name(self) -> str:
-        """The camera's name in the MQTT topics and the metrics."""
+        """The camera's name: on the page, in the summary and event lines, in systemd's status,
+        in the MQTT topics and the metrics."""
         return self.name if self.name is not None else default_camera_name()
+
+    @property
+    def network(self) -> bool:
+        """The source is a network camera (reconnected on a drop, never the end of the run)."""
+        return self.camera is not None and self.camera.is_network
 
     @property
     def keep_every_frame(self) -> bool:
@@ -137,6 +151,7 @@ class LiveParts:
     web: WebSink | None
     lines: TextIO  # where every JSON line goes: stdout, or --jsonl's capped file
     publisher: MqttPublisher | None = None  # --mqtt: closed after the loop, never by a sink
+    network: NetworkSource | None = None  # the source, when it is a network camera (its state: up, outages)
 
     def close_lines(self) -> None:
         if self.lines is not sys.stdout:
@@ -153,17 +168,23 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     """`gclf-infer --camera/--video`: build the loop, run it, summarise. Returns the exit code;
     a lost camera raises its error once the summary is printed."""
     parts = build_live(model, opts, threads=threads)
+    network = parts.network
     # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
     try:
         _describe(parts, model, opts)
         with stop_on_signals() as stop:
             summary = run_live(parts.feed, parts.classifier, detector=parts.detector, sinks=parts.sinks, margin=parts.margin,
                                max_frames=opts.max_frames, detect_every=parts.detect_every, stop=stop,
-                               people=PersonTracker(counts=parts.counts) if parts.detector is not None else None)
+                               people=PersonTracker(counts=parts.counts) if parts.detector is not None else None,
+                               source_down=(lambda: network.state.down_since is not None) if network is not None else None)
     finally:
         parts.close_lines()
         parts.close_publisher()  # after run_live: the tracks still open were handed over as it ended
+    if summary.failure is not None and not summary.processed:
+        raise summary.failure  # the camera never delivered (wrong password, too large): its sentence alone
     click.echo(f"live: {summary.line()}", err=True)
+    if network is not None:
+        click.echo(f"live: {network.state.line()}", err=True)
     if parts.counts is not None:
         click.echo(f"live: {parts.counts.line()}", err=True)
     if parts.publisher is not None:
@@ -180,24 +201,34 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
 def build_live(model: Path, opts: LiveOptions, *, threads: int) -> LiveParts:
     """Every part of a live run, made once, in the order that fails fastest: the model and its
     detector, the outputs and the browser view, then (last, so nothing above can leave it
-    open) the camera or video, its feed, and what needs the source's frame rate."""
+    open) the camera or video, its feed, and what needs the source's frame rate.
+
+    A network camera is the exception: it is made first, since making it connects to nothing
+    (its feed's thread, started last, does), so that the outputs which report its state
+    (the page, the summary, systemd's status) are given it when they are made. It is opened
+    with FFmpeg's own timeouts and never with a deadline here: a camera that cannot be
+    reached at start is an outage like any other, waited for."""
     clf, detector, margin = _model_and_detector(model, opts, threads)
     counts = PeopleCounts() if detector is not None else None
     lines = _json_lines_stream(opts)
     sinks: list[Sink] = []
-    source = None
+    network = _network_source(opts) if opts.network else None
+    source: FrameSource | None = network
+    camera = (lambda: network.state) if network is not None else None
     publisher = None
     try:
         publisher = _mqtt_publisher(model, opts, clf)
-        web = _outputs(sinks, model, opts, clf, lines, counts, publisher)
-        source = _open_source(opts)
+        web = _outputs(sinks, model, opts, clf, lines, counts, publisher, camera)
+        if source is None:
+            source = _open_source(opts)
         if opts.save is not None:
             # Every frame kept: the file's own rate. Frames dropped: measured while running (fps None).
             sinks.append(VideoFileSink(opts.save, fps=source.fps if opts.keep_every_frame else None))
-        notifier = SystemdNotifySink.from_environment()  # under systemd: READY=1, WATCHDOG=1 as frames flow
+        # Under systemd: READY=1, WATCHDOG=1 as frames flow (and, for a network camera, while it is down).
+        notifier = SystemdNotifySink.from_environment(name=opts.camera_name, camera=camera, responsive=network.responsive if network is not None else None)
         if notifier is not None:
             sinks.append(notifier)
-        feed = open_feed(source, keep_every_frame=opts.keep_every_frame)
+        feed = open_network_feed(network) if network is not None else open_feed(source, keep_every_frame=opts.keep_every_frame)
     except BaseException:
         for item in [*sinks, *([source] if source is not None else []), *([publisher] if publisher is not None else [])]:
             with contextlib.suppress(Exception):
@@ -206,7 +237,7 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int) -> LiveParts:
             lines.close()
         raise
     detect_every = DEFAULT_DETECT_EVERY if opts.detect_every is None else opts.detect_every
-    return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines, publisher)
+    return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines, publisher, network)
 
 
 def _model_and_detector(model: Path, opts: LiveOptions, threads: int) -> tuple[Classifier, FaceDetector | None, float]:
@@ -249,16 +280,17 @@ def _mqtt_publisher(model: Path, opts: LiveOptions, clf: Classifier) -> MqttPubl
 
 
 def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier, lines: TextIO, counts: PeopleCounts | None,
-             publisher: MqttPublisher | None) -> WebSink | None:
+             publisher: MqttPublisher | None, camera: Callable[[], StreamState] | None) -> WebSink | None:
     """Appends the outputs the options ask for to `sinks` (made before the source, so a wrong
-    option fails before a camera opens); returns the browser view, if asked for."""
+    option fails before a camera opens); returns the browser view, if asked for. `camera`:
+    a network camera's state, for the outputs that report it."""
     # A line per frame: asked for (--json), or headless without --events.
     if opts.as_json or (opts.headless and not opts.events):
         sinks.append(JsonLinesSink(lines))
     if opts.events:
-        sinks.append(EventLinesSink(lines))
+        sinks.append(EventLinesSink(lines, name=opts.camera_name))
     if opts.summary_every is not None:
-        sinks.append(SummarySink(lines, counts, opts.summary_every))
+        sinks.append(SummarySink(lines, counts, opts.summary_every, name=opts.camera_name, camera=camera))
     if publisher is not None:
         from gclf.runtime.mqtt.sink import DEFAULT_COUNTS_EVERY_S, MqttSink  # here: with the publisher
 
@@ -274,7 +306,7 @@ def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier,
                               mqtt_stats=publisher.stats if publisher is not None else None)
         sinks.append(MetricsSink(metrics))
         web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf, counts=counts.snapshot if counts is not None else dict,
-                            metrics=metrics, metrics_public=opts.metrics_public)
+                            metrics=metrics, metrics_public=opts.metrics_public, name=opts.camera_name, camera=camera)
         sinks.append(web)
     if opts.windowed:
         sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
@@ -286,6 +318,13 @@ def _gclf_version() -> str | None:
         return metadata.version("gclf")
     except metadata.PackageNotFoundError:
         return None
+
+
+def _network_source(opts: LiveOptions) -> NetworkSource:
+    """The network camera, not yet connected (its feed's thread connects, and reconnects)."""
+    assert opts.camera is not None
+    options = StreamOptions(transport=opts.rtsp_transport or "tcp", reconnect_max=opts.reconnect_max)
+    return NetworkSource(str(opts.camera.device), options=options)
 
 
 def _open_source(opts: LiveOptions) -> FrameSource:
@@ -309,7 +348,8 @@ def _describe(parts: LiveParts, model: Path, opts: LiveOptions) -> None:
         what += "; faces detected on every frame" if n == 1 else f"; faces detected on every {n}{_ordinal(n)} frame, boxes tracked between"
     else:
         what = "whole frames"
-    click.echo(f"live: {parts.source.name}, classifying {what} with {model.name}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
+    where = parts.source.name + (" (reconnected when it drops)" if parts.network is not None else "")
+    click.echo(f"live: {where}, classifying {what} with {model.name}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
     if parts.web is not None:
         for line in web_sink_lines(parts.web):
             click.echo(f"live: {line}", err=True)

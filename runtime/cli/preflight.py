@@ -4,8 +4,14 @@ Each check is a small function that takes the `PreflightContext` and returns its
 (usually one): ok, a PROBLEM with one sentence that says what to do, or info. `CHECKS` lists
 them in the order their problems are best fixed in (a 32-bit userland first, power last), so
 adding a check is one function and one entry there. A check never raises for what it finds,
-and nothing here downloads or writes anything. Heavy modules (numpy, OpenCV, onnxruntime,
-picamera2) are imported inside the checks: a broken one is a finding, not a crash.
+and nothing here downloads or writes anything.
+
+The context carries the run's own options (`options`: gclf-infer's parameters by name, from
+the command line and --config, as the run would get them), so a check looks at what the run
+will use: the camera it names (and no camera when it names none), the broker it reports to
+(--mqtt). A new check of an option is one function that reads `ctx.options`. Heavy modules
+(numpy, OpenCV, onnxruntime, picamera2) are imported inside the checks: a broken one is a
+finding, not a crash.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import click
 
@@ -30,10 +36,10 @@ from gclf.runtime.cpu_class import detect_cpu_class, int8_cpu_note
 from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_OK, GclfError, MissingDependencyError
 from gclf.runtime.faces.choice import find_recorded_face_model
 from gclf.runtime.faces.models import cache_dir, pinned_detector_file
+from gclf.runtime.redact import redact
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier
-    from gclf.runtime.mqtt.settings import BrokerSettings
 
 OK, PROBLEM, INFO = "ok", "PROBLEM", "info"
 
@@ -58,6 +64,9 @@ class PreflightContext:
 
     model: Path | None = None
     threads: int | None = None  # onnxruntime intra-op threads; None: one per core
+    # The run's options: gclf-infer's parameters by name, as the run gets them (command line,
+    # then --config); "camera" is the camera the run reads (a URL resolved), or None.
+    options: Mapping[str, Any] = field(default_factory=dict)
     dev: Path = Path("/dev")
     sys_video4linux: Path = Path("/sys/class/video4linux")
     device_tree_model: Path = Path("/proc/device-tree/model")
@@ -140,8 +149,70 @@ def check_picamera2(ctx: PreflightContext) -> list[Finding]:
     return [Finding("picamera2", OK, f"{_dist_version('picamera2')} ({Path(sys.modules['picamera2'].__file__).parent.parent})")]
 
 
-def check_cameras(ctx: PreflightContext) -> list[Finding]:
-    """USB cameras (/dev/v4l/by-id), Pi cameras (picamera2), and whether this user may open them."""
+# --check's own bounds for a network camera: one open and one frame, never a reconnection.
+CHECK_OPEN_TIMEOUT_S = 8.0
+CHECK_FRAME_TIMEOUT_S = 5.0
+CHECK_PROBE_TIMEOUT_S = 3.0
+
+
+def check_camera(ctx: PreflightContext) -> list[Finding]:
+    """The camera the run's options name: a network camera is opened and one frame read, each
+    within a bounded time; a local one is looked for where the run will open it, with this
+    user's right to. With no camera named (a video file, image files, or no options yet), no
+    camera is checked: the cameras found here are listed, for choosing one."""
+    camera = ctx.options.get("camera")
+    if camera is None:
+        parts, note = _found_cameras(ctx)
+        where = "the run reads --video" if ctx.options.get("video") is not None else "no --camera (or --config) given"
+        found = "; ".join(parts) if parts else f"none found ({note})"
+        return [Finding("camera", INFO, f"not checked: {where}; cameras here: {found}")]
+    if camera.kind == "network":
+        return _check_network_camera(str(camera.device), ctx.options.get("rtsp_transport") or "tcp")
+    if camera.kind == "picam":
+        return _check_pi_camera(ctx, int(camera.device))
+    return _check_usb_camera(ctx, camera.device)
+
+
+def _check_network_camera(url: str, transport: str) -> list[Finding]:
+    from gclf.runtime.live.network import CameraAuthError, StreamOptions, check_stream  # here: OpenCV loads only for this check
+
+    options = StreamOptions(transport=transport, open_timeout_s=CHECK_OPEN_TIMEOUT_S, frame_timeout_s=CHECK_FRAME_TIMEOUT_S,
+                            probe_timeout_s=CHECK_PROBE_TIMEOUT_S)  # fmt: skip
+    shown = redact(url)
+    try:
+        checked = check_stream(url, options)
+    except CameraAuthError as exc:
+        return [Finding("camera", PROBLEM, f"{exc}: correct the user name, password or token in the camera's URL (the run would exit 2)")]
+    except GclfError as exc:
+        return [Finding("camera", PROBLEM, f"{exc}; the run would wait for it and retry: check that the camera is on and the URL is right")]
+    return [Finding("camera", OK, checked.line(f"network camera {shown}") + " (one frame read)")]
+
+
+def _check_usb_camera(ctx: PreflightContext, device: int | str) -> list[Finding]:
+    node = ctx.dev / f"video{device}" if isinstance(device, int) else Path(device)
+    shown = f"camera {device}" + (f" ({node})" if isinstance(device, int) else "")
+    if not node.exists():
+        parts, note = _found_cameras(ctx)
+        found = "; ".join(parts) if parts else f"none ({note})"
+        return [Finding("camera", PROBLEM, f"{shown}: no such device (cameras here: {found}): check the cable, or name another with --camera")]
+    real = Path(os.path.realpath(node))
+    if not re.fullmatch(r"video\d+", real.name):
+        return [Finding("camera", PROBLEM, f"{shown} is not a camera ({node} is {real}): give a /dev/video* device or a link to one")]
+    if not os.access(real, os.R_OK | os.W_OK):
+        return [Finding("camera", PROBLEM, f"this user may not open {real} ({shown}): add it to the video group (`sudo usermod -aG video $USER`, then log in again)")]
+    return [Finding("camera", OK, f"{shown}: {real}{_v4l_name(ctx, real)}")]
+
+
+def _check_pi_camera(ctx: PreflightContext, number: int) -> list[Finding]:
+    pi, note = _pi_cameras()
+    if number >= len(pi):
+        return [Finding("camera", PROBLEM, f"no Pi camera picam:{number} ({note or f'picamera2 lists {len(pi)}'}): check the ribbon cable, and that `rpicam-hello --list-cameras` lists it")]
+    return [Finding("camera", OK, f"Pi camera picam:{number} ({pi[number].get('Model', '?')})")]
+
+
+def _found_cameras(ctx: PreflightContext) -> tuple[list[str], str]:
+    """The cameras on this machine, one phrase each (USB cameras by their /dev/v4l/by-id name,
+    Pi cameras from picamera2, other video devices apart), and a note on what was not found."""
     usb = usb_cameras(ctx.dev)
     pi, pi_note = _pi_cameras()
     by_id = ctx.dev / "v4l" / "by-id"
@@ -149,23 +220,10 @@ def check_cameras(ctx: PreflightContext) -> list[Finding]:
     others = [n for n in video_devices(ctx.dev) if n not in usb_nodes]
     parts = [f"USB {link} -> {node}{_v4l_name(ctx, node)}" for link, node in usb]
     parts += [f"Pi camera picam:{i} ({info.get('Model', '?')})" for i, info in enumerate(pi)]
-    other_text = ""
     if others:
         named = ", ".join(f"{n.name}{_v4l_name(ctx, n)}" for n in others[:6]) + (", ..." if len(others) > 6 else "")
-        other_text = f"; other video devices (not USB cameras; on a Pi, its codecs and ISP): {named}"
-    findings: list[Finding] = []
-    if not parts:
-        findings.append(Finding(
-            "cameras", PROBLEM,
-            f"no camera found (no USB camera in {ctx.dev / 'v4l' / 'by-id'}, {pi_note}){other_text}: check the cable, "
-            "and that `rpicam-hello --list-cameras` (ribbon) or `ls /dev/v4l/by-id` (USB) lists it",
-        ))
-    else:
-        findings.append(Finding("cameras", OK, "; ".join(parts) + (f"; {pi_note}" if not pi else "") + other_text))
-    for link, node in usb:
-        if not os.access(node, os.R_OK | os.W_OK):
-            findings.append(Finding("cameras", PROBLEM, f"this user may not open {node} ({link}): add it to the video group (`sudo usermod -aG video $USER`, then log in again)"))
-    return findings
+        parts.append(f"other video devices (not USB cameras; on a Pi, its codecs and ISP): {named}")
+    return parts, f"no USB camera in {by_id}, {pi_note}" if not usb else pi_note
 
 
 def check_model(ctx: PreflightContext) -> list[Finding]:
@@ -284,31 +342,38 @@ def check_power(ctx: PreflightContext) -> list[Finding]:
     return [Finding("power", PROBLEM, f"{', '.join(flags)} (throttled={match[1]}): {'; '.join(fixes)}")]
 
 
+def check_mqtt_broker(ctx: PreflightContext) -> list[Finding]:
+    """With the run's --mqtt: whether the broker answers and accepts the login, in bounded time
+    (a connection of its own, without a last will: checking never makes the camera look
+    offline). Nothing without --mqtt."""
+    if ctx.options.get("mqtt") is None:
+        extra = [opt for opt, key in (("--mqtt-ca", "mqtt_ca"), ("--mqtt-password-file", "mqtt_password_file")) if ctx.options.get(key) is not None]
+        return [Finding("mqtt", PROBLEM, f"{' and '.join(extra)} only apply with --mqtt URL")] if extra else []
+    try:
+        from gclf.runtime.mqtt.check import check_broker  # here: a missing paho-mqtt is a finding, not a crash
+        from gclf.runtime.mqtt.settings import broker_settings
+
+        settings = broker_settings(ctx.options["mqtt"], ca_file=ctx.options.get("mqtt_ca"), password_file=ctx.options.get("mqtt_password_file"))
+        result = check_broker(settings)
+    except GclfError as exc:  # paho-mqtt missing (the extra named), a bad address or password file, a CA file the TLS library refuses
+        return [Finding("mqtt", PROBLEM, str(exc))]
+    return [Finding("mqtt", OK if result.ok else PROBLEM, result.text)]
+
+
 CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_userland,
     check_numpy,
     check_opencv,
     check_onnxruntime,
     check_picamera2,
-    check_cameras,
+    check_camera,
     check_model,
     check_int8_cpu,
     check_face_detector,
     check_threads,
     check_power,
+    check_mqtt_broker,
 ]
-
-
-def check_mqtt_broker(settings: BrokerSettings) -> list[Finding]:
-    """With --mqtt: whether the broker answers and accepts the login, in bounded time (a
-    connection of its own, without a last will: checking never makes the camera look offline)."""
-    try:
-        from gclf.runtime.mqtt.check import check_broker  # here: a missing paho-mqtt is a finding, not a crash
-
-        result = check_broker(settings)
-    except GclfError as exc:  # paho-mqtt missing (the extra named), a CA file the TLS library refuses
-        return [Finding("mqtt", PROBLEM, str(exc))]
-    return [Finding("mqtt", OK if result.ok else PROBLEM, result.text)]
 
 
 def run_checks(
@@ -332,11 +397,11 @@ def run_checks(
     return findings
 
 
-def run_check_command(model: Path | None, *, threads: int, broker: BrokerSettings | None = None) -> int:
-    """`gclf-infer --check [MODEL] [--mqtt URL]`: every check of gclf.runtime.cli.preflight, one
-    line each; with `broker`, the MQTT broker's last."""
-    checks = [*CHECKS, *([lambda ctx: check_mqtt_broker(broker)] if broker is not None else [])]
-    findings = run_checks(PreflightContext(model=model, threads=threads or None), checks, report=lambda f: click.echo(f.line()))
+def run_check_command(model: Path | None, *, threads: int, options: Mapping[str, Any] | None = None) -> int:
+    """`gclf-infer --check [MODEL] [options]`: every check of gclf.runtime.cli.preflight, one
+    line each, on the run's `options` (gclf-infer's parameters by name)."""
+    context = PreflightContext(model=model, threads=threads or None, options=dict(options or {}))
+    findings = run_checks(context, report=lambda f: click.echo(f.line()))
     problems = [f for f in findings if f.is_problem]
     if problems:
         click.echo(f"check: {len(problems)} problem{'' if len(problems) == 1 else 's'} (lines marked PROBLEM above)", err=True)

@@ -16,7 +16,7 @@ import click
 from gclf.runtime.errors import EXIT_INTERRUPTED, GclfError
 from gclf.runtime.log import warn
 
-__all__ = ["report_errors", "warn"]
+__all__ = ["exit_with", "report_errors", "warn"]
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -33,8 +33,7 @@ def report_errors(fn: F) -> F:
         try:
             status = fn(*args, **kwargs)
         except GclfError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            exit_with(exc)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -43,3 +42,10 @@ def report_errors(fn: F) -> F:
         return status
 
     return wrapper  # type: ignore[return-value]
+
+
+def exit_with(exc: GclfError) -> None:
+    """`error: <message>` on stderr and the error's exit code: for errors met outside a
+    command's body (an option's callback, while click parses)."""
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(exc.exit_code)

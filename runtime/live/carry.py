@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 # The detector runs on every DEFAULT_DETECT_EVERY-th frame; benchmarks/track_bench.py measured
-# the choice (docs/measurements.md, "Detection at the model's pace").
+# the choice (docs/measurements.md, "The live loop").
 DEFAULT_DETECT_EVERY = 3
 
 FloatBox = tuple[float, float, float, float]  # x, y, width, height in the tracking copy's pixels

@@ -34,7 +34,7 @@ from gclf.runtime.live.annotate import annotate
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY, BoxCarrier
 from gclf.runtime.live.frames import FrameResult, LiveSummary
 from gclf.runtime.live.people import PersonTracker, TrackEvent
-from gclf.runtime.live.sinks import EventSink, Sink
+from gclf.runtime.live.sinks import EventSink, Sink, WaitingSink
 from gclf.runtime.live.sources import CaptureSource, Frame, FrameFeed, open_feed
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
 
@@ -193,8 +193,9 @@ class FramePreparer:
             except queue.Full:
                 continue
 
-    def next(self, stop: StopRequest | None = None) -> PreparedFrame | None:
-        """The next prepared frame; None when the feed has ended, or once `stop` is set."""
+    def next(self, stop: StopRequest | None = None, waiting: Callable[[], None] | None = None) -> PreparedFrame | None:
+        """The next prepared frame; None when the feed has ended, or once `stop` is set.
+        `waiting` is called every STOP_POLL_S while no frame is ready (in the caller's thread)."""
         while True:
             try:
                 # Bounded, to notice `stop` (set by a signal handler) while a camera is slow.
@@ -203,6 +204,8 @@ class FramePreparer:
             except queue.Empty:
                 if stop is not None and stop.is_set():
                     return None
+                if waiting is not None:
+                    waiting()
         if item is _FEED_ENDED:
             self._ready.put(item)  # later calls see the end too
             return None
@@ -237,9 +240,16 @@ def run_live(
     stop: StopRequest | None = None,
     people: PersonTracker | None = None,
     track_people: bool = True,
+    source_down: Callable[[], bool] | None = None,
 ) -> LiveSummary:
     """Classify frames from `feed` until it ends, a sink asks to stop, `stop` is set (see
     `stop_on_signals`), or `max_frames`.
+
+    A source that goes down without ending the feed (a network camera reconnecting: it says
+    so through `source_down`) ends the tracks of the people in view, in this thread, while
+    the loop waits for its frames: their events go to the event sinks then, not when (or if)
+    the camera comes back. Sinks that keep time while no frame comes (`WaitingSink`: the
+    summary, systemd's watchdog) are called as the loop waits.
 
     With a `detector`, it runs on every `detect_every`-th frame and the boxes are carried over
     in between (gclf.runtime.live.carry; 1: detection on every frame).
@@ -257,7 +267,7 @@ def run_live(
         people = PersonTracker()
     # Made here, used only by the preparation thread: it keeps the previous frame to track from.
     carrier = BoxCarrier(detector, detect_every) if detector is not None else None
-    run = _Run(feed, classifier, sinks, people, stop, carrier)
+    run = _Run(feed, classifier, sinks, people, stop, source_down, carrier)
     with contextlib.ExitStack() as cleanup:
         preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, carrier, margin=margin))
         # Run in reverse: stop the preparer, end the tracks (their events go to the sinks),
@@ -280,11 +290,14 @@ class _Run:
     """One run of the live loop: what it has done so far, and each processed frame's steps."""
 
     def __init__(
-        self, feed: FrameFeed, classifier: Classifier, sinks: Sequence[Sink], people: PersonTracker | None, stop: StopRequest | None, carrier: BoxCarrier | None
-    ) -> None:
+        self, feed: FrameFeed, classifier: Classifier, sinks: Sequence[Sink], people: PersonTracker | None, stop: StopRequest | None,
+        source_down: Callable[[], bool] | None = None, carrier: BoxCarrier | None = None,
+    ) -> None:  # fmt: skip
         self.feed, self.classifier, self.sinks, self.people, self.stop = feed, classifier, sinks, people, stop
+        self.source_down = source_down
         self.carrier = carrier  # read only at the end, for its count of dropped detector answers
         self.event_sinks = [s for s in sinks if isinstance(s, EventSink)]
+        self.waiting_sinks = [s for s in sinks if isinstance(s, WaitingSink)]
         self.meter = FpsMeter()
         self.processed = 0
         self.first: float | None = None
@@ -295,7 +308,7 @@ class _Run:
     def frames(self, preparer: FramePreparer, max_frames: int | None) -> None:
         """Frames until the feed ends, a sink or `stop` asks, or `max_frames`; sets `stopped_by`."""
         while max_frames is None or self.processed < max_frames:
-            prepared = preparer.next(self.stop)
+            prepared = preparer.next(self.stop, self.waiting)
             if self._asked_to_stop():
                 return
             if prepared is None:
@@ -341,8 +354,16 @@ class _Run:
             for sink in self.event_sinks:
                 sink.write_event(event)
 
+    def waiting(self) -> None:
+        """No frame yet: a source that is down ends the open tracks (once: none are left open
+        until frames come again); the sinks that keep time are told."""
+        if self.source_down is not None and self.people is not None and self.people.open_tracks and self.source_down():
+            self.end_tracks()
+        for sink in self.waiting_sinks:
+            sink.write_waiting()
+
     def end_tracks(self) -> None:
-        """The run is over: every open track ends, and its event is handed over."""
+        """The run is over, or its source went down: every open track ends, and its event is handed over."""
         if self.people is not None:
             self.people.finish()
             self._hand_over_events()

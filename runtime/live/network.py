@@ -436,10 +436,20 @@ def _open_capture(url: str, options: StreamOptions) -> cv2.VideoCapture | None:
     return capture
 
 
+class _NetworkFeed(LatestFrameGrabber):
+    """The newest-frame-wins feed over a `NetworkSource`, whose `close()` closes the source
+    first (it may be called from any thread): a reconnection wait of up to 30 s ends at once,
+    so a run asked to stop while its camera is down ends within a second."""
+
+    def close(self) -> None:
+        self._source.close()
+        super().close()
+
+
 def open_network_feed(source: NetworkSource) -> LatestFrameGrabber:
     """A started newest-frame-wins feed over `source`, without the feed's own stall timeout:
     the source detects stalls itself and reconnects, and a wait for it is not a lost camera."""
-    return LatestFrameGrabber(source, timeout_s=math.inf).start()
+    return _NetworkFeed(source, timeout_s=math.inf).start()
 
 
 @dataclass(frozen=True)

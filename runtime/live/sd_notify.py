@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.live.network import StreamState
 
 WATCHDOG_MAX_INTERVAL_S = 1.0  # ping at least this often, whatever WatchdogSec is
 
@@ -56,33 +57,63 @@ def watchdog_interval_s(environ: Mapping[str, str] = os.environ) -> float | None
 class SystemdNotifySink:
     """A live-loop sink that tells systemd how the run goes: READY=1 with the first processed
     frame (the camera delivers, the model runs), WATCHDOG=1 with a STATUS line at most every
-    `watchdog_interval_s`, STOPPING=1 when the loop ends."""
+    `watchdog_interval_s`, STOPPING=1 when the loop ends.
+
+    With `camera` (a network camera's state) the status also says whether it is up and its
+    outages, and while the loop waits for frames (`write_waiting`: the camera is down, for as
+    long as it takes) the process is still doing its job: READY=1 if not yet sent (a camera
+    that cannot be reached at start must not fail the unit's start), then WATCHDOG=1 with
+    "camera down since ...", as long as `responsive()` says the reading thread is not stuck.
+    `name`: the camera's name, first in every status line."""
 
     needs_image = False
 
-    def __init__(self, *, environ: Mapping[str, str] = os.environ, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, environ: Mapping[str, str] = os.environ, clock: Callable[[], float] = time.monotonic, name: str | None = None,
+        camera: Callable[[], StreamState] | None = None, responsive: Callable[[], bool] | None = None,
+    ) -> None:  # fmt: skip
         self._environ = environ
         self._clock = clock
         self._interval = watchdog_interval_s(environ)
         self._last: float | None = None  # when READY or the last WATCHDOG was sent
         self._frames = 0
+        self._name = name
+        self._camera = camera
+        self._responsive = responsive
 
     @classmethod
-    def from_environment(cls) -> "SystemdNotifySink | None":
-        """A sink when systemd listens ($NOTIFY_SOCKET set), else None."""
-        return cls() if os.environ.get("NOTIFY_SOCKET") else None
+    def from_environment(cls, **options) -> "SystemdNotifySink | None":
+        """A sink when systemd listens ($NOTIFY_SOCKET set), else None; `options` as the constructor's."""
+        return cls(**options) if os.environ.get("NOTIFY_SOCKET") else None
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
         self._frames += 1
+        self._tell(f"{self._frames} frame{'' if self._frames == 1 else 's'} processed")
+        return True
+
+    def write_waiting(self) -> None:
+        """No frame for a while: for a network camera, the watchdog is fed while its reading
+        thread makes progress (reconnecting is progress); a stuck one starves it, and systemd
+        restarts the process."""
+        if self._camera is None or (self._responsive is not None and not self._responsive()):
+            return
+        self._tell(f"{self._frames} frame{'' if self._frames == 1 else 's'} processed")
+
+    def _tell(self, status: str) -> None:
+        """READY=1 the first time, then WATCHDOG=1 at most every interval, each with a STATUS line."""
         now = self._clock()
-        status = f"STATUS={self._frames} frame{'' if self._frames == 1 else 's'} processed"
+        if self._camera is not None:
+            status = f"{self._camera().line()}; {status}"
+        if self._name is not None:
+            status = f"{self._name}: {status}"
+        status = "STATUS=" + status.replace("\n", " ")
         if self._last is None:
             self._send(f"READY=1\n{status}" + ("\nWATCHDOG=1" if self._interval is not None else ""))
             self._last = now
-        elif self._interval is not None and now - self._last >= self._interval:
-            self._send(f"WATCHDOG=1\n{status}")
+        elif now - self._last >= (self._interval if self._interval is not None else WATCHDOG_MAX_INTERVAL_S):
+            # Without a watchdog, the status alone, as often (systemctl status shows it).
+            self._send(("WATCHDOG=1\n" if self._interval is not None else "") + status)
             self._last = now
-        return True
 
     def close(self) -> None:
         self._send(f"STOPPING=1\nSTATUS=stopped after {self._frames} frames")

@@ -4,7 +4,9 @@ Each sink takes one processed frame at a time (`write`, which may ask the loop t
 is closed once at the end, whatever happened. A new output (a web page, say) is one more
 class with the same two methods and `needs_image`. A sink that also wants people's events
 (one per finished track) has `write_event` too (`EventSink`); the loop hands each event to
-every such sink, in order, before the sinks are closed.
+every such sink, in order, before the sinks are closed. A sink that must keep time while no
+frame comes (a network camera down: summaries, systemd's watchdog) has `write_waiting`
+(`WaitingSink`), which the loop calls while it waits.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import contextlib
 import json
 import os
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, Sequence, TextIO, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence, TextIO, runtime_checkable
 
 import cv2
 import numpy as np
@@ -23,6 +26,7 @@ from gclf.runtime.errors import OutputWriteError, UsageError
 
 if TYPE_CHECKING:
     from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.live.network import StreamState
     from gclf.runtime.live.people import PeopleCounts, TrackEvent
 
 
@@ -43,19 +47,39 @@ class EventSink(Protocol):
     def write_event(self, event: TrackEvent) -> None: ...
 
 
+@runtime_checkable
+class WaitingSink(Protocol):
+    """A sink that also hears from the loop while it waits for a frame (about every tenth of a
+    second; a network camera may be down for hours): it keeps its own time."""
+
+    def write_waiting(self) -> None: ...
+
+
+def named(record: dict[str, Any], name: str | None) -> dict[str, Any]:
+    """`record` with the camera's name as "camera" after its "event" key (where a reader of
+    several cameras' lines looks first, and where the MQTT events have it); unchanged without
+    a name."""
+    if name is None:
+        return record
+    head = {"event": record["event"]} if "event" in record else {}
+    return {**head, "camera": name, **record}
+
+
 class EventLinesSink:
-    """`--events`: one JSON line per person (track), written when the track ends."""
+    """`--events`: one JSON line per person (track), written when the track ends; with
+    `name`, the camera's name in each."""
 
     needs_image = False
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, *, name: str | None = None) -> None:
         self._stream = stream
+        self._name = name
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
         return True
 
     def write_event(self, event: TrackEvent) -> None:
-        write_json_line(self._stream, event.to_json())
+        write_json_line(self._stream, named(event.to_json(), self._name))
 
     def close(self) -> None:
         pass
@@ -130,34 +154,76 @@ class RotatingLineFile:
 
 class SummarySink:
     """Every `every_s` seconds of capture time, one JSON line: frames, frame rate and the
-    track counts (`gclf-infer --summary-every`), for a device nobody watches."""
+    track counts (`gclf-infer --summary-every`), for a device nobody watches.
+
+    With `name`, the camera's name in each line ("camera"). With `camera` (a network camera's
+    state), the lines go on while it is down (by the wall clock, as `write_waiting` is
+    called), and each says whether it is up, since when it is down, its outages so far and
+    their total length (`camera_json`)."""
 
     needs_image = False
 
-    def __init__(self, stream: TextIO, counts: PeopleCounts | None, every_s: float) -> None:
+    def __init__(
+        self, stream: TextIO, counts: PeopleCounts | None, every_s: float, *,
+        name: str | None = None, camera: Callable[[], StreamState] | None = None, clock: Callable[[], float] = time.time,
+    ) -> None:  # fmt: skip
         self._stream = stream
         self._counts = counts
         self._every_s = every_s
+        self._name = name
+        self._camera = camera
+        self._clock = clock
         self._due: float | None = None  # capture time of the next summary
         self._frames = 0  # since the last summary
+        self._fps = 0.0  # the loop's rate at the latest frame
 
     def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
         self._frames += 1
+        self._fps = result.fps
         if self._due is None:
             self._due = result.timestamp + self._every_s
         elif result.timestamp >= self._due:
-            record: dict[str, Any] = {"event": "summary", "timestamp": round(result.timestamp, 3), "frames": self._frames, "fps": round(result.fps, 1)}
-            if self._counts is not None:
-                counts = self._counts.snapshot(result.timestamp)
-                record["tracks"] = {k: counts[k] for k in ("last_minute", "last_hour", "total")}
-            write_json_line(self._stream, record)
-            self._frames = 0
-            while self._due <= result.timestamp:  # a stall of several periods: one line, not a burst
-                self._due += self._every_s
+            self._write_line(result.timestamp)
         return True
+
+    def write_waiting(self) -> None:
+        """No frame for a while: a line when one is due, for a network camera (down, or slow)."""
+        if self._camera is None:
+            return
+        now = self._clock()
+        if self._due is None:
+            self._due = now + self._every_s
+        elif now >= self._due:
+            self._write_line(now)
+
+    def _write_line(self, now: float) -> None:
+        assert self._due is not None
+        fps = self._fps if self._frames else 0.0
+        record: dict[str, Any] = named({"event": "summary", "timestamp": round(now, 3), "frames": self._frames, "fps": round(fps, 1)}, self._name)
+        if self._counts is not None:
+            counts = self._counts.snapshot(now)
+            record["tracks"] = {k: counts[k] for k in ("last_minute", "last_hour", "total")}
+        if self._camera is not None:
+            record.update(camera_json(self._camera(), now))
+        write_json_line(self._stream, record)
+        self._frames = 0
+        while self._due <= now:  # a stall of several periods: one line, not a burst
+            self._due += self._every_s
 
     def close(self) -> None:
         pass
+
+
+def camera_json(state: StreamState, now: float | None = None) -> dict[str, Any]:
+    """A network camera's state in a summary line: up (as the MQTT counts' `camera_up`), since
+    when it is down, its outages so far (the current one included) and their length in
+    seconds (the current one up to `now`)."""
+    return {
+        "camera_up": state.up,
+        "down_since": round(state.down_since, 3) if state.down_since is not None else None,
+        "outages": state.outages,
+        "outage_s": round(state.total_outage_s(now), 1),
+    }
 
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # 27: Esc

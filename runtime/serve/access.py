@@ -1,9 +1,9 @@
 """Where `--serve` listens and who may watch: the address, the token, the cookie.
 
 Private by default: without a host it binds 127.0.0.1. Every address, loopback included,
-needs a token (from `--token-file`, `$GCLF_SERVE_TOKEN` or `--token`; else generated and
-printed with the URL, as Jupyter does); a token the user gave is never printed. Standard
-library only.
+needs a token (from `--token-file`, `$GCLF_SERVE_TOKEN`, `--token` or the systemd credential
+`serve-token`; else generated and printed with the URL, as Jupyter does); a token the user
+gave is never printed. Standard library only.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from gclf.runtime.errors import UsageError
 from gclf.runtime.files import open_regular_file
 
 LOOPBACK = "127.0.0.1"
+TOKEN_CREDENTIAL = "serve-token"  # LoadCredential=serve-token:... puts it in $CREDENTIALS_DIRECTORY
 MIN_TOKEN_LENGTH = 22  # secrets.token_urlsafe(16): 128 bits
 MIN_TOKEN_DISTINCT = 10  # distinct characters: refuses "aaaa...", "abab...", "1234512345..."
 TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~-]+")  # URL-safe: goes into ?token= unescaped
@@ -89,7 +90,9 @@ class ServeToken:
 
 def resolve_token(token: str | None = None, token_file: Path | None = None, environ: dict[str, str] | None = None) -> ServeToken:
     """The token for --serve: `--token`, `--token-file` (one of them), else $GCLF_SERVE_TOKEN,
-    else a new random one. A given token must pass `check_token` (UsageError, exit 2)."""
+    else the systemd credential `serve-token` ($CREDENTIALS_DIRECTORY/serve-token, from a
+    unit's LoadCredential=: each instance of the camera template has its own), else a new
+    random one. A given token must pass `check_token` (UsageError, exit 2)."""
     if token is not None and token_file is not None:
         raise UsageError("give --token or --token-file, not both")
     env = os.environ if environ is None else environ
@@ -99,6 +102,9 @@ def resolve_token(token: str | None = None, token_file: Path | None = None, envi
         given = ServeToken(token, "--token")
     elif env.get(TOKEN_ENV):
         given = ServeToken(env[TOKEN_ENV], f"${TOKEN_ENV}")
+    elif env.get("CREDENTIALS_DIRECTORY") and (Path(env["CREDENTIALS_DIRECTORY"]) / TOKEN_CREDENTIAL).is_file():
+        path = Path(env["CREDENTIALS_DIRECTORY"]) / TOKEN_CREDENTIAL
+        given = ServeToken(read_token_file(path), f"the systemd credential {TOKEN_CREDENTIAL}")
     else:
         return ServeToken(secrets.token_urlsafe(24), "generated")
     check_token(given.value, given.source)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.live.network import StreamState
 
 MAX_VIEWERS = 8  # concurrent /stream connections; more get 503 (each one costs a socket's buffers)
 STREAM_MAX_FPS = 15.0  # JPEG encodes per second, all viewers together: a Pi's cores belong to the model
@@ -58,6 +59,15 @@ def latest_json(snapshot: Snapshot | None, model: ModelInfo) -> dict[str, Any]:
         body.update(dropped=snapshot.dropped, processed=snapshot.seq)
     body["model"] = {"name": model.name, "variant": model.variant, "classes": list(model.classes)}
     return body
+
+
+def status_json(name: str | None, camera: StreamState | None) -> dict[str, Any]:
+    """/latest's "camera": its name, and a network camera's state (up, since when it is down,
+    outages, ..., and the line the page shows: "camera down since ...")."""
+    body: dict[str, Any] = {"name": name}
+    if camera is not None:
+        body.update(camera.to_json(), line=camera.line())
+    return {"camera": body}
 
 
 def encode_jpeg(image: "np.ndarray", quality: int = JPEG_QUALITY) -> bytes:

@@ -196,7 +196,7 @@ class PageHandler(_Base):
 class LatestHandler(_Base):
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(latest_json(self.server.latest(), self.server.model)))
+        self.finish(json.dumps({**latest_json(self.server.latest(), self.server.model), **self.server.status()}))
 
 
 class CountsHandler(_Base):
@@ -436,6 +436,7 @@ class WebServer:
         latest_image: Callable[[], Snapshot | None],
         model: ModelInfo,
         counts: Callable[[], dict] = dict,
+        status: Callable[[], dict] = dict,
         metrics: Callable[[], bytes] | None = None,
         metrics_public: bool = False,
         healthy: Callable[[], bool] = lambda: False,
@@ -457,6 +458,7 @@ class WebServer:
         self.latest_image = latest_image
         self.model = model
         self.counts = counts
+        self.status = status  # more of /latest's fields: the camera's name and state
         self.metrics = metrics  # /metrics's body; None: 404
         self.metrics_public = metrics_public
         self.healthy = healthy  # /healthz: whether frames flow

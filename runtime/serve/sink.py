@@ -41,13 +41,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from gclf.runtime.errors import MissingDependencyError, UsageError
 from gclf.runtime.log import warn
 from gclf.runtime.serve.access import ServeAddress, ServeToken, page_url, parse_serve_address, reachable_hosts, resolve_token
-from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STALLED_AFTER_S, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot
+from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STALLED_AFTER_S, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot, status_json
 
 if TYPE_CHECKING:
     import numpy as np
 
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.live.network import StreamState
     from gclf.runtime.serve.metrics import LiveMetrics
 
 
@@ -65,6 +66,8 @@ class WebSink:
         token: ServeToken | str,
         model: ModelInfo,
         counts: Callable[[], dict[str, Any]] = dict,
+        name: str | None = None,
+        camera: Callable[[], StreamState] | None = None,
         metrics: LiveMetrics | None = None,
         metrics_public: bool = False,
         stalled_after_s: float = STALLED_AFTER_S,
@@ -76,10 +79,12 @@ class WebSink:
     ) -> None:
         """`token`: a `ServeToken` (resolve_token), or a plain string, taken as given (not
         printed). `report`: where the server's own trouble goes (default: a line on stderr).
-        `counts`: /counts's body (PeopleCounts.snapshot). `metrics`: served at /metrics (None:
-        404); `metrics_public`: without the token, allowed on a loopback address only.
-        `stalled_after_s`: /healthz says 503 once no frame came for this long. `limits`:
-        server.WebServer's max_connections, max_per_address, header_timeout_s, report_every_s."""
+        `counts`: /counts's body (PeopleCounts.snapshot). `name`: the camera's name, on the
+        page. `camera`: a network camera's state, so that the page says when it is down.
+        `metrics`: served at /metrics (None: 404); `metrics_public`: without the token, allowed
+        on a loopback address only. `stalled_after_s`: /healthz says 503 once no frame came for
+        this long. `limits`: server.WebServer's max_connections, max_per_address,
+        header_timeout_s, report_every_s."""
         if metrics_public and not address.loopback:
             raise UsageError(
                 f"--metrics-public serves /metrics without the token, so only on this machine: serve on 127.0.0.1 "
@@ -110,6 +115,7 @@ class WebSink:
             latest_image=lambda: self._latest_image,
             model=model,
             counts=counts,
+            status=lambda: status_json(name, camera() if camera is not None else None),
             metrics=self.metrics_body if metrics is not None else None,
             metrics_public=metrics_public,
             healthy=self.healthy,

@@ -10,27 +10,21 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from gclf.runtime.cli.config import config_keys, read_camera_config
+from gclf.runtime.cli.config import NOT_IN_A_FILE, config_keys, read_camera_config
 from gclf.runtime.cli.infer import main as gclf_infer
 from gclf.runtime.errors import UsageError
 
 
-def with_config(command: click.Command) -> click.Command:
-    """`command`'s parameters plus --config, wired as gclf-infer wires it: an eager option whose
-    file becomes click's default_map; the callback returns what the command would receive."""
-
-    def load(ctx: click.Context, param: click.Parameter, value: Path | None) -> None:
-        if value is not None:
-            ctx.default_map = read_camera_config(value, ctx.command)
-
-    config = click.Option(["--config"], type=click.Path(exists=True, dir_okay=False, path_type=Path), is_eager=True, expose_value=False, callback=load)
-    return click.Command("gclf-infer", params=[*command.params, config], callback=lambda **received: received)
+def receiving(command: click.Command) -> click.Command:
+    """`command`'s own parameters (its --config included), with a callback that returns what
+    the command would receive."""
+    return click.Command("gclf-infer", params=command.params, callback=lambda **received: received)
 
 
 def run(tmp_path: Path, toml: str, *args: str) -> dict:
     path = tmp_path / "cam.toml"
     path.write_text(toml)
-    return with_config(gclf_infer).main(["--config", str(path), *args], standalone_mode=False)
+    return receiving(gclf_infer).main(["--config", str(path), *args], standalone_mode=False)
 
 
 def write(tmp_path: Path, toml: str) -> Path:
@@ -42,7 +36,8 @@ def write(tmp_path: Path, toml: str) -> Path:
 def test_every_option_of_gclf_infer_can_be_set_under_its_command_line_name() -> None:
     keys = config_keys(gclf_infer)
     long_options = {opt[2:] for param in gclf_infer.params for opt in param.opts if opt.startswith("--")}
-    assert long_options <= set(keys)
+    assert long_options - NOT_IN_A_FILE <= set(keys) and "config" in long_options
+    assert not NOT_IN_A_FILE & set(keys)  # a file names no other file, and does not turn a run into a check
     assert {"model", "paths"} <= set(keys)  # the arguments, by name
     assert "no-faces" not in keys  # --no-faces is faces = false
 
@@ -80,7 +75,7 @@ def test_an_unknown_key_names_the_file_the_line_and_the_key(tmp_path: Path) -> N
         read_camera_config(path, gclf_infer)
     assert str(raised.value) == f"{path}, line 3: unknown key 'detect-evry' (did you mean detect-every?)"
     path = write(tmp_path, "[camera]\nurl = 'rtsp://cam/x'\n")
-    with pytest.raises(UsageError, match=r"line 1: camera takes a value of the form INDEX\|/dev/\.\.\.\|picam\[:N\], not a table"):
+    with pytest.raises(UsageError, match=r"line 1: camera takes a value of the form INDEX\|/dev/\.\.\.\|picam\[:N\]\|URL, not a table"):
         read_camera_config(path, gclf_infer)
     path = write(tmp_path, "frobnicate = 1\n")
     with pytest.raises(UsageError, match=r"line 1: unknown key 'frobnicate': gclf-infer has no such option"):
@@ -123,19 +118,46 @@ def test_the_same_option_twice_and_broken_toml_are_refused(tmp_path: Path) -> No
         read_camera_config(path, gclf_infer)
 
 
-def test_the_command_reports_a_bad_file_as_a_usage_error(tmp_path: Path) -> None:
-    # What a user sees from the command wired as gclf-infer will be: one sentence, exit 2.
+def test_gclf_infer_reports_a_bad_file_as_a_usage_error(tmp_path: Path) -> None:
+    # One sentence and exit 2, as for any usage error, although click reads the file while parsing.
     path = write(tmp_path, "detect-evry = 3\n")
-
-    @click.command()
-    @click.option("--config", type=click.Path(path_type=Path))
-    def command(config: Path) -> None:
-        try:
-            read_camera_config(config, gclf_infer)
-        except UsageError as exc:
-            click.echo(f"gclf-infer: {exc}", err=True)
-            raise SystemExit(exc.exit_code) from None
-
-    result = CliRunner().invoke(command, ["--config", str(path)])
+    result = CliRunner().invoke(gclf_infer, ["--config", str(path)])
     assert result.exit_code == 2
-    assert result.output.strip() == f"gclf-infer: {path}, line 1: unknown key 'detect-evry' (did you mean detect-every?)"
+    assert result.stderr.strip() == f"error: {path}, line 1: unknown key 'detect-evry' (did you mean detect-every?)"
+    result = CliRunner().invoke(gclf_infer, ["--config", str(tmp_path / "missing.toml")])
+    assert result.exit_code == 2 and result.stderr.startswith(f"error: {tmp_path / 'missing.toml'}: cannot read it")
+
+
+def test_a_network_camera_in_a_file_is_never_echoed(tmp_path: Path) -> None:
+    # click quotes a refused value; a camera value from a file or the command line shows redacted.
+    path = write(tmp_path, 'camera = "rtsps://viewer:Sx-91@cam.local/live"\nheadless = true\n')
+    path.chmod(0o600)
+    assert read_camera_config(path, gclf_infer)["camera"] == "rtsps://viewer:Sx-91@cam.local/live"
+    received = run(tmp_path, path.read_text())
+    assert received["camera"].kind == "network" and "Sx-91" not in repr(received["camera"]) and "Sx-91" not in str(received)
+    result = CliRunner().invoke(gclf_infer, ["--camera", "cam://viewer:Sx-91@cam.local/live"])
+    assert result.exit_code == 2 and "Sx-91" not in result.output and "cam://viewer:***@cam.local/live" in result.output
+
+
+def test_a_file_with_a_password_that_every_user_can_read_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, 'headless = true\ncamera = "rtsp://viewer:Sx-91@cam.local/live"\n')
+    path.chmod(0o644)
+    with pytest.raises(UsageError) as raised:
+        read_camera_config(path, gclf_infer)
+    assert str(raised.value).startswith(f"{path}, line 2: camera holds a password or token, and the file is readable by every user") and "Sx-91" not in str(raised.value)
+    path.chmod(0o640)  # the group (gclf's own) may read it
+    assert read_camera_config(path, gclf_infer)["camera"].endswith("@cam.local/live")
+    path.write_text('camera = "rtsp://cam.local/live"\n')  # no secret: any mode
+    path.chmod(0o644)
+    assert read_camera_config(path, gclf_infer)["camera"] == "rtsp://cam.local/live"
+
+
+def test_a_files_name_wins_over_the_units_instance_name(tmp_path: Path, monkeypatch) -> None:
+    from gclf.runtime.cli.params import default_camera_name
+
+    monkeypatch.setenv("GCLF_CAMERA_NAME", "hall")  # what the template unit sets: its instance name
+    assert run(tmp_path, 'name = "front-door"\n')["name"] == "front-door"
+    assert run(tmp_path, 'name = "front-door"\n', "--name", "porch")["name"] == "porch"  # the command line wins
+    assert run(tmp_path, "headless = true\n")["name"] is None and default_camera_name() == "hall"
+    monkeypatch.delenv("GCLF_CAMERA_NAME")
+    assert default_camera_name()  # the host name, made a valid camera name

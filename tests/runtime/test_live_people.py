@@ -380,3 +380,73 @@ def test_three_real_faces_walking_by_are_three_events(tiny_onnx, tmp_path: Path)
         faces = [f for record in frames[k * WALK_FRAMES : (k + 1) * WALK_FRAMES] for f in record["faces"]]
         assert {f["track"] for f in faces} == {event["track"]}
         assert event["label"] == collections.Counter(f["label"] for f in faces).most_common(1)[0][0]
+
+
+# --- a network camera that goes down ------------------------------------------------------------
+
+
+def test_a_camera_that_goes_down_ends_the_tracks_in_view_in_the_loops_thread(tiny_onnx) -> None:
+    """While a network camera reconnects, the feed gives no frame but does not end: the loop
+    ends the tracks of the people who were in view then (their events handed over at once, in
+    its own thread), and a person seen after it came back is a new track."""
+    from gclf.runtime.live.loop import run_live
+    from gclf.runtime.live.sources import Frame
+
+    down, back = threading.Event(), threading.Event()
+
+    def walking(label: str, seed: int, n: int) -> list[np.ndarray]:
+        frames = []
+        for t in range(n):
+            frame = np.full((H, W, 3), 20, dtype=np.uint8)
+            frame[60 : 60 + SIDE, 10 + 4 * t : 10 + 4 * t + SIDE] = _texture(label, seed)
+            frames.append(frame)
+        return frames
+
+    class DroppingCamera(ListFeed):
+        """Ten frames of one person, then down (no frame, no end) until `back`, then another person."""
+
+        def __init__(self) -> None:
+            super().__init__(walking("red", 1, 10) + walking("blue", 2, 10))
+            self.delivered = 0
+
+        def next_frame(self) -> Frame | None:
+            if self.delivered == 10 and not back.is_set():
+                down.set()
+                back.wait(20)
+            self.delivered += 1
+            return super().next_frame()
+
+    class Events:
+        needs_image = False
+
+        def __init__(self) -> None:
+            self.events: list[tuple[object, threading.Thread, bool]] = []
+
+        def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+            return True
+
+        def write_event(self, event) -> None:
+            self.events.append((event, threading.current_thread(), back.is_set()))
+
+        def close(self) -> None:
+            pass
+
+    sink = Events()
+    loop_thread = threading.Thread(
+        target=lambda: run_live(DroppingCamera(), Classifier(tiny_onnx("faces.onnx", props_update=FACES_MODEL)), detector=SquareDetector(),
+                                sinks=[sink], detect_every=1, source_down=lambda: down.is_set() and not back.is_set()),
+        name="the loop",
+    )  # fmt: skip
+    loop_thread.start()
+    try:
+        assert down.wait(20), "the camera never went down"
+        deadline = time.monotonic() + 5
+        while not sink.events and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(sink.events) == 1, "the person in view when the camera went down has no event while it is down"
+    finally:
+        back.set()
+        loop_thread.join(20)
+    (first, thread, after), (second, _, later) = sink.events
+    assert thread is loop_thread and not after and later  # ended while down, in the loop's thread
+    assert first.label == "red" and first.frames == 10 and second.label == "blue" and second.track != first.track

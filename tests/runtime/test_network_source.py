@@ -15,40 +15,10 @@ import pytest
 
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_PARTIAL, EXIT_USAGE, BadDataError, SourceLostError, SourceUnavailableError
 from gclf.runtime.live.network import CameraAuthError, NetworkSource, StreamOptions, check_stream, open_network_feed
-from network_testutil import MjpegServer, RtspServer, SilentServer, free_port, require_rtsp_server, thread_and_fd_counts, wait_for
+from network_testutil import SilentServer, free_port, mjpeg_server, require_rtsp_server, rtsp_server, thread_and_fd_counts, wait_for  # noqa: F401 (fixtures)
 
 FAST = StreamOptions(frame_timeout_s=1.5, open_timeout_s=4.0, backoff_first_s=0.2, backoff_max_s=1.0, probe_timeout_s=1.0)
 PASSWORD = "Pw-7c1e9a"
-
-
-@pytest.fixture
-def rtsp_server():
-    """`rtsp_server(**RtspServer options)` -> a started RTSP server, stopped after the test."""
-    require_rtsp_server()
-    started: list[RtspServer] = []
-
-    def start(**options) -> RtspServer:
-        server = RtspServer(**options).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
-@pytest.fixture
-def mjpeg_server():
-    started: list[MjpegServer] = []
-
-    def start(**options) -> MjpegServer:
-        server = MjpegServer(**options).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 class Recorder:

@@ -3,6 +3,7 @@ vcgencmd on PATH, a picamera2 that fails as it does beside the wrong numpy), and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from gclf.runtime.cli import preflight
 from gclf.runtime.cli.infer import main
+from gclf.runtime.cli.params import Camera
 from gclf.runtime.errors import EXIT_CHECK_FAILED, EXIT_MISSING_DEPENDENCY
 from gclf.runtime.cli.preflight import OK, PROBLEM, INFO, Finding, PreflightContext, run_checks
 from gclf_testutil import SHARED
@@ -47,35 +49,49 @@ def no_picamera2(monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails as if not installed
 
 
-def test_usb_cameras_are_the_capture_nodes_named_in_by_id(machine: PreflightContext, no_picamera2) -> None:
-    finding = _one(preflight.check_cameras(machine))
+def _with(ctx: PreflightContext, **options) -> PreflightContext:
+    """`ctx` with the run's options (gclf-infer's parameters by name)."""
+    return dataclasses.replace(ctx, options=options)
 
-    assert finding.status == OK
+
+def test_without_a_camera_option_no_camera_is_checked_and_those_found_are_listed(machine: PreflightContext, no_picamera2) -> None:
+    finding = _one(preflight.check_camera(machine))
+
+    assert finding.status == INFO and finding.text.startswith("not checked: no --camera (or --config) given; cameras here: ")
     assert f"USB {machine.dev}/v4l/by-id/usb-046d_0825_ABC-video-index0 -> {machine.dev}/video0 (UVC Camera (046d:0825))" in finding.text
     assert "index1" not in finding.text  # the metadata node is not a camera
     assert "video10 (bcm2835-codec-decode)" in finding.text and "video1 " not in finding.text
 
 
-def test_no_camera_is_a_problem_with_what_to_look_at(tmp_path: Path, no_picamera2) -> None:
-    finding = _one(preflight.check_cameras(PreflightContext(dev=tmp_path, sys_video4linux=tmp_path)))
+def test_a_laptop_that_reads_a_video_gets_no_camera_problem(tmp_path: Path, no_picamera2) -> None:
+    # Nothing in /dev at all: still no PROBLEM, since the run reads no camera.
+    finding = _one(preflight.check_camera(_with(PreflightContext(dev=tmp_path, sys_video4linux=tmp_path), video=tmp_path / "clip.mp4")))
 
-    assert finding.is_problem
-    assert finding.text.startswith("no camera found (no USB camera in") and "rpicam-hello --list-cameras" in finding.text
+    assert finding.status == INFO and "the run reads --video" in finding.text and "none found (no USB camera in" in finding.text
 
 
-def test_pi_cameras_come_from_picamera2(tmp_path: Path, fake_picamera2) -> None:
-    finding = _one(preflight.check_cameras(PreflightContext(dev=tmp_path, sys_video4linux=tmp_path)))
+def test_the_camera_the_options_name_is_checked(machine: PreflightContext, no_picamera2) -> None:
+    by_id = machine.dev / "v4l" / "by-id" / "usb-046d_0825_ABC-video-index0"
+    for device in (0, str(by_id)):
+        finding = _one(preflight.check_camera(_with(machine, camera=Camera("usb", device))))
+        assert finding.status == OK and f"{machine.dev}/video0 (UVC Camera (046d:0825))" in finding.text
+    missing = _one(preflight.check_camera(_with(machine, camera=Camera("usb", 3))))
+    assert missing.is_problem and missing.text.startswith(f"camera 3 ({machine.dev}/video3): no such device (cameras here: USB ")
 
-    assert finding.status == OK and "Pi camera picam:0 (imx708)" in finding.text
+
+def test_a_named_pi_camera_comes_from_picamera2(tmp_path: Path, fake_picamera2) -> None:
+    ctx = PreflightContext(dev=tmp_path, sys_video4linux=tmp_path)
+    assert _one(preflight.check_camera(_with(ctx, camera=Camera("picam", 0)))) == Finding("camera", OK, "Pi camera picam:0 (imx708)")
+    second = _one(preflight.check_camera(_with(ctx, camera=Camera("picam", 1))))
+    assert second.is_problem and "no Pi camera picam:1" in second.text and "rpicam-hello --list-cameras" in second.text
 
 
 def test_a_camera_this_user_may_not_open_is_a_problem(machine: PreflightContext, no_picamera2, monkeypatch) -> None:
     monkeypatch.setattr(preflight.os, "access", lambda path, mode: False)
 
-    findings = preflight.check_cameras(machine)
+    finding = _one(preflight.check_camera(_with(machine, camera=Camera("usb", 0))))
 
-    assert [f.status for f in findings] == [OK, PROBLEM]
-    assert "may not open" in findings[1].text and "video group" in findings[1].text
+    assert finding.is_problem and "may not open" in finding.text and "video group" in finding.text
 
 
 def test_a_32_bit_userland_is_a_problem(monkeypatch, machine: PreflightContext) -> None:
@@ -288,11 +304,16 @@ def test_check_exits_12_with_one_sentence_per_problem(monkeypatch) -> None:
     assert "check: 2 problems" in result.stderr
 
 
-@pytest.mark.parametrize("args", [["--check", "--headless"], ["--check", "{model}", "photo.jpg"], ["--check", "--camera", "0"]])
-def test_check_takes_only_a_model_threads_and_the_broker(tiny_onnx, args: list[str]) -> None:
-    result = CliRunner().invoke(main, [a.format(model=tiny_onnx()) for a in args])
+def test_check_takes_the_runs_options_but_no_image_files(tiny_onnx, monkeypatch) -> None:
+    seen: list[PreflightContext] = []
+    monkeypatch.setattr(preflight, "CHECKS", [lambda ctx: seen.append(ctx) or []])
 
-    assert result.exit_code == 2 and "--check takes a MODEL, --threads and the --mqtt options only" in result.stderr
+    result = CliRunner().invoke(main, ["--check", str(tiny_onnx()), "--camera", "0", "--headless", "--detect-every", "2"])
+
+    assert result.exit_code == 0, result.output
+    assert seen[0].options["camera"] == Camera("usb", 0) and seen[0].options["headless"] is True and seen[0].options["detect_every"] == 2
+    result = CliRunner().invoke(main, ["--check", str(tiny_onnx()), "photo.jpg"])
+    assert result.exit_code == 2 and "not image files" in result.stderr
 
 
 def test_without_check_a_model_is_still_required() -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 
+from network_testutil import mjpeg_server  # noqa: F401 (a fixture)
 from serve_testutil import start_served_run, write_colour_video
 from gclf_testutil import REPO
 
@@ -155,7 +156,7 @@ class DevTools:
 def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp_path: Path) -> None:
     chromium = find_chromium()
     video = write_colour_video(tmp_path / "colours.avi", 1500, fps=25, size=(320, 240), every=25)  # 60 s; stopped sooner
-    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--serve", "127.0.0.1:0"], env={"GCLF_SERVE_TOKEN": ""})
+    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--serve", "127.0.0.1:0", "--name", "front-door"], env={"GCLF_SERVE_TOKEN": ""})
     browser = None
     try:
         assert "/?token=" in run.url  # generated: printed once, with the address
@@ -193,7 +194,7 @@ def test_the_page_shows_the_changing_annotated_picture_and_labels(tiny_onnx, tmp
     assert re.search(r"\bred 0\.\d\d\b", labels) and re.search(r"\bblue 0\.\d\d\b", labels), labels
     last = samples[-1]
     assert float(last["fps"]) > 0, last
-    assert last["model"] == "tiny.onnx (fp32)" and last["classes"] == "classes: red, blue"
+    assert last["model"] == "front-door: tiny.onnx (fp32)" and last["classes"] == "classes: red, blue"
     assert last["status"] == "live", last
     assert last["search"] == "", "the token is still in the address bar"
     assert last["cookie"] == "", "the token's cookie is readable by scripts (not HttpOnly)"
@@ -209,3 +210,45 @@ def _seen_everything(samples: list[dict]) -> bool:
         and "blue 0." in labels
         and samples[-1]["fps"] not in ("-", "0.0")
     )
+
+
+STATUS_JS = r"""
+(() => ({status: document.getElementById("status").textContent, bad: document.getElementById("status").className === "bad",
+         labels: document.getElementById("labels").textContent, title: document.title}))()
+"""
+
+
+def test_the_page_says_when_a_network_camera_is_down_and_when_it_is_back(tiny_onnx, tmp_path: Path, mjpeg_server) -> None:
+    chromium = find_chromium()
+    camera = mjpeg_server()
+    run = start_served_run([str(tiny_onnx()), "--camera", camera.url(), "--serve", "127.0.0.1:0", "--name", "porch"], env={"GCLF_SERVE_TOKEN": ""})
+    browser = None
+    try:
+        browser = DevTools(chromium, tmp_path / "profile")
+        target = browser.call("Target.createTarget", {"url": run.url})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+
+        def sample_until(condition, what: str) -> dict:
+            deadline = time.monotonic() + WATCH_S
+            last = None
+            while time.monotonic() < deadline:
+                evaluated = browser.call("Runtime.evaluate", {"expression": STATUS_JS, "returnByValue": True}, session)
+                if "exceptionDetails" not in evaluated:
+                    last = evaluated["result"]["value"]
+                    if condition(last):
+                        return last
+                time.sleep(0.2)
+            raise AssertionError(f"the page never showed {what}; last: {last}")
+
+        up = sample_until(lambda s: s["status"] == "live" and re.search(r"\b(red|blue) 0\.\d\d\b", s["labels"]), "the camera's frames")
+        assert up["title"] == "gclf live: porch" and not up["bad"]
+        camera.kill()
+        down = sample_until(lambda s: s["status"].startswith("camera down since "), "that the camera is down")
+        assert down["bad"] and ", 1 outage (" in down["status"] and down["labels"].startswith("camera down since ")
+        camera.start()
+        back = sample_until(lambda s: s["status"].startswith("live (camera up, 1 outage"), "that the camera is back")
+        assert not back["bad"] and not back["labels"].startswith("camera down")
+    finally:
+        if browser is not None:
+            browser.close()
+        run.stop()

@@ -235,3 +235,62 @@ def test_the_guide_installs_the_unit_and_creates_what_it_needs() -> None:
     for needed in (_one("User"), _one("WorkingDirectory"), "/opt/gclf/venv", "/opt/gclf/model.onnx", FACE_MODEL,
                    "--system-site-packages", "/etc/gclf/serve-token"):
         assert needed in guide, f"the Raspberry Pi guide does not set up {needed}"
+
+
+# --- the template unit: one instance per network camera -----------------------------------------
+
+TEMPLATE = REPO / "deploy" / "gclf-camera@.service"
+
+
+def test_the_template_runs_one_config_file_per_instance_with_its_own_directories() -> None:
+    service = _service(TEMPLATE)
+    argv = _exec_start(TEMPLATE)
+    assert argv[0] == "/opt/gclf/venv/bin/gclf-infer"
+    assert argv[1:] == ["--config", "/etc/gclf/cameras/%i.toml", "--jsonl", "/var/log/gclf/%i/camera.jsonl"]
+    assert Path(argv[4]).parent == Path("/var/log") / _one("LogsDirectory", TEMPLATE)  # its own log, which systemd creates
+    assert _one("StateDirectory", TEMPLATE) == _one("CacheDirectory", TEMPLATE) == "gclf/%i"
+    assert set(service["Environment"]) == {"GCLF_CAMERA_NAME=%i", "GCLF_HOME=%C/gclf/%i"}  # the name defaults to the instance's
+    # The URL and the page's token: credentials, never on a command line or in the TOML file.
+    assert service["LoadCredential"] == ["camera-url:/etc/gclf/cameras/%i.url", "serve-token:/etc/gclf/cameras/%i.token"]
+    assert not {"--camera", "--token", "--token-file", "--camera-url-file"} & set(argv)
+
+
+def test_the_template_restarts_a_failure_but_not_wrong_credentials() -> None:
+    assert _one("Restart", TEMPLATE) == "on-failure"
+    prevented = _one("RestartPreventExitStatus", TEMPLATE).split()
+    assert "2" in prevented and "5" not in prevented  # 2: the camera refused the login; 5: --reconnect-max reached
+    assert (_one("Type", TEMPLATE), _one("NotifyAccess", TEMPLATE), _one("WatchdogSec", TEMPLATE)) == ("notify", "main", "30")
+
+
+def test_the_template_reaches_the_local_network_only_and_says_how_to_narrow_it() -> None:
+    service = _service(TEMPLATE)
+    assert service["IPAddressDeny"] == ["any"]
+    allowed = " ".join(service["IPAddressAllow"]).split()
+    assert "localhost" in allowed and "any" not in allowed and "0.0.0.0/0" not in allowed
+    assert "192.168.0.0/16" in allowed  # a camera on a home LAN
+    assert "IPAddressAllow=localhost 192.168.1.20" in TEMPLATE.read_text()  # the narrower drop-in, documented
+    assert _one("DevicePolicy", TEMPLATE) == "closed" and "DeviceAllow" not in service  # a network camera needs no device
+
+
+def test_the_templates_exec_start_parses_with_gclf_infer_options(tiny_onnx, tmp_path: Path) -> None:
+    config = tmp_path / "hall.toml"
+    config.write_text(f'model = "{tiny_onnx()}"\nheadless = true\nevents = false\nserve = "0.0.0.0:8081"\nsummary-every = 60\n')
+    args = [a.replace("/etc/gclf/cameras/%i.toml", str(config)).replace("%i", "hall") for a in _exec_start(TEMPLATE)[1:]]
+    with main.make_context("gclf-infer", args) as ctx:  # unknown or mistyped options raise here
+        params = ctx.params
+    assert params["model"] == tiny_onnx() and params["serve"] == "0.0.0.0:8081" and params["headless"] is True
+    assert params["jsonl"] == Path("/var/log/gclf/hall/camera.jsonl")
+
+
+def test_systemd_analyze_rates_a_template_instance_ok(tmp_path: Path) -> None:
+    instance = tmp_path / "gclf-camera@hall.service"
+    shutil.copy(TEMPLATE, instance)
+    assert _analyzer_exposure(instance) <= MAX_EXPOSURE
+
+
+def test_the_guide_sets_up_two_cameras_with_the_template() -> None:
+    guide = GUIDE.read_text()
+    assert "deploy/gclf-camera@.service" in guide
+    for needed in ("/etc/gclf/cameras/hall.toml", "/etc/gclf/cameras/yard.toml", "/etc/gclf/cameras/hall.url", "/etc/gclf/cameras/hall.token",
+                   "gclf-camera@hall", "gclf-camera@yard", "IPAddressAllow="):
+        assert needed in guide, f"the Raspberry Pi guide does not set up {needed}"
