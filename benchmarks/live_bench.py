@@ -38,7 +38,7 @@ from benchmarks import results
 from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, write_video
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
-from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, face_crops
+from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, face_crops, find_faces
 from gclf.runtime.live.frames import FrameResult
 from gclf.runtime.live.loop import run_live
 from gclf.runtime.live.sinks import JsonLinesSink
@@ -90,12 +90,12 @@ def detection_rates(photos: list[Photo], detectors: dict[str, FaceDetector]) -> 
         frame = in_frame(bgr)
         for name, det in detectors.items():
             stats = out[name]
-            raw_boxes = det.detect(bgr)
+            raw_boxes = find_faces(det, bgr).boxes
             stats["raw"] += bool(raw_boxes)
             if raw_boxes:
                 stats["raw_boxes"][photo.path] = largest(raw_boxes)
             start = time.perf_counter()
-            boxes = det.detect(frame)
+            boxes = find_faces(det, frame).boxes
             stats["ms"].append(1000 * (time.perf_counter() - start))
             stats["frame"] += bool(boxes)
             if boxes:

@@ -56,7 +56,7 @@ import numpy as np
 from benchmarks import results as records  # `results` is main's dict of figures
 from benchmarks.common import FRAME_H, FRAME_W, Photo, load_photos
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.faces import Box, FaceDetector, YuNetFaceDetector, face_crops, make_detector
+from gclf.runtime.faces import Box, FaceDetector, YuNetFaceDetector, face_crops, find_faces, make_detector
 from gclf.runtime.decode import decode_image
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -101,7 +101,7 @@ def reference_box(bgr: np.ndarray, reference: YuNetFaceDetector) -> Box | None:
     h, w = bgr.shape[:2]
     pad = max(h, w) // 3
     padded = cv2.copyMakeBorder(bgr, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(110, 110, 110))
-    boxes = reference.detect(padded)
+    boxes = find_faces(reference, padded).boxes
     if not boxes:
         return None
     x, y, bw, bh = max(boxes, key=lambda b: b[2] * b[3])
@@ -326,7 +326,7 @@ def main(model, data, face_model, frames, two_faces, margins, exclude_manifest, 
         ratios = []
         for s in scenes:
             start = time.perf_counter()
-            found = det.detect(s.bgr)
+            found = find_faces(det, s.bgr).boxes
             ms.append(1000 * (time.perf_counter() - start))
             s.detections[name] = found
             n_det += len(found)

@@ -70,7 +70,7 @@ from benchmarks.common import FRAME_H, FRAME_W, Photo, bare_rate, load_photos, w
 from benchmarks.scene_bench import DEFAULT_DATA, DEFAULT_YUNET, _feather_mask, as_camera_frame, background, iou, match, paste_face, reference_box
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.decode import decode_image
-from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector
+from gclf.runtime.faces import Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector, find_faces
 from gclf.runtime.live.frames import FrameResult
 from gclf.runtime.live.loop import run_live
 from gclf.runtime.live.carry import BoxCarrier
@@ -542,7 +542,7 @@ def main(model, accuracy_model, data, face_model, everys, detector_names, rounds
                 det, hits, ms = make(name, side), 0, []
                 for f, t in zip(frames, truths):
                     start = time.perf_counter()
-                    found = det.detect(f)
+                    found = find_faces(det, f).boxes
                     ms.append(1000 * (time.perf_counter() - start))
                     hits += len(match(t.boxes, found, IOU))
                 out["copies"][f"{name}@{side}"] = {"recall": hits / n_faces, "ms": statistics.median(ms)}

@@ -20,6 +20,7 @@ import onnx
 from gclf.runtime.decode import decode_image
 from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
 from gclf.runtime.faces.crops import FaceCropper
+from gclf.runtime.faces.detectors import dropped_answers
 from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.atomic import atomic_path
 from gclf.runtime.files import sha256_file
@@ -123,6 +124,13 @@ def run_face_cropper(ckpt: dict, log: Log) -> FaceCropper | None:
     return cropper
 
 
+def log_dropped_answers(cropper: FaceCropper | None, what: str, log: Log) -> None:
+    """Says how many entries of the detector's answers were dropped as unusable while cropping
+    `what` (a photo left without a usable face is used whole, as training kept it)."""
+    if cropper is not None and cropper.dropped:
+        log(f"{what}: {dropped_answers(cropper.dropped)} (not finite, empty, outside the photo or a bad score)")
+
+
 def training_summary(ckpt: dict, metrics: dict | None) -> dict:
     summary = {
         "init": ckpt["init"]["description"],
@@ -172,6 +180,8 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
         log(f"torch vs onnxruntime: max |logit difference| {diff:.2e} on {what} (limit {MAX_LOGIT_DIFF:.0e})")
         if not diff <= MAX_LOGIT_DIFF:
             raise ExportCheckError(f"the ONNX model disagrees with PyTorch (max logit difference {diff:.2e} > {MAX_LOGIT_DIFF:.0e}); nothing was written")
+    if val:
+        log_dropped_answers(cropper, "the parity images' face crops", log)
     log(f"wrote {dest} (opset {OPSET}, fp32, {dest.stat().st_size / 1e6:.1f} MB)")
     return ExportResult(dest, diff)
 
@@ -348,6 +358,7 @@ def export_int8(
             "attempts": attempts,
         }
         _write_int8_metadata(tmp, metadata, quant)
+    log_dropped_answers(cropper, "the calibration and parity face crops", log)
     safety = "saturation-safe: the same answers on every CPU class" if quant["saturation_safe"] else f"8-bit weights: parity holds on {quant['parity_cpu_class']} CPUs"
     log(f"wrote {dest} (int8 QDQ, {name}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
     return quant

@@ -73,6 +73,7 @@ class FileResult:
     prediction: Prediction | None
     error: str | None = None  # why the file could not be read
     faces: tuple[FaceResult, ...] | None = None  # None: no face detection was asked for
+    detector_dropped: int = 0  # entries of the face detector's answer dropped as unusable (faces.find_faces)
 
     @property
     def fallback(self) -> str | None:
@@ -310,10 +311,10 @@ class Classifier:
     def _prepare_faces(self, bgr: np.ndarray, detector: FaceDetector, margin: float, *, no_face: str) -> _Prepared:
         """Detect and crop the faces of a BGR image (the live loop's `faces_to_model_input`);
         with none found and no_face="whole", the whole image instead."""
-        boxes, batch = faces_to_model_input(bgr, self.spec, detector, margin=margin)
-        if boxes or no_face == "skip":
-            return _Prepared(tuple(boxes), batch, whole=False)
-        return _Prepared((), preprocess_batch([bgr], self.spec, color="bgr"), whole=True)
+        found, batch = faces_to_model_input(bgr, self.spec, detector, margin=margin)
+        if found.boxes or no_face == "skip":
+            return _Prepared(tuple(found.boxes), batch, whole=False, dropped=found.dropped)
+        return _Prepared((), preprocess_batch([bgr], self.spec, color="bgr"), whole=True, dropped=found.dropped)
 
     def _run_prepared(self, items: Sequence[_Prepared]) -> list[tuple[tuple[FaceResult, ...], Prediction | None]]:
         """Classify prepared images in one inference call: per image, its faces (largest
@@ -333,8 +334,8 @@ class Classifier:
         return out
 
     def _file_results(self, pending: list[tuple[Path, _Prepared]], faces: bool) -> Iterator[FileResult]:
-        for (path, _), (found, whole) in zip(pending, self._run_prepared([item for _, item in pending])):
-            yield FileResult(path, whole, faces=found if faces else None)
+        for (path, item), (found, whole) in zip(pending, self._run_prepared([item for _, item in pending])):
+            yield FileResult(path, whole, faces=found if faces else None, detector_dropped=item.dropped)
 
 
 @dataclass(frozen=True)
@@ -344,6 +345,7 @@ class _Prepared:
     boxes: tuple[Box, ...]  # the faces found, as detected; empty when `whole`
     rows: np.ndarray  # float32 model input: one row per face, or one for the whole image
     whole: bool  # `rows` is the whole image, classified as a whole
+    dropped: int = 0  # entries of the detector's answer dropped as unusable
 
 
 class _Serialised:
@@ -354,7 +356,7 @@ class _Serialised:
         self.name = detector.name
         self._lock = threading.Lock()
 
-    def detect(self, bgr: np.ndarray) -> list[Box]:
+    def detect(self, bgr: np.ndarray) -> Sequence[Sequence[float]]:
         with self._lock:
             return self._detector.detect(bgr)
 

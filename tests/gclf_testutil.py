@@ -206,6 +206,46 @@ class SquareDetector:
         return [(int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1))]
 
 
+class UntrustworthyDetector:
+    """A stand-in for a detector whose network misbehaves: each answer holds one good face (the
+    middle of the frame, with a score) among entries no face can be: NaN and infinite
+    coordinates, empty and inverted boxes, boxes wholly outside the frame, NaN and
+    out-of-range scores, entries that are not numbers or have too few of them.
+    `good_box(frame_hw)` is the box that must come through; BAD_PER_ANSWER entries must not."""
+
+    name = "untrustworthy"
+    BAD_PER_ANSWER = 11
+
+    def __init__(self, *, good: bool = True) -> None:
+        self.good = good  # False: only bad entries (a photo where it "finds" nothing usable)
+        self.calls = 0
+
+    @staticmethod
+    def good_box(frame_hw: tuple[int, int]) -> tuple[int, int, int, int]:
+        h, w = frame_hw
+        return (w // 4, h // 4, w // 2, h // 2)
+
+    def detect(self, bgr: np.ndarray) -> list[tuple]:
+        self.calls += 1
+        h, w = bgr.shape[:2]
+        nan, inf = float("nan"), float("inf")
+        bad = [
+            (nan, 0.0, 10.0, 10.0),
+            (0.0, 0.0, inf, 10.0),
+            (-inf, 2.0, 5.0, 5.0),
+            (5.0, 5.0, 0.0, 10.0),  # empty
+            (5.0, 5.0, 10.0, -3.0),  # inverted
+            (w + 10.0, 0.0, 10.0, 10.0),  # right of the frame
+            (0.0, -50.0, 10.0, 20.0),  # above it
+            (5.0, 5.0, 10.0, 10.0, nan),  # a score that is not a number
+            (5.0, 5.0, 10.0, 10.0, 1.5),  # nor a probability
+            ("x", 1, 2, 3),
+            (1.0, 2.0, 3.0),
+        ]
+        assert len(bad) == self.BAD_PER_ANSWER
+        x, y, bw, bh = self.good_box((h, w))
+        return bad + ([(float(x), float(y), float(bw), float(bh), 0.93)] if self.good else [])
+
 
 # --- the torch-free runtime: the heavy packages a device does not have -----------------------
 

@@ -42,10 +42,14 @@ class FakeLoop(threading.Thread):
         self.written = 0
         self.with_image = 0  # frames handed over with a picture
         self.stop_event = threading.Event()
+        self.paused = threading.Event()  # set: no frames (a camera that stalls), until cleared
 
     def run(self) -> None:
         index = 0
         while not self.stop_event.is_set():
+            if self.paused.is_set():
+                time.sleep(self.period)
+                continue
             label = frame_colour(index)
             if self.noise is not None:
                 bgr = self.noise.copy()  # a new array each frame, as a source gives
@@ -299,6 +303,86 @@ class IdleFlood(threading.Thread):
                     sock.close()
                     self.reopened += 1
                     self._open(sel)
+            self.held = len(sel.get_map())
+        for key in list(sel.get_map().values()):
+            key.fileobj.close()
+        sel.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(TIMEOUT_S)
+
+
+FLOOD_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 8))  # six loopback addresses; Linux routes all of 127/8 to lo
+
+
+class SpeakingFlood(threading.Thread):
+    """Connections to 127.0.0.1:`port` opened at about `rate` a second, round robin from
+    `sources` (each a loopback address of its own), each sending one byte and then nothing,
+    held until the server closes them: a flood that per-address caps alone cannot stop and
+    whose connections are never silent. One thread, non-blocking sockets.
+
+    `opened`: connections started; `closed_by_server`: those the server closed (or reset);
+    `failed`: connects refused or failing at once; `held`: open now as this side sees them."""
+
+    def __init__(self, port: int, rate: float, sources: tuple[str, ...] = FLOOD_SOURCES, *, max_held: int = 4000) -> None:
+        super().__init__(daemon=True)
+        self.port, self.rate, self.sources, self.max_held = port, rate, sources, max_held
+        self.opened = 0
+        self.closed_by_server = 0
+        self.failed = 0
+        self.held = 0
+        self.stop_event = threading.Event()
+
+    def _open(self, sel, source: str) -> None:
+        import selectors
+
+        sock = socket.socket()
+        sock.setblocking(False)
+        try:
+            sock.bind((source, 0))
+            sock.connect(("127.0.0.1", self.port))
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.failed += 1
+            sock.close()
+            return
+        self.opened += 1
+        sel.register(sock, selectors.EVENT_WRITE, data="connecting")
+
+    def run(self) -> None:
+        import selectors
+
+        sel = selectors.DefaultSelector()
+        start = time.monotonic()
+        while not self.stop_event.is_set():
+            due = int((time.monotonic() - start) * self.rate) - self.opened - self.failed
+            for i in range(max(0, min(due, 50))):
+                if len(sel.get_map()) < self.max_held:  # this side's own descriptors are finite too
+                    self._open(sel, self.sources[(self.opened + self.failed) % len(self.sources)])
+            for key, _ in sel.select(timeout=0.005):
+                sock = key.fileobj
+                if key.data == "connecting":
+                    try:
+                        sock.send(b"G")  # one byte: the connection has spoken, and says no more
+                        sel.modify(sock, selectors.EVENT_READ, data="holding")
+                        continue
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pass
+                else:
+                    try:
+                        if sock.recv(4096):
+                            continue
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pass
+                sel.unregister(sock)  # closed by the server, or never connected
+                sock.close()
+                self.closed_by_server += 1
             self.held = len(sel.get_map())
         for key in list(sel.get_map().values()):
             key.fileobj.close()

@@ -15,7 +15,7 @@ from gclf.runtime.cli.support import warn
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_OK, EXIT_PARTIAL, BadDataError
 from gclf.runtime.faces import detectors
 from gclf.runtime.faces.choice import resolve_face_detection
-from gclf.runtime.faces.detectors import FaceDetector
+from gclf.runtime.faces.detectors import FaceDetector, dropped_answers
 from gclf.runtime.listing import expand_inputs
 from gclf.runtime.metadata import use_face_detection
 
@@ -72,7 +72,7 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
     """One table row per face (largest first), or one JSON object per photo with its faces;
     a photo without a face says so, with the whole image's label where that fallback is on."""
     no_face = opts.if_no_face or "whole"
-    n_ok = n_failed = n_faces = n_without = 0
+    n_ok = n_failed = n_faces = n_without = n_dropped = 0
     width = max(len(str(f)) for f in files)
     if not opts.as_json:
         click.echo(f"{'image':<{width}}  {'face':>4}  {'box x,y,w,h':<19} {'label':<16} confidence")
@@ -87,6 +87,7 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
         n_ok += 1
         n_faces += len(result.faces)
         n_without += not result.faces
+        n_dropped += result.detector_dropped
         if opts.as_json:
             record: dict = {"path": str(result.path), "faces": [{"box": list(f.box), **_prediction_json(f)} for f in result.faces]}
             if result.fallback is not None:
@@ -103,10 +104,11 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
             outcome = f"whole image: {pred.label} {pred.confidence:.3f}" if pred is not None else "not classified"
             click.echo(f"{str(result.path):<{width}}  {'-':>4}  no face found ({outcome})")
     fallback = "classified as whole images" if no_face == "whole" else "not classified"
+    answers = f"; {dropped_answers(n_dropped)} (not finite, empty, outside the photo or a bad score)" if n_dropped else ""
     click.echo(
         f"{n_ok} read, {n_failed} skipped: {n_faces} face{'' if n_faces == 1 else 's'} classified, "
         f"{n_without} photo{'' if n_without == 1 else 's'} without a face ({fallback}); "
-        f"{clf.metadata.variant} model {clf.path.name}, {detector.name} detector, margin {opts.face_margin:g}",
+        f"{clf.metadata.variant} model {clf.path.name}, {detector.name} detector, margin {opts.face_margin:g}{answers}",
         err=True,
     )
     return _exit_code(n_ok, n_failed)

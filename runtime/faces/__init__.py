@@ -1,6 +1,7 @@
 """Faces: finding them in a frame, cropping them as training did, and the detector files.
 
-- `detectors`: Haar and YuNet behind one `detect(bgr) -> boxes` interface; `make_detector`.
+- `detectors`: Haar and YuNet behind one `detect(bgr) -> answer` interface; `make_detector`;
+  `find_faces`, the check every detector's answer goes through before it is used.
 - `crops`: boxes widened by a margin and turned into model input; `FaceCropper` for training.
 - `spec`: `FaceCropSpec`, the record of training's crop that a model carries.
 - `models`: YuNet's file, its cache and its checks (the trust rule for every detector file).
@@ -30,12 +31,15 @@ from gclf.runtime.faces.detectors import (
     HAAR_CASCADE,
     Box,
     FaceDetector,
+    Found,
     HaarFaceDetector,
     YuNetFaceDetector,
+    check_answer,
     default_face_model,
     detector_file,
     detector_of,
     downscaled,
+    find_faces,
     haar_cascade_path,
     make_detector,
 )
@@ -44,6 +48,6 @@ from gclf.runtime.faces.spec import FACE_CROP_KINDS, FaceCropSpec
 __all__ = [
     "DEFAULT_FACE_MARGIN", "NO_FACE_ACTIONS", "FaceCropper", "boxes_to_model_input", "expand_box", "face_crop_spec",
     "face_crops", "faces_to_model_input", "largest_face", "DETECT_MAX_SIDE", "HAAR_CASCADE", "Box", "FaceDetector",
-    "HaarFaceDetector", "YuNetFaceDetector", "default_face_model", "detector_file", "detector_of", "downscaled",
+    "Found", "HaarFaceDetector", "YuNetFaceDetector", "check_answer", "default_face_model", "find_faces", "detector_file", "detector_of", "downscaled",
     "haar_cascade_path", "make_detector", "FACE_CROP_KINDS", "FaceCropSpec",
 ]

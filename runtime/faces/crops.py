@@ -3,6 +3,7 @@
 `faces_to_model_input` (detect, then crop) and `boxes_to_model_input` (crop boxes found
 earlier) go through the preprocessing contract, so the live loop, `Classifier.predict_faces`
 and training's crops (`FaceCropper`, as a `FaceCropSpec` records) cut faces the same way.
+Each takes the detector's answer through `find_faces`, which drops what is not a usable box.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from gclf.runtime.faces.detectors import DETECT_MAX_SIDE, Box, FaceDetector, HaarFaceDetector, YuNetFaceDetector, detector_file, detector_of
+from gclf.runtime.faces.detectors import (
+    DETECT_MAX_SIDE,
+    Box,
+    FaceDetector,
+    Found,
+    HaarFaceDetector,
+    YuNetFaceDetector,
+    detector_file,
+    detector_of,
+    find_faces,
+)
 from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.files import sha256_file
 
@@ -62,11 +73,12 @@ def bgr_crops(bgr: np.ndarray, boxes: Sequence[Box], margin: float) -> list[np.n
 
 def faces_to_model_input(
     bgr: np.ndarray, spec: PreprocessSpec, detector: FaceDetector, *, margin: float = DEFAULT_FACE_MARGIN
-) -> tuple[list[Box], np.ndarray]:
-    """The faces in a BGR frame as detected, and their crops (each widened by `margin`) as one
-    float32 model-input batch, in the same order."""
-    boxes = detector.detect(bgr)
-    return boxes, boxes_to_model_input(bgr, boxes, spec, margin=margin)
+) -> tuple[Found, np.ndarray]:
+    """The faces in a BGR frame as detected (checked: `found.boxes`, and `found.dropped` entries
+    of the detector's answer that were not usable), and their crops (each widened by `margin`)
+    as one float32 model-input batch, in the same order."""
+    found = find_faces(detector, bgr)
+    return found, boxes_to_model_input(bgr, found.boxes, spec, margin=margin)
 
 
 def boxes_to_model_input(bgr: np.ndarray, boxes: Sequence[Box], spec: PreprocessSpec, *, margin: float = DEFAULT_FACE_MARGIN) -> np.ndarray:
@@ -108,12 +120,16 @@ class FaceCropper:
 
     Picklable (worker processes): the OpenCV detector is made on first use in each process
     and never pickled. `key` identifies the crop (for cache keys of cropped images).
+    `detector`: one to use in this process instead of making the one `spec` names (a stand-in,
+    or one already loaded); a pickled copy makes its own. `dropped`: entries of the detector's
+    answers dropped as unusable so far, in this process.
     """
 
-    def __init__(self, spec: FaceCropSpec, model_path: Path | None) -> None:
+    def __init__(self, spec: FaceCropSpec, model_path: Path | None, *, detector: FaceDetector | None = None) -> None:
         self.spec = spec
         self.model_path = None if model_path is None else str(model_path)
-        self._detector: FaceDetector | None = None
+        self._detector = detector
+        self.dropped = 0
 
     @classmethod
     def create(cls, face_model: Path | str | None, margin: float = DEFAULT_FACE_MARGIN) -> "FaceCropper":
@@ -126,7 +142,7 @@ class FaceCropper:
         return f"face:{s.kind}:{s.model_sha256[:16]}:m{s.margin:g}:max{s.detect_max_side}"
 
     def __getstate__(self) -> dict:
-        return {"spec": self.spec, "model_path": self.model_path, "_detector": None}
+        return {"spec": self.spec, "model_path": self.model_path, "_detector": None, "dropped": 0}
 
     def detector(self) -> FaceDetector:
         if self._detector is None:
@@ -137,7 +153,9 @@ class FaceCropper:
         import numpy as np
 
         bgr = np.ascontiguousarray(rgb[..., ::-1])  # the detectors take OpenCV's order
-        box = largest_face(self.detector().detect(bgr))
+        found = find_faces(self.detector(), bgr)
+        self.dropped += found.dropped
+        box = largest_face(found.boxes)
         if box is None:
             return None
         x, y, w, h = expand_box(box, rgb.shape[:2], self.spec.margin)

@@ -9,8 +9,12 @@ YuNet where its file is cached and Haar otherwise:
   (`cv2.FaceDetectorYN`), more robust; the model file comes from the OpenCV Zoo
   (`yunet`: fetched once into a user cache, gclf.runtime.faces.models).
 
-Boxes are (x, y, width, height) in pixels of the frame given. A detector's raw answer is
-checked before it is used: boxes that are not finite, empty, or outside the frame are dropped.
+A detector's `detect` gives its answer as it found it: (x, y, width, height[, score]) per
+face, in pixels of the frame given. That answer is not trusted (a network can answer NaN,
+infinity, an empty or inverted box, a box outside the frame, a score that is not a
+probability): `find_faces` checks it before anything uses it, drops what is not a usable
+face, and says how many it dropped. Every user of a detector in gclf goes through it (the
+live loop, files, the Python API, training's crops, export's calibration).
 
 OpenCV is imported inside the functions: `gclf-infer --help` reads constants of this package
 and must not pay for loading OpenCV.
@@ -21,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, Sequence
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.faces.models import cached_model_path, model_bytes, yunet_model_path, yunet_source
@@ -42,9 +46,59 @@ HAAR_CASCADE = "haarcascade_frontalface_default.xml"
 class FaceDetector(Protocol):
     name: str  # for messages and reports: "haar", "yunet"
 
-    def detect(self, bgr: np.ndarray) -> list[Box]:
-        """Faces in a BGR uint8 image, sorted left to right."""
+    def detect(self, bgr: np.ndarray) -> Sequence[Sequence[float]]:
+        """The faces in a BGR uint8 image as the detector answers: (x, y, width, height) or
+        (x, y, width, height, score) each, in the image's pixels. Unchecked: use `find_faces`."""
         ...
+
+
+class Found(NamedTuple):
+    """A detector's answer, checked: the usable boxes (whole pixels, inside the frame, left to
+    right) and how many entries of the answer were dropped as unusable."""
+
+    boxes: list[Box]
+    dropped: int
+
+
+def dropped_answers(n: int) -> str:
+    """How a run's summary says that `n` entries of the detector's answers were dropped."""
+    return f"{n} detector answer{'' if n == 1 else 's'} dropped"
+
+
+def find_faces(detector: FaceDetector, bgr: np.ndarray) -> Found:
+    """The faces `detector` finds in a BGR frame, its answer checked (`check_answer`)."""
+    return check_answer(detector.detect(bgr), bgr.shape[:2])
+
+
+def check_answer(answer: Any, frame_hw: tuple[int, int]) -> Found:
+    """A detector's answer as usable boxes: an entry is dropped (and counted) unless it is four
+    finite numbers, or four and a score from 0 to 1, with a positive width and height and
+    something left inside the frame once clipped to it. None is no face."""
+    h, w = frame_hw
+    boxes, dropped = [], 0
+    for entry in () if answer is None else answer:
+        box = _usable_box(entry, w, h)
+        if box is None:
+            dropped += 1
+        else:
+            boxes.append(box)
+    return Found(sorted(boxes), dropped)
+
+
+def _usable_box(entry: Any, frame_w: int, frame_h: int) -> Box | None:
+    try:
+        values = [float(v) for v in entry]
+    except (TypeError, ValueError):  # not a sequence of numbers
+        return None
+    if len(values) not in (4, 5) or not all(math.isfinite(v) for v in values):
+        return None
+    x, y, bw, bh = values[:4]
+    if bw <= 0 or bh <= 0 or (len(values) == 5 and not 0.0 <= values[4] <= 1.0):
+        return None
+    # Clipped before rounding: finite values can still add up to infinity (1e308 + 1e308).
+    x0, y0 = round(max(0.0, x)), round(max(0.0, y))
+    x1, y1 = round(min(float(frame_w), x + bw)), round(min(float(frame_h), y + bh))
+    return (x0, y0, x1 - x0, y1 - y0) if x1 > x0 and y1 > y0 else None
 
 
 def downscaled(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -59,23 +113,9 @@ def downscaled(bgr: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     return small, scale
 
 
-def _to_full(boxes: Sequence[Sequence[float]], scale: float, frame_hw: tuple[int, int]) -> list[Box]:
-    """Boxes of the working copy as whole-pixel boxes of the full frame, clipped to it. A
-    detector's answer is not trusted: a box with a coordinate that is not finite (a network
-    can answer NaN or infinity) or with nothing left inside the frame is dropped."""
-    h, w = frame_hw
-    result = []
-    for box in boxes:
-        if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
-            continue
-        x, y, bw, bh = (float(v) for v in box)
-        if bw <= 0 or bh <= 0:
-            continue
-        x0, y0 = max(0, round(x * scale)), max(0, round(y * scale))
-        x1, y1 = min(w, round((x + bw) * scale)), min(h, round((y + bh) * scale))
-        if x1 > x0 and y1 > y0:
-            result.append((x0, y0, x1 - x0, y1 - y0))
-    return sorted(result)
+def _scaled(rows: Any, scale: float) -> list[tuple[float, ...]]:
+    """The working copy's boxes (x, y, w, h[, score]) in the full frame's pixels, unchecked."""
+    return [(*(float(v) * scale for v in row[:4]), *(float(v) for v in row[4:])) for row in rows]
 
 
 class HaarFaceDetector:
@@ -98,7 +138,7 @@ class HaarFaceDetector:
                 "install opencv-python-headless 4.x (it ships the cascades) or use a YuNet face model"
             )
 
-    def detect(self, bgr: np.ndarray) -> list[Box]:
+    def detect(self, bgr: np.ndarray) -> list[tuple[float, ...]]:
         import cv2
 
         small, scale = downscaled(bgr, self.max_side)
@@ -107,7 +147,7 @@ class HaarFaceDetector:
         found = self._cascade.detectMultiScale(
             grey, scaleFactor=self.SCALE_FACTOR, minNeighbors=self.MIN_NEIGHBORS, minSize=(side, side)
         )
-        return _to_full(found, scale, bgr.shape[:2])
+        return _scaled(found, scale)
 
 
 class YuNetFaceDetector:
@@ -138,7 +178,7 @@ class YuNetFaceDetector:
             raise UsageError(f"{self.path}: not a YuNet face model OpenCV can load ({lines[-1] if lines else exc})") from None
         self._size: tuple[int, int] = (320, 320)
 
-    def detect(self, bgr: np.ndarray) -> list[Box]:
+    def detect(self, bgr: np.ndarray) -> list[tuple[float, ...]]:
         small, scale = downscaled(bgr, self.max_side)
         size = (small.shape[1], small.shape[0])
         if size != self._size:  # re-planning the network per call would cost time
@@ -147,8 +187,8 @@ class YuNetFaceDetector:
         _, faces = self._net.detect(small)
         if faces is None:
             return []
-        # Each row: x, y, w, h, five landmarks (x, y), score.
-        return _to_full(faces[:, :4], scale, bgr.shape[:2])
+        # Each row: x, y, w, h, five landmarks (x, y), score; the score is checked with the box.
+        return _scaled([(*row[:4], row[14]) for row in faces], scale)
 
 
 def default_face_model() -> Path | str:

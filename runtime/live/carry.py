@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple, Sequence
 
-from gclf.runtime.faces.detectors import DETECT_MAX_SIDE, Box, FaceDetector, downscaled
+from gclf.runtime.faces.detectors import DETECT_MAX_SIDE, Box, FaceDetector, downscaled, find_faces
 
 if TYPE_CHECKING:
     import numpy as np
@@ -49,6 +49,7 @@ class CarryCounts:
     frames: int = 0
     detections: int = 0  # frames on which the detector ran
     lost: int = 0  # of those, runs brought forward because a carried box was lost
+    dropped: int = 0  # entries of the detector's answers dropped as unusable (faces.find_faces)
 
 
 class FlowBoxMover:
@@ -140,8 +141,7 @@ class BoxCarrier:
         """The faces in this frame (a BGR uint8 image), each detected here or carried over."""
         self.counts.frames += 1
         if self.detect_every == 1:
-            self.counts.detections += 1
-            return [CarriedBox(b, True) for b in self.detector.detect(bgr)]
+            return [CarriedBox(b, True) for b in self._detect(bgr)]
         grey, scale = self._grey(bgr)
         due = self._since_detection + 1 >= self.detect_every
         if not due and self._boxes and self._prev is not None and self._prev.shape == grey.shape:
@@ -151,11 +151,16 @@ class BoxCarrier:
                 self._since_detection += 1
                 return [CarriedBox(b, False) for b in self._to_frame(moved, bgr.shape[:2])]
             self.counts.lost += 1
-        found = self.detector.detect(bgr)
-        self.counts.detections += 1
+        found = self._detect(bgr)
         self._prev, self._scale, self._since_detection = grey, scale, 0
         self._boxes = [(x / scale, y / scale, w / scale, h / scale) for x, y, w, h in found]
         return [CarriedBox(b, True) for b in found]
+
+    def _detect(self, bgr: np.ndarray) -> list[Box]:
+        found = find_faces(self.detector, bgr)
+        self.counts.detections += 1
+        self.counts.dropped += found.dropped
+        return found.boxes
 
     def _grey(self, bgr: np.ndarray) -> tuple[np.ndarray, float]:
         import cv2

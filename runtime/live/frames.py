@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from gclf.runtime.errors import GclfError
+from gclf.runtime.faces.detectors import dropped_answers
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import FaceResult
@@ -59,13 +60,15 @@ class LiveSummary:
     stopped_by: str  # "end of video x.avi", "q pressed", "interrupted", a lost camera's message
     failure: GclfError | None = None  # the source was lost: the run ends with its exit code
     interrupted: bool = False
+    detector_dropped: int = 0  # entries of the face detector's answers dropped as unusable (faces.find_faces)
 
     @property
     def mean_fps(self) -> float:
         return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def line(self) -> str:
+        answers = f", {dropped_answers(self.detector_dropped)}" if self.detector_dropped else ""
         return (
             f"{self.processed} frame{'' if self.processed == 1 else 's'} processed, {self.dropped} dropped, "
-            f"mean {self.mean_fps:.1f} FPS over {self.elapsed_s:.1f} s; stopped: {self.stopped_by}"
+            f"mean {self.mean_fps:.1f} FPS over {self.elapsed_s:.1f} s{answers}; stopped: {self.stopped_by}"
         )

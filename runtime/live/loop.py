@@ -84,8 +84,8 @@ def prepare_frame(
         batch = boxes_to_model_input(frame.bgr, boxes, spec, margin=margin)
         return PreparedFrame(frame, boxes, batch, tuple(f.detected for f in found), detection_s)
     started = time.perf_counter()
-    boxes, batch = faces_to_model_input(frame.bgr, spec, detector, margin=margin)
-    return PreparedFrame(frame, tuple(boxes), batch, (True,) * len(boxes), time.perf_counter() - started)
+    found, batch = faces_to_model_input(frame.bgr, spec, detector, margin=margin)
+    return PreparedFrame(frame, tuple(found.boxes), batch, (True,) * len(found.boxes), time.perf_counter() - started)
 
 
 def classify_prepared(prepared: PreparedFrame, classifier: Classifier) -> list[FaceResult]:
@@ -265,9 +265,9 @@ def run_live(
     """
     if people is None and detector is not None and track_people:
         people = PersonTracker()
-    run = _Run(feed, classifier, sinks, people, stop, source_down)
     # Made here, used only by the preparation thread: it keeps the previous frame to track from.
     carrier = BoxCarrier(detector, detect_every) if detector is not None else None
+    run = _Run(feed, classifier, sinks, people, stop, source_down, carrier)
     with contextlib.ExitStack() as cleanup:
         preparer = FramePreparer(feed, lambda frame: prepare_frame(frame, classifier.spec, carrier, margin=margin))
         # Run in reverse: stop the preparer, end the tracks (their events go to the sinks),
@@ -291,10 +291,11 @@ class _Run:
 
     def __init__(
         self, feed: FrameFeed, classifier: Classifier, sinks: Sequence[Sink], people: PersonTracker | None, stop: StopRequest | None,
-        source_down: Callable[[], bool] | None = None,
+        source_down: Callable[[], bool] | None = None, carrier: BoxCarrier | None = None,
     ) -> None:  # fmt: skip
         self.feed, self.classifier, self.sinks, self.people, self.stop = feed, classifier, sinks, people, stop
         self.source_down = source_down
+        self.carrier = carrier  # read only at the end, for its count of dropped detector answers
         self.event_sinks = [s for s in sinks if isinstance(s, EventSink)]
         self.waiting_sinks = [s for s in sinks if isinstance(s, WaitingSink)]
         self.meter = FpsMeter()
@@ -369,7 +370,10 @@ class _Run:
 
     def summary(self) -> LiveSummary:
         elapsed = self.last - self.first if self.first is not None else 0.0
-        return LiveSummary(self.processed, self.feed.dropped, elapsed, self.stopped_by, failure=self.feed.failure, interrupted=self.interrupted)
+        detector_dropped = self.carrier.counts.dropped if self.carrier is not None else 0
+        return LiveSummary(
+            self.processed, self.feed.dropped, elapsed, self.stopped_by, failure=self.feed.failure, interrupted=self.interrupted, detector_dropped=detector_dropped
+        )
 
 
 # --- the Python API: one event per person -------------------------------------------------

@@ -3,7 +3,10 @@
 - `access`: where it listens and who may watch (address, token, cookie).
 - `content`: what it serves (the newest frame's snapshot, /latest's body, JPEG pictures).
 - `sink`: `WebSink`, the live loop's sink that hands frames to the server.
-- `server`: the HTTP server (tornado); the only module of gclf that imports tornado.
+- `backlog`: what a viewer has not read yet (our socket's queue, its receive window), so a
+  viewer that stops reading is let go whatever its buffers.
+- `server`: the HTTP server (tornado); the only module of gclf that imports tornado; its
+  `ROUTES` is the list of every path served.
 - `metrics`: `LiveMetrics` (Prometheus, served at /metrics) and `MetricsSink`, the loop's sink
   that feeds it; the only module that imports prometheus_client. /healthz needs no token.
 

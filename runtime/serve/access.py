@@ -156,25 +156,39 @@ def token_matches(given: str | None, expected: str | None) -> bool:
     return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
 
 
+# Where a UDP socket is "connected" to learn this machine's address on each family's network
+# (nothing is sent): a private IPv4 address, and an IPv6 documentation address.
+_PROBE_TARGETS = {socket.AF_INET: ("10.255.255.255", 1), socket.AF_INET6: ("2001:db8::1", 1)}
+
+
 def reachable_hosts(address: ServeAddress) -> list[str]:
     """Host names or addresses to put in the printed URL: the bound host, or for a wildcard
-    bind (0.0.0.0, ::) this machine's name and its address on the local network."""
+    bind this machine's address on the local network and its name: `0.0.0.0` listens on
+    IPv4, so its IPv4 address; `::` listens on both families (server.bind_listeners), so
+    both addresses where the machine has them. With no network, the family's loopback."""
     try:
-        wildcard = ipaddress.ip_address(address.host).is_unspecified
+        ip = ipaddress.ip_address(address.host)
     except ValueError:
-        wildcard = False
-    if not wildcard:
         return [address.host]
-    hosts = []
-    with contextlib.suppress(OSError):
-        # Connecting a UDP socket sends nothing; it only asks the kernel which local address
-        # would be used to reach the network (the one another machine can reach us on).
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("10.255.255.255", 1))
-            hosts.append(probe.getsockname()[0])
+    if not ip.is_unspecified:
+        return [address.host]
+    families = [socket.AF_INET] if ip.version == 4 else [socket.AF_INET, socket.AF_INET6]
+    hosts = [found for family in families if (found := _local_address(family)) is not None]
     with contextlib.suppress(OSError):
         hosts.append(socket.gethostname() + ".local")  # mDNS name, as a Pi announces itself
-    return hosts or [address.host]
+    return hosts or ["127.0.0.1" if ip.version == 4 else "::1"]
+
+
+def _local_address(family: socket.AddressFamily) -> str | None:
+    """The address this machine would send from to reach the network on `family`, if any.
+    Connecting a UDP socket sends nothing; it only asks the kernel for the route."""
+    with contextlib.suppress(OSError):
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(_PROBE_TARGETS[family])
+            found = probe.getsockname()[0]
+            if not ipaddress.ip_address(found.split("%")[0]).is_link_local:  # fe80::: needs a zone in a URL
+                return found
+    return None
 
 
 def page_url(host: str, port: int, token: str | None) -> str:
@@ -183,6 +197,7 @@ def page_url(host: str, port: int, token: str | None) -> str:
 
 
 def cookie_name(port: int) -> str:
-    """The cookie that holds the token after the first visit; one per port, since cookies
-    are shared by every port of a host."""
-    return f"gclf_token_{port}"
+    """The page's cookie (after the first visit with the token; it holds the server's
+    session value, never the token). Named per port: a browser sends a host's cookies to
+    every port of it, so two runs on one host would otherwise overwrite each other's."""
+    return f"gclf_session_{port}"

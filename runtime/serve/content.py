@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 MAX_VIEWERS = 8  # concurrent /stream connections; more get 503 (each one costs a socket's buffers)
 STREAM_MAX_FPS = 15.0  # JPEG encodes per second, all viewers together: a Pi's cores belong to the model
 JPEG_QUALITY = 80
-# A frame's write must be done (in the socket's small send buffer) this long after it began,
-# else the viewer is disconnected and frees its slot. The buffers between a viewer and us
-# (our 32 KB send buffer, its receive buffer) hold a few seconds of frames at most, so a viewer
-# that stops reading is let go within 10 s; any link that shows video sends a frame in 5 s.
+# A viewer must read each frame within this long of its write, else it is disconnected and
+# frees its slot. What it has not read is followed through our socket and its receive buffer
+# (gclf.runtime.serve.backlog), so however large its buffers, a viewer that stops reading is
+# let go within 10 s; any link that shows video carries a frame in 5 s.
 WRITE_TIMEOUT_S = 5.0
 # /healthz answers 503 once no frame has come for this long: the live feed's own frame timeout
 # (gclf.runtime.live.sources.FRAME_TIMEOUT_S), after which a camera counts as stalled.

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import concurrent.futures
 import errno
 import hashlib
 import json
+import logging
 import re
+import secrets
 import socket
 import threading
 import time
@@ -41,6 +44,7 @@ except ImportError:  # Windows: no such limit to follow
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.serve.access import cookie_name, is_loopback_host, token_matches
+from gclf.runtime.serve.backlog import SentFrames
 from gclf.runtime.serve.content import ModelInfo, Snapshot, encode_jpeg, latest_json
 from gclf.runtime.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -54,9 +58,12 @@ ACCEPT_BATCH = 16  # connections accepted per turn of the event loop: requests o
 # Waiting connections the kernel queues before we accept them: more than a flood from one
 # address can hold open, so that another client's connection is queued, not dropped.
 LISTEN_BACKLOG = 1024
-SPEAK_GRACE_S = 1.0  # a connection that has sent bytes is not closed for room before this
+# When room must be made, a connection that has sent bytes is closed before this only if no
+# other will do (a flood of one-byte connections from many addresses has no other kind).
+SPEAK_GRACE_S = 1.0
 ACCEPT_PAUSE_S = 1.0  # out of file descriptors: stop accepting this long instead of retrying at once
-REPORT_EVERY_S = 60.0  # the same trouble is reported at most this often
+REPORT_EVERY_S = 60.0  # the same trouble, and the summary of what was refused, at most this often
+FIRST_SUMMARY_S = 10.0  # the first summary of refusals comes this long after the first one
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 PAGE = resources.files("gclf.runtime.serve").joinpath("page.html").read_text(encoding="utf-8")
 # The page's one inline script is allowed by its hash: no other script can run in it.
@@ -125,7 +132,17 @@ class FrameHub:
             self._jpeg = (seq, done.result())
 
 
-class _Base(tornado.web.RequestHandler):
+class _Quiet(tornado.web.RequestHandler):
+    """Refused requests are never logged one by one: a client controls how many it sends.
+    They are counted instead (the server's summary, at most once a minute)."""
+
+    def log_exception(self, typ, value, tb) -> None:
+        if isinstance(value, (tornado.web.HTTPError, tornado.iostream.StreamClosedError)):
+            return  # an answer already given, or a viewer gone: not an error of the server
+        super().log_exception(typ, value, tb)
+
+
+class _Base(_Quiet):
     """Every answer: GET only, the token checked first, nothing cached, no referrer sent on.
 
     Data (frames, results) is refused to requests a browser marks cross-site, so a page
@@ -160,11 +177,6 @@ class _Base(tornado.web.RequestHandler):
         hint = ": open the address gclf-infer printed, token included" if status_code == 403 else ""
         self.finish(f"{status_code} {self._reason}{hint}\n")
 
-    def log_exception(self, typ, value, tb) -> None:
-        if isinstance(value, (tornado.web.HTTPError, tornado.iostream.StreamClosedError)):
-            return  # an answer already given, or a viewer gone: not an error of the server
-        super().log_exception(typ, value, tb)
-
 
 class PageHandler(_Base):
     cross_site_ok = True
@@ -173,7 +185,9 @@ class PageHandler(_Base):
         if self.get_query_argument("token", None) is not None:
             # Traded for a cookie that scripts cannot read and no other site's request carries;
             # the page then takes the token out of the address bar (history.replaceState).
-            self.set_cookie(cookie_name(self.server.port), self.server.token, httponly=True, samesite="Strict", path="/")
+            # The cookie holds this server's session value, not the token: browsers send a
+            # host's cookies to every port of it, and the session value dies with the process.
+            self.set_cookie(cookie_name(self.server.port), self.server.session, httponly=True, samesite="Strict", path="/")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", PAGE_CSP)
         self.finish(PAGE)
@@ -243,9 +257,12 @@ class StreamHandler(_Base):
         try:
             sock = self.request.connection.stream.socket
             if sock is not None:
-                # Small, so that a viewer who stops reading fills it (and the write deadline
-                # below starts counting) within a frame or two, not after megabytes.
+                # Small, so that a viewer who stops reading fills it within a frame or two.
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+            # What the viewer has not read yet, in our socket and in its receive buffer: a
+            # viewer that stops reading is let go write_timeout_s after the oldest frame it
+            # has not read, however much its buffers took first (serve.backlog).
+            sent = SentFrames(sock, self.server.write_timeout_s)
             self.set_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             seq = 0
             while True:
@@ -253,22 +270,26 @@ class StreamHandler(_Base):
                 if got is None:
                     break
                 seq, jpeg = got
-                self.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode("ascii"))
+                if sent.overdue(time.monotonic()):
+                    self.request.connection.close()  # stopped reading: its slot is freed
+                    return
+                head = f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode("ascii")
+                self.write(head)
                 self.write(jpeg)
                 self.write(b"\r\n")
                 # The next frame is fetched only once this one is in the socket's buffer: a
-                # slow viewer gets fewer frames, never a queue. One that takes nothing is let
-                # go: the deadline counts from this frame's write, whatever the buffers hold.
+                # slow viewer gets fewer frames, never a queue of ours.
                 await tornado.gen.with_timeout(
-                    timedelta(seconds=self.server.write_timeout_s), self.flush(), quiet_exceptions=(tornado.iostream.StreamClosedError,)
+                    timedelta(seconds=sent.seconds_left(time.monotonic())), self.flush(), quiet_exceptions=(tornado.iostream.StreamClosedError,)
                 )
+                sent.wrote(len(head) + len(jpeg) + 2, time.monotonic())
         except (tornado.iostream.StreamClosedError, tornado.gen.TimeoutError):
             self.request.connection.close()  # gone, or stopped reading
         finally:
             self.server.release_viewer()
 
 
-class NotFoundHandler(tornado.web.RequestHandler):
+class NotFoundHandler(_Quiet):
     """Every other path, whatever the method: 404 (no files, no listing)."""
 
     def prepare(self) -> None:
@@ -282,6 +303,46 @@ class NotFoundHandler(tornado.web.RequestHandler):
         self.finish(f"{status_code} {self._reason}\n")
 
 
+# What the summary of refusals counts, in its order: connections, then requests by answer.
+_CONNECTION_KINDS = ("closed for room", "turned away")
+_ANSWER_KINDS = {403: "forbidden", 404: "not found", 503: "too many viewers"}
+_REQUEST_KINDS = ("forbidden", "not found", "bad requests", "too many viewers", "server errors")
+
+# Every path the server answers (any other gets 404): the one list, which docs/security.md's
+# table of paths follows (a test holds them to each other).
+ROUTES: tuple[tuple[str, type[_Base]], ...] = (
+    ("/", PageHandler),
+    ("/stream", StreamHandler),
+    ("/latest", LatestHandler),
+    ("/counts", CountsHandler),
+    ("/metrics", MetricsHandler),
+    ("/healthz", HealthHandler),
+)
+
+
+def quiet_tornado_logs() -> None:
+    """Drop tornado's per-connection and per-request messages below ERROR (a malformed
+    request, a read error, a body it could not parse): each is caused by a client, which
+    decides how many there are. Errors (a bug of ours: an uncaught exception) still show.
+    Process-wide, as logging is; added once."""
+    for name in ("tornado.general", "tornado.access"):
+        logger = logging.getLogger(name)
+        if _error_or_worse not in logger.filters:
+            logger.addFilter(_error_or_worse)
+
+
+def _error_or_worse(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def bind_listeners(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets for `host`: `::` (every IPv6 address) listens on IPv4's every address
+    too, as it does by default on Linux, so the IPv4 URL printed for it works; tornado would
+    bind `::` to IPv6 alone. Port 0 takes one free port for both."""
+    address = None if host == "::" else host  # None: every address of both families
+    return tornado.netutil.bind_sockets(port, address=address, family=socket.AF_UNSPEC, backlog=LISTEN_BACKLOG)
+
+
 class _Conn:
     """One open connection: whose, since when, and whether a request on it carried the token."""
 
@@ -293,10 +354,22 @@ class _Conn:
         self.authenticated = False
 
 
+# What tornado's HTTP/1.1 parser writes, and nothing else, before closing a connection whose
+# request it could not parse; no handler sees that request.
+_MALFORMED_ANSWER = b"HTTP/1.1 400 Bad Request\r\n\r\n"
+
+
 class _Stream(tornado.iostream.IOStream):
-    """An IOStream that remembers whether its peer ever sent a byte."""
+    """An IOStream that remembers whether its peer ever sent a byte, and tells `on_malformed`
+    when tornado answers a request it could not parse (so that it is counted too)."""
 
     spoke = False
+    on_malformed: Callable[[], None] | None = None
+
+    def write(self, data, *args, **kwargs):
+        if self.on_malformed is not None and data == _MALFORMED_ANSWER:
+            self.on_malformed()
+        return super().write(data, *args, **kwargs)
 
     def read_from_fd(self, buf) -> int | None:
         n = super().read_from_fd(buf)
@@ -344,9 +417,13 @@ class WebServer:
 
     Connections are accepted here, not by tornado, so that they can be counted: at most
     `max_connections` in all and `max_per_address` from one address. When either is
-    reached, the oldest connection that has not shown the token is closed to make room
-    (one that has keeps its place, and a new one is refused instead). Running out of file
-    descriptors pauses accepting for a second, reported at most once a minute."""
+    reached, a connection that has not shown the token is closed to make room (`_make_room`;
+    one that has keeps its place, and a new one is refused instead). Running out of file
+    descriptors pauses accepting for a second, reported at most once a minute.
+
+    Nothing refused is logged one by one: connections closed for room or turned away and
+    requests answered with an error are counted, and `report` gets one summary of them at
+    most every `report_every_s`."""
 
     def __init__(
         self,
@@ -370,8 +447,12 @@ class WebServer:
         max_connections: int | None = None,
         max_per_address: int | None = None,
         header_timeout_s: float = HEADER_TIMEOUT_S,
+        report_every_s: float = REPORT_EVERY_S,
     ) -> None:
         self.token = token
+        # The page's cookie: random, made for this server and never stored, so a cookie that
+        # leaks (browsers send it to every port of the host) is worthless once the run ends.
+        self.session = secrets.token_urlsafe(32)
         self.loopback_only = loopback_only
         self.latest = latest
         self.latest_image = latest_image
@@ -390,9 +471,15 @@ class WebServer:
         self._conns: OrderedDict[tornado.iostream.IOStream, _Conn] = OrderedDict()  # oldest first; on the event loop only
         self._paused = False
         self._reported_at: dict[str, float] = {}
+        self._report_every_s = report_every_s
+        self._refused: collections.Counter[str] = collections.Counter()  # what the next summary reports; on the event loop only
+        self._summary_due: asyncio.TimerHandle | None = None
+        self._last_summary = float("-inf")
+        self._window_start = 0.0  # when the first refusal the next summary reports came
         self.viewers = 0  # changed on the event loop only; read from anywhere
+        quiet_tornado_logs()
         try:
-            self._sockets = tornado.netutil.bind_sockets(port, address=host, family=socket.AF_UNSPEC, backlog=LISTEN_BACKLOG)
+            self._sockets = bind_listeners(host, port)
         except (OSError, UnicodeError) as exc:
             raise UsageError(f"--serve {host}:{port}: cannot listen there ({exc.strerror or exc})") from None
         self.port: int = self._sockets[0].getsockname()[1]
@@ -413,16 +500,9 @@ class WebServer:
         try:
             self.hub = FrameHub(self.latest_image, self._pool, self._max_fps)
             app = tornado.web.Application(
-                [
-                    (r"/", PageHandler, {"server": self}),
-                    (r"/latest", LatestHandler, {"server": self}),
-                    (r"/counts", CountsHandler, {"server": self}),
-                    (r"/stream", StreamHandler, {"server": self}),
-                    (r"/metrics", MetricsHandler, {"server": self}),
-                    (r"/healthz", HealthHandler, {"server": self}),
-                ],
+                [(path, handler, {"server": self}) for path, handler in ROUTES],
                 default_handler_class=NotFoundHandler,
-                log_function=lambda handler: None,  # no access log on the user's terminal
+                log_function=self._answered,  # no access log on the user's terminal: errors are counted
                 compress_response=False,
             )
             self._http = tornado.httpserver.HTTPServer(
@@ -475,25 +555,37 @@ class WebServer:
             room = True
         if not room:
             conn.close()  # every connection here has shown the token: the newcomer waits
+            self._count_refusal("turned away")
             return
         conn.setblocking(False)
         stream = _Stream(conn, max_buffer_size=64 * 1024)
+        stream.on_malformed = self._count_malformed
         self._conns[stream] = _Conn(host, time.monotonic())
         self._http.handle_stream(stream, address)
 
     def _make_room(self, host: str | None) -> bool:
-        """Close the oldest connection (from `host`, if given) that has not shown the token and
-        has either sent nothing or had `SPEAK_GRACE_S` to show it. A client that sent its
-        request at once keeps its place while the request is read, however fast others come."""
+        """Close one connection that has not shown the token: from `host` when its own cap is
+        reached, else from the address that holds the most such connections (a flood pays
+        for itself, whichever addresses it comes from). Of that address's, the oldest that has
+        sent nothing or had `SPEAK_GRACE_S` to show the token, else simply the oldest: the
+        newest connection, a client's request on its way, is the last to go. A request that
+        has arrived is answered as soon as it is read, so a client that sends its request at
+        once is answered long before a flood of hundreds a second makes it the oldest.
+        False when every connection has shown the token."""
+        candidates = [(stream, conn) for stream, conn in self._conns.items() if not conn.authenticated]
+        if host is None:
+            held = collections.Counter(conn.host for _, conn in candidates)
+            if held:
+                host = held.most_common(1)[0][0]
+        candidates = [(stream, conn) for stream, conn in candidates if conn.host == host]
+        if not candidates:
+            return False
         now = time.monotonic()
-        for stream, conn in self._conns.items():
-            if conn.authenticated or (host is not None and conn.host != host):
-                continue
-            if now - conn.opened >= SPEAK_GRACE_S or stream.silent():
-                del self._conns[stream]
-                stream.close()
-                return True
-        return False
+        stream = next((s for s, c in candidates if now - c.opened >= SPEAK_GRACE_S or s.silent()), candidates[0][0])
+        del self._conns[stream]
+        stream.close()
+        self._count_refusal("closed for room")
+        return True
 
     def _pause_accepting(self, exc: OSError) -> None:
         # The listening socket stays readable while a connection waits: retrying at once would
@@ -517,9 +609,43 @@ class WebServer:
 
     def _report_once(self, kind: str, message: str) -> None:
         now = time.monotonic()
-        if now - self._reported_at.get(kind, -REPORT_EVERY_S) >= REPORT_EVERY_S:
+        if now - self._reported_at.get(kind, -self._report_every_s) >= self._report_every_s:
             self._reported_at[kind] = now
             self._report(message)
+
+    def _answered(self, handler: tornado.web.RequestHandler) -> None:
+        """Every answer a handler gave (tornado's access log hook): errors are counted."""
+        status = handler.get_status()
+        if isinstance(handler, HealthHandler):
+            return  # its 503 is the camera's state, not a refusal
+        if status == 404 and handler.request.path == "/favicon.ico":
+            return  # asked for by every browser that opens the page: not worth a line
+        if status >= 400:
+            self._count_refusal(_ANSWER_KINDS.get(status, "bad requests" if status < 500 else "server errors"))
+
+    def _count_malformed(self) -> None:
+        self._count_refusal("bad requests")
+
+    def _count_refusal(self, kind: str) -> None:
+        """One more refused connection or request; the summary is made at most every report_every_s."""
+        self._refused[kind] += 1
+        if self._summary_due is None:
+            now = self._loop.time()
+            self._window_start = now
+            at = max(now + min(FIRST_SUMMARY_S, self._report_every_s), self._last_summary + self._report_every_s)
+            self._summary_due = self._loop.call_at(at, self._summarise)
+
+    def _summarise(self) -> None:
+        self._summary_due = None
+        now = self._loop.time()
+        self._last_summary = now
+        counts, self._refused = self._refused, collections.Counter()
+        parts = [f"{counts[k]} connection{'' if counts[k] == 1 else 's'} {k}" for k in _CONNECTION_KINDS if counts[k]]
+        n_requests = sum(counts[k] for k in _REQUEST_KINDS)
+        if n_requests:
+            kinds = ", ".join(f"{counts[k]} {k}" for k in _REQUEST_KINDS if counts[k])
+            parts.append(f"{n_requests} request{'' if n_requests == 1 else 's'} refused ({kinds})")
+        self._report(f"--serve: in the last {max(1.0, now - self._window_start):.0f} s: {'; '.join(parts)}")
 
     @property
     def open_connections(self) -> int:
@@ -527,6 +653,8 @@ class WebServer:
         return len(self._conns)
 
     async def _shutdown(self) -> None:
+        if self._summary_due is not None:
+            self._summary_due.cancel()
         self.hub.shut()  # open streams end their responses
         if not self._paused:
             for sock in self._sockets:
@@ -540,11 +668,16 @@ class WebServer:
             stream.close()
 
     def allowed(self, request) -> bool:
-        """Whether `request` carries the token (query, Authorization: Bearer, or the page's
-        cookie), and on loopback names this machine in its Host header. Every handler's one
-        check; a connection that passed it is no longer the first to be closed for room."""
-        given = _given_token(request, cookie_name(self.port))
-        ok = given is not None and token_matches(given, self.token)
+        """Whether `request` carries the token (query or Authorization: Bearer) or the page's
+        cookie (this server's session value), and on loopback names this machine in its Host
+        header. Every handler's one check; a connection that passed it is no longer closed
+        for room."""
+        token = _given_token(request)
+        if token is not None:
+            ok = token_matches(token, self.token)
+        else:
+            cookie = _given_cookie(request, cookie_name(self.port))
+            ok = cookie is not None and token_matches(cookie, self.session)
         if ok and self.loopback_only:
             # Loopback: the Host header must name this machine too, so a web page elsewhere
             # cannot point a name of its own at 127.0.0.1 (DNS rebinding).
@@ -586,18 +719,20 @@ class WebServer:
             sock.close()
 
 
-def _given_token(request, cookie: str) -> str | None:
-    """The token a request carries: one ?token= (two or more are refused: which would count?),
-    else an Authorization: Bearer header, else the page's cookie; None when none."""
+def _given_token(request) -> str | None:
+    """The token a request carries: one ?token= (two or more carry none: which would
+    count?), else an Authorization: Bearer header; None when none."""
     values = request.query_arguments.get("token", [])
     if len(values) > 1:
-        return None
+        return ""  # given, and matching nothing
     if values:
         return values[0].decode("utf-8", "surrogateescape")
-    bearer = _bearer(request)
-    if bearer is not None:
-        return bearer
-    morsel = request.cookies.get(cookie) if "Cookie" in request.headers else None
+    return _bearer(request)
+
+
+def _given_cookie(request, name: str) -> str | None:
+    """The page's cookie (the server's session value, never the token); None when absent."""
+    morsel = request.cookies.get(name) if "Cookie" in request.headers else None
     return morsel.value if morsel is not None else None
 
 

@@ -22,7 +22,8 @@ whatever the number of viewers.
 Private by default: without a host it binds 127.0.0.1. Every address, loopback included,
 needs a token (from `--token-file`, `$GCLF_SERVE_TOKEN` or `--token`; else generated and
 printed with the URL, as Jupyter does) and every request without it gets 403. A token the
-user gave is never printed. The page trades the URL's token for an HttpOnly cookie.
+user gave is never printed. The page trades the URL's token for an HttpOnly cookie holding
+a value made for this server's process (never the token).
 
 This module imports no web library, so that `--serve` without the `serve` extra can say
 so in one sentence; the tornado side (gclf.runtime.serve.server) is imported when a
@@ -82,7 +83,8 @@ class WebSink:
         page. `camera`: a network camera's state, so that the page says when it is down.
         `metrics`: served at /metrics (None: 404); `metrics_public`: without the token, allowed
         on a loopback address only. `stalled_after_s`: /healthz says 503 once no frame came for
-        this long. `limits`: server.WebServer's max_connections, max_per_address, header_timeout_s."""
+        this long. `limits`: server.WebServer's max_connections, max_per_address,
+        header_timeout_s, report_every_s."""
         if metrics_public and not address.loopback:
             raise UsageError(
                 f"--metrics-public serves /metrics without the token, so only on this machine: serve on 127.0.0.1 "

@@ -44,7 +44,7 @@ def test_iou_and_matching_are_one_to_one_and_thresholded(bench) -> None:
 @pytest.mark.skipif(not (PHOTO.is_file() and YUNET.is_file()), reason=f"needs {PHOTO} and {YUNET}")
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_true_box_is_where_the_detector_finds_the_face_in_the_scene(bench, seed: int) -> None:
-    from gclf.runtime.faces import YuNetFaceDetector
+    from gclf.runtime.faces import YuNetFaceDetector, find_faces
 
     reference = YuNetFaceDetector(YUNET, max_side=1024)
     bgr = cv2.imread(str(PHOTO))
@@ -57,7 +57,7 @@ def test_the_true_box_is_where_the_detector_finds_the_face_in_the_scene(bench, s
 
     (placed,) = scene.faces
     assert scene.bgr.shape == (bench.FRAME_H, bench.FRAME_W, 3)
-    found = YuNetFaceDetector(YUNET, max_side=1024).detect(scene.bgr)
+    found = find_faces(YuNetFaceDetector(YUNET, max_side=1024), scene.bgr).boxes
     assert max(bench.iou(placed.box, f) for f in found) >= 0.7, (placed.box, found)
 
 

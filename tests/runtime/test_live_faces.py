@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.classifier import Classifier
-from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, expand_box, face_crops
+from gclf.runtime.faces import HaarFaceDetector, YuNetFaceDetector, expand_box, face_crops, find_faces
 from gclf_testutil import SHARED
 
 DATASET = SHARED / "datasets" / "gender-faces"
@@ -68,7 +68,7 @@ def _make(name: str):
 def test_the_detector_finds_the_face_in_a_real_photo(detector_name: str, photo: str) -> None:
     frame, region = _frame_with_face(photo)
 
-    boxes = _make(detector_name).detect(frame)
+    boxes = find_faces(_make(detector_name), frame).boxes
 
     assert len(boxes) == 1, boxes
     assert _centre_inside(boxes[0], region)
@@ -77,7 +77,7 @@ def test_the_detector_finds_the_face_in_a_real_photo(detector_name: str, photo: 
 
 @pytest.mark.parametrize("detector_name", _detectors())
 def test_no_face_in_a_plain_frame(detector_name: str) -> None:
-    assert _make(detector_name).detect(np.full((*FRAME_HW, 3), 90, dtype=np.uint8)) == []
+    assert find_faces(_make(detector_name), np.full((*FRAME_HW, 3), 90, dtype=np.uint8)) == ([], 0)
 
 
 @needs_photos
@@ -86,7 +86,7 @@ def test_a_large_frame_is_detected_on_a_smaller_copy_and_boxes_come_back_in_fram
     frame, region = _frame_with_face(FACE_PHOTOS[0])
     big = cv2.resize(frame, None, fx=3, fy=3, interpolation=cv2.INTER_LINEAR)  # 1920x1440
 
-    (box,) = HaarFaceDetector().detect(big)
+    (box,) = find_faces(HaarFaceDetector(), big).boxes
 
     assert _centre_inside(box, tuple(3 * v for v in region))
 
@@ -194,6 +194,6 @@ def test_live_preparation_is_bit_identical_to_the_preprocessing_contract(detecto
     if detector is None:
         expected = preprocess_batch([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)], spec)
     else:
-        expected = preprocess_batch(face_crops(bgr, detector.detect(bgr), 0.1), spec)
+        expected = preprocess_batch(face_crops(bgr, find_faces(detector, bgr).boxes, 0.1), spec)
     assert prepared.batch.dtype == np.float32
     assert np.array_equal(prepared.batch, expected)
