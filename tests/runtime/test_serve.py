@@ -36,7 +36,6 @@ from gclf.runtime.serve import (
     token_matches,
 )
 from serve_testutil import (
-    FLOOD_SOURCES,
     FakeLoop,
     IdleFlood,
     SpeakingFlood,
