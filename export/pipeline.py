@@ -156,7 +156,8 @@ def training_summary(ckpt: dict, metrics: dict | None) -> dict:
 def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
     import torch  # noqa: F401  (the checkpoint helpers below need it)
 
-    from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
+    from gclf.train.checkpoint import load_gclf_checkpoint
+    from gclf.train.model import model_from_checkpoint
 
     ckpt = load_gclf_checkpoint(run.checkpoint)
     spec = PreprocessSpec.from_dict(ckpt["spec"])

@@ -33,7 +33,8 @@ def pytorch_row(model: Path, batch1: np.ndarray, batch: np.ndarray, threads: int
     try:
         import torch
 
-        from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
+        from gclf.train.checkpoint import load_gclf_checkpoint
+        from gclf.train.model import model_from_checkpoint
     except ImportError as exc:
         return Row(name, note=f"skipped: {exc.name} not installed (the `train` extra)")
     torch.set_num_threads(threads)

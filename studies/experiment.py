@@ -29,7 +29,8 @@ from gclf.runtime.errors import TrainingDivergedError
 from gclf.runtime.atomic import write_atomic_with, write_json_atomic, write_text_atomic
 from gclf.runtime.log import Log
 from gclf.train.augment import grey_copy
-from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
+from gclf.train.checkpoint import load_gclf_checkpoint
+from gclf.train.model import model_from_checkpoint
 from gclf.train.dataset import ImageDataset
 from gclf.train.epoch import EvalResult, evaluate
 from gclf.train.config import TrainConfig

@@ -97,11 +97,3 @@ def resume_state(ckpt: dict, path: Path) -> dict:
     if wrong:
         raise BadModelError(f"{path}: its training state is incomplete or damaged ({', '.join(wrong)})")
     return state
-
-
-def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
-    from gclf.train.model import new_googlenet
-
-    model = new_googlenet(ckpt["arch"]["num_classes"], transform_input=ckpt["arch"]["transform_input"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.eval()

@@ -130,3 +130,10 @@ def build_model(class_names: list[str], weights: BackboneWeights) -> GoogLeNet:
 
 def keeps_head(weights: BackboneWeights, class_names: list[str]) -> bool:
     return weights.class_names is not None and list(weights.class_names) == list(class_names)
+
+
+def model_from_checkpoint(ckpt: dict) -> torch.nn.Module:
+    """The network a gclf checkpoint (load_gclf_checkpoint) holds, in eval mode."""
+    model = new_googlenet(ckpt["arch"]["num_classes"], transform_input=ckpt["arch"]["transform_input"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval()

@@ -14,10 +14,10 @@ import torch
 
 from gclf.runtime.errors import BadModelError, UsageError
 from gclf.runtime.log import Log
-from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint, resume_state
+from gclf.train.checkpoint import load_gclf_checkpoint, resume_state
 from gclf.train.config import TrainConfig
 from gclf.train.loop import Progress, Trainer
-from gclf.train.model import build_model, resolve_weights
+from gclf.train.model import build_model, model_from_checkpoint, resolve_weights
 from gclf.train.run_folder import RunData
 
 GRAD_SCALER_KEY = "grad_scaler"

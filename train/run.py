@@ -28,13 +28,13 @@ import torch
 from gclf.runtime.errors import UsageError
 from gclf.runtime.atomic import check_writable_folder, remove_stale_temp_files, write_json_atomic
 from gclf.runtime.log import Log
-from gclf.train.checkpoint import FACE_CROP_KEY, load_gclf_checkpoint, make_checkpoint, model_from_checkpoint
+from gclf.train.checkpoint import FACE_CROP_KEY, load_gclf_checkpoint, make_checkpoint
 from gclf.train.config import TrainConfig
 from gclf.train.distributed import Distributed
 from gclf.train.epoch import EvalResult, evaluate
 from gclf.train.loop import Progress, eval_loader, make_trainer, train_epochs
 from gclf.train.metrics import classification_report
-from gclf.train.model import build_model, keeps_head, resolve_weights
+from gclf.train.model import build_model, keeps_head, model_from_checkpoint, resolve_weights
 from gclf.train.precision import check_precision
 from gclf.train.reports import write_run_reports
 from gclf.train.resume import capture_state, restore_state, resume_point

@@ -25,7 +25,8 @@ from gclf.runtime.errors import EXIT_EXPORT_CHECK
 from gclf.runtime.files import sha256_file
 from gclf.runtime.listing import list_images
 from gclf.runtime.preprocess import PreprocessSpec, preprocess_batch
-from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
+from gclf.train.checkpoint import load_gclf_checkpoint
+from gclf.train.model import model_from_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -70,7 +70,7 @@ def _assert_exports_faithfully(run: Path, data: Path, tmp_path: Path) -> None:
     from gclf.export.pipeline import export_fp32, load_batch, locate_run
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.preprocess import PreprocessSpec
-    from gclf.train.checkpoint import model_from_checkpoint
+    from gclf.train.model import model_from_checkpoint
 
     onnx_path = tmp_path / f"{run.name}.onnx"
     export_fp32(locate_run(run), onnx_path, lambda _: None)
@@ -100,7 +100,7 @@ def test_a_bad_precision_is_refused_by_the_option(data: Path, tmp_path: Path) ->
 def test_channels_last_trains_computes_what_the_default_layout_does_and_exports(data: Path, tmp_path: Path, one_thread) -> None:
     from gclf.export.pipeline import load_batch
     from gclf.runtime.preprocess import PreprocessSpec
-    from gclf.train.checkpoint import model_from_checkpoint
+    from gclf.train.model import model_from_checkpoint
 
     runs = {}
     for name, flags in (("plain", []), ("cl", ["--channels-last"])):

@@ -63,7 +63,8 @@ def test_freeze_validates_on_cached_features_exactly_as_the_whole_model(data: Pa
     result = _train("--data", data, "--out", out, *BASE, "--weights", tiny_run.run_dir / "best.pt", "--freeze", "--max-epochs", "2", "--keep", "last")
     assert result.exit_code == 0, result.output
 
-    from gclf.train.checkpoint import load_gclf_checkpoint, model_from_checkpoint
+    from gclf.train.checkpoint import load_gclf_checkpoint
+    from gclf.train.model import model_from_checkpoint
     from gclf.train.epoch import evaluate
     from gclf.train.loop import eval_loader as _eval_loader
     from gclf.train.run_folder import load_run_config, read_run_data
