@@ -1,7 +1,7 @@
 """onnxruntime's int8 convolutions on Intel AMX: the same weights, given a zero point that
 takes them to MLAS's AMX kernels.
 
-gclf's int8 files have symmetric weights (zero point 0, gclf.export.quantize). onnxruntime
+gclf's int8 files have symmetric weights (zero point 0, as gclf-export writes them). onnxruntime
 runs such a convolution on MLAS's "symmetric" kernels (indirect convolution or SymmQgemm),
 which have AVX-512 VNNI code but no AMX code. Its general QGEMM, taken when the weights'
 zero point is not 0, has AMX kernels (TDPBUSD on 16x64 tiles). On an AMX CPU the runtime

@@ -1,0 +1,184 @@
+"""Does an engine give this model's answers on this machine? Checked once, against outputs the
+model records, and remembered.
+
+gclf-export records in each file (`gclf.reference_outputs`) the logits onnxruntime gave, on
+the exporting machine, for a few generated input images: patterns computed from their index
+with integer arithmetic, so every machine makes the same pixels (no photo, so no training
+face, ever goes into a model). Of `CANDIDATES` patterns it keeps the `REFERENCES` whose two
+top logits are closest: near the decision boundary a drift moves the probabilities most.
+
+The first time an engine (its name, version, precision and layout) meets a model (its
+sha256) on a CPU, `verify_engine` runs those inputs through it and compares softmax
+probabilities with the recorded ones. The largest difference must stay within `TOLERANCE`:
+an fp32 engine on another CPU lands within 1e-5, OpenVINO's int8 and bf16 within a few
+thousandths, while int8 sums that saturate on an AVX2 CPU moved answers by 0.12-0.21 and a
+wrong input layout by far more (docs/engines.md, the measurements). An engine over it is
+refused (EngineRefusedError, one sentence). The verdict is cached in gclf_home()/parity/, so
+later loads cost one hash of the file.
+
+A model exported before gclf recorded references: onnxruntime, the default engine, runs it
+as before (nothing to compare with), and another engine is compared with onnxruntime on
+this machine, on the same kind of inputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+
+from gclf.runtime.atomic import write_bytes_atomic
+from gclf.runtime.cpu_class import cpu_class_label, cpu_model_name
+from gclf.runtime.errors import BadModelError, EngineRefusedError, GclfError
+from gclf.runtime.metadata import KEY_REFERENCE
+from gclf.runtime.paths import gclf_home
+from gclf.runtime.preprocess import PreprocessSpec, to_model_input
+
+PATTERNS = "gclf-patterns-1"  # the generator below; a new generator gets a new name
+CANDIDATES = 32
+REFERENCES = 6
+TOLERANCE = 0.02  # largest |probability difference| an engine may show on the reference inputs
+CHECK_VERSION = 1  # part of the cache key: a change to the check itself invalidates old verdicts
+
+Logits = Callable[[np.ndarray], np.ndarray]  # float32 (N, 3, H, W) -> (N, C)
+
+
+@dataclass(frozen=True)
+class ParityResult:
+    passed: bool
+    against: str  # "recorded" (the model's reference outputs), "onnxruntime here", or "nothing" (not checked)
+    max_prob_diff: float | None  # None when not checked
+    tolerance: float
+    engine: str  # gclf.runtime.engine.describe()
+    cpu: str
+    cached: bool = False
+
+    def line(self) -> str:
+        if self.against == "nothing":
+            return f"{self.engine}: not checked (the model records no reference outputs: it was exported before gclf recorded them)"
+        verdict = "passed" if self.passed else "FAILED"
+        where = "the model's reference outputs" if self.against == "recorded" else "onnxruntime on this machine"
+        return f"{self.engine}: parity {verdict} against {where}, largest probability difference {self.max_prob_diff:.2g} (tolerance {self.tolerance:g})"
+
+
+# --- the generated inputs ---------------------------------------------------------------------
+
+
+def pattern_image(index: int, height: int, width: int) -> np.ndarray:
+    """Generated RGB uint8 image number `index`: a blend of a gradient, stripes and hashed
+    noise, from integer arithmetic only (identical on every machine and numpy version)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.int64)
+    c = np.arange(3, dtype=np.int64).reshape(1, 1, 3)
+    x, y = x[..., None], y[..., None]
+    i = int(index)
+    gradient = (x * (1 + i % 7) * 255 // max(width, 1) + y * (1 + i % 5) * 255 // max(height, 1) + c * 85 * (i % 3)) % 256
+    stripes = ((x * (i % 4 + 1) + y * (i % 3)) // (2 + i % 6) % 2) * 255
+    h = (x * 374761393 + y * 668265263 + (i * 3 + c) * 1274126177) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * 1274126177) & 0xFFFFFFFF
+    noise = h >> 24
+    k = i % 4  # how much of each: smooth, striped, noisy, mixed
+    mix = (gradient * (4 - k) + noise * k + stripes * (i % 2)) // (5 if i % 2 else 4)
+    return np.clip(mix, 0, 255).astype(np.uint8)
+
+
+def pattern_inputs(spec: PreprocessSpec, indices: list[int]) -> np.ndarray:
+    """Model input for the generated images `indices`, at the model's size."""
+    images = np.stack([pattern_image(i, spec.input_height, spec.input_width) for i in indices])
+    return to_model_input(images, spec)
+
+
+def choose_references(run: Logits, spec: PreprocessSpec) -> dict:
+    """What gclf-export records: of CANDIDATES patterns, the REFERENCES closest to the
+    decision boundary under `run`, and `run`'s logits for them."""
+    logits = np.asarray(run(pattern_inputs(spec, list(range(CANDIDATES)))), dtype=np.float64)
+    top2 = np.sort(logits, axis=1)[:, -2:]
+    chosen = sorted(np.argsort(top2[:, 1] - top2[:, 0], kind="stable")[:REFERENCES].tolist())
+    return {"inputs": PATTERNS, "indices": chosen, "logits": [[float(v) for v in logits[i]] for i in chosen]}
+
+
+def read_references(text: str | None, n_classes: int, source: str) -> dict | None:
+    """The recorded references, checked (BadModelError naming `source` if malformed); None if absent."""
+    if text is None:
+        return None
+    try:
+        ref = json.loads(text)
+        indices, logits = ref["indices"], ref["logits"]
+        ok = (ref.get("inputs") == PATTERNS and isinstance(indices, list) and isinstance(logits, list) and 0 < len(indices) == len(logits) <= CANDIDATES
+              and all(isinstance(i, int) and 0 <= i < CANDIDATES for i in indices)
+              and all(isinstance(row, list) and len(row) == n_classes and all(isinstance(v, (int, float)) and np.isfinite(v) for v in row) for row in logits))
+    except (ValueError, TypeError, KeyError, RecursionError):
+        ok = False
+    if not ok:
+        raise BadModelError(f"{source}: {KEY_REFERENCE} is not a list of reference outputs this gclf can read ({PATTERNS}, {n_classes} logits each)")
+    return ref
+
+
+# --- the check ----------------------------------------------------------------------------------
+
+
+def max_probability_difference(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(_softmax(np.asarray(a, np.float64)) - _softmax(np.asarray(b, np.float64))).max())
+
+
+def verify_engine(run: Logits, *, engine: str, model_sha256: str, spec: PreprocessSpec, references: dict | None,
+                  reference_engine: Callable[[], Logits] | None, source: str) -> ParityResult:
+    """The engine `run` (described as `engine`) against the model's references; cached.
+
+    `references`: read_references' result, or None for a model without; then
+    `reference_engine()` (None for the default engine itself) gives onnxruntime here to
+    compare with. Raises EngineRefusedError when the engine drifts.
+    """
+    cpu = f"{cpu_model_name()} ({cpu_class_label()})"
+    if references is None and reference_engine is None:
+        return ParityResult(True, "nothing", None, TOLERANCE, engine, cpu)
+    key = hashlib.sha256("|".join((model_sha256, engine, cpu, str(CHECK_VERSION), str(TOLERANCE))).encode()).hexdigest()
+    cache = gclf_home() / "parity" / f"{key}.json"
+    result = _cached(cache)
+    if result is None:
+        if references is not None:
+            indices, expected, against = references["indices"], np.asarray(references["logits"]), "recorded"
+        else:
+            chosen = choose_references(reference_engine(), spec)
+            indices, expected, against = chosen["indices"], np.asarray(chosen["logits"]), "onnxruntime here"
+        got = np.asarray(run(pattern_inputs(spec, indices)))
+        diff = max_probability_difference(got, expected) if got.shape == expected.shape and np.isfinite(got).all() else float("inf")
+        result = ParityResult(diff <= TOLERANCE, against, diff, TOLERANCE, engine, cpu)
+        _store(cache, result)
+    if not result.passed:
+        where = "the reference outputs the model records" if result.against == "recorded" else "onnxruntime on this machine"
+        raise EngineRefusedError(
+            f"{source}: {engine} gives answers that drift from {where} on this CPU (largest probability difference "
+            f"{result.max_prob_diff:.3g} > {result.tolerance:g}), so gclf will not run it here: "
+            + ("use the onnxruntime engine" if not engine.startswith("onnxruntime") else "the file may be damaged; export it again with gclf-export")
+        )
+    return result
+
+
+def _cached(path) -> ParityResult | None:
+    try:
+        record = json.loads(path.read_text())
+        return ParityResult(**{**{k: record[k] for k in ("passed", "against", "max_prob_diff", "tolerance", "engine", "cpu")}, "cached": True})
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent or unreadable: check again
+
+
+def _store(path, result: ParityResult) -> None:
+    record = {**asdict(result), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    record.pop("cached")
+    if record["max_prob_diff"] == float("inf"):
+        record["max_prob_diff"] = 1.0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(path, json.dumps(record, indent=1).encode())
+    except (OSError, GclfError):
+        pass  # a read-only home: the check runs again next time, which costs a few inferences
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
