@@ -21,14 +21,16 @@ against the reference outputs the model records.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping, Protocol, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
 
 from gclf.runtime.cpu_class import has_amx_int8
 from gclf.runtime.errors import BadModelError, UsageError
-from gclf.runtime.int8_amx import amx_weight_layout
-from gclf.runtime.metadata import KEY_VARIANT
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# This module is light (gclf-infer reads its names for --help, which must start fast): numpy,
+# OpenCV (through the metadata module) and the engines are imported where an engine is made.
 
 ENGINES = ("onnxruntime", "openvino")
 DEFAULT_ENGINE = "onnxruntime"
@@ -101,6 +103,9 @@ class OnnxRuntimeEngine:
 
     def __init__(self, path: Path, data: bytes, *, threads: int | None = None, spin: bool = True, amx_layout: bool | None = None) -> None:
         import onnxruntime as ort
+
+        from gclf.runtime.int8_amx import amx_weight_layout  # here: numpy (see the imports above)
+        from gclf.runtime.metadata import KEY_VARIANT
 
         self.path = path
         self.version = ort.__version__

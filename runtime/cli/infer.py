@@ -12,6 +12,7 @@ import click
 
 from gclf.runtime.cli.params import Camera, CameraParam, FaceModelParam, SizeParam
 from gclf.runtime.cli.support import report_errors
+from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, ENGINES, PRECISIONS  # light: numpy only
 from gclf.runtime.errors import UsageError
 from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # light: OpenCV loads only when a face is looked for
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
@@ -23,6 +24,8 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, cameras, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True, help="What runs the model: onnxruntime, or OpenVINO (pip install \"gclf[openvino]\"; faster int8 and bf16 on Intel CPUs with AMX). Checked once per model and machine against the reference outputs the model records; `--check MODEL` names the fastest that passed here.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True, help="What an fp32 model is computed in: fp32, or bf16 (--engine openvino; faster on CPUs with AMX or AVX512-BF16, answers a little further from fp32). An int8 model runs as it is.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
 @click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
 @click.option("--camera-size", type=SizeParam(), default=None, metavar="WxH", help="Live: frame size to ask the camera for, e.g. 640x480.  [default: the camera's own; picam: 640x480]")
@@ -50,6 +53,8 @@ def main(
     check: bool,
     batch_size: int,
     threads: int,
+    engine: str,
+    precision: str,
     as_json: bool,
     camera: Camera | None,
     camera_size: tuple[int, int] | None,
@@ -108,7 +113,7 @@ def main(
             token=token, token_file=token_file, camera_size=camera_size, events=events, summary_every=summary_every,
             jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
         )
-        return run_live_command(model, live, threads=threads)
+        return run_live_command(model, live, threads=threads, engine=engine, precision=precision)
     given = _given(ctx, LIVE_ONLY)
     if given:
         raise UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
@@ -117,7 +122,7 @@ def main(
     from gclf.runtime.cli.files_job import FileOptions, run_files_command  # here: --help stays fast
 
     options = FileOptions(faces, face_model, face_margin, if_no_face, batch_size, as_json)
-    return run_files_command(model, list(paths), options, threads=threads)
+    return run_files_command(model, list(paths), options, threads=threads, engine=engine, precision=precision)
 
 
 # Options that only mean something for a live source.
