@@ -234,6 +234,62 @@ def startup_seconds(repeats: int = 5) -> float:
 RowMaker = Callable[[Path, np.ndarray, np.ndarray, int, int], Row]
 
 
+@dataclass(frozen=True)
+class EngineChoice:
+    """One way to run a model file: an engine at a precision; timed by time_engine_choices."""
+
+    engine: str
+    precision: str = DEFAULT_PRECISION
+    ms: float | None = None  # batch-1 median; None: it did not run (problem says why)
+    problem: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.engine + (" at bf16" if self.precision == "bf16" else "")
+
+    @property
+    def flags(self) -> str:
+        return f"--engine {self.engine}" + (f" --precision {self.precision}" if self.precision != DEFAULT_PRECISION else "")
+
+
+def engine_choices(variant: str) -> list[EngineChoice]:
+    """Every engine and precision worth trying on a file of `variant` on this CPU (bf16 only
+    for fp32 files, on a CPU with bf16 instructions)."""
+    choices = [EngineChoice(engine) for engine in ENGINES]
+    if variant == "fp32" and cpu_class.has_bf16():
+        choices.append(EngineChoice("openvino", "bf16"))
+    return choices
+
+
+def time_engine_choices(model: Path, choices: Sequence[EngineChoice], *, threads: int | None = None, runs: int = 10) -> list[EngineChoice]:
+    """Each choice loaded (its parity checked) and timed at batch 1 on a generated input, the
+    choices taking turns run by run so that a load that comes and goes hits them alike."""
+    from dataclasses import replace
+
+    from gclf.runtime.parity import pattern_inputs
+
+    loaded, out = [], {}
+    for choice in choices:
+        try:
+            loaded.append((choice, Classifier(model, threads=threads, engine=choice.engine, precision=choice.precision, spin=False)))
+        except MissingDependencyError:
+            out[choice] = replace(choice, problem=f"not installed ({INSTALL_HINT.get(choice.engine, choice.engine)})")
+        except GclfError as exc:  # refused by its parity check, or cannot load the model
+            out[choice] = replace(choice, problem=f"not usable here: {exc}")
+    if loaded:
+        x = pattern_inputs(loaded[0][1].spec, [0])
+        samples: dict[EngineChoice, list[float]] = {c: [] for c, _ in loaded}
+        for c, clf in loaded:
+            clf.logits(x)  # warm-up
+        for _ in range(runs):
+            for c, clf in loaded:
+                start = time.perf_counter()
+                clf.logits(x)
+                samples[c].append((time.perf_counter() - start) * 1000)
+        out.update({c: replace(c, ms=statistics.median(v)) for c, v in samples.items()})
+    return [out[c] for c in choices]
+
+
 def engine_rows(fp32: Path, int8: Path | None) -> list[tuple[str, Path, str, str, bool | None]]:
     """(row name, file, engine, precision, amx_layout) for every engine row this machine can show."""
     rows: list[tuple[str, Path, str, str, bool | None]] = [("onnxruntime fp32", fp32, "onnxruntime", "fp32", None)]
