@@ -49,7 +49,7 @@ def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise MalformedMessage("a number is longer than 10 bytes")
 
 
-def encoderead_varint(value: int) -> bytes:
+def encode_varint(value: int) -> bytes:
     if value < 0:
         raise ValueError("varints here are never negative")
     out = bytearray()
@@ -120,8 +120,8 @@ def encode_entry(key: str, value: str) -> bytes:
     body = bytearray()
     for number, text in ((ENTRY_KEY, key), (ENTRY_VALUE, value)):
         raw = text.encode("utf-8")
-        body += encoderead_varint(number << 3 | WIRE_BYTES) + encoderead_varint(len(raw)) + raw
-    return encoderead_varint(FIELD_METADATA_PROPS << 3 | WIRE_BYTES) + encoderead_varint(len(body)) + bytes(body)
+        body += encode_varint(number << 3 | WIRE_BYTES) + encode_varint(len(raw)) + raw
+    return encode_varint(FIELD_METADATA_PROPS << 3 | WIRE_BYTES) + encode_varint(len(body)) + bytes(body)
 
 
 def _model_entries(data: bytes, source: str) -> tuple[list[ProtoField], list[tuple[ProtoField, str, str]]]:
