@@ -4,7 +4,6 @@ another engine of gclf.runtime.engine)."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import threading
 from collections import deque
@@ -126,7 +125,7 @@ class Classifier:
         self._check_graph()
         self._default_detector: FaceDetector | None = None  # made on the first predict_faces
         self.parity = verify_engine(
-            self.engine.run, engine=describe(self.engine), model_sha256=hashlib.sha256(data).hexdigest(), spec=self.spec,
+            self.engine.run, engine=describe(self.engine), model=data, spec=self.spec,
             references=read_references(self.metadata.reference_outputs, len(self.class_names), str(self.path)),
             reference_engine=None if engine == DEFAULT_ENGINE else lambda: open_engine(self.path, data, threads=threads).run,
             source=str(self.path),

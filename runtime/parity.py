@@ -124,9 +124,10 @@ def max_probability_difference(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.abs(_softmax(np.asarray(a, np.float64)) - _softmax(np.asarray(b, np.float64))).max())
 
 
-def verify_engine(run: Logits, *, engine: str, model_sha256: str, spec: PreprocessSpec, references: dict | None,
+def verify_engine(run: Logits, *, engine: str, model: bytes, spec: PreprocessSpec, references: dict | None,
                   reference_engine: Callable[[], Logits] | None, source: str) -> ParityResult:
-    """The engine `run` (described as `engine`) against the model's references; cached.
+    """The engine `run` (described as `engine`) against the references of the model whose
+    file's bytes are `model`; the verdict is cached under the file's sha256.
 
     `references`: read_references' result, or None for a model without; then
     `reference_engine()` (None for the default engine itself) gives onnxruntime here to
@@ -135,6 +136,7 @@ def verify_engine(run: Logits, *, engine: str, model_sha256: str, spec: Preproce
     cpu = f"{cpu_model_name()} ({cpu_class_label()})"
     if references is None and reference_engine is None:
         return ParityResult(True, "nothing", None, TOLERANCE, engine, cpu)
+    model_sha256 = hashlib.sha256(model).hexdigest()  # only when there is something to check: hashing is slow on a Pi
     key = hashlib.sha256("|".join((model_sha256, engine, cpu, str(CHECK_VERSION), str(TOLERANCE))).encode()).hexdigest()
     cache = gclf_home() / "parity" / f"{key}.json"
     result = _cached(cache)
