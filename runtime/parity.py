@@ -10,9 +10,9 @@ top logits are closest: near the decision boundary a drift moves the probabiliti
 The first time an engine (its name, version, precision and layout) meets a model (its
 sha256) on a CPU, `verify_engine` runs those inputs through it and compares softmax
 probabilities with the recorded ones. The largest difference must stay within `TOLERANCE`:
-an fp32 engine on another CPU lands within 1e-5, OpenVINO's int8 and bf16 within a few
-thousandths, while int8 sums that saturate on an AVX2 CPU moved answers by 0.12-0.21 and a
-wrong input layout by far more (docs/engines.md, the measurements). An engine over it is
+an fp32 engine on another CPU lands within 1e-5, OpenVINO's int8 at 0 and its bf16 within
+about 0.001, while a file with 8-bit weights on AVX2's saturating kernels moved by 0.039 and
+swapped channels by 0.11 (docs/engines.md, the measurements). An engine over it is
 refused (EngineRefusedError, one sentence). The verdict is cached in gclf_home()/parity/, so
 later loads cost one hash of the file.
 
@@ -155,7 +155,9 @@ def verify_engine(run: Logits, *, engine: str, model: bytes, spec: PreprocessSpe
         raise EngineRefusedError(
             f"{source}: {engine} gives answers that drift from {where} on this CPU (largest probability difference "
             f"{result.max_prob_diff:.3g} > {result.tolerance:g}), so gclf will not run it here: "
-            + ("use the onnxruntime engine" if not engine.startswith("onnxruntime") else "the file may be damaged; export it again with gclf-export")
+            + ("use the onnxruntime engine" if not engine.startswith("onnxruntime") else
+               "an int8 file with full 8-bit weights saturates on some CPUs (re-export it with gclf-export --quantize, whose 7-bit "
+               "weights give the same answers on every CPU); otherwise the file is damaged")
         )
     return result
 
