@@ -84,15 +84,15 @@ def open_engine(path: Path, data: bytes, *, engine: str = DEFAULT_ENGINE, precis
     """`engine` loaded with the model file `path` whose bytes are `data`.
 
     `threads`: intra-op threads (None: the engine's default, one per core). `spin=False`
-    keeps onnxruntime's idle threads from busy-waiting (the live loop's setting; OpenVINO has
-    no such switch). `amx_layout` (onnxruntime, int8): None lays the weights out for AMX where
+    leaves the cores to the caller's other threads (the live loop's setting): onnxruntime's idle
+    threads do not busy-wait, OpenVINO's threads are not pinned to cores. `amx_layout` (onnxruntime, int8): None lays the weights out for AMX where
     the CPU has it, False never (benchmarks compare the two).
     """
     check_choice(engine, precision)
     if engine == "openvino":
         from gclf.runtime.openvino.engine import OpenVINOEngine  # here: only this engine imports OpenVINO
 
-        return OpenVINOEngine(path, data, precision=precision, threads=threads)
+        return OpenVINOEngine(path, data, precision=precision, threads=threads, spin=spin)
     return OnnxRuntimeEngine(path, data, threads=threads, spin=spin, amx_layout=amx_layout)
 
 

@@ -39,7 +39,9 @@ def import_openvino():
 class OpenVINOEngine:
     name = "openvino"
 
-    def __init__(self, path: Path, data: bytes, *, precision: str = "fp32", threads: int | None = None) -> None:
+    def __init__(self, path: Path, data: bytes, *, precision: str = "fp32", threads: int | None = None, spin: bool = True) -> None:
+        """`spin=False` (the live loop's setting, as for onnxruntime): OpenVINO's threads are not
+        pinned to cores, which leaves the cores to the capture and preparation threads."""
         ov = import_openvino()
         self.path = path
         self.version = ov.get_version().split("-")[0]
@@ -54,6 +56,8 @@ class OpenVINOEngine:
         config = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": HINTS[precision]}
         if threads:
             config["INFERENCE_NUM_THREADS"] = threads
+        if not spin:
+            config["ENABLE_CPU_PINNING"] = False
         core = ov.Core()
         try:
             model = core.read_model(io.BytesIO(data))
