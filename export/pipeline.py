@@ -359,15 +359,9 @@ def record_reference_outputs(path: Path, log: Log) -> None:
     """Record in the model file the logits onnxruntime gives here for a few generated inputs
     (gclf.runtime.parity): what every engine is checked against on the machines that run it.
     Generated patterns, never photos: a model carries no training image."""
-    from gclf.runtime.classifier import Classifier
-    from gclf.runtime.engine import describe
-    from gclf.runtime.metadata import KEY_REFERENCE
-    from gclf.runtime.onnx_metadata import update_metadata
-    from gclf.runtime.parity import choose_references
+    from gclf.runtime.parity import record_references
 
-    clf = Classifier(path)  # no references yet: nothing to check it against
-    refs = {**choose_references(clf.logits, clf.spec), "engine": describe(clf.engine), "cpu_class": detect_cpu_class()}
-    update_metadata(path, {KEY_REFERENCE: json.dumps(refs, sort_keys=True)})
+    refs = record_references(path)
     log(f"recorded reference outputs for {len(refs['indices'])} generated inputs ({refs['engine']}, {refs['cpu_class']} CPU)")
 
 

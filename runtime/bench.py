@@ -33,7 +33,7 @@ import numpy as np
 from gclf.runtime.classifier import Classifier, softmax
 from gclf.runtime import cpu_class
 from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, ENGINES, describe, open_engine
-from gclf.runtime.errors import EngineRefusedError, GclfError, MissingDependencyError
+from gclf.runtime.errors import EngineRefusedError, GclfError, MissingDependencyError, install_hint
 from gclf.runtime.decode import decode_image
 from gclf.runtime.preprocess import preprocess_batch, resize_to_input, to_model_input
 
@@ -113,7 +113,7 @@ def bench_engine(name: str, model: Path, batch1: np.ndarray, batch: np.ndarray, 
     try:
         clf = Classifier(model, threads=threads, engine=engine, precision=precision)
     except MissingDependencyError as exc:
-        return Row(name, note=f"not installed: {INSTALL_HINT.get(engine, exc)}", engine=engine, precision=precision)
+        return Row(name, note=f"not installed: {install_hint(engine)}", engine=engine, precision=precision)
     except EngineRefusedError as exc:
         return Row(name, note=f"refused: {exc}", engine=engine, precision=precision, passed=False)
     except GclfError as exc:
@@ -273,7 +273,7 @@ def time_engine_choices(model: Path, choices: Sequence[EngineChoice], *, threads
         try:
             loaded.append((choice, Classifier(model, threads=threads, engine=choice.engine, precision=choice.precision, spin=False)))
         except MissingDependencyError:
-            out[choice] = replace(choice, problem=f"not installed ({INSTALL_HINT.get(choice.engine, choice.engine)})")
+            out[choice] = replace(choice, problem=f"not installed ({install_hint(choice.engine)})")
         except GclfError as exc:  # refused by its parity check, or cannot load the model
             out[choice] = replace(choice, problem=f"not usable here: {exc}")
     if loaded:
@@ -305,7 +305,6 @@ def engine_rows(fp32: Path, int8: Path | None) -> list[tuple[str, Path, str, str
 
 
 ORT_INT8_WITHOUT_AMX = "onnxruntime int8, no AMX"  # gclf's int8 before the AMX weight layout: the symmetric VNNI kernels
-INSTALL_HINT = {"openvino": 'pip install "gclf[openvino]"'}
 
 
 def run_benchmark(fp32: Path, int8: Path | None, images: Sequence[Path], *, batch_size: int = 8, threads: int = 0, repeats: int = 30, reference_row: RowMaker | None = None, log: Callable[[str], None] = print) -> list[Row]:

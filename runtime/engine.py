@@ -6,7 +6,7 @@ the graph; an engine only turns a float32 (N, 3, H, W) batch into (N, C) logits.
 - "onnxruntime" (the default, always installed): its CPU provider. On an Intel CPU with AMX
   an int8 file's weights are laid out for MLAS's AMX kernels in memory
   (gclf.runtime.int8_amx); the answers stay the file's, bit for bit.
-- "openvino" (`pip install "gclf[openvino]"`): Intel's runtime, gclf.runtime.openvino, which
+- "openvino" (the `openvino` extra): Intel's runtime, gclf.runtime.openvino, which
   is the only module that imports it. It reads the same ONNX file; on AMX it runs an int8
   file on AMX too, and an fp32 file at bf16 when asked (`precision="bf16"`).
 

@@ -71,6 +71,18 @@ class MissingDependencyError(GclfError):
     exit_code = EXIT_MISSING_DEPENDENCY
 
 
+def install_hint(extra: str) -> str:
+    """How to add an optional part of gclf: gclf is installed from a checkout or a wheel, not
+    from a package index, so `pip install "gclf[extra]"` would find nothing."""
+    try:
+        from importlib.metadata import version
+
+        wheel = f"gclf-{version('gclf')}-py3-none-any.whl"
+    except Exception:  # not installed as a distribution (a source tree on sys.path)
+        wheel = "gclf-VERSION-py3-none-any.whl"
+    return f'pip install ".[{extra}]" in a gclf checkout, or pip install "{wheel}[{extra}]" with the wheel'
+
+
 class QualityGateError(GclfError):
     exit_code = EXIT_QUALITY_GATE
 

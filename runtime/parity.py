@@ -27,14 +27,17 @@ import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from gclf.runtime.atomic import write_bytes_atomic
-from gclf.runtime.cpu_class import cpu_class_label, cpu_model_name
+from gclf.runtime.cpu_class import cpu_class_label, cpu_model_name, detect_cpu_class
+from gclf.runtime.engine import describe, open_engine
 from gclf.runtime.errors import BadModelError, EngineRefusedError, GclfError
-from gclf.runtime.metadata import KEY_REFERENCE
+from gclf.runtime.metadata import KEY_REFERENCE, ModelMetadata
+from gclf.runtime.onnx_metadata import update_metadata
 from gclf.runtime.paths import gclf_home
 from gclf.runtime.preprocess import PreprocessSpec, to_model_input
 
@@ -98,6 +101,16 @@ def choose_references(run: Logits, spec: PreprocessSpec) -> dict:
     top2 = np.sort(logits, axis=1)[:, -2:]
     chosen = sorted(np.argsort(top2[:, 1] - top2[:, 0], kind="stable")[:REFERENCES].tolist())
     return {"inputs": PATTERNS, "indices": chosen, "logits": [[float(v) for v in logits[i]] for i in chosen]}
+
+
+def record_references(path: Path) -> dict:
+    """Record in the model file `path` the references onnxruntime gives here (gclf-export's
+    step; torch-free): its metadata rewritten in place, the graph untouched. Returns them."""
+    engine = open_engine(path, path.read_bytes())
+    spec = ModelMetadata.from_props(engine.metadata_props(), source=str(path)).spec
+    refs = {**choose_references(engine.run, spec), "engine": describe(engine), "cpu_class": detect_cpu_class()}
+    update_metadata(path, {KEY_REFERENCE: json.dumps(refs, sort_keys=True)})
+    return refs
 
 
 def read_references(text: str | None, n_classes: int, source: str) -> dict | None:

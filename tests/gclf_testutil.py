@@ -68,10 +68,9 @@ def build_tiny_onnx(
     `graph_hw`/`graph_classes` make the graph disagree with its metadata; `props_update`
     overwrites (or, with None, deletes) raw `metadata_props` entries after gclf's are set.
     """
-    import onnx
+    import onnx  # a test-only dependency of the runtime's tests; torch is never needed here
     from onnx import TensorProto, helper, numpy_helper
 
-    from gclf.export.onnx_export import set_metadata
     from gclf.runtime.metadata import ModelMetadata
     from gclf.runtime.preprocess import PreprocessSpec
 
@@ -95,7 +94,9 @@ def build_tiny_onnx(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     if with_metadata:
         spec = PreprocessSpec(input_height=input_hw[0], input_width=input_hw[1])
-        set_metadata(model, ModelMetadata(spec=spec, class_names=tuple(class_names), variant="fp32", training=dict(TINY_TRAINING_SUMMARY)))
+        props = ModelMetadata(spec=spec, class_names=tuple(class_names), variant="fp32", training=dict(TINY_TRAINING_SUMMARY)).to_props()
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
     if props_update:
         props = {p.key: p.value for p in model.metadata_props}
         for key, value in props_update.items():

@@ -114,6 +114,12 @@ class MosquittoBroker:
         self.start()
 
     @property
+    def pid(self) -> int:
+        """The running mosquitto's process id (a benchmark reads its CPU time)."""
+        assert self._process is not None, "the broker is stopped"
+        return self._process.pid
+
+    @property
     def url(self) -> str:
         return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """What the tests need beyond pip: a headless Chromium (or Chrome) for tests/runtime/test_serve_browser.py,
 on Linux systemd's `systemd-analyze` for tests/system/test_deploy_unit.py (it rates the Pi's unit),
-the Mosquitto broker the MQTT tests start (tests/runtime/test_mqtt_*.py), and Prometheus's
-`promtool`, which checks the /metrics text (tests/runtime/test_prometheus_metrics.py),
+the Mosquitto broker the MQTT tests start (tests/runtime/test_mqtt_*.py, tests/benchmarks/test_fleet.py),
+Prometheus's `promtool`, which checks the /metrics text (tests/runtime/test_prometheus_metrics.py),
+and Prometheus itself, which the fleet test starts to scrape two gclf processes,
 and on Linux GStreamer's RTSP server for the network camera tests (tools/rtsp_server.py).
 
     python tools/test_deps.py          # README command 2 runs it before pytest
@@ -15,8 +16,8 @@ test time (a machine that reaches only package registries cannot). Exit 0 with t
 path printed; 1 with a sentence saying how to install one when nothing worked. The other
 programs (`PROGRAMS`) are installed the same way where they are missing: systemd-analyze
 (package `systemd`, Linux only; elsewhere the unit's rating is skipped with that reason),
-mosquitto (package `mosquitto`; Debian keeps it in /usr/sbin) and promtool (Debian's and
-Homebrew's `prometheus`); one that stays missing is a warning, and its tests skip saying how
+mosquitto (package `mosquitto`; Debian keeps it in /usr/sbin), promtool and prometheus (both in
+Debian's and Homebrew's `prometheus`); one that stays missing is a warning, and its tests skip saying how
 to install it. On Debian, installing a package starts its service where systemd runs (a
 broker on port 1883, Prometheus on 9090); the tests start their own on other ports. The RTSP
 server runs under the system's python3 (python3-gi does not import into a virtual environment), so its
@@ -95,6 +96,7 @@ PROGRAMS = (
     Program("systemd-analyze", "systemd", "systemd", None, "tests/system/test_deploy_unit.py fails its rating", linux_only=True),
     Program("mosquitto", "mosquitto", "mosquitto", "mosquitto", "the MQTT tests are skipped"),
     Program("promtool", "prometheus", "golang-github-prometheus", "prometheus", "the Prometheus metrics test is skipped"),
+    Program("prometheus", "prometheus", "golang-github-prometheus", "prometheus", "the fleet test's scrape by Prometheus is skipped"),
 )
 SBIN = ("/usr/sbin", "/usr/local/sbin", "/opt/homebrew/sbin")  # daemons live here, often off a user's PATH
 

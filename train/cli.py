@@ -11,9 +11,10 @@ import click
 from click.core import ParameterSource
 
 from gclf.runtime.cli.support import report_errors
-from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError
+from gclf.runtime.errors import GclfError, MissingDependencyError, UsageError, install_hint
 from gclf.train.config import TrainConfig
 from gclf.train.options import config_values, training_options
+from gclf.train.recipes import RECIPES, run_recipe
 
 
 def require_training_extra() -> None:
@@ -23,7 +24,7 @@ def require_training_extra() -> None:
         import matplotlib  # noqa: F401  (run reports; checked here so it fails before training, not after)
     except ImportError as exc:
         raise MissingDependencyError(
-            f"gclf-train needs the training extra ({exc.name} is not installed): pip install 'gclf[train]'"
+            f"gclf-train needs the training extra ({exc.name} is not installed): {install_hint('train')}"
         ) from None
 
 
@@ -51,10 +52,11 @@ def _name_the_rank(fn):
 @click.option("--data", "data", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path), help="Folder with one sub-folder per class (or train/ val/ test/ sub-folders). Repeat to combine folders. Required unless --resume.")
 @click.option("--resume", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None, help="Continue the interrupted run in this folder after its last completed epoch, with the options and split it was started with (only --device and --verbose/--quiet may change).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Run folder to create [default: runs/<data>-<time>].")
+@click.option("--recipe", type=click.Choice(list(RECIPES)), default=None, help="Run a named recipe in one command: faces (photos of people: YuNet face crops, from scratch at 112 px then 224 px) or whole (whole images, the same two sizes). Its earlier stage trains into OUT-112px, the final one into OUT; options given here win over the recipe's; the same command again goes on where it stopped.")
 @training_options()
 @report_errors
 @_name_the_rank
-def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **options) -> None:
+def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, recipe: str | None, **options) -> None:
     """Fine-tune torchvision's GoogLeNet on DATA and evaluate it on a held-out test split.
 
     Defaults are the study's training options: 6 epochs, mini-batch 4, learn rate 0.001,
@@ -70,6 +72,8 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
     from gclf.train.run import resume_training, run_training
 
     values = config_values(options)
+    if recipe is not None and resume is not None:
+        raise UsageError("--recipe goes on by itself where it stopped: give the same --recipe command again instead of --resume")
     if resume is not None:
         given = {name: value for name, value in dict(values, data=data, out=out).items() if name not in ("augment_options", "progress_bar") and _given_on_command_line(name)}
         given["progress_bar"] = values["progress_bar"]
@@ -83,8 +87,20 @@ def main(data: tuple[Path, ...], out: Path | None, resume: Path | None, **option
             # Each process would make up its own folder name from its own clock.
             raise UsageError("--out is required under torchrun: every process must name the same run folder")
         if out is None:
+            if recipe is not None:
+                raise UsageError("--recipe needs --out: running the same command again goes on in that folder")
             out = Path("runs") / f"{data[0].resolve().name}-{datetime.now():%Y%m%d-%H%M%S}"
-        result = run_training(TrainConfig(data=data, out=out, **values), log=click.echo)
+        if recipe is not None:
+            given = {name for name in values if name not in ("augment_options", "progress_bar") and _given_on_command_line(name)}
+            result = run_recipe(
+                RECIPES[recipe], dict(values, out=out), given,
+                make_config=lambda stage: TrainConfig(data=data, **stage),
+                train=lambda config: run_training(config, log=click.echo),
+                resume=lambda run_dir: resume_training(resume_config(run_dir, {"progress_bar": values["progress_bar"]}), log=click.echo),
+                log=click.echo,
+            )
+        else:
+            result = run_training(TrainConfig(data=data, out=out, **values), log=click.echo)
     if result is None:
         return  # a torchrun rank other than 0: rank 0 prints the summary
     kept = "lowest validation loss" if result.kept == "best" else "the last epoch, --keep last"

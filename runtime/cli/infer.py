@@ -7,15 +7,19 @@ gclf.runtime.cli.files_job, the live job gclf.runtime.cli.live_job, --check gclf
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from gclf.runtime.cli.params import Camera, CameraParam, FaceModelParam, SizeParam
 from gclf.runtime.cli.support import report_errors
-from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, ENGINES, PRECISIONS  # light: numpy only
+from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, ENGINES, PRECISIONS  # light: no numpy, OpenCV or engine loads
 from gclf.runtime.errors import UsageError
 from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # light: OpenCV loads only when a face is looked for
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
+
+if TYPE_CHECKING:
+    from gclf.runtime.mqtt.settings import BrokerSettings
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +28,7 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, cameras, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
-@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True, help="What runs the model: onnxruntime, or OpenVINO (pip install \"gclf[openvino]\"; faster int8 and bf16 on Intel CPUs with AMX). Checked once per model and machine against the reference outputs the model records; `--check MODEL` names the fastest that passed here.")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True, help="What runs the model: onnxruntime, or OpenVINO (the openvino extra: pip install \".[openvino]\" in a gclf checkout; faster int8 and bf16 on Intel CPUs with AMX). Checked once per model and machine against the reference outputs the model records; `--check MODEL` names the fastest that passed here.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True, help="What an fp32 model is computed in: fp32, or bf16 (--engine openvino; faster on CPUs with AMX or AVX512-BF16, answers a little further from fp32). An int8 model runs as it is.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
 @click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), or from the Raspberry Pi camera module (picam, picam:N) through picamera2.")
@@ -39,13 +43,20 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--headless", is_flag=True, help="Live: no window; print one JSON line per processed frame (for a device without a screen).")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: write the annotated video to FILE (.mp4 or .avi).")
 @click.option("--max-frames", type=click.IntRange(min=1), default=None, metavar="N", help="Live: stop after N processed frames.")
-@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only. Every address needs a token (generated and printed, or --token-file / $GCLF_SERVE_TOKEN). Needs pip install \"gclf[serve]\".")
+@click.option("--serve", default=None, metavar="[HOST:]PORT", help="Live: serve a page with the annotated frames at http://HOST:PORT/ (no window). No host: 127.0.0.1, this machine only. Every address needs a token (generated and printed, or --token-file / $GCLF_SERVE_TOKEN). Needs the serve extra (pip install \".[serve]\" in a checkout).")
 @click.option("--token", default=None, metavar="TOKEN", help="With --serve: the token every request must carry (?token= or Authorization: Bearer), at least 22 characters; other users see a command line, so prefer --token-file or $GCLF_SERVE_TOKEN. Default: $GCLF_SERVE_TOKEN, else a generated one, printed with the URL.")
 @click.option("--token-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH", help="With --serve: read the token from PATH (one line; a file only its owner, or group, can read, e.g. a systemd credential).")
 @click.option("--events", is_flag=True, help="Live, faces: print one JSON line per person (track) when they leave, and for those still in view at the end, instead of a line per frame (--json adds the frame lines back).")
 @click.option("--summary-every", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS", help="Live: every SECONDS, one JSON line with the frames, frame rate and tracks per label (last minute, last hour, total).")
 @click.option("--jsonl", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="Live: append the JSON lines to FILE instead of stdout, renamed FILE.1 when it reaches --jsonl-max-bytes (one old file kept).")
 @click.option("--jsonl-max-bytes", type=click.IntRange(min=1024), default=None, metavar="BYTES", help="With --jsonl: the size at which FILE is rotated; at most twice this on disk.  [default: 10000000]")
+@click.option("--name", default=None, envvar="GCLF_CAMERA_NAME", metavar="NAME", help="Live: the camera's name (letters, digits, . _ -), in the MQTT topics gclf/NAME/... and the metrics.  [default: $GCLF_CAMERA_NAME, else this machine's host name]")
+@click.option("--mqtt", default=None, metavar="mqtt[s]://[USER@]HOST[:PORT]", help="Live: publish each person's event, the counts and online/offline to this MQTT broker (gclf/NAME/...); events wait on disk while it is away. The password: --mqtt-password-file, $GCLF_MQTT_PASSWORD or the unit's LoadCredential=mqtt-password:FILE, never in the address. Needs the mqtt extra (pip install \".[mqtt]\" in a checkout).")
+@click.option("--mqtt-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, metavar="FILE", help="With --mqtt mqtts://...: the CA certificate (PEM) that signed the broker's.  [default: the system's]")
+@click.option("--mqtt-password-file", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE", help="With --mqtt: read the broker password from FILE (one line; a file other users cannot read).")
+@click.option("--mqtt-discovery", is_flag=True, help="With --mqtt: publish Home Assistant discovery configs, so the camera appears there with its sensors (people per label, camera, FPS).")
+@click.option("--mqtt-queue-max", type=click.IntRange(min=1), default=None, metavar="N", help="With --mqtt: events kept on disk while the broker is away; beyond, the oldest are dropped and counted.  [default: 2000]")
+@click.option("--metrics-public", is_flag=True, help="With --serve on 127.0.0.1: serve /metrics without the token (for a Prometheus on this machine). Elsewhere a scraper sends the token (Authorization: Bearer).")
 @report_errors
 def main(
     model: Path | None,
@@ -75,6 +86,13 @@ def main(
     summary_every: float | None,
     jsonl: Path | None,
     jsonl_max_bytes: int | None,
+    name: str | None,
+    mqtt: str | None,
+    mqtt_ca: Path | None,
+    mqtt_password_file: Path | None,
+    mqtt_discovery: bool,
+    mqtt_queue_max: int | None,
+    metrics_public: bool,
 ) -> int:
     """Classify image files and folders (searched recursively) with MODEL, or live frames
     from a camera (--camera) or a video file (--video).
@@ -92,12 +110,12 @@ def main(
     user quit; 2: the camera cannot be opened; 5: the camera stopped delivering frames or
     stalled (nothing for a few seconds); 8: --camera picam without picamera2.
 
-    --check [MODEL]: what a Raspberry Pi needs, checked in one go; exit 0, or 12 and one
-    sentence per problem.
+    --check [MODEL]: what a Raspberry Pi needs, checked in one go (with --mqtt, also whether
+    the broker answers and takes the login); exit 0, or 12 and one sentence per problem.
     """
     ctx = click.get_current_context()
     if check:
-        return _check(ctx, model, paths, threads)
+        return _check(ctx, model, paths, threads, mqtt, mqtt_ca, mqtt_password_file)
     if model is None:
         raise UsageError("give a MODEL (an ONNX file from gclf-export), or --check")
     if camera is not None or video is not None:
@@ -111,7 +129,9 @@ def main(
             camera=camera, video=video, realtime=realtime, faces=faces, face_model=face_model, face_margin=face_margin,
             detect_every=detect_every, headless=headless, as_json=as_json, save=save, max_frames=max_frames, serve=serve,
             token=token, token_file=token_file, camera_size=camera_size, events=events, summary_every=summary_every,
-            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes,
+            jsonl=jsonl, jsonl_max_bytes=jsonl_max_bytes, name=name, mqtt=mqtt, mqtt_ca=mqtt_ca,
+            mqtt_password_file=mqtt_password_file, mqtt_discovery=mqtt_discovery, mqtt_queue_max=mqtt_queue_max,
+            metrics_public=metrics_public,
         )
         return run_live_command(model, live, threads=threads, engine=engine, precision=precision)
     given = _given(ctx, LIVE_ONLY)
@@ -127,7 +147,10 @@ def main(
 
 # Options that only mean something for a live source.
 LIVE_ONLY = ("realtime", "headless", "save", "max_frames", "serve", "token", "token_file", "camera_size", "detect_every",
-             "events", "summary_every", "jsonl", "jsonl_max_bytes")
+             "events", "summary_every", "jsonl", "jsonl_max_bytes", "name", "mqtt", "mqtt_ca", "mqtt_password_file",
+             "mqtt_discovery", "mqtt_queue_max", "metrics_public")
+# What --check takes besides a MODEL: the threads, and the broker to try.
+CHECK_OPTIONS = ("--check", "--threads", "--mqtt", "--mqtt-ca", "--mqtt-password-file")
 
 
 def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str]:
@@ -136,13 +159,27 @@ def _given(ctx: click.Context, names: tuple[str, ...] | None = None) -> list[str
             and ctx.get_parameter_source(param.name) is click.core.ParameterSource.COMMANDLINE]
 
 
-def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int) -> int:
-    given = [name for name in _given(ctx) if name not in ("--check", "--threads")]
+def _check(ctx: click.Context, model: Path | None, paths: tuple[Path, ...], threads: int,
+           mqtt: str | None, mqtt_ca: Path | None, mqtt_password_file: Path | None) -> int:
+    given = [name for name in _given(ctx) if name not in CHECK_OPTIONS]
     if given or paths:
-        raise UsageError(f"--check takes a MODEL and --threads only, not {', '.join(given) or 'image files'}")
+        raise UsageError(f"--check takes a MODEL, --threads and the --mqtt options only, not {', '.join(given) or 'image files'}")
     from gclf.runtime.cli.preflight import run_check_command  # here: --help stays fast
 
-    return run_check_command(model, threads=threads)
+    return run_check_command(model, threads=threads, broker=_broker(mqtt, mqtt_ca, mqtt_password_file))
+
+
+def _broker(mqtt: str | None, mqtt_ca: Path | None, mqtt_password_file: Path | None) -> BrokerSettings | None:
+    """The broker's settings from --mqtt and its options (UsageError for a bad address or
+    password file); None without --mqtt."""
+    if mqtt is None:
+        extra = [opt for opt, value in (("--mqtt-ca", mqtt_ca), ("--mqtt-password-file", mqtt_password_file)) if value is not None]
+        if extra:
+            raise UsageError(f"{' and '.join(extra)} only apply with --mqtt URL")
+        return None
+    from gclf.runtime.mqtt.settings import broker_settings  # here: --help stays fast
+
+    return broker_settings(mqtt, ca_file=mqtt_ca, password_file=mqtt_password_file)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@ summarised. Imported by the command only when a live source is given (it loads O
 onnxruntime and the loop).
 
 `LiveOptions` holds the options, checked once when made; `build_live` is the one place that
-makes the loop's parts (classifier, detector, outputs, browser view, source, feed), each given
-what it needs when it is made; `run_live_command` runs them and prints the summary.
+makes the loop's parts (classifier, detector, MQTT publisher, outputs, metrics and browser
+view, source, feed), each given what it needs when it is made; `run_live_command` runs them,
+closes the publisher once the loop is done (the last events are handed to it before the
+sinks close) and prints the summary.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
-from typing import Callable, TextIO, TypeVar
+from typing import TYPE_CHECKING, Callable, TextIO, TypeVar
 
 import click
 
@@ -44,7 +47,11 @@ from gclf.runtime.live.sinks import (
 )
 from gclf.runtime.metadata import use_face_detection
 from gclf.runtime.live.sources import FrameFeed, FrameSource, PacedSource, open_feed, open_video
+from gclf.runtime.mqtt.topics import check_camera_name, default_camera_name
 from gclf.runtime.serve.sink import WebSink, make_web_sink
+
+if TYPE_CHECKING:
+    from gclf.runtime.mqtt.publisher import MqttPublisher
 
 T = TypeVar("T")
 
@@ -72,6 +79,13 @@ class LiveOptions:
     summary_every: float | None = None  # --summary-every SECONDS
     jsonl: Path | None = None  # --jsonl FILE: the JSON lines go there (rotated), not to stdout
     jsonl_max_bytes: int | None = None  # None: DEFAULT_JSONL_MAX_BYTES
+    name: str | None = None  # --name (or $GCLF_CAMERA_NAME); None: this machine's host name
+    mqtt: str | None = None  # --mqtt URL: the broker
+    mqtt_ca: Path | None = None
+    mqtt_password_file: Path | None = None
+    mqtt_discovery: bool = False
+    mqtt_queue_max: int | None = None  # None: the queue's DEFAULT_QUEUE_MAX
+    metrics_public: bool = False  # /metrics without the token (loopback only)
 
     def __post_init__(self) -> None:
         if (self.camera is None) == (self.video is None):
@@ -84,6 +98,20 @@ class LiveOptions:
             raise UsageError(f"{'--token' if self.token is not None else '--token-file'} only applies with --serve")
         if self.jsonl_max_bytes is not None and self.jsonl is None:
             raise UsageError("--jsonl-max-bytes caps the file of --jsonl FILE")
+        if self.mqtt is None:
+            given = [opt for opt, value in (("--mqtt-ca", self.mqtt_ca is not None), ("--mqtt-password-file", self.mqtt_password_file is not None),
+                                            ("--mqtt-discovery", self.mqtt_discovery), ("--mqtt-queue-max", self.mqtt_queue_max is not None)) if value]
+            if given:
+                raise UsageError(f"{', '.join(given)} only {'applies' if len(given) == 1 else 'apply'} with --mqtt URL")
+        if self.metrics_public and self.serve is None:
+            raise UsageError("--metrics-public opens /metrics of --serve: give --serve 127.0.0.1:PORT")
+        if self.name is not None:
+            check_camera_name(self.name)
+
+    @property
+    def camera_name(self) -> str:
+        """The camera's name in the MQTT topics and the metrics."""
+        return self.name if self.name is not None else default_camera_name()
 
     @property
     def keep_every_frame(self) -> bool:
@@ -109,28 +137,38 @@ class LiveParts:
     counts: PeopleCounts | None
     web: WebSink | None
     lines: TextIO  # where every JSON line goes: stdout, or --jsonl's capped file
+    publisher: MqttPublisher | None = None  # --mqtt: closed after the loop, never by a sink
 
     def close_lines(self) -> None:
         if self.lines is not sys.stdout:
             self.lines.close()
+
+    def close_publisher(self) -> None:
+        """Deliver what the broker takes within a few seconds (the rest stays on disk for the
+        next run), say offline, disconnect. Idempotent."""
+        if self.publisher is not None:
+            self.publisher.close()
 
 
 def run_live_command(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> int:
     """`gclf-infer --camera/--video`: build the loop, run it, summarise. Returns the exit code;
     a lost camera raises its error once the summary is printed."""
     parts = build_live(model, opts, threads=threads, engine=engine, precision=precision)
-    _describe(parts, model, opts)
     # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
     try:
+        _describe(parts, model, opts)
         with stop_on_signals() as stop:
             summary = run_live(parts.feed, parts.classifier, detector=parts.detector, sinks=parts.sinks, margin=parts.margin,
                                max_frames=opts.max_frames, detect_every=parts.detect_every, stop=stop,
                                people=PersonTracker(counts=parts.counts) if parts.detector is not None else None)
     finally:
         parts.close_lines()
+        parts.close_publisher()  # after run_live: the tracks still open were handed over as it ended
     click.echo(f"live: {summary.line()}", err=True)
     if parts.counts is not None:
         click.echo(f"live: {parts.counts.line()}", err=True)
+    if parts.publisher is not None:
+        click.echo(f"live: mqtt: {parts.publisher.stats().line()}", err=True)
     if opts.save is not None and summary.processed:
         click.echo(f"live: annotated video written to {opts.save}", err=True)
     if summary.interrupted:
@@ -149,8 +187,10 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DE
     lines = _json_lines_stream(opts)
     sinks: list[Sink] = []
     source = None
+    publisher = None
     try:
-        web = _outputs(sinks, model, opts, clf, lines, counts)
+        publisher = _mqtt_publisher(model, opts, clf)
+        web = _outputs(sinks, model, opts, clf, lines, counts, publisher)
         source = _open_source(opts)
         if opts.save is not None:
             # Every frame kept: the file's own rate. Frames dropped: measured while running (fps None).
@@ -160,14 +200,14 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DE
             sinks.append(notifier)
         feed = open_feed(source, keep_every_frame=opts.keep_every_frame)
     except BaseException:
-        for item in [*sinks, *([source] if source is not None else [])]:
+        for item in [*sinks, *([source] if source is not None else []), *([publisher] if publisher is not None else [])]:
             with contextlib.suppress(Exception):
                 item.close()
         if lines is not sys.stdout:
             lines.close()
         raise
     detect_every = DEFAULT_DETECT_EVERY if opts.detect_every is None else opts.detect_every
-    return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines)
+    return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines, publisher)
 
 
 def _model_and_detector(model: Path, opts: LiveOptions, threads: int, engine: str, precision: str) -> tuple[Classifier, FaceDetector | None, float]:
@@ -194,7 +234,23 @@ def _json_lines_stream(opts: LiveOptions) -> TextIO:
     return RotatingLineFile(opts.jsonl, opts.jsonl_max_bytes or DEFAULT_JSONL_MAX_BYTES)  # type: ignore[return-value]
 
 
-def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier, lines: TextIO, counts: PeopleCounts | None) -> WebSink | None:
+def _mqtt_publisher(model: Path, opts: LiveOptions, clf: Classifier) -> MqttPublisher | None:
+    """--mqtt: the publisher, connecting in its own thread from now on (a broker that is down
+    is no error: events wait on disk in $STATE_DIRECTORY); None without --mqtt."""
+    if opts.mqtt is None:
+        return None
+    # Here, not at the top: paho and the MQTT package load only when --mqtt is given.
+    from gclf.runtime.mqtt.disk_queue import DEFAULT_QUEUE_MAX
+    from gclf.runtime.mqtt.publisher import MqttPublisher
+    from gclf.runtime.mqtt.settings import broker_settings
+
+    settings = broker_settings(opts.mqtt, ca_file=opts.mqtt_ca, password_file=opts.mqtt_password_file)
+    return MqttPublisher(settings, camera=opts.camera_name, queue_max=opts.mqtt_queue_max or DEFAULT_QUEUE_MAX,
+                         labels=tuple(clf.class_names), discovery=opts.mqtt_discovery, model=model.name, report=warn)
+
+
+def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier, lines: TextIO, counts: PeopleCounts | None,
+             publisher: MqttPublisher | None) -> WebSink | None:
     """Appends the outputs the options ask for to `sinks` (made before the source, so a wrong
     option fails before a camera opens); returns the browser view, if asked for."""
     # A line per frame: asked for (--json), or headless without --events.
@@ -204,15 +260,33 @@ def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier,
         sinks.append(EventLinesSink(lines))
     if opts.summary_every is not None:
         sinks.append(SummarySink(lines, counts, opts.summary_every))
+    if publisher is not None:
+        from gclf.runtime.mqtt.sink import DEFAULT_COUNTS_EVERY_S, MqttSink  # here: with the publisher
+
+        # After the local outputs: an event is on record here before it goes to the network.
+        sinks.append(MqttSink(publisher, counts, opts.summary_every or DEFAULT_COUNTS_EVERY_S))
     if opts.save is not None:
         _naming_option(lambda: check_video_path(opts.save), before="--save ")
     web = None
     if opts.serve is not None:
-        web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf, counts=counts.snapshot if counts is not None else dict)
+        from gclf.runtime.serve.metrics import LiveMetrics, MetricsSink  # here: prometheus_client loads only with --serve
+
+        metrics = LiveMetrics(labels=tuple(clf.class_names), camera=opts.camera_name, model=model.name, version=_gclf_version(),
+                              mqtt_stats=publisher.stats if publisher is not None else None)
+        sinks.append(MetricsSink(metrics))
+        web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf, counts=counts.snapshot if counts is not None else dict,
+                            metrics=metrics, metrics_public=opts.metrics_public)
         sinks.append(web)
     if opts.windowed:
         sinks.append(_naming_option(lambda: WindowSink(f"gclf - {model.name}"), after=WINDOW_ADVICE))
     return web
+
+
+def _gclf_version() -> str | None:
+    try:
+        return metadata.version("gclf")
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def _open_source(opts: LiveOptions) -> FrameSource:
@@ -240,6 +314,10 @@ def _describe(parts: LiveParts, model: Path, opts: LiveOptions) -> None:
     if parts.web is not None:
         for line in web_sink_lines(parts.web):
             click.echo(f"live: {line}", err=True)
+    if parts.publisher is not None:
+        publisher = parts.publisher
+        click.echo(f"live: reporting to the MQTT broker at {publisher.settings.address} as {publisher.settings.login()}, "
+                   f"on {publisher.topics.base}/ (events wait in {publisher.queue.folder} while it is away)", err=True)
 
 
 def web_sink_lines(web: WebSink) -> list[str]:

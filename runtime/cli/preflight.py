@@ -33,6 +33,7 @@ from gclf.runtime.faces.models import cache_dir, pinned_detector_file
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier
+    from gclf.runtime.mqtt.settings import BrokerSettings
 
 OK, PROBLEM, INFO = "ok", "PROBLEM", "info"
 
@@ -326,6 +327,18 @@ CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
 ]
 
 
+def check_mqtt_broker(settings: BrokerSettings) -> list[Finding]:
+    """With --mqtt: whether the broker answers and accepts the login, in bounded time (a
+    connection of its own, without a last will: checking never makes the camera look offline)."""
+    try:
+        from gclf.runtime.mqtt.check import check_broker  # here: a missing paho-mqtt is a finding, not a crash
+
+        result = check_broker(settings)
+    except GclfError as exc:  # paho-mqtt missing (the extra named), a CA file the TLS library refuses
+        return [Finding("mqtt", PROBLEM, str(exc))]
+    return [Finding("mqtt", OK if result.ok else PROBLEM, result.text)]
+
+
 def run_checks(
     ctx: PreflightContext,
     checks: Sequence[Callable[[PreflightContext], list[Finding]]] | None = None,
@@ -347,9 +360,11 @@ def run_checks(
     return findings
 
 
-def run_check_command(model: Path | None, *, threads: int) -> int:
-    """`gclf-infer --check [MODEL]`: every check of gclf.runtime.cli.preflight, one line each."""
-    findings = run_checks(PreflightContext(model=model, threads=threads or None), report=lambda f: click.echo(f.line()))
+def run_check_command(model: Path | None, *, threads: int, broker: BrokerSettings | None = None) -> int:
+    """`gclf-infer --check [MODEL] [--mqtt URL]`: every check of gclf.runtime.cli.preflight, one
+    line each; with `broker`, the MQTT broker's last."""
+    checks = [*CHECKS, *([lambda ctx: check_mqtt_broker(broker)] if broker is not None else [])]
+    findings = run_checks(PreflightContext(model=model, threads=threads or None), checks, report=lambda f: click.echo(f.line()))
     problems = [f for f in findings if f.is_problem]
     if problems:
         click.echo(f"check: {len(problems)} problem{'' if len(problems) == 1 else 's'} (lines marked PROBLEM above)", err=True)

@@ -28,6 +28,11 @@ class FrameResult:
     tracks: tuple[FaceTrack, ...] | None = None
     # Frames the feed had captured and dropped (the model had no time for them) by this one.
     dropped: int = 0
+    # Seconds this frame took: the classifier (all its faces in one batch; None on a frame
+    # without a face, where it did not run), and the face detector where it ran on this frame
+    # (None: boxes carried over, or whole frames). For /metrics; not in the JSON lines.
+    inference_s: float | None = None
+    detection_s: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         faces = []

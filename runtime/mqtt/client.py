@@ -10,13 +10,13 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
-from gclf.runtime.errors import MissingDependencyError, UsageError
+from gclf.runtime.errors import MissingDependencyError, UsageError, install_hint
 from gclf.runtime.mqtt.settings import BrokerSettings
 
 if TYPE_CHECKING:
     import paho.mqtt.client as paho
 
-INSTALL_HINT = 'pip install "gclf[mqtt]"'
+INSTALL_HINT = install_hint("mqtt")
 CONNECT_TIMEOUT_S = 5.0  # a TCP connect (and TLS handshake) to the broker gives up after this
 
 

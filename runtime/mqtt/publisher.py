@@ -310,8 +310,10 @@ class MqttPublisher:
         for mid in acks:
             name = self._inflight.pop(mid, None)
             if name is not None:  # else: a status, counts or discovery message
-                self.queue.remove(name)
+                # Counted before it leaves the queue: stats() read in between never shows an
+                # event that is neither waiting nor delivered.
                 self._delivered += 1
+                self.queue.remove(name)
 
     def _announce(self) -> None:
         """A new connection: online, discovery, the queue's state (counts follow in _run)."""

@@ -1,12 +1,14 @@
-"""`MqttSink`: the live loop's sink that publishes the counts, the FPS and "camera up".
+"""`MqttSink`: the live loop's sink that hands the publisher each finished track's event and
+publishes the counts, the FPS and "camera up".
 
-With the first frame, then every `every_s` seconds of capture time (as `--summary-every`'s
-lines), and once more when the loop ends. Events go to the publisher another way: its
-`event` method is one of the PersonTracker's `on_end` listeners.
+Events: the sink is an event sink (gclf.runtime.live.sinks.EventSink), so the loop hands it
+each track's event when the track ends, and every track still open before the sinks are
+closed. Counts: with the first frame, then every `every_s` seconds of capture time (as
+`--summary-every`'s lines), and once more when the loop ends, after the last events.
 
-The sink does not close the publisher: the tracks still open when the loop ends become
-events after the sinks are closed (run_live), so whoever made the publisher closes it
-after run_live returns.
+The sink does not close the publisher: whoever made it closes it after run_live returns
+(close() then delivers what it can in a few seconds and says `offline`), and on every
+path that fails before.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ if TYPE_CHECKING:
 
     from gclf.runtime.live.frames import FrameResult
     from gclf.runtime.mqtt.publisher import MqttPublisher
-    from gclf.runtime.live.people import PeopleCounts
+    from gclf.runtime.live.people import PeopleCounts, TrackEvent
 
 DEFAULT_COUNTS_EVERY_S = 10.0
 
@@ -41,6 +43,9 @@ class MqttSink:
             while self._due <= result.timestamp:  # after a stall: one message, not a burst
                 self._due += self._every_s
         return True
+
+    def write_event(self, event: TrackEvent) -> None:
+        self._publisher.event(event)
 
     def close(self) -> None:
         if self._last is not None:

@@ -1,4 +1,4 @@
-"""The OpenVINO engine (`pip install "gclf[openvino]"`): gclf.runtime.openvino.engine.
+"""The OpenVINO engine (the `openvino` extra): gclf.runtime.openvino.engine.
 
 The only place that imports OpenVINO (pyproject.toml's import-linter contract): the core
 loads this package only when an engine named "openvino" is asked for, so a base install,

@@ -18,12 +18,11 @@ from typing import Mapping
 import numpy as np
 
 from gclf.runtime.cpu_class import has_bf16
-from gclf.runtime.errors import BadModelError, MissingDependencyError, UsageError
+from gclf.runtime.errors import BadModelError, MissingDependencyError, UsageError, install_hint
 from gclf.runtime.log import warn
 from gclf.runtime.metadata import KEY_VARIANT
 from gclf.runtime.onnx_metadata import read_metadata_bytes
 
-INSTALL = 'pip install "gclf[openvino]"'
 HINTS = {"fp32": "f32", "bf16": "bf16"}
 
 
@@ -32,7 +31,7 @@ def import_openvino():
     try:
         import openvino
     except ImportError as exc:
-        raise MissingDependencyError(f"the openvino engine needs OpenVINO, which is not installed ({exc}): {INSTALL}") from None
+        raise MissingDependencyError(f"the openvino engine needs OpenVINO, which is not installed ({exc}): {install_hint('openvino')}") from None
     return openvino
 
 

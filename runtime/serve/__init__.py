@@ -4,6 +4,8 @@
 - `content`: what it serves (the newest frame's snapshot, /latest's body, JPEG pictures).
 - `sink`: `WebSink`, the live loop's sink that hands frames to the server.
 - `server`: the HTTP server (tornado); the only module of gclf that imports tornado.
+- `metrics`: `LiveMetrics` (Prometheus, served at /metrics) and `MetricsSink`, the loop's sink
+  that feeds it; the only module that imports prometheus_client. /healthz needs no token.
 
 May import the flat core and the live loop's plain data (gclf.runtime.live.frames), never the
 command line. Importing this package loads no web library: `--serve` without the `serve`

@@ -3,6 +3,8 @@ description, `/latest`'s JSON body and the JPEG pictures, and the limits of the 
 
 from __future__ import annotations
 
+from gclf.runtime.errors import install_hint
+
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +21,10 @@ JPEG_QUALITY = 80
 # (our 32 KB send buffer, its receive buffer) hold a few seconds of frames at most, so a viewer
 # that stops reading is let go within 10 s; any link that shows video sends a frame in 5 s.
 WRITE_TIMEOUT_S = 5.0
-INSTALL_HINT = 'pip install "gclf[serve]"'
+# /healthz answers 503 once no frame has come for this long: the live feed's own frame timeout
+# (gclf.runtime.live.sources.FRAME_TIMEOUT_S), after which a camera counts as stalled.
+STALLED_AFTER_S = 5.0
+INSTALL_HINT = install_hint("serve")
 
 
 @dataclass(frozen=True)

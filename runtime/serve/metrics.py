@@ -19,6 +19,11 @@ its quiet logging. Each `LiveMetrics` has a registry of its own, so that two in 
     gclf_viewers                                 browsers watching the stream
     process_*                                    CPU seconds, resident memory, open files (Linux)
 
+`MetricsSink` is the live loop's sink that feeds them: each frame's timings, the dropped
+frames, camera up, and each finished track (it takes events). The MQTT publisher's state
+is read when the metrics are rendered (`mqtt_stats`), and so are the viewers and whether
+frames still flow (the web server knows those: WebSink.metrics_body).
+
 prometheus_client is imported when a `LiveMetrics` is made: without it (the `serve` extra),
 that is a MissingDependencyError naming the extra.
 """
@@ -26,14 +31,26 @@ that is a MissingDependencyError naming the extra.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Protocol, Sequence
 
-from gclf.runtime.errors import MissingDependencyError
+from gclf.runtime.errors import MissingDependencyError, install_hint
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from gclf.runtime.live.frames import FrameResult
     from gclf.runtime.live.people import TrackEvent
 
-INSTALL_HINT = 'pip install "gclf[serve]"'
+
+class MqttState(Protocol):
+    """What the metrics read of the MQTT publisher's stats (MqttPublisher.stats()); named here
+    so that the browser view never imports the MQTT package."""
+
+    connected: bool
+    waiting: int
+    dropped: int
+
+INSTALL_HINT = install_hint("serve")
 # The text format every Prometheus reads (2.x and 3.x); what render() writes for gclf's names.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Seconds: a laptop classifies a face in a few ms, a Pi 4 runs YuNet and the int8 model in tens
@@ -53,8 +70,19 @@ class LiveMetrics:
     """The live loop's metrics (module docstring). Every update is thread-safe and takes
     microseconds: the loop, the web server and the MQTT publisher update it from their threads."""
 
-    def __init__(self, *, labels: Sequence[str] = (), camera: str | None = None, model: str | None = None, version: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        labels: Sequence[str] = (),
+        camera: str | None = None,
+        model: str | None = None,
+        version: str | None = None,
+        mqtt_stats: Callable[[], MqttState] | None = None,
+    ) -> None:
+        """`mqtt_stats`: the MQTT publisher's stats, read at each render (None: no MQTT, and
+        its metrics stay at 0)."""
         pc = _prometheus_client()
+        self._mqtt_stats = mqtt_stats
         self._pc = pc
         self.registry = pc.CollectorRegistry()
         r = self.registry
@@ -130,4 +158,29 @@ class LiveMetrics:
 
     def render(self) -> bytes:
         """The /metrics body, in Prometheus's text format (serve it with CONTENT_TYPE)."""
+        if self._mqtt_stats is not None:
+            stats = self._mqtt_stats()
+            self.mqtt_state(connected=stats.connected, waiting=stats.waiting, dropped=stats.dropped)
         return self._pc.generate_latest(self.registry)
+
+
+class MetricsSink:
+    """The live loop's sink that feeds `LiveMetrics`: per frame its timings, the feed's
+    dropped frames and camera up; per finished track (an event sink) its label."""
+
+    needs_image = False
+
+    def __init__(self, metrics: LiveMetrics) -> None:
+        self._metrics = metrics
+
+    def write(self, result: FrameResult, annotated: np.ndarray | None) -> bool:
+        self._metrics.frame_processed(fps=result.fps, inference_s=result.inference_s, detection_s=result.detection_s)
+        self._metrics.frames_dropped(result.dropped)
+        self._metrics.camera_state(True)  # a frame came: the camera delivers
+        return True
+
+    def write_event(self, event: TrackEvent) -> None:
+        self._metrics.track_ended(event)
+
+    def close(self) -> None:
+        pass

@@ -42,6 +42,7 @@ except ImportError:  # Windows: no such limit to follow
 from gclf.runtime.errors import UsageError
 from gclf.runtime.serve.access import cookie_name, is_loopback_host, token_matches
 from gclf.runtime.serve.content import ModelInfo, Snapshot, encode_jpeg, latest_json
+from gclf.runtime.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 BOUNDARY = "gclf-frame"
 # Time a connection gets to send a request's headers (from its opening, or from the end of its
@@ -190,6 +191,47 @@ class CountsHandler(_Base):
         self.finish(json.dumps(self.server.counts()))
 
 
+class MetricsHandler(_Base):
+    """/metrics in Prometheus's text format, with the token (a scraper sends it as
+    `Authorization: Bearer`); with --metrics-public, on loopback only, without it."""
+
+    def prepare(self) -> None:
+        if self.server.metrics is None:
+            raise tornado.web.HTTPError(404)
+        if self.server.metrics_public:
+            # Loopback only (WebSink refuses it elsewhere); the Host header still has to name
+            # this machine, so a web page elsewhere cannot read it through DNS rebinding.
+            if not is_loopback_host(self.request.host_name.strip("[]")):
+                raise tornado.web.HTTPError(403)
+            if self.request.headers.get("Sec-Fetch-Site", "").lower() == "cross-site":
+                raise tornado.web.HTTPError(403)
+            return
+        super().prepare()
+
+    def get(self) -> None:
+        assert self.server.metrics is not None
+        self.set_header("Content-Type", METRICS_CONTENT_TYPE)
+        self.finish(self.server.metrics())
+
+
+class HealthHandler(_Base):
+    """/healthz, without the token (for a load balancer, a container runtime, a monitor):
+    200 while frames flow, 503 when the camera is down or stalled, and nothing else."""
+
+    cross_site_ok = True
+
+    def prepare(self) -> None:
+        pass  # no token: the answer says nothing but up or down
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        if self.server.healthy():
+            self.finish("ok\n")
+        else:
+            self.set_status(503)
+            self.finish("unavailable\n")
+
+
 class StreamHandler(_Base):
     async def get(self) -> None:
         if not self.server.take_viewer():
@@ -317,6 +359,9 @@ class WebServer:
         latest_image: Callable[[], Snapshot | None],
         model: ModelInfo,
         counts: Callable[[], dict] = dict,
+        metrics: Callable[[], bytes] | None = None,
+        metrics_public: bool = False,
+        healthy: Callable[[], bool] = lambda: False,
         max_viewers: int,
         max_fps: float,
         write_timeout_s: float,
@@ -331,6 +376,9 @@ class WebServer:
         self.latest_image = latest_image
         self.model = model
         self.counts = counts
+        self.metrics = metrics  # /metrics's body; None: 404
+        self.metrics_public = metrics_public
+        self.healthy = healthy  # /healthz: whether frames flow
         self.max_viewers = max_viewers
         self._max_fps = max_fps
         self.write_timeout_s = write_timeout_s
@@ -368,6 +416,8 @@ class WebServer:
                     (r"/latest", LatestHandler, {"server": self}),
                     (r"/counts", CountsHandler, {"server": self}),
                     (r"/stream", StreamHandler, {"server": self}),
+                    (r"/metrics", MetricsHandler, {"server": self}),
+                    (r"/healthz", HealthHandler, {"server": self}),
                 ],
                 default_handler_class=NotFoundHandler,
                 log_function=lambda handler: None,  # no access log on the user's terminal

@@ -10,6 +10,9 @@ serves:
     /stream   the annotated frames as MJPEG (multipart/x-mixed-replace), for browsers and VLC
     /latest   the newest frame's result as JSON (a --headless line's fields, plus the page's)
     /counts   tracks per label, in total, over the last minute and hour (gclf.runtime.live.people)
+    /metrics  the live metrics in Prometheus's text format (gclf.runtime.serve.metrics), when
+              given; with the token, or on loopback without it (`metrics_public`)
+    /healthz  200 while frames flow, 503 when none came for STALLED_AFTER_S; no token, no details
 
 Pictures are drawn (by the loop, through `needs_image`) and JPEG-encoded (in the server's
 one encoding thread) only while someone watches /stream, and at most `STREAM_MAX_FPS` times
@@ -34,16 +37,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from gclf.runtime.errors import MissingDependencyError
+from gclf.runtime.errors import MissingDependencyError, UsageError
 from gclf.runtime.log import warn
 from gclf.runtime.serve.access import ServeAddress, ServeToken, page_url, parse_serve_address, reachable_hosts, resolve_token
-from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot
+from gclf.runtime.serve.content import INSTALL_HINT, MAX_VIEWERS, STALLED_AFTER_S, STREAM_MAX_FPS, WRITE_TIMEOUT_S, ModelInfo, Snapshot
 
 if TYPE_CHECKING:
     import numpy as np
 
     from gclf.runtime.classifier import Classifier
     from gclf.runtime.live.frames import FrameResult
+    from gclf.runtime.serve.metrics import LiveMetrics
 
 
 class WebSink:
@@ -60,6 +64,9 @@ class WebSink:
         token: ServeToken | str,
         model: ModelInfo,
         counts: Callable[[], dict[str, Any]] = dict,
+        metrics: LiveMetrics | None = None,
+        metrics_public: bool = False,
+        stalled_after_s: float = STALLED_AFTER_S,
         max_viewers: int = MAX_VIEWERS,
         max_fps: float = STREAM_MAX_FPS,
         write_timeout_s: float = WRITE_TIMEOUT_S,
@@ -68,14 +75,24 @@ class WebSink:
     ) -> None:
         """`token`: a `ServeToken` (resolve_token), or a plain string, taken as given (not
         printed). `report`: where the server's own trouble goes (default: a line on stderr).
-        `counts`: /counts's body (PeopleCounts.snapshot). `limits`: server.WebServer's
-        max_connections, max_per_address, header_timeout_s."""
+        `counts`: /counts's body (PeopleCounts.snapshot). `metrics`: served at /metrics (None:
+        404); `metrics_public`: without the token, allowed on a loopback address only.
+        `stalled_after_s`: /healthz says 503 once no frame came for this long. `limits`:
+        server.WebServer's max_connections, max_per_address, header_timeout_s."""
+        if metrics_public and not address.loopback:
+            raise UsageError(
+                f"--metrics-public serves /metrics without the token, so only on this machine: serve on 127.0.0.1 "
+                f"(not {address.host}), or give the scraper the token (Authorization: Bearer)"
+            )
         # Asked first, so a missing extra is one sentence, not an ImportError from inside the server.
         if importlib.util.find_spec("tornado") is None:
             raise MissingDependencyError(f"--serve needs the web server extra: {INSTALL_HINT}")
         from gclf.runtime.serve.server import WebServer  # here: tornado loads only when --serve is used
 
         self.address = address
+        self._metrics = metrics
+        self._stalled_after_s = stalled_after_s
+        self._last_frame_at: float | None = None  # time.monotonic() of the newest frame
         self.token = token if isinstance(token, ServeToken) else ServeToken(token, "the caller")
         self.model = model
         self._latest: Snapshot | None = None  # the newest frame
@@ -92,6 +109,9 @@ class WebSink:
             latest_image=lambda: self._latest_image,
             model=model,
             counts=counts,
+            metrics=self.metrics_body if metrics is not None else None,
+            metrics_public=metrics_public,
+            healthy=self.healthy,
             max_viewers=max_viewers,
             max_fps=max_fps,
             write_timeout_s=write_timeout_s,
@@ -128,9 +148,23 @@ class WebSink:
     def viewers(self) -> int:
         return self._server.viewers
 
+    def healthy(self) -> bool:
+        """Whether frames flow: one came within the last `stalled_after_s` (/healthz)."""
+        last = self._last_frame_at
+        return last is not None and time.monotonic() - last <= self._stalled_after_s
+
+    def metrics_body(self) -> bytes:
+        """/metrics's body: the metrics, with what this side knows brought up to date first
+        (whether frames flow, the viewers). Called on the server's thread."""
+        assert self._metrics is not None
+        self._metrics.camera_state(self.healthy())
+        self._metrics.viewers(self.viewers)
+        return self._metrics.render()
+
     def write(self, result: "FrameResult", annotated: "np.ndarray | None") -> bool:
         # O(1) on the loop's thread: one reference replaced (atomic in Python), and the
         # server's event loop woken only when a viewer waits for the frame.
+        self._last_frame_at = time.monotonic()
         self._seq += 1
         snapshot = Snapshot(self._seq, result, annotated, result.dropped)
         self._latest = snapshot

@@ -193,6 +193,7 @@ def test_faces_model_answers_with_the_largest_face_and_counts_photos_without_one
 
 
 def test_report_folder_holds_markdown_json_and_figures(model: Path, whole_set: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the figures need matplotlib (the train extra); a device without it gets a note instead")
     report = tmp_path / "report"
 
     result = _eval(model, whole_set, "--report", report, "--groups", "utkface")

@@ -142,8 +142,6 @@ def _model_failing_at_run_time(path: Path, tail: str) -> Path:
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from gclf.export.onnx_export import set_metadata
-
     inits = [numpy_helper.from_array(np.eye(3, 2, dtype=np.float32), "w")]
     nodes = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]
     if tail == "reshape":
@@ -168,7 +166,9 @@ def _model_failing_at_run_time(path: Path, tail: str) -> Path:
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    set_metadata(model, ModelMetadata(spec=PreprocessSpec(input_height=32, input_width=32), class_names=("red", "blue"), variant="fp32", training=dict(TINY_TRAINING_SUMMARY)))
+    meta = ModelMetadata(spec=PreprocessSpec(input_height=32, input_width=32), class_names=("red", "blue"), variant="fp32", training=dict(TINY_TRAINING_SUMMARY))
+    for key, value in meta.to_props().items():
+        model.metadata_props.add(key=key, value=value)
     onnx.save_model(model, str(path))
     return path
 

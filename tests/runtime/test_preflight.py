@@ -289,10 +289,10 @@ def test_check_exits_12_with_one_sentence_per_problem(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("args", [["--check", "--headless"], ["--check", "{model}", "photo.jpg"], ["--check", "--camera", "0"]])
-def test_check_takes_only_a_model_and_threads(tiny_onnx, args: list[str]) -> None:
+def test_check_takes_only_a_model_threads_and_the_broker(tiny_onnx, args: list[str]) -> None:
     result = CliRunner().invoke(main, [a.format(model=tiny_onnx()) for a in args])
 
-    assert result.exit_code == 2 and "--check takes a MODEL and --threads only" in result.stderr
+    assert result.exit_code == 2 and "--check takes a MODEL, --threads and the --mqtt options only" in result.stderr
 
 
 def test_without_check_a_model_is_still_required() -> None:

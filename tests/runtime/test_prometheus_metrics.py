@@ -108,9 +108,9 @@ except MissingDependencyError as exc:
 @pytest.mark.parametrize(
     ("blocked", "make", "extra"),
     [
-        ("prometheus_client", "from gclf.runtime.serve.metrics import LiveMetrics; LiveMetrics()", "gclf[serve]"),
+        ("prometheus_client", "from gclf.runtime.serve.metrics import LiveMetrics; LiveMetrics()", '".[serve]" in a gclf checkout'),
         ("paho", "from gclf.runtime.mqtt.settings import broker_settings; from gclf.runtime.mqtt.publisher import MqttPublisher; "
-                 "MqttPublisher(broker_settings('mqtt://127.0.0.1', environ={}), camera='door')", "gclf[mqtt]"),
+                 "MqttPublisher(broker_settings('mqtt://127.0.0.1', environ={}), camera='door')", '".[mqtt]" in a gclf checkout'),
     ],
 )
 def test_a_missing_extra_is_named(blocked: str, make: str, extra: str) -> None:

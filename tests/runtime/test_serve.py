@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from gclf.runtime.cli.infer import main
-from gclf.runtime.errors import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
+from gclf.runtime.errors import install_hint, EXIT_MISSING_DEPENDENCY, EXIT_USAGE, MissingDependencyError, UsageError
 from gclf.runtime.serve import (
     LOOPBACK,
     MAKE_TOKEN_HINT,
@@ -627,7 +627,7 @@ def test_serve_without_the_extra_names_it(tiny_onnx, tmp_path: Path, monkeypatch
     monkeypatch.setitem(sys.modules, "tornado", None)  # as if not installed
     result = _infer(tiny_onnx(), "--video", video, "--serve", "0")
     assert result.exit_code == EXIT_MISSING_DEPENDENCY == MissingDependencyError.exit_code
-    assert result.stderr.strip().splitlines()[-1] == 'error: --serve needs the web server extra: pip install "gclf[serve]"'
+    assert result.stderr.strip().splitlines()[-1] == f"error: --serve needs the web server extra: {install_hint('serve')}"
 
 
 @pytest.mark.parametrize(

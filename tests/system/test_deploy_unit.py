@@ -29,6 +29,7 @@ from gclf_testutil import REPO
 
 UNIT = REPO / "deploy" / "gclf-camera.service"
 SERVE_DROP_IN = REPO / "deploy" / "gclf-camera-serve.conf"
+MQTT_DROP_IN = REPO / "deploy" / "gclf-camera-mqtt.conf"
 GUIDE = REPO / "docs" / "raspberry-pi.md"
 MAX_EXPOSURE = 2.5  # issue 18: `systemd-analyze security` rates 0 (locked down) to 10 (exposed)
 LOG = "/var/log/gclf/camera.jsonl"
@@ -134,12 +135,44 @@ def test_systemd_analyze_rates_the_unit_ok(tmp_path: Path) -> None:
     assert _analyzer_exposure(UNIT) <= MAX_EXPOSURE
 
 
-def test_systemd_analyze_rates_the_unit_with_the_serve_drop_in_ok(tmp_path: Path) -> None:
+@pytest.mark.parametrize("drop_in", [SERVE_DROP_IN, MQTT_DROP_IN], ids=["serve", "mqtt"])
+def test_systemd_analyze_rates_the_unit_with_a_drop_in_ok(tmp_path: Path, drop_in: Path) -> None:
     # The analyzer reads drop-ins from NAME.service.d/ beside the unit file it is given.
     shutil.copy(UNIT, tmp_path / UNIT.name)
     (tmp_path / f"{UNIT.name}.d").mkdir()
-    shutil.copy(SERVE_DROP_IN, tmp_path / f"{UNIT.name}.d" / "serve.conf")
+    shutil.copy(drop_in, tmp_path / f"{UNIT.name}.d" / "drop-in.conf")
     assert _analyzer_exposure(tmp_path / UNIT.name) <= MAX_EXPOSURE
+
+
+def test_the_mqtt_drop_in_takes_the_password_from_a_credential_and_reaches_the_broker_alone() -> None:
+    from gclf.runtime.mqtt.disk_queue import default_queue_folder
+    from gclf.runtime.mqtt.settings import CREDENTIAL_NAME, parse_broker_url
+
+    drop_in = _service(MQTT_DROP_IN)
+    argv = _exec_start(MQTT_DROP_IN)
+    assert drop_in["ExecStart"][0] == ""  # resets the unit's, or systemd would run both
+    assert argv[: len(_exec_start())] == _exec_start()
+    added = argv[len(_exec_start()) :]
+    assert added[0] == "--mqtt" and "--mqtt-discovery" in added and "--mqtt-password-file" not in added
+    scheme, host, port, user = parse_broker_url(added[1])
+    # The password: the credential gclf-infer reads from $CREDENTIALS_DIRECTORY, never the command line.
+    assert drop_in["LoadCredential"] == [f"{CREDENTIAL_NAME}:/etc/gclf/mqtt-password"] and user is not None
+    assert drop_in["IPAddressAllow"] == [host]  # the broker, and nothing else
+    # The queue lives in the unit's StateDirectory, which systemd makes writable.
+    assert drop_in["StateDirectory"] == [_one("StateDirectory")] == ["gclf"]
+    assert default_queue_folder("door", {"STATE_DIRECTORY": "/var/lib/gclf"}) == Path("/var/lib/gclf/mqtt-queue/door")
+
+
+def test_the_mqtt_drop_in_finds_its_password_where_systemd_puts_it(tmp_path: Path) -> None:
+    from gclf.runtime.mqtt.settings import broker_settings
+
+    argv = _exec_start(MQTT_DROP_IN)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / _service(MQTT_DROP_IN)["LoadCredential"][0].split(":")[0]).write_text("from-systemd-Q2x\n")
+    settings = broker_settings(argv[argv.index("--mqtt") + 1], environ={"CREDENTIALS_DIRECTORY": str(credentials)})
+    assert settings.password is not None and settings.password.reveal() == "from-systemd-Q2x"
+    assert "from-systemd" not in repr(settings)
 
 
 def _faces_model(tiny_onnx) -> Path:
@@ -153,7 +186,7 @@ def _as_tested(args: list[str], model: Path, log: Path) -> list[str]:
     return [{FACE_MODEL: "haar", LOG: str(log)}.get(a, a) for a in args]
 
 
-@pytest.mark.parametrize("unit", [UNIT, SERVE_DROP_IN], ids=["unit", "serve-drop-in"])
+@pytest.mark.parametrize("unit", [UNIT, SERVE_DROP_IN, MQTT_DROP_IN], ids=["unit", "serve-drop-in", "mqtt-drop-in"])
 def test_exec_start_parses_with_gclf_infer_options(tiny_onnx, tmp_path: Path, unit: Path) -> None:
     args = _as_tested(_exec_start(unit)[1:], _faces_model(tiny_onnx), tmp_path / "camera.jsonl")
     with main.make_context("gclf-infer", args) as ctx:  # unknown or mistyped options raise here
@@ -164,6 +197,8 @@ def test_exec_start_parses_with_gclf_infer_options(tiny_onnx, tmp_path: Path, un
     assert params["events"] is True and params["summary_every"] == 60 and params["jsonl"] == tmp_path / "camera.jsonl"
     if unit == SERVE_DROP_IN:
         assert params["token_file"] == Path("%d/serve-token")
+    if unit == MQTT_DROP_IN:
+        assert params["mqtt"].startswith("mqtt://gclf@") and params["mqtt_discovery"] is True
 
 
 def test_exec_start_runs_with_a_stand_in_camera_says_ready_and_writes_no_line_per_frame(tiny_onnx, fake_picamera2, tmp_path: Path, monkeypatch) -> None:
