@@ -193,7 +193,7 @@ def main() -> None:
     parser.add_argument("model_dir", type=Path)
     parser.add_argument("--outside", type=Path, default=SHARED / "datasets" / "utkface-dev")
     parser.add_argument("--images", type=int, default=2000, help="outside images for agreement (0: skip)")
-    parser.add_argument("--classes", default="native,vnni,avx2")
+    parser.add_argument("--classes", default="native,vnni,avx2", help="CPU classes for the speed part ('' to skip it)")
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--calls", type=int, default=10)
@@ -214,7 +214,7 @@ def main() -> None:
     print(f"CPU: {results['cpu']}; load average {os.getloadavg()[0]:.1f}", flush=True)
 
     results["speed"] = {}
-    for cpu in args.classes.split(","):
+    for cpu in filter(None, args.classes.split(",")):
         for threads in map(int, args.threads.split(",")):
             load = os.getloadavg()[0]
             speed = json.loads(in_child(cpu, work, "speed", str(args.model_dir), str(threads), str(args.rounds), str(args.calls)))
