@@ -5,7 +5,8 @@ Rows (each skipped with a reason when it cannot run here):
   tensors (the bare engine call): onnxruntime (on an AMX CPU also without the AMX weight
   layout, the path gclf took before), OpenVINO at fp32 and at bf16, and on the int8 file;
   each after its parity check against the model's reference outputs (a refused engine's row
-  says why, and is never recommended)
+  says why, and is never recommended); these rows take turns call by call, so the
+  recommendation among them holds on a machine whose load comes and goes
 - OpenCV DNN on the same ONNX file
 - gclf end to end, JPEG file -> label, fp32 and int8 (`Classifier.predict_files`), per engine
 
@@ -105,35 +106,88 @@ def bench_onnxruntime(name: str, model: Path, batch1: np.ndarray, batch: np.ndar
 def bench_engine(name: str, model: Path, batch1: np.ndarray, batch: np.ndarray, threads: int, repeats: int, *,
                  engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION, amx_layout: bool | None = None,
                  one_thread: bool = False) -> Row:
-    """Batch-1 latency and batch throughput of one engine on `model`, after its parity check.
+    """Batch-1 latency and batch throughput of one engine on `model`, after its parity check
+    (load_engine_row, then time_engine_rows)."""
+    loaded = load_engine_row(name, model, threads, engine=engine, precision=precision, amx_layout=amx_layout, one_thread=one_thread)
+    time_engine_rows([loaded], batch1, batch, repeats)
+    return loaded.row
+
+
+@dataclass
+class LoadedRow:
+    """An engine row made ready to time: `run` and `single` (one thread) are None where it cannot run."""
+
+    row: Row
+    run: Callable[[np.ndarray], np.ndarray] | None = None
+    single: Callable[[np.ndarray], np.ndarray] | None = None
+
+
+def load_engine_row(name: str, model: Path, threads: int, *, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION,
+                    amx_layout: bool | None = None, one_thread: bool = False) -> LoadedRow:
+    """One engine on `model`, loaded and parity-checked (a row that says why when it cannot run).
 
     `amx_layout=False`: onnxruntime without the AMX weight layout (gclf before it), run on the
     bare engine since a Classifier always lays int8 out for AMX where it can. `one_thread`:
-    also the batch-1 median on one thread (the run's own threads are all cores)."""
+    also a one-thread copy, for the batch-1 median on one thread."""
     try:
         clf = Classifier(model, threads=threads, engine=engine, precision=precision)
-    except MissingDependencyError as exc:
-        return Row(name, note=f"not installed: {install_hint(engine)}", engine=engine, precision=precision)
+    except MissingDependencyError:
+        return LoadedRow(Row(name, note=f"not installed: {install_hint(engine)}", engine=engine, precision=precision))
     except EngineRefusedError as exc:
-        return Row(name, note=f"refused: {exc}", engine=engine, precision=precision, passed=False)
+        return LoadedRow(Row(name, note=f"refused: {exc}", engine=engine, precision=precision, passed=False))
     except GclfError as exc:
-        return Row(name, note=f"could not run: {exc}", engine=engine, precision=precision, passed=False)
+        return LoadedRow(Row(name, note=f"could not run: {exc}", engine=engine, precision=precision, passed=False))
     run, described = clf.logits, describe(clf.engine)
     if amx_layout is False:
         bare = open_engine(model, model.read_bytes(), engine=engine, threads=threads, amx_layout=False)
         run, described = bare.run, describe(bare)
-    lat = time_calls(lambda: run(batch1), repeats=repeats, warmup=3)
-    ips = throughput(lambda: run(batch), len(batch), repeats=max(3, repeats // 4), warmup=1)
-    one = None
+    single = None
     if one_thread:
         single = Classifier(model, threads=1, engine=engine, precision=precision).logits
         if amx_layout is False:
             single = open_engine(model, model.read_bytes(), engine=engine, threads=1, amx_layout=False).run
-        one = statistics.median(time_calls(lambda: single(batch1), repeats=max(5, repeats // 2), warmup=3))
     p = clf.parity
     note = "parity not checked (no reference outputs in the model)" if p.max_prob_diff is None else f"parity {p.max_prob_diff:.1g} ({p.against})"
-    return Row(name, lat, ips, rss_mb(), note=f"{described}; {note}", engine=engine, precision=precision,
-               variant=clf.metadata.variant, passed=True, one_thread_ms=one)
+    row = Row(name, note=f"{described}; {note}", engine=engine, precision=precision, variant=clf.metadata.variant, passed=True)
+    return LoadedRow(row, run, single)
+
+
+BLOCK = 4  # timed calls in a row per engine and turn
+
+
+def _block(run: Callable[[np.ndarray], np.ndarray], x: np.ndarray) -> list[float]:
+    run(x)  # untimed: the previous engine's threads may still be spinning
+    samples = []
+    for _ in range(BLOCK):
+        start = time.perf_counter()
+        run(x)
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def time_engine_rows(loaded: Sequence[LoadedRow], batch1: np.ndarray, batch: np.ndarray, repeats: int) -> None:
+    """Fill in each row's batch-1 samples, one-thread median and throughput. The rows take
+    turns in short blocks (BLOCK timed calls after one untimed: onnxruntime's threads spin on
+    after a call and would slow whichever engine came next), so that a load that comes and goes
+    on the machine hits them alike and the recommendation compares like with like."""
+    ready = [item for item in loaded if item.run is not None]
+    for item in ready:
+        item.row.latency_ms = []
+        for _ in range(3):
+            item.run(batch1)
+    for _ in range(-(-repeats // BLOCK)):
+        for item in ready:
+            item.row.latency_ms.extend(_block(item.run, batch1))
+    singles = [item for item in ready if item.single is not None]
+    samples: dict[int, list[float]] = {id(item): [] for item in singles}
+    for _ in range(-(-max(5, repeats // 2) // BLOCK)):
+        for item in singles:
+            samples[id(item)].extend(_block(item.single, batch1))
+    for item in singles:
+        item.row.one_thread_ms = statistics.median(samples[id(item)])
+    for item in ready:
+        item.row.throughput_ips = throughput(lambda: item.run(batch), len(batch), repeats=max(3, repeats // 4), warmup=1)
+        item.row.rss_mb = rss_mb()
 
 
 def bench_opencv_dnn(model: Path, batch1: np.ndarray, batch: np.ndarray, threads: int, repeats: int) -> Row:
@@ -317,12 +371,14 @@ def run_benchmark(fp32: Path, int8: Path | None, images: Sequence[Path], *, batc
     batch = preprocess_batch(decoded, spec)
     batch1 = batch[:1].copy()
     log(f"machine: {os.cpu_count()} CPUs; threads per engine: {threads}; batch size {batch_size}; {repeats} timed batch-1 runs after warm-up")
-    rows = []
+    loaded = []
     for name, model, engine, precision, amx_layout in engine_rows(fp32, int8):
         if precision == "bf16" and not cpu_class.has_bf16():
-            rows.append(Row(name, note="skipped: this CPU has no bf16 instructions (AMX-BF16, AVX512-BF16)", engine=engine, precision=precision))
+            loaded.append(LoadedRow(Row(name, note="skipped: this CPU has no bf16 instructions (AMX-BF16, AVX512-BF16)", engine=engine, precision=precision)))
             continue
-        rows.append(bench_engine(name, model, batch1, batch, threads, repeats, engine=engine, precision=precision, amx_layout=amx_layout, one_thread=threads > 1))
+        loaded.append(load_engine_row(name, model, threads, engine=engine, precision=precision, amx_layout=amx_layout, one_thread=threads > 1))
+    time_engine_rows(loaded, batch1, batch, repeats)
+    rows = [item.row for item in loaded]
     rows.append(bench_opencv_dnn(fp32, batch1, batch, threads, repeats))
     if reference_row is not None:
         rows.append(reference_row(fp32, batch1, batch, threads, repeats))
@@ -365,8 +421,14 @@ def recommend(rows: Sequence[Row]) -> str:
         file = "the int8 model" if best.variant == "int8" else "the fp32 model"
         flags = "" if best.engine == DEFAULT_ENGINE else f" with --engine {best.engine}"
         flags += " --precision bf16" if best.precision == "bf16" else ""
-        return (f"use {file}{flags} on this machine ({best.name}): {fp32.median_ms / best.median_ms:.2f}x onnxruntime fp32 at batch 1"
+        text = (f"use {file}{flags} on this machine ({best.name}): {fp32.median_ms / best.median_ms:.2f}x onnxruntime fp32 at batch 1"
                 + (f", {int8.median_ms / best.median_ms:.2f}x onnxruntime int8" if int8 and int8.median_ms and best is not int8 else ""))
+        before = by_name.get(ORT_INT8_WITHOUT_AMX)
+        if before is not None and before.median_ms:
+            text += f", {before.median_ms / best.median_ms:.2f}x onnxruntime int8 without the AMX layout (gclf before it)"
+            if before.one_thread_ms and best.one_thread_ms:
+                text += f"; on one thread {before.one_thread_ms / best.one_thread_ms:.2f}x"
+        return text
     if not int8 or not int8.median_ms or not fp32 or not fp32.median_ms:
         return "use the fp32 model (no int8 model measured)"
     speedup = fp32.median_ms / int8.median_ms
