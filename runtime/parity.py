@@ -59,6 +59,7 @@ class ParityResult:
     engine: str  # gclf.runtime.engine.describe()
     cpu: str
     cached: bool = False
+    problem: str = ""  # what made the answers unusable, where they were not numbers of the right shape
 
     def line(self) -> str:
         if self.against == "nothing":
@@ -160,14 +161,21 @@ def verify_engine(run: Logits, *, engine: str, model: bytes, spec: PreprocessSpe
             chosen = choose_references(reference_engine(), spec)
             indices, expected, against = chosen["indices"], np.asarray(chosen["logits"]), "onnxruntime here"
         got = np.asarray(run(pattern_inputs(spec, indices)))
-        diff = max_probability_difference(got, expected) if got.shape == expected.shape and np.isfinite(got).all() else float("inf")
-        result = ParityResult(diff <= TOLERANCE, against, diff, TOLERANCE, engine, cpu)
+        if got.shape != expected.shape:
+            problem = f"an output of shape {got.shape} for {len(indices)} inputs of {expected.shape[1]} classes"
+        elif not np.isfinite(got).all():
+            problem = "outputs that are not numbers (NaN or infinity)"
+        else:
+            problem = ""
+        diff = max_probability_difference(got, expected) if not problem else 1.0
+        result = ParityResult(not problem and diff <= TOLERANCE, against, diff, TOLERANCE, engine, cpu, problem=problem)
         _store(cache, result)
     if not result.passed:
         where = "the reference outputs the model records" if result.against == "recorded" else "onnxruntime on this machine"
+        what = (f"gives {result.problem} where {where} has its answers" if result.problem else
+                f"gives answers that drift from {where} on this CPU (largest probability difference {result.max_prob_diff:.3g} > {result.tolerance:g})")
         raise EngineRefusedError(
-            f"{source}: {engine} gives answers that drift from {where} on this CPU (largest probability difference "
-            f"{result.max_prob_diff:.3g} > {result.tolerance:g}), so gclf will not run it here: "
+            f"{source}: {engine} {what}, so gclf will not run it here: "
             + ("use the onnxruntime engine" if not engine.startswith("onnxruntime") else
                "an int8 file with full 8-bit weights saturates on some CPUs (re-export it with gclf-export --quantize, whose 7-bit "
                "weights give the same answers on every CPU); otherwise the file is damaged")
@@ -178,7 +186,8 @@ def verify_engine(run: Logits, *, engine: str, model: bytes, spec: PreprocessSpe
 def _cached(path) -> ParityResult | None:
     try:
         record = json.loads(path.read_text())
-        return ParityResult(**{**{k: record[k] for k in ("passed", "against", "max_prob_diff", "tolerance", "engine", "cpu")}, "cached": True})
+        return ParityResult(**{**{k: record[k] for k in ("passed", "against", "max_prob_diff", "tolerance", "engine", "cpu")},
+                               "problem": str(record.get("problem", "")), "cached": True})
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or unreadable: check again
 
@@ -186,8 +195,6 @@ def _cached(path) -> ParityResult | None:
 def _store(path, result: ParityResult) -> None:
     record = {**asdict(result), "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     record.pop("cached")
-    if record["max_prob_diff"] == float("inf"):
-        record["max_prob_diff"] = 1.0
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_bytes_atomic(path, json.dumps(record, indent=1).encode())

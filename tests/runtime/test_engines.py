@@ -223,3 +223,24 @@ def test_bench_rows_cover_every_engine_and_the_recommendation_only_takes_one_tha
     advice = recommend(rows)
     assert advice.startswith("use the int8 model with --engine openvino on this machine") and "5.00x onnxruntime fp32" in advice
     assert "2.50x onnxruntime int8" in advice
+
+
+def test_an_engine_that_returns_no_usable_answers_is_refused_and_says_what_it_returned(tiny_onnx, tmp_path: Path, monkeypatch) -> None:
+    """As OpenVINO's ARM plugin did with an int8 model on an emulated Cortex-A72: an empty
+    output. The check names it instead of a meaningless difference, and caches the verdict."""
+    from gclf.runtime.parity import read_references, verify_engine
+
+    monkeypatch.setenv("GCLF_HOME", str(tmp_path / "home"))
+    model = _with_references(tiny_onnx())
+    clf = Classifier(model)
+    refs = read_references(clf.metadata.reference_outputs, 2, str(model))
+    verdicts = len(list((tmp_path / "home" / "parity").glob("*.json")))  # the onnxruntime load's
+    for attempt in range(2):
+        with pytest.raises(EngineRefusedError, match=r"gives an output of shape \(0, 2\) for 6 inputs of 2 classes") as caught:
+            verify_engine(lambda x: np.zeros((0, 2), np.float32), engine="broken 1.0", model=model.read_bytes(), spec=clf.spec,
+                          references=refs, reference_engine=None, source=str(model))
+        assert "use the onnxruntime engine" in str(caught.value)
+    assert len(list((tmp_path / "home" / "parity").glob("*.json"))) == verdicts + 1  # one verdict, the second from the cache
+    with pytest.raises(EngineRefusedError, match="not numbers"):
+        verify_engine(lambda x: np.full((len(x), 2), np.nan, np.float32), engine="nan 1.0", model=model.read_bytes(), spec=clf.spec,
+                      references=refs, reference_engine=None, source=str(model))
