@@ -172,7 +172,7 @@ def verify_engine(run: Logits, *, engine: str, model: bytes, spec: PreprocessSpe
         _store(cache, result)
     if not result.passed:
         where = "the reference outputs the model records" if result.against == "recorded" else "onnxruntime on this machine"
-        what = (f"gives {result.problem} where {where} has its answers" if result.problem else
+        what = (f"gives {result.problem} instead of answers to compare with {where}" if result.problem else
                 f"gives answers that drift from {where} on this CPU (largest probability difference {result.max_prob_diff:.3g} > {result.tolerance:g})")
         raise EngineRefusedError(
             f"{source}: {engine} {what}, so gclf will not run it here: "
