@@ -13,7 +13,12 @@ class-balanced, seed 0):
 - s8 weights, full 8-bit or 7-bit (`reduce_range`), or u8 weights (U8U8);
 - with or without `quant_pre_process` (shape inference and Conv+BatchNorm fusion first);
 - gclf's remedy: first convolution and classifier in float;
-- each Concat's inputs on the Concat's own scale (gclf's default, all but one variant) or not.
+- each Concat's inputs on the Concat's own scale (gclf's default, all but one variant) or not;
+- symmetric weights (zero point 0, gclf's) or asymmetric (per tensor: onnxruntime's QLinearConv
+  takes one weight zero point per tensor), which onnxruntime runs on different MLAS kernels;
+- gclf's default with its weights laid out for AMX (gclf.runtime.int8_amx: zero point 1), as
+  the runtime does in memory on an AMX CPU, written to a file here to measure it everywhere;
+- dynamic quantization (ConvInteger / MatMulInteger, u8 weights, activations quantized at run time).
 
 For each: top-1 agreement with fp32 and both accuracies on the outside set (decoded and
 resized as gclf-infer does for whole images), the largest shift in fp32's top-class
@@ -60,6 +65,9 @@ class Variant:
     preprocess: bool = True  # quant_pre_process first
     ends_float: bool = False  # first Conv and classifier in float (gclf's first remedy)
     shared_concat: bool = True  # each Concat's inputs on its output scale (gclf.export.quantize.share_concat_scales)
+    weight_symmetric: bool = True  # zero point 0 (gclf); False: onnxruntime picks one per tensor
+    amx_layout: bool = False  # the weights moved to zero point 1, as gclf's runtime does on AMX CPUs
+    dynamic: bool = False  # quantize_dynamic: ConvInteger/MatMulInteger instead of static QDQ
 
 
 VARIANTS = [
@@ -74,6 +82,11 @@ VARIANTS = [
     Variant("qdq-pc-7bit-nopre", reduce_range=True, preprocess=False),
     Variant("qdq-pc-8bit-ends", ends_float=True),
     Variant("qdq-pc-7bit-ends", reduce_range=True, ends_float=True),
+    Variant("qdq-pc-7bit-amx", reduce_range=True, amx_layout=True),  # the runtime's AMX layout, as a file
+    Variant("qdq-pt-7bit-asym", per_channel=False, reduce_range=True, weight_symmetric=False),
+    Variant("qdq-pt-8bit-asym", per_channel=False, weight_symmetric=False),
+    Variant("qop-pt-7bit-asym", quant_format="QOperator", per_channel=False, reduce_range=True, weight_symmetric=False),
+    Variant("dynamic-u8", weight_type="QUInt8", dynamic=True, shared_concat=False),  # ConvInteger, MatMulInteger
 ]
 DEFAULT_VARIANT = "qdq-pc-7bit"
 EXPORTED = "exported"  # RUN_DIR/model.int8.onnx as gclf-export wrote it, when there is one
@@ -93,15 +106,25 @@ def quantize_variant(fp32: Path, dest: Path, v: Variant, calibration: list[Path]
         if v.preprocess:
             source = Path(tmp) / "pre.onnx"
             quant_pre_process(str(fp32), str(source), skip_symbolic_shape=False)
+        if v.dynamic:
+            from onnxruntime.quantization import quantize_dynamic
+
+            quantize_dynamic(str(source), str(dest), per_channel=v.per_channel, reduce_range=v.reduce_range,
+                             weight_type=getattr(QuantType, v.weight_type), op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+            return
         quantize_static(
             str(source), str(dest), ImageCalibrationReader(calibration, spec, input_name, 8),
             quant_format=getattr(QuantFormat, v.quant_format), per_channel=v.per_channel, reduce_range=v.reduce_range,
             activation_type=QuantType.QUInt8, weight_type=getattr(QuantType, v.weight_type),
             calibrate_method=CalibrationMethod.MinMax, nodes_to_exclude=end_nodes(source) if v.ends_float else [],
-            extra_options={"WeightSymmetric": v.weight_type == "QInt8", "ActivationSymmetric": False},
+            extra_options={"WeightSymmetric": v.weight_type == "QInt8" and v.weight_symmetric, "ActivationSymmetric": False},
         )
     if v.shared_concat:
         share_concat_scales(dest)
+    if v.amx_layout:
+        from gclf.runtime.int8_amx import amx_weight_layout
+
+        dest.write_bytes(amx_weight_layout(dest.read_bytes()))
 
 
 def session(model: Path, threads: int = 1, level: str = "ORT_ENABLE_ALL"):

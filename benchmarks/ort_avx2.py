@@ -145,7 +145,20 @@ def environment(dest: Path | None) -> dict[str, str]:
     env = dict(os.environ)
     if dest is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(dest), env.get("PYTHONPATH")]))
+        if _has_amx():
+            # MLAS's AMX set-up comes after the two patched checks and would take int8 work
+            # back to exact kernels: the process is refused AMX as well (benchmarks/no_amx.py).
+            from benchmarks.no_amx import environment as without_amx
+
+            env = without_amx(env)
     return env
+
+
+def _has_amx() -> bool:
+    try:
+        return "amx_int8" in Path("/proc/cpuinfo").read_text(errors="replace").split()
+    except OSError:
+        return False
 
 
 def probe_output(model: Path, pythonpath: Path | None = None) -> tuple[float, Path]:

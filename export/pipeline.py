@@ -181,6 +181,7 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
         log(f"torch vs onnxruntime: max |logit difference| {diff:.2e} on {what} (limit {MAX_LOGIT_DIFF:.0e})")
         if not diff <= MAX_LOGIT_DIFF:
             raise ExportCheckError(f"the ONNX model disagrees with PyTorch (max logit difference {diff:.2e} > {MAX_LOGIT_DIFF:.0e}); nothing was written")
+        record_reference_outputs(tmp, log)
     if val:
         log_dropped_answers(cropper, "the parity images' face crops", log)
     log(f"wrote {dest} (opset {OPSET}, fp32, {dest.stat().st_size / 1e6:.1f} MB)")
@@ -359,10 +360,21 @@ def export_int8(
             "attempts": attempts,
         }
         _write_int8_metadata(tmp, metadata, quant)
+        record_reference_outputs(tmp, log)
     log_dropped_answers(cropper, "the calibration and parity face crops", log)
     safety = "saturation-safe: the same answers on every CPU class" if quant["saturation_safe"] else f"8-bit weights: parity holds on {quant['parity_cpu_class']} CPUs"
     log(f"wrote {dest} (int8 QDQ, {name}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
     return quant
+
+
+def record_reference_outputs(path: Path, log: Log) -> None:
+    """Record in the model file the logits onnxruntime gives here for a few generated inputs
+    (gclf.runtime.parity): what every engine is checked against on the machines that run it.
+    Generated patterns, never photos: a model carries no training image."""
+    from gclf.runtime.parity import record_references
+
+    refs = record_references(path)
+    log(f"recorded reference outputs for {len(refs['indices'])} generated inputs ({refs['engine']}, {refs['cpu_class']} CPU)")
 
 
 def _write_int8_metadata(path: Path, parent: ModelMetadata, quant: dict) -> None:

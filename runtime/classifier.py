@@ -1,4 +1,5 @@
-"""Run a gclf ONNX model with onnxruntime: images in, labels and confidences out."""
+"""Run a gclf ONNX model: images in, labels and confidences out (onnxruntime by default, or
+another engine of gclf.runtime.engine)."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ from typing import Iterable, Iterator, Mapping, Sequence, Union
 import numpy as np
 
 from gclf.runtime.decode import decode_image
+from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, describe, open_engine
 from gclf.runtime.errors import BadModelError, ImageDecodeError, UsageError
 from gclf.runtime.faces.choice import resolve_face_detection, resolve_face_margin
 from gclf.runtime.faces.crops import NO_FACE_ACTIONS, faces_to_model_input
 from gclf.runtime.faces.detectors import Box, FaceDetector, make_detector
 from gclf.runtime.log import warn
-from gclf.runtime.files import require_regular_file
+from gclf.runtime.files import open_regular_file
 from gclf.runtime.metadata import ModelMetadata
+from gclf.runtime.parity import read_references, verify_engine
 from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch
 
 # What `predict` takes: an image file's path, or a decoded uint8 (H, W, 3) array.
@@ -97,31 +100,42 @@ def _dim(value: object) -> int | None:
 class Classifier:
     """A loaded gclf model. Reads its preprocessing and class names from the file itself."""
 
-    def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, spin: bool = True) -> None:
-        """`spin=False` stops onnxruntime's threads from busy-waiting for work between runs:
+    def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, spin: bool = True,
+                 engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> None:
+        """`engine`: "onnxruntime" (the default) or "openvino" (gclf.runtime.engine);
+        `precision`: "fp32" (default) or "bf16" (OpenVINO, fp32 files) for what an fp32 file
+        is computed in (an int8 file runs as it is). The first time an engine meets this model
+        on this machine its answers are checked against the reference outputs the model
+        records (gclf.runtime.parity; EngineRefusedError if they drift); `self.parity` says how.
+
+        `spin=False` stops onnxruntime's threads from busy-waiting for work between runs:
         slower for back-to-back batches, but leaves the cores to other threads of the process
         (the live loop's capture and preparation threads)."""
-        import onnxruntime as ort
-
         self.path = Path(model_path)
         if not self.path.exists():
             raise BadModelError(f"{self.path}: no such model file")
-        require_regular_file(self.path, error=BadModelError)  # a FIFO or device is refused at once, never waited on
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if threads:
-            options.intra_op_num_threads = threads
-        if not spin:
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # ORT raises several private exception types for bad files
-            raise BadModelError(f"{self.path}: not a loadable ONNX model ({_short(exc)})") from None
-        props = self.session.get_modelmeta().custom_metadata_map
-        self.metadata = ModelMetadata.from_props(props, source=str(self.path))
+        # A FIFO or device is refused at once, never waited on; the bytes read here are the
+        # ones the engine loads and the parity check hashes.
+        with open_regular_file(self.path, error=BadModelError) as fh:
+            try:
+                data = fh.read()
+            except OSError as exc:
+                raise BadModelError(f"{self.path}: cannot read file ({exc.strerror or exc})") from None
+        self.engine = open_engine(self.path, data, engine=engine, precision=precision, threads=threads, spin=spin)
+        self.metadata = ModelMetadata.from_props(self.engine.metadata_props(), source=str(self.path))
         self._check_graph()
-        self.input_name = self.session.get_inputs()[0].name
         self._default_detector: FaceDetector | None = None  # made on the first predict_faces
+        self.parity = verify_engine(
+            self.engine.run, engine=describe(self.engine), model=data, spec=self.spec,
+            references=read_references(self.metadata.reference_outputs, len(self.class_names), str(self.path)),
+            reference_engine=None if engine == DEFAULT_ENGINE else lambda: open_engine(self.path, data, threads=threads).run,
+            source=str(self.path),
+        )
+
+    @property
+    def session(self):
+        """The onnxruntime session (None with another engine)."""
+        return getattr(self.engine, "session", None)
 
     @property
     def spec(self) -> PreprocessSpec:
@@ -132,14 +146,14 @@ class Classifier:
         return self.metadata.class_names
 
     def _check_graph(self) -> None:
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        inputs, outputs = self.engine.input_shapes(), self.engine.output_shapes()
         if len(inputs) != 1 or len(outputs) != 1:
             raise BadModelError(f"{self.path}: expected one input and one output, got {len(inputs)} and {len(outputs)}")
-        shape = inputs[0].shape
+        shape = inputs[0]
         expected = self.spec.input_shape_chw
         if len(shape) != 4 or any(_dim(s) not in (None, e) for s, e in zip(shape[1:], expected)):
             raise BadModelError(f"{self.path}: model input shape {shape} disagrees with its metadata (N, {expected})")
-        out_shape = outputs[0].shape
+        out_shape = outputs[0]
         n_classes = len(self.class_names)
         if len(out_shape) != 2 or _dim(out_shape[1]) not in (None, n_classes):
             raise BadModelError(
@@ -150,12 +164,9 @@ class Classifier:
         """Model input (N, 3, H, W) float32 -> logits (N, C).
 
         A model that loads can still fail when run (a node that allocates more memory than
-        there is, shapes that only clash at run time): onnxruntime's error becomes one
+        there is, shapes that only clash at run time): the engine's error becomes one
         sentence naming the model (BadModelError, exit 6), not a traceback."""
-        try:
-            return self.session.run(None, {self.input_name: batch})[0]
-        except Exception as exc:  # ORT raises several private exception types (Fail, RuntimeException, ...)
-            raise BadModelError(f"{self.path}: onnxruntime failed running the model ({_short(exc)})") from None
+        return self.engine.run(batch)
 
     def predict_input(self, batch: np.ndarray) -> list[Prediction]:
         """Model input (N, 3, H, W) float32, already preprocessed -> predictions.
@@ -394,12 +405,6 @@ def bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, *, ahead: int) ->
 
 
 _END = object()
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    msg = text[0] if text else type(exc).__name__
-    return msg[:300]
 
 
 __all__ = ["NO_FACE_ACTIONS", "Classifier", "FaceResult", "FileResult", "Prediction", "softmax"]

@@ -37,11 +37,7 @@ DESCRIPTIONS = {
 def cpu_class_from(machine: str, cpuinfo: str | None, system: str = "Linux") -> str:
     """The CPU class from `platform.machine()` and the text of /proc/cpuinfo (None if absent)."""
     machine = machine.lower()
-    flags: set[str] = set()
-    for line in (cpuinfo or "").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip().lower() in ("flags", "features"):
-            flags.update(value.split())
+    flags = cpu_flags_from(cpuinfo)
     if machine in ("x86_64", "amd64", "i686", "i386", "x86"):
         if not flags:
             return "unknown"
@@ -60,13 +56,59 @@ def cpu_class_from(machine: str, cpuinfo: str | None, system: str = "Linux") -> 
     return "unknown"
 
 
+def cpu_flags_from(cpuinfo: str | None) -> frozenset[str]:
+    """The feature flags of /proc/cpuinfo's text ("flags" on x86, "Features" on ARM)."""
+    flags: set[str] = set()
+    for line in (cpuinfo or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            flags.update(value.split())
+    return frozenset(flags)
+
+
+def _cpuinfo() -> str | None:
+    try:
+        return Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return None
+
+
+# Matrix and bf16 units beside the int8 class: they change which engine is fastest, not the
+# int8 sums (AMX's TDPBUSD sums u8 x s8 products exactly, as VNNI does).
+ACCELERATOR_FLAGS = {"amx_int8": "AMX-INT8", "amx_bf16": "AMX-BF16", "avx512_bf16": "AVX512-BF16"}
+
+
+def accelerators_from(cpuinfo: str | None) -> tuple[str, ...]:
+    """The AMX and bf16 units /proc/cpuinfo lists, by name ("AMX-INT8", "AMX-BF16", "AVX512-BF16")."""
+    flags = cpu_flags_from(cpuinfo)
+    return tuple(name for flag, name in ACCELERATOR_FLAGS.items() if flag in flags)
+
+
+def cpu_accelerators() -> tuple[str, ...]:
+    """This machine's AMX and bf16 units (see accelerators_from); empty where there are none."""
+    return accelerators_from(_cpuinfo()) if platform.machine().lower() in ("x86_64", "amd64") else ()
+
+
+def has_amx_int8() -> bool:
+    """Intel AMX with int8 tiles (Xeon from Sapphire Rapids on), usable by this process's kernel."""
+    return "AMX-INT8" in cpu_accelerators()
+
+
+def has_bf16() -> bool:
+    """bf16 arithmetic in hardware (AMX-BF16 or AVX512-BF16): where a bf16 precision pays."""
+    return bool({"AMX-BF16", "AVX512-BF16"} & set(cpu_accelerators()))
+
+
+def cpu_class_label(cpu_class: str | None = None) -> str:
+    """The int8 class with the matrix units named, for reports: "avx512-vnni + AMX-INT8, AMX-BF16"."""
+    here = cpu_class or detect_cpu_class()
+    units = cpu_accelerators()
+    return f"{here} + {', '.join(units)}" if units else here
+
+
 def detect_cpu_class() -> str:
     """This machine's CPU class (see the module doc); "unknown" where it cannot be read."""
-    try:
-        cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        cpuinfo = None
-    return cpu_class_from(platform.machine(), cpuinfo, platform.system())
+    return cpu_class_from(platform.machine(), _cpuinfo(), platform.system())
 
 
 def cpu_model_name() -> str:

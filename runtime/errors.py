@@ -20,6 +20,7 @@ EXIT_QUALITY_GATE = 9
 EXIT_EXPORT_CHECK = 10
 EXIT_WRITE_FAILED = 11
 EXIT_CHECK_FAILED = 12  # gclf-infer --check found a problem (one sentence each)
+EXIT_ENGINE_REFUSED = 13  # an inference engine's answers drift from the model's reference outputs on this machine
 EXIT_INTERRUPTED = 130
 
 
@@ -106,3 +107,10 @@ class SourceLostError(GclfError):
     """A live source that stopped delivering frames mid-run (a camera unplugged): the run is partial."""
 
     exit_code = EXIT_PARTIAL
+
+
+class EngineRefusedError(GclfError):
+    """An inference engine whose answers on this machine drift from the reference outputs the
+    model records (gclf.runtime.parity): refused rather than run."""
+
+    exit_code = EXIT_ENGINE_REFUSED

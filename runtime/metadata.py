@@ -9,6 +9,9 @@ Keys (all required unless noted):
   faces model trained on detector crops its "face_crop" is a `FaceCropSpec` (models without
   it were trained on the photos as they were, and load as before)
 - `gclf.quantization`: JSON object, only (and always) on int8 files
+- `gclf.reference_outputs` (optional): JSON object, the logits onnxruntime gave for a few
+  generated inputs when the file was exported; engines are checked against them
+  (gclf.runtime.parity, which reads and validates it). Files without it load as before.
 
 The runtime refuses a file whose metadata is missing or inconsistent; it never falls back to
 defaults, because a wrong mean or channel order fails silently as lower accuracy.
@@ -32,6 +35,7 @@ KEY_CLASSES = "gclf.class_names"
 KEY_VARIANT = "gclf.variant"
 KEY_TRAINING = "gclf.training"
 KEY_QUANTIZATION = "gclf.quantization"
+KEY_REFERENCE = "gclf.reference_outputs"
 VARIANTS = ("fp32", "int8")
 # What the model was trained on (`gclf.training`'s "input_kind"): face crops, or whole images.
 INPUT_KINDS = ("faces", "whole_image")
@@ -46,6 +50,7 @@ class ModelMetadata:
     variant: str = "fp32"
     training: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
+    reference_outputs: str | None = None  # KEY_REFERENCE's JSON text, as the file holds it
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -81,6 +86,8 @@ class ModelMetadata:
         }
         if self.quantization is not None:
             props[KEY_QUANTIZATION] = json.dumps(self.quantization, sort_keys=True)
+        if self.reference_outputs is not None:
+            props[KEY_REFERENCE] = self.reference_outputs
         return props
 
     @classmethod
@@ -101,7 +108,8 @@ class ModelMetadata:
             classes = _json(props[KEY_CLASSES], KEY_CLASSES, list)
             training = _json(props[KEY_TRAINING], KEY_TRAINING, dict)
             quant = _json(props[KEY_QUANTIZATION], KEY_QUANTIZATION, dict) if KEY_QUANTIZATION in props else None
-            return cls(spec=spec, class_names=tuple(classes), variant=props[KEY_VARIANT], training=training, quantization=quant)
+            return cls(spec=spec, class_names=tuple(classes), variant=props[KEY_VARIANT], training=training, quantization=quant,
+                       reference_outputs=props.get(KEY_REFERENCE))
         except BadModelError as exc:
             raise BadModelError(f"{source}: {exc}") from None
         except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:

@@ -28,16 +28,17 @@ ENTRY_KEY, ENTRY_VALUE = 1, 2
 WIRE_VARINT, WIRE_FIXED64, WIRE_BYTES, WIRE_FIXED32 = 0, 1, 2, 5
 
 
-class _Malformed(Exception):
-    """The bytes are not a well-formed protobuf message (turned into BadModelError)."""
+class MalformedMessage(Exception):
+    """The bytes are not a well-formed protobuf message (turned into BadModelError here; the
+    int8 weight layout of gclf.runtime.int8_amx leaves such a file as it is)."""
 
 
-def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
     """(value, position after it) of the varint at `pos`."""
     value = shift = 0
     while True:
         if pos >= len(data):
-            raise _Malformed("a number runs past the end")
+            raise MalformedMessage("a number runs past the end")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -45,7 +46,7 @@ def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift > 63:
-            raise _Malformed("a number is longer than 10 bytes")
+            raise MalformedMessage("a number is longer than 10 bytes")
 
 
 def encode_varint(value: int) -> bytes:
@@ -63,7 +64,7 @@ def encode_varint(value: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class _Field:
+class ProtoField:
     number: int
     wire_type: int
     start: int  # where its tag begins
@@ -71,41 +72,41 @@ class _Field:
     payload: int  # where a length-delimited field's bytes begin (== end - length)
 
 
-def _fields(data: bytes | memoryview) -> list[_Field]:
+def message_fields(data: bytes | memoryview) -> list[ProtoField]:
     """The top-level fields of one message, in file order."""
     fields = []
     pos = 0
     while pos < len(data):
         start = pos
-        tag, pos = _varint(data, pos)
+        tag, pos = read_varint(data, pos)
         number, wire = tag >> 3, tag & 7
         if number == 0:
-            raise _Malformed("a field numbered 0")
+            raise MalformedMessage("a field numbered 0")
         payload = pos
         if wire == WIRE_VARINT:
-            _, pos = _varint(data, pos)
+            _, pos = read_varint(data, pos)
         elif wire == WIRE_FIXED64:
             pos += 8
         elif wire == WIRE_FIXED32:
             pos += 4
         elif wire == WIRE_BYTES:
-            length, payload = _varint(data, pos)
+            length, payload = read_varint(data, pos)
             pos = payload + length
         else:
-            raise _Malformed(f"wire type {wire} (groups or unknown)")
+            raise MalformedMessage(f"wire type {wire} (groups or unknown)")
         if pos > len(data):
-            raise _Malformed("a field runs past the end")
-        fields.append(_Field(number, wire, start, pos, payload))
+            raise MalformedMessage("a field runs past the end")
+        fields.append(ProtoField(number, wire, start, pos, payload))
     return fields
 
 
 def _entry(data: memoryview) -> tuple[str, str]:
     """(key, value) of one StringStringEntryProto's bytes."""
     key = value = ""
-    for f in _fields(data):
+    for f in message_fields(data):
         if f.number in (ENTRY_KEY, ENTRY_VALUE):
             if f.wire_type != WIRE_BYTES:
-                raise _Malformed("a metadata entry's key or value is not a string")
+                raise MalformedMessage("a metadata entry's key or value is not a string")
             text = bytes(data[f.payload : f.end]).decode("utf-8")  # UnicodeDecodeError is a ValueError
             if f.number == ENTRY_KEY:
                 key = text
@@ -123,22 +124,22 @@ def encode_entry(key: str, value: str) -> bytes:
     return encode_varint(FIELD_METADATA_PROPS << 3 | WIRE_BYTES) + encode_varint(len(body)) + bytes(body)
 
 
-def _model_entries(data: bytes, source: str) -> tuple[list[_Field], list[tuple[_Field, str, str]]]:
+def _model_entries(data: bytes, source: str) -> tuple[list[ProtoField], list[tuple[ProtoField, str, str]]]:
     """The model's top-level fields and its metadata entries (field, key, value)."""
     view = memoryview(data)
     try:
-        fields = _fields(view)
+        fields = message_fields(view)
         numbers = {f.number: f.wire_type for f in fields}
         if numbers.get(FIELD_IR_VERSION) != WIRE_VARINT or numbers.get(FIELD_GRAPH) != WIRE_BYTES:
-            raise _Malformed("no ir_version or no graph")
+            raise MalformedMessage("no ir_version or no graph")
         entries = []
         for f in fields:
             if f.number == FIELD_METADATA_PROPS:
                 if f.wire_type != WIRE_BYTES:
-                    raise _Malformed("metadata_props is not a message")
+                    raise MalformedMessage("metadata_props is not a message")
                 entries.append((f, *_entry(view[f.payload : f.end])))
         return fields, entries
-    except (_Malformed, ValueError) as exc:
+    except (MalformedMessage, ValueError) as exc:
         raise BadModelError(f"{source}: not an ONNX model file ({exc})") from None
 
 

@@ -68,7 +68,7 @@ def _default_images(model: Path) -> list[Path]:
 @click.option("--repeats", type=click.IntRange(min=5), default=30, help="Timed batch-1 runs per engine.")
 @report_errors
 def main(model: Path, int8: Path | None, images: Path | None, batch_size: int, threads: int, repeats: int) -> None:
-    """Benchmark MODEL (and its int8 copy) against PyTorch, OpenCV DNN and bare onnxruntime."""
+    """Benchmark MODEL (and its int8 copy) on every installed engine (onnxruntime, OpenVINO), against PyTorch and OpenCV DNN; says which to use."""
     from gclf.runtime.bench import end_to_end_vs_bare, format_table, int8_cpu_lines, peak_rss_mb, recommend, run_benchmark, stage_breakdown, startup_seconds
     from gclf.runtime.listing import expand_inputs
 

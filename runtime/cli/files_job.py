@@ -12,6 +12,7 @@ import click
 
 from gclf.runtime.classifier import Classifier, FaceResult, Prediction
 from gclf.runtime.cli.support import warn
+from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, describe
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_OK, EXIT_PARTIAL, BadDataError
 from gclf.runtime.faces import detectors
 from gclf.runtime.faces.choice import resolve_face_detection
@@ -30,13 +31,13 @@ class FileOptions:
     as_json: bool
 
 
-def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, threads: int) -> int:
+def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> int:
     """`gclf-infer MODEL PATHS...`: classify files, whole or face by face; one row (table) or
     object (--json) per image, or per face. Returns the exit code."""
     files = expand_inputs(paths)
     if not files:
         raise BadDataError("no image files found in " + ", ".join(map(str, paths)))
-    clf = Classifier(model, threads=threads or None)
+    clf = Classifier(model, threads=threads or None, engine=engine, precision=precision)
     with_faces = use_face_detection(clf.metadata, opts.faces)
     if not with_faces:
         unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--if-no-face", opts.if_no_face is not None)) if given]
@@ -64,7 +65,7 @@ def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -
             click.echo(json.dumps({"path": str(result.path), **_prediction_json(pred)}, allow_nan=False))  # NaN never reaches JSON
         else:
             click.echo(f"{str(result.path):<{width}}  {pred.label:<16} {pred.confidence:.3f}")
-    click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {clf.path.name})", err=True)
+    click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {clf.path.name} on {describe(clf.engine)})", err=True)
     return _exit_code(n_ok, n_failed)
 
 
@@ -108,7 +109,7 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
     click.echo(
         f"{n_ok} read, {n_failed} skipped: {n_faces} face{'' if n_faces == 1 else 's'} classified, "
         f"{n_without} photo{'' if n_without == 1 else 's'} without a face ({fallback}); "
-        f"{clf.metadata.variant} model {clf.path.name}, {detector.name} detector, margin {opts.face_margin:g}{answers}",
+        f"{clf.metadata.variant} model {clf.path.name} on {describe(clf.engine)}, {detector.name} detector, margin {opts.face_margin:g}{answers}",
         err=True,
     )
     return _exit_code(n_ok, n_failed)

@@ -15,6 +15,7 @@ from gclf.runtime.cli.params import NETWORK, Camera, CameraParam, FaceModelParam
 from gclf.runtime.cli.support import exit_with, report_errors
 from gclf.runtime.errors import GclfError, UsageError
 from gclf.runtime.redact import resolve_camera_url
+from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, ENGINES, PRECISIONS  # light: no numpy, OpenCV or engine loads
 from gclf.runtime.faces.crops import DEFAULT_FACE_MARGIN, NO_FACE_ACTIONS  # light: OpenCV loads only when a face is looked for
 from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loaded only when tracking
 
@@ -25,6 +26,8 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--check", is_flag=True, help="Check this machine for running gclf (a Raspberry Pi's preflight): 64-bit userland, imports, the camera the other options (or --config) name, the MODEL (if given) and its face detector, threads, power. One line per check; exit 0 if all pass.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
+@click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True, help="What runs the model: onnxruntime, or OpenVINO (the openvino extra: pip install \".[openvino]\" in a gclf checkout; faster int8 and bf16 on Intel CPUs with AMX). Checked once per model and machine against the reference outputs the model records; `--check MODEL` names the fastest that passed here.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True, help="What an fp32 model is computed in: fp32, or bf16 (--engine openvino; faster on CPUs with AMX or AVX512-BF16, answers a little further from fp32). An int8 model runs as it is.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.toml", is_eager=True, expose_value=False, callback=lambda ctx, param, value: _load_config(ctx, value), help="Read options from a TOML file (one camera's settings: the options' own names without the dashes, e.g. detect-every = 3, model = \"...\"); an option on the command line wins over the file.")
 @click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]|URL", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), from the Raspberry Pi camera module (picam, picam:N) through picamera2, or from a network camera: rtsp://, rtsps://, http(s):// (MJPEG, or any stream FFmpeg reads), reconnected when it drops. A password or token in the URL is never printed; --camera-url-file or $GCLF_CAMERA_URL keep it off the command line.")
@@ -63,6 +66,8 @@ def main(
     check: bool,
     batch_size: int,
     threads: int,
+    engine: str,
+    precision: str,
     as_json: bool,
     camera: Camera | None,
     camera_url_file: Path | None,
@@ -141,7 +146,7 @@ def main(
             mqtt_password_file=mqtt_password_file, mqtt_discovery=mqtt_discovery, mqtt_queue_max=mqtt_queue_max,
             metrics_public=metrics_public, rtsp_transport=rtsp_transport, reconnect_max=reconnect_max,
         )
-        return run_live_command(model, live, threads=threads)
+        return run_live_command(model, live, threads=threads, engine=engine, precision=precision)
     given = _given(ctx, LIVE_ONLY)
     if given:
         raise UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
@@ -150,7 +155,7 @@ def main(
     from gclf.runtime.cli.files_job import FileOptions, run_files_command  # here: --help stays fast
 
     options = FileOptions(faces, face_model, face_margin, if_no_face, batch_size, as_json)
-    return run_files_command(model, list(paths), options, threads=threads)
+    return run_files_command(model, list(paths), options, threads=threads, engine=engine, precision=precision)
 
 
 # Options that only mean something for a live source.

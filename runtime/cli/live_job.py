@@ -23,6 +23,7 @@ import click
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.cli.params import Camera, default_camera_name
 from gclf.runtime.cli.support import warn
+from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, describe
 from gclf.runtime.errors import EXIT_INTERRUPTED, EXIT_OK, UsageError
 from gclf.runtime.faces import detectors
 from gclf.runtime.faces.choice import resolve_face_detection
@@ -164,10 +165,10 @@ class LiveParts:
             self.publisher.close()
 
 
-def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
+def run_live_command(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> int:
     """`gclf-infer --camera/--video`: build the loop, run it, summarise. Returns the exit code;
     a lost camera raises its error once the summary is printed."""
-    parts = build_live(model, opts, threads=threads)
+    parts = build_live(model, opts, threads=threads, engine=engine, precision=precision)
     network = parts.network
     # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
     try:
@@ -198,7 +199,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int) -> int:
     return EXIT_OK
 
 
-def build_live(model: Path, opts: LiveOptions, *, threads: int) -> LiveParts:
+def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> LiveParts:
     """Every part of a live run, made once, in the order that fails fastest: the model and its
     detector, the outputs and the browser view, then (last, so nothing above can leave it
     open) the camera or video, its feed, and what needs the source's frame rate.
@@ -208,7 +209,7 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int) -> LiveParts:
     (the page, the summary, systemd's status) are given it when they are made. It is opened
     with FFmpeg's own timeouts and never with a deadline here: a camera that cannot be
     reached at start is an outage like any other, waited for."""
-    clf, detector, margin = _model_and_detector(model, opts, threads)
+    clf, detector, margin = _model_and_detector(model, opts, threads, engine, precision)
     counts = PeopleCounts() if detector is not None else None
     lines = _json_lines_stream(opts)
     sinks: list[Sink] = []
@@ -240,11 +241,11 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int) -> LiveParts:
     return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines, publisher, network)
 
 
-def _model_and_detector(model: Path, opts: LiveOptions, threads: int) -> tuple[Classifier, FaceDetector | None, float]:
+def _model_and_detector(model: Path, opts: LiveOptions, threads: int, engine: str, precision: str) -> tuple[Classifier, FaceDetector | None, float]:
     """The classifier, the face detector (None: whole frames) and the margin to crop with."""
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (docs/measurements.md, the live loop's figures).
-    clf = Classifier(model, threads=threads or None, spin=False)
+    clf = Classifier(model, threads=threads or None, spin=False, engine=engine, precision=precision)
     if not use_face_detection(clf.metadata, opts.faces):
         if opts.events:
             raise UsageError(f"--events writes a line per person, and {model.name} classifies whole frames, so it sees no people: "
@@ -349,7 +350,7 @@ def _describe(parts: LiveParts, model: Path, opts: LiveOptions) -> None:
     else:
         what = "whole frames"
     where = parts.source.name + (" (reconnected when it drops)" if parts.network is not None else "")
-    click.echo(f"live: {where}, classifying {what} with {model.name}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
+    click.echo(f"live: {where}, classifying {what} with {model.name} on {describe(parts.classifier.engine)}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
     if parts.web is not None:
         for line in web_sink_lines(parts.web):
             click.echo(f"live: {line}", err=True)

@@ -262,6 +262,33 @@ def check_int8_cpu(ctx: PreflightContext) -> list[Finding]:
     return [Finding("int8", INFO, note)]
 
 
+def check_engines(ctx: PreflightContext) -> list[Finding]:
+    """Each installed engine on MODEL: its parity with the model's reference outputs here, and
+    its batch-1 time; the fastest that passed is named (what to pass as --engine)."""
+    if ctx.model is None:
+        return []
+    from gclf.runtime.bench import engine_choices, time_engine_choices  # here: loads every engine
+    from gclf.runtime.metadata import KEY_VARIANT
+    from gclf.runtime.onnx_metadata import read_metadata
+
+    try:  # the default engine may be the one refused, so the file's own record says which it is
+        variant = read_metadata(ctx.model).get(KEY_VARIANT, "fp32")
+    except GclfError:
+        return []  # not a model: the model check says so
+    findings, passed = [], []
+    for choice in time_engine_choices(ctx.model, engine_choices(variant), threads=ctx.threads):
+        if choice.ms is None:
+            findings.append(Finding("engine", INFO, f"{choice.label}: {choice.problem}"))
+        else:
+            passed.append(choice)
+    if passed:
+        best = min(passed, key=lambda c: c.ms)
+        others = "; ".join(f"{c.label} {c.ms:.1f} ms" for c in passed if c is not best)
+        findings.insert(0, Finding("engine", OK, f"fastest that passed parity on this machine: {best.label}, {best.ms:.1f} ms per image at batch 1"
+                                   + (f" (also passed: {others})" if others else "") + f"; run with {best.flags}"))
+    return findings
+
+
 def check_face_detector(ctx: PreflightContext) -> list[Finding]:
     """The detector a faces model was trained with is where gclf-infer looks for it (no download)."""
     clf = ctx.classifier()
@@ -369,6 +396,7 @@ CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_camera,
     check_model,
     check_int8_cpu,
+    check_engines,
     check_face_detector,
     check_threads,
     check_power,

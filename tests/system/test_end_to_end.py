@@ -154,7 +154,7 @@ def test_gclf_infer_runs_the_exported_models(tiny_run, variant: str) -> None:
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["path"] for r in records) == sorted(str(p) for p in list_images(tiny_run.data))
     assert all(r["label"] in CLASSES and set(r["probabilities"]) == set(CLASSES) for r in records)
-    assert f"({variant} model {model.name})" in result.stderr
+    assert f"({variant} model {model.name} on onnxruntime " in result.stderr  # the summary names the engine
 
 
 def test_a_failed_export_leaves_the_existing_model_byte_identical(tiny_run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
