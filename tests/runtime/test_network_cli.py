@@ -217,7 +217,7 @@ def test_a_run_stopped_while_its_camera_is_down_ends_at_once_with_its_summary(ti
     assert time.monotonic() - asked < 4.0  # the reconnection wait does not hold the exit back (the feed alone would wait 5 s)
     err = run.stderr()
     assert "live: 0 frames processed" in err and "stopped: SIGTERM received" in err
-    assert f"live: camera down since " in err and "nothing listens on 127.0.0.1" in err
+    assert "live: camera down since " in err and "nothing listens on 127.0.0.1" in err
     assert_no_secret(tmp_path, PASSWORD)
 
 
