@@ -107,8 +107,8 @@ def test_every_experiment_offers_gclf_trains_options_with_the_same_declaration()
     varied = {"learn-rate": "learn_rate", "grey": "aug_grey_p", "data-size": "max_train_per_class", "image-size": "image_size"}
     for name, command in main.commands.items():
         params = {p.name: p for p in command.params}
-        # --seed is --seeds there; --resume and the display options are gclf-train's own.
-        expected = set(train) - {"resume", "seed", "verbose", "verbose_frequency", varied[name]}
+        # --seed is --seeds there; --resume, --recipe and the display options are gclf-train's own.
+        expected = set(train) - {"resume", "recipe", "seed", "verbose", "verbose_frequency", varied[name]}
         assert expected <= set(params), f"{name} lacks {sorted(expected - set(params))}"
         for option in expected - {"data", "out", varied[name]}:
             mine, theirs = params[option], train[option]
