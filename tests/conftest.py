@@ -22,6 +22,8 @@ import picam_stand_in.picamera2 as stand_in
 from gclf_testutil import build_tiny_onnx, write_image_file
 from picam_stand_in.picamera2 import Picamera2 as FakePicamera2
 
+pytest_plugins = ["own_process"]  # tests that load OpenVINO run in a process of their own
+
 
 @pytest.fixture
 def write_image() -> Callable[..., Path]:

@@ -27,6 +27,7 @@ needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason='OpenVINO is not in
 
 
 @needs_openvino
+@pytest.mark.own_process
 def test_an_int8_model_runs_as_it_is_on_openvino(tmp_path: Path) -> None:
     _, int8 = _conv_models(tmp_path)
     with pytest.raises(UsageError, match="int8 model, which runs as it is"):

@@ -32,7 +32,7 @@ from gclf_testutil import BLUE_BGR, RED_BGR, SquareDetector, solid_bgr, write_im
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason='OpenVINO is not installed (pip install ".[openvino]")')
-ENGINES = ["onnxruntime", pytest.param("openvino", marks=needs_openvino)]
+ENGINES = ["onnxruntime", pytest.param("openvino", marks=[needs_openvino, pytest.mark.own_process])]
 FACES = {"gclf.training": json.dumps({"input_kind": "faces"})}
 
 
@@ -159,6 +159,7 @@ def test_a_model_without_references_runs_on_onnxruntime_unchecked(tiny_onnx) -> 
 
 
 @needs_openvino
+@pytest.mark.own_process
 def test_without_references_openvino_is_compared_with_onnxruntime_here(tiny_onnx) -> None:
     clf = Classifier(tiny_onnx(), engine="openvino")
     assert clf.parity.passed and clf.parity.against == "onnxruntime here" and clf.parity.max_prob_diff < 1e-5
@@ -181,6 +182,7 @@ def test_cpu_accelerators_are_read_from_cpuinfo() -> None:
 # --- which engine to use: gclf-infer --check and gclf-bench --------------------------------------
 
 
+@pytest.mark.own_process
 def test_check_names_the_fastest_engine_that_passed_parity(tiny_onnx) -> None:
     from gclf.runtime.cli.preflight import OK, PreflightContext, check_engines, run_checks
 
@@ -197,6 +199,7 @@ def test_check_names_the_fastest_engine_that_passed_parity(tiny_onnx) -> None:
         assert any("openvino: not installed" in f.text for f in findings)
 
 
+@pytest.mark.own_process
 def test_check_says_why_an_engine_was_refused(tiny_onnx) -> None:
     from gclf.runtime.cli.preflight import INFO, PreflightContext, check_engines, run_checks
 

@@ -57,6 +57,7 @@ def test_the_pytorch_row_says_why_it_is_missing(tmp_path, monkeypatch) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.own_process  # loads OpenVINO
 def test_bench_cli_measures_every_engine(tiny_run) -> None:
     result = CliRunner().invoke(bench_main, [str(tiny_run.fp32), "--repeats", "5", "--batch-size", "2", "--images", str(tiny_run.data / "circles")])
     assert result.exit_code == 0, result.output
