@@ -37,6 +37,7 @@ _API = {
     "Prediction": "gclf.runtime.classifier",
     "FaceResult": "gclf.runtime.classifier",
     "FileResult": "gclf.runtime.classifier",
+    "UNSURE": "gclf.runtime.labels",
     "FaceDetector": "gclf.runtime.faces",
     "HaarFaceDetector": "gclf.runtime.faces",
     "YuNetFaceDetector": "gclf.runtime.faces",
@@ -54,6 +55,7 @@ __all__ = list(_API)
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier, FaceResult, FileResult, Prediction
     from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
+    from gclf.runtime.labels import UNSURE
     from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, default_face_model
     from gclf.runtime.live.loop import track_events
     from gclf.runtime.preprocess import PreprocessSpec

@@ -82,7 +82,7 @@ class PreflightContext:
             try:
                 from gclf.runtime.classifier import Classifier  # here: a broken numpy or onnxruntime is a finding, not a crash
 
-                self._classifier = Classifier(self.model, threads=self.threads, spin=False)
+                self._classifier = Classifier(self.model, threads=self.threads, spin=False, min_confidence=self.options.get("min_confidence"))
             except GclfError as exc:
                 self._model_error = str(exc)
             except Exception as exc:  # an import that fails underneath (onnxruntime, numpy)
@@ -247,7 +247,8 @@ def check_model(ctx: PreflightContext) -> list[Finding]:
     meta = clf.metadata
     classes = ", ".join(clf.class_names[:4]) + (", ..." if len(clf.class_names) > 4 else "")
     kind = meta.input_kind or "whole_image (not recorded)"
-    return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms")]
+    return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms"),
+            Finding("threshold", INFO, clf.threshold.describe("--min-confidence"))]
 
 
 def check_int8_cpu(ctx: PreflightContext) -> list[Finding]:
