@@ -247,8 +247,16 @@ def check_model(ctx: PreflightContext) -> list[Finding]:
     meta = clf.metadata
     classes = ", ".join(clf.class_names[:4]) + (", ..." if len(clf.class_names) > 4 else "")
     kind = meta.input_kind or "whole_image (not recorded)"
-    return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms"),
-            Finding("threshold", INFO, clf.threshold.describe("--min-confidence"))]
+    return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms")]
+
+
+def check_threshold(ctx: PreflightContext) -> list[Finding]:
+    """Which confidence threshold the run answers `unsure` below, and where it comes from
+    (--min-confidence, else the model's recorded decision, else none)."""
+    clf = ctx.classifier()
+    if clf is None:
+        return []  # no model, or check_model said why it does not load
+    return [Finding("threshold", INFO, clf.threshold.describe("--min-confidence"))]
 
 
 def check_int8_cpu(ctx: PreflightContext) -> list[Finding]:
@@ -396,6 +404,7 @@ CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_picamera2,
     check_camera,
     check_model,
+    check_threshold,
     check_int8_cpu,
     check_engines,
     check_face_detector,
