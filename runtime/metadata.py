@@ -27,7 +27,6 @@ defaults, because a wrong mean or channel order fails silently as lower accuracy
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -205,7 +204,8 @@ def decision_problems(decision: Mapping[str, Any]) -> list[str]:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    # NaN and infinities fail the range checks that follow; a huge int compares exactly.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def use_face_detection(metadata: ModelMetadata, override: bool | None, *, warn: Callable[[str], None] = warn) -> bool:

@@ -50,6 +50,8 @@ def test_the_decision_round_trips_and_gives_its_threshold() -> None:
         (decision_record(1.5), "min_confidence must be a number from 0 to 1"),
         (decision_record("0.6"), "min_confidence must be a number from 0 to 1"),
         (decision_record(True), "min_confidence must be a number from 0 to 1"),
+        (decision_record(10**400), "min_confidence must be a number from 0 to 1"),
+        (decision_record(float("nan")), "min_confidence must be a number from 0 to 1"),
         (decision_record(0.6, coverage=-0.1), "coverage must be a number from 0 to 1"),
         (decision_record(0.6, photos=12.5), "photos must be a whole number"),
         (decision_record(0.6, chosen_on=3), "chosen_on must be a string"),
