@@ -23,7 +23,8 @@ from gclf.runtime.faces.crops import NO_FACE_ACTIONS, faces_to_model_input
 from gclf.runtime.faces.detectors import Box, FaceDetector, make_detector
 from gclf.runtime.log import warn
 from gclf.runtime.files import open_regular_file
-from gclf.runtime.metadata import UNSURE, ModelMetadata
+from gclf.runtime.labels import UNSURE
+from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.parity import read_references, verify_engine
 from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch
 from gclf.runtime.threshold import Threshold, resolve_threshold

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from gclf.runtime.errors import UsageError
-from gclf.runtime.metadata import UNSURE, ModelMetadata
+from gclf.runtime.labels import UNSURE
+from gclf.runtime.metadata import ModelMetadata
 
 # Where a threshold came from: given by the user, recorded in the model, or neither (off).
 Origin = Literal["given", "model", "none"]
