@@ -52,7 +52,7 @@ def evaluate(model: Path, items: list[tuple[Path, str]], *, grey: bool, batch: i
         chunk = items[start : start + batch]
         imgs = [grey_copy(decode_image(path)) if grey else decode_image(path) for path, _ in chunk]
         for pred, (_, label) in zip(clf.predict_batch(imgs), chunk):
-            correct += pred.label == label
+            correct += pred.best == label  # the top class, unsure or not: top-1 accuracy
             confidence += pred.confidence
     return correct / len(items), confidence / len(items)
 

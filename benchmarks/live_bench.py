@@ -112,7 +112,7 @@ def accuracy(clf: Classifier, images: list[np.ndarray], labels: list[str], batch
     correct = 0
     for i in range(0, len(images), batch):
         preds = clf.predict_batch(images[i : i + batch])
-        correct += sum(p.label == t for p, t in zip(preds, labels[i : i + batch]))
+        correct += sum(p.best == t for p, t in zip(preds, labels[i : i + batch]))
     return correct / len(images)
 
 

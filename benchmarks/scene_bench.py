@@ -235,7 +235,7 @@ def match(truth: list[Box], found: list[Box], threshold: float) -> dict[int, int
 def classify(clf: Classifier, images: list[np.ndarray], batch: int = 32) -> list[str]:
     labels: list[str] = []
     for i in range(0, len(images), batch):
-        labels.extend(p.label for p in clf.predict_batch(images[i : i + batch]))
+        labels.extend(p.best for p in clf.predict_batch(images[i : i + batch]))
     return labels
 
 

@@ -171,7 +171,7 @@ def face_outcomes(results: list[FrameResult], truths: list[Truth]) -> list[list[
     for r, t in zip(results, truths):
         boxes = [f.box for f in r.faces]
         pairs = match(t.boxes, boxes, IOU)
-        out.append([(r.faces[pairs[i]].label, r.detected[pairs[i]] if r.detected else None, iou(t.boxes[i], boxes[pairs[i]]))
+        out.append([(r.faces[pairs[i]].best, r.detected[pairs[i]] if r.detected else None, iou(t.boxes[i], boxes[pairs[i]]))
                     if i in pairs else (None, None, 0.0) for i in range(len(t.boxes))])
     return out
 
@@ -377,8 +377,8 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
     by_track: dict[int, list[tuple[dict[str, float], float, str, str]]] = {}  # per track: (probs, area, frame label, track label so far)
     for r in results:
         for f, t in zip(r.faces, r.tracks or ()):
-            by_track.setdefault(t.id, []).append((dict(f.probabilities), float(f.box[2] * f.box[3]), f.label, t.label))
-    final = {e.track: e.label for e in events}
+            by_track.setdefault(t.id, []).append((dict(f.probabilities), float(f.box[2] * f.box[3]), f.best, t.top))
+    final = {e.track: e.best for e in events}  # top classes: the benchmark measures top-1, unsure or not
     variants = {how: {tid: _Mean.label([x[0] for x in xs], [x[1] for x in xs], how) for tid, xs in by_track.items()} for how in ("mean", "log", "area", "vote")}
     n = correct_frame = correct_so_far = 0
     correct_final = {"events": 0, "mean": 0, "log": 0, "area": 0, "vote": 0}
@@ -392,12 +392,12 @@ def people_figures(results: list[FrameResult], events: list[TrackEvent], truths:
         for i, j in pairs.items():
             face, track, true = r.faces[j], r.tracks[j], t.labels[i]
             n += 1
-            correct_frame += face.label == true
-            correct_so_far += track.label == true
-            correct_final["events"] += final.get(track.id, track.label) == true
+            correct_frame += face.best == true
+            correct_so_far += track.top == true
+            correct_final["events"] += final.get(track.id, track.top) == true
             for how in ("mean", "log", "area", "vote"):
                 correct_final[how] += variants[how][track.id] == true
-            visit_labels.setdefault(t.visits[i], []).append((face.label, final.get(track.id, track.label), true))
+            visit_labels.setdefault(t.visits[i], []).append((face.best, final.get(track.id, track.top), true))
             visit_tracks.setdefault(t.visits[i], []).append(track.id)
             visit_scenario[t.visits[i]] = t.scenario
     long_tracks = {tid: xs for tid, xs in by_track.items() if len(xs) >= 3}

@@ -5,6 +5,10 @@
     clf = Classifier("runs/gender/model.onnx")   # loads once
     clf.predict("photo.jpg").label               # also an RGB array, or a BGR frame with color="bgr"
 
+An answer whose top confidence is below the model's recorded threshold (or
+`Classifier(..., min_confidence=P)`; 0 turns it off) has the label `UNSURE` ("unsure"), its
+most probable class in `best`: as `gclf-infer --min-confidence P`.
+
 Only numpy, OpenCV and onnxruntime are needed here, so this package installs and runs on
 a Raspberry Pi. Training and export import from this package, never the other way round
 (pyproject.toml's layers contract): the preprocessing contract lives here once
@@ -37,6 +41,7 @@ _API = {
     "Prediction": "gclf.runtime.classifier",
     "FaceResult": "gclf.runtime.classifier",
     "FileResult": "gclf.runtime.classifier",
+    "UNSURE": "gclf.runtime.labels",
     "FaceDetector": "gclf.runtime.faces",
     "HaarFaceDetector": "gclf.runtime.faces",
     "YuNetFaceDetector": "gclf.runtime.faces",
@@ -54,6 +59,7 @@ __all__ = list(_API)
 if TYPE_CHECKING:
     from gclf.runtime.classifier import Classifier, FaceResult, FileResult, Prediction
     from gclf.runtime.errors import BadModelError, GclfError, ImageDecodeError
+    from gclf.runtime.labels import UNSURE
     from gclf.runtime.faces import FaceDetector, HaarFaceDetector, YuNetFaceDetector, default_face_model
     from gclf.runtime.live.loop import track_events
     from gclf.runtime.preprocess import PreprocessSpec

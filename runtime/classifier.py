@@ -23,9 +23,11 @@ from gclf.runtime.faces.crops import NO_FACE_ACTIONS, faces_to_model_input
 from gclf.runtime.faces.detectors import Box, FaceDetector, make_detector
 from gclf.runtime.log import warn
 from gclf.runtime.files import open_regular_file
+from gclf.runtime.labels import UNSURE
 from gclf.runtime.metadata import ModelMetadata
 from gclf.runtime.parity import read_references, verify_engine
 from gclf.runtime.preprocess import COLOR_ORDERS, PreprocessSpec, preprocess_batch
+from gclf.runtime.threshold import Threshold, resolve_threshold
 
 # What `predict` takes: an image file's path, or a decoded uint8 (H, W, 3) array.
 Image = Union[str, os.PathLike, np.ndarray]
@@ -36,11 +38,23 @@ DECODE_WORKERS = 2  # threads decoding and resizing files ahead of inference (Op
 
 @dataclass(frozen=True)
 class Prediction:
-    """The model's answer for one image."""
+    """The model's answer for one image.
+
+    `label` is the most probable class, or `UNSURE` ("unsure") when that class's probability
+    is below the classifier's `min_confidence`; `best` is always the most probable class."""
 
     label: str
-    confidence: float  # softmax probability of `label`, in [0, 1]
+    confidence: float  # softmax probability of `best`, in [0, 1]
     probabilities: Mapping[str, float]  # every class name -> its probability, in the model's class order
+    best: str = ""  # the most probable class; "" when built: then `label`
+
+    def __post_init__(self) -> None:
+        if not self.best:
+            object.__setattr__(self, "best", self.label)
+
+    @property
+    def unsure(self) -> bool:
+        return self.label == UNSURE
 
 
 _NO_PROBABILITIES: Mapping[str, float] = MappingProxyType({})
@@ -51,15 +65,24 @@ class FaceResult:
     """One face (or a whole frame) and the model's answer for it."""
 
     box: Box  # x, y, width, height as detected (without the crop margin); the whole frame without detection
-    label: str
-    confidence: float  # softmax probability of `label`
+    label: str  # the most probable class, or UNSURE (see Prediction)
+    confidence: float  # softmax probability of `best`
     # Empty where a result is built from a label and confidence alone (three fields, as the
     # live loop's results had before probabilities were added).
     probabilities: Mapping[str, float] = field(default_factory=lambda: _NO_PROBABILITIES)
+    best: str = ""  # the most probable class; "" when built: then `label`
+
+    def __post_init__(self) -> None:
+        if not self.best:
+            object.__setattr__(self, "best", self.label)
+
+    @property
+    def unsure(self) -> bool:
+        return self.label == UNSURE
 
     @classmethod
     def of(cls, box: Box, prediction: Prediction) -> "FaceResult":
-        return cls(tuple(int(v) for v in box), prediction.label, prediction.confidence, prediction.probabilities)
+        return cls(tuple(int(v) for v in box), prediction.label, prediction.confidence, prediction.probabilities, prediction.best)
 
 
 @dataclass(frozen=True)
@@ -101,12 +124,17 @@ class Classifier:
     """A loaded gclf model. Reads its preprocessing and class names from the file itself."""
 
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, spin: bool = True,
-                 engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> None:
+                 engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION, min_confidence: float | None = None) -> None:
         """`engine`: "onnxruntime" (the default) or "openvino" (gclf.runtime.engine);
         `precision`: "fp32" (default) or "bf16" (OpenVINO, fp32 files) for what an fp32 file
         is computed in (an int8 file runs as it is). The first time an engine meets this model
         on this machine its answers are checked against the reference outputs the model
         records (gclf.runtime.parity; EngineRefusedError if they drift); `self.parity` says how.
+
+        `min_confidence` (0 to 1): answers whose top confidence is below it get the label
+        `UNSURE` ("unsure"; `best` keeps the top class); 0 turns this off; None (the default):
+        the threshold the model records (`gclf.decision`), else none. `self.threshold` says
+        which applies and where it came from (gclf-infer --min-confidence is the same).
 
         `spin=False` stops onnxruntime's threads from busy-waiting for work between runs:
         slower for back-to-back batches, but leaves the cores to other threads of the process
@@ -123,6 +151,7 @@ class Classifier:
                 raise BadModelError(f"{self.path}: cannot read file ({exc.strerror or exc})") from None
         self.engine = open_engine(self.path, data, engine=engine, precision=precision, threads=threads, spin=spin)
         self.metadata = ModelMetadata.from_props(self.engine.metadata_props(), source=str(self.path))
+        self.threshold: Threshold = resolve_threshold(min_confidence, self.metadata)
         self._check_graph()
         self._default_detector: FaceDetector | None = None  # made on the first predict_faces
         self.parity = verify_engine(
@@ -144,6 +173,16 @@ class Classifier:
     @property
     def class_names(self) -> tuple[str, ...]:
         return self.metadata.class_names
+
+    @property
+    def min_confidence(self) -> float:
+        """The threshold in use (0: every answer is given); see `threshold`."""
+        return self.threshold.min_confidence
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Every label an answer can have: the class names, and `UNSURE` while a threshold applies."""
+        return self.class_names + ((UNSURE,) if self.threshold.active else ())
 
     def _check_graph(self) -> None:
         inputs, outputs = self.engine.input_shapes(), self.engine.output_shapes()
@@ -200,10 +239,11 @@ class Classifier:
             ) from None
 
     def prediction(self, probabilities: np.ndarray) -> Prediction:
-        """One row of softmax probabilities -> its `Prediction`."""
+        """One row of softmax probabilities -> its `Prediction` (`UNSURE` below the threshold)."""
         top = int(np.argmax(probabilities))
         probs = MappingProxyType({c: float(p) for c, p in zip(self.class_names, probabilities)})
-        return Prediction(self.class_names[top], float(probabilities[top]), probs)
+        best, confidence = self.class_names[top], float(probabilities[top])
+        return Prediction(self.threshold.label(best, confidence), confidence, probs, best)
 
     def predict(self, image: Image, *, color: str = "rgb") -> Prediction:
         """Classify one image: a file path, or a uint8 (H, W, 3) array whose channel order
@@ -407,4 +447,4 @@ def bounded_map(pool: ThreadPoolExecutor, fn, items: Sequence, *, ahead: int) ->
 _END = object()
 
 
-__all__ = ["NO_FACE_ACTIONS", "Classifier", "FaceResult", "FileResult", "Prediction", "softmax"]
+__all__ = ["NO_FACE_ACTIONS", "UNSURE", "Classifier", "FaceResult", "FileResult", "Prediction", "softmax"]

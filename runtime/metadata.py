@@ -12,6 +12,13 @@ Keys (all required unless noted):
 - `gclf.reference_outputs` (optional): JSON object, the logits onnxruntime gave for a few
   generated inputs when the file was exported; engines are checked against them
   (gclf.runtime.parity, which reads and validates it). Files without it load as before.
+- `gclf.decision` (optional): JSON object, the confidence below which the model's answer is
+  `unsure` and how it was chosen: {"min_confidence": float in [0, 1], "chosen_on": str,
+  "target_accuracy": float, "coverage": float, "accuracy": float, "photos": int}. Files
+  without it answer always (no `unsure`).
+
+Class names never include `UNSURE` ("unsure", any case): that label is the runtime's own
+answer for "below the model's confidence threshold", never a class.
 
 The runtime refuses a file whose metadata is missing or inconsistent; it never falls back to
 defaults, because a wrong mean or channel order fails silently as lower accuracy.
@@ -24,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from gclf.runtime.errors import BadModelError
+from gclf.runtime.labels import UNSURE, is_unsure
 from gclf.runtime.log import warn
 from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.preprocess import PreprocessSpec
@@ -36,6 +44,7 @@ KEY_VARIANT = "gclf.variant"
 KEY_TRAINING = "gclf.training"
 KEY_QUANTIZATION = "gclf.quantization"
 KEY_REFERENCE = "gclf.reference_outputs"
+KEY_DECISION = "gclf.decision"
 VARIANTS = ("fp32", "int8")
 # What the model was trained on (`gclf.training`'s "input_kind"): face crops, or whole images.
 INPUT_KINDS = ("faces", "whole_image")
@@ -51,6 +60,7 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     reference_outputs: str | None = None  # KEY_REFERENCE's JSON text, as the file holds it
+    decision: dict[str, Any] | None = None  # KEY_DECISION's object: the recorded confidence threshold
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -76,6 +86,12 @@ class ModelMetadata:
         value = self.training.get(KEY_FACE_CROP)
         return None if value is None else FaceCropSpec.from_dict(value)  # checked in __post_init__
 
+    @property
+    def min_confidence(self) -> float | None:
+        """The recorded threshold (`gclf.decision`'s "min_confidence"): answers whose top
+        confidence is below it are `UNSURE`; None for a model that records no decision."""
+        return None if self.decision is None else float(self.decision["min_confidence"])
+
     def to_props(self) -> dict[str, str]:
         props = {
             KEY_FORMAT: FORMAT_VERSION,
@@ -88,6 +104,8 @@ class ModelMetadata:
             props[KEY_QUANTIZATION] = json.dumps(self.quantization, sort_keys=True)
         if self.reference_outputs is not None:
             props[KEY_REFERENCE] = self.reference_outputs
+        if self.decision is not None:
+            props[KEY_DECISION] = json.dumps(self.decision, sort_keys=True)
         return props
 
     @classmethod
@@ -108,8 +126,9 @@ class ModelMetadata:
             classes = _json(props[KEY_CLASSES], KEY_CLASSES, list)
             training = _json(props[KEY_TRAINING], KEY_TRAINING, dict)
             quant = _json(props[KEY_QUANTIZATION], KEY_QUANTIZATION, dict) if KEY_QUANTIZATION in props else None
+            decision = _json(props[KEY_DECISION], KEY_DECISION, dict) if KEY_DECISION in props else None
             return cls(spec=spec, class_names=tuple(classes), variant=props[KEY_VARIANT], training=training, quantization=quant,
-                       reference_outputs=props.get(KEY_REFERENCE))
+                       reference_outputs=props.get(KEY_REFERENCE), decision=decision)
         except BadModelError as exc:
             raise BadModelError(f"{source}: {exc}") from None
         except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:
@@ -144,6 +163,8 @@ def _problems(meta: ModelMetadata) -> list[str]:
         problems.append("class names must be non-empty strings")
     elif len(set(names)) != len(names):
         problems.append("class names must be unique")
+    elif any(is_unsure(n) for n in names):
+        problems.append(f"class names must not include {UNSURE!r}, the label gclf gives answers below the confidence threshold")
     if meta.variant not in VARIANTS:
         problems.append(f"variant must be one of {list(VARIANTS)}, got {meta.variant!r}")
     if (meta.variant == "int8") != (meta.quantization is not None):
@@ -156,7 +177,35 @@ def _problems(meta: ModelMetadata) -> list[str]:
             problems.append(f"training.{KEY_FACE_CROP} is not a face-crop record ({exc})")
         if meta.training.get("input_kind") != "faces":
             problems.append(f"training.{KEY_FACE_CROP} is recorded for a model whose input_kind is not faces")
+    if meta.decision is not None:
+        problems.extend(decision_problems(meta.decision))
     return problems
+
+
+# gclf.decision's keys besides "min_confidence", and what each must be when present.
+_DECISION_SHARES = ("target_accuracy", "coverage", "accuracy")
+
+
+def decision_problems(decision: Mapping[str, Any]) -> list[str]:
+    """What is wrong with a `gclf.decision` object (empty: nothing)."""
+    problems = []
+    if "min_confidence" not in decision:
+        problems.append(f"{KEY_DECISION} has no min_confidence")
+    for key in ("min_confidence", *_DECISION_SHARES):
+        value = decision.get(key)
+        if key in decision and not (_is_number(value) and 0.0 <= value <= 1.0):
+            problems.append(f"{KEY_DECISION}'s {key} must be a number from 0 to 1, got {value!r}"[:300])
+    photos = decision.get("photos")
+    if "photos" in decision and not (isinstance(photos, int) and not isinstance(photos, bool) and photos >= 0):
+        problems.append(f"{KEY_DECISION}'s photos must be a whole number of at least 0, got {photos!r}"[:300])
+    if "chosen_on" in decision and not isinstance(decision["chosen_on"], str):
+        problems.append(f"{KEY_DECISION}'s chosen_on must be a string")
+    return problems
+
+
+def _is_number(value: object) -> bool:
+    # NaN and infinities fail the range checks that follow; a huge int compares exactly.
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def use_face_detection(metadata: ModelMetadata, override: bool | None, *, warn: Callable[[str], None] = warn) -> bool:

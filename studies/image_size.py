@@ -105,7 +105,7 @@ def _accuracy(model: Path, items: Sequence[tuple[Path, str]]) -> tuple[float, in
             failed += 1
             continue
         done += 1
-        correct += result.prediction.label == label
+        correct += result.prediction.best == label
     return (correct / done if done else float("nan")), done, failed
 
 

@@ -72,7 +72,7 @@ def main(out: Path, per_class: int, max_epochs: int, image_size: int) -> None:
     clf = Classifier(exported.int8_path)
     test = [(Path(p), label) for p, label in run.manifest["splits"]["test"]]
     results = list(clf.predict_files([p for p, _ in test]))
-    correct = sum(r.prediction is not None and r.prediction.label == label for r, (_, label) in zip(results, test))
+    correct = sum(r.prediction is not None and r.prediction.best == label for r, (_, label) in zip(results, test))  # top-1, unsure or not
     for r in results[:4]:
         click.echo(f"      {r.path.name:<22} -> {r.prediction.label} ({r.prediction.confidence:.2f})")
     stage_done("classify", mark)

@@ -26,6 +26,14 @@ SHARED = REPO.parent / "shared"
 
 TINY_CLASS_CHANNEL = {"red": 0, "green": 1, "blue": 2}
 TINY_TRAINING_SUMMARY = {"note": "hand-built test model"}
+# A colour the tiny red/blue model is unsure of: "blue", at about 0.59 (build_tiny_onnx).
+PURPLE_RGB = (128, 0, 128)
+
+
+def decision_record(min_confidence: float, **extra: object) -> dict[str, object]:
+    """A `gclf.decision` record as gclf-export writes it, with `min_confidence` as its threshold."""
+    return {"min_confidence": min_confidence, "chosen_on": "validation", "target_accuracy": 0.95,
+            "coverage": 0.8, "accuracy": 0.951, "photos": 400, **extra}
 
 
 def encode_image(image: np.ndarray, ext: str, params: Sequence[int] = ()) -> bytes:
@@ -62,11 +70,15 @@ def build_tiny_onnx(
     graph_classes: int | None = None,
     with_metadata: bool = True,
     props_update: Mapping[str, str | None] | None = None,
+    decision: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a three-node ONNX classifier: GlobalAveragePool -> Flatten -> MatMul.
 
     `graph_hw`/`graph_classes` make the graph disagree with its metadata; `props_update`
-    overwrites (or, with None, deletes) raw `metadata_props` entries after gclf's are set.
+    overwrites (or, with None, deletes) raw `metadata_props` entries after gclf's are set;
+    `decision`: the `gclf.decision` record (a confidence threshold) the model carries.
+    Its answer follows the colour: a solid RGB image's logits are its normalised red and blue
+    means, so (255, 0, 0) is "red" at 0.98 and PURPLE_RGB "blue" at about 0.59.
     """
     import onnx  # a test-only dependency of the runtime's tests; torch is never needed here
     from onnx import TensorProto, helper, numpy_helper
@@ -94,7 +106,8 @@ def build_tiny_onnx(
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
     if with_metadata:
         spec = PreprocessSpec(input_height=input_hw[0], input_width=input_hw[1])
-        props = ModelMetadata(spec=spec, class_names=tuple(class_names), variant="fp32", training=dict(TINY_TRAINING_SUMMARY)).to_props()
+        props = ModelMetadata(spec=spec, class_names=tuple(class_names), variant="fp32", training=dict(TINY_TRAINING_SUMMARY),
+                              decision=dict(decision) if decision is not None else None).to_props()
         for key, value in props.items():
             model.metadata_props.add(key=key, value=value)
     if props_update:

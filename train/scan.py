@@ -32,6 +32,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 import numpy as np
 
 from gclf.runtime.errors import BadDataError, ImageDecodeError
+from gclf.runtime.labels import UNSURE, is_unsure
 from gclf.runtime.listing import is_hidden, list_images
 from gclf.runtime.decode import decode_image, read_image_bytes
 from gclf.runtime.preprocess import PreprocessSpec, resize_to_input
@@ -198,6 +199,16 @@ def _class_folders(root: Path) -> list[Path]:
         raise BadDataError(f"{root}: cannot read folder ({exc.strerror or exc})") from None
 
 
+def _refuse_reserved(class_dir: Path) -> None:
+    """A class folder named `unsure` (any case) would be indistinguishable from the runtime's
+    own answer below the confidence threshold: refused, whatever it holds."""
+    if is_unsure(class_dir.name):
+        raise BadDataError(
+            f"{class_dir}: {UNSURE!r} is reserved for answers below the confidence threshold and cannot be a class; "
+            "rename the folder or leave it out"
+        )
+
+
 def _loose_images_hint(roots: Sequence[Path]) -> str:
     """Images directly in a DATA folder are a common mistake: say where they were found."""
     loose = [root for root in roots if list_images(Path(root), recursive=False)]
@@ -254,6 +265,7 @@ def scan_folders(
         split_dirs = [(root / s, s) for s in SPLIT_NAMES if (root / s).is_dir()] if presplit else [(root, None)]
         for split_dir, split in split_dirs:
             for class_dir in _class_folders(split_dir):
+                _refuse_reserved(class_dir)
                 for path in list_images(class_dir, on_error=folder_error):
                     entries.append((path, class_dir.name, split))
     if len(presplit_flags) > 1:

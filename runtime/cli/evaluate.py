@@ -71,7 +71,7 @@ class EvalOptions:
 @click.option("--seed", type=int, default=0, show_default=True, help="With --calibrate: seed of the split into fit and report parts.")
 @click.option("--fit-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True, help="With --calibrate: the share of each class's photos the calibration is fitted on.")
 @click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="temperature", show_default=True, help="With --calibrate: the calibration written to --out (both are measured): one temperature (never changes an answer), or a scale and bias per class (can move the threshold between classes).")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P", help="Count answers below confidence P as unsure: report how many are answered and how often those are right.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P", help="Count answers below confidence P as unsure: report how many are answered and how often those are right; 0: no threshold.  [default: the threshold the model records (gclf.decision), else none]")
 @click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each photo's largest, or classify whole images. Default: what the model's metadata says it was trained on.")
 @click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="Faces models: the face detector.  [default: the one the model was trained with, else yunet once cached, else haar]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
@@ -117,25 +117,29 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
         warn(f"{len(data.loose)} image{'s' if len(data.loose) > 1 else ''} directly in {data_root} {'are' if len(data.loose) > 1 else 'is'} in no class folder and left out")
     groupings = _groupings(opts.groups, data)
     # Every model is loaded before any is run: a bad second file fails now, not after the first's minutes.
-    classifiers = [Classifier(model, threads=opts.threads or None) for model in models]
+    classifiers = [Classifier(model, threads=opts.threads or None, min_confidence=opts.min_confidence) for model in models]
     if len(classifiers) == 2 and classifiers[0].class_names != classifiers[1].class_names:
         raise UsageError(f"{models[0].name} and {models[1].name} have different classes; side by side needs the same ones")
     outcomes = []
     for clf in classifiers:
         click.echo(f"classifying {len(data.paths)} photos of {data_root} with {clf.path.name} ...", err=True)
+        click.echo(f"{clf.path.name}: {clf.threshold.describe('--min-confidence')}", err=True)
         outcomes.append(classify_set(clf, data, faces=opts.faces, face_model=opts.face_model, batch_size=opts.batch_size))
     for path, reason in outcomes[0].unreadable:
         warn(f"skipped: {reason}")
 
-    def evaluated(o):
-        return evaluate(o, groupings=groupings, min_group=opts.min_group_size, min_confidence=opts.min_confidence)
+    def evaluated(o, clf: Classifier):
+        # The threshold each model answers with (given, else its recorded one); none: no line.
+        threshold = clf.min_confidence if clf.threshold.active else None
+        return evaluate(o, groupings=groupings, min_group=opts.min_group_size, min_confidence=threshold)
 
     fit = None
     if opts.calibrate:
         fit = _calibrate(models[0], data_root, outcomes[0], opts)
-        evaluations = [evaluated(fit.report)] + [evaluated(fit.calibrated_report(m)) for m in CALIBRATION_METHODS]
+        first = classifiers[0]
+        evaluations = [evaluated(fit.report, first)] + [evaluated(fit.calibrated_report(m), first) for m in CALIBRATION_METHODS]
     else:
-        evaluations = [evaluated(o) for o in outcomes]
+        evaluations = [evaluated(o, clf) for o, clf in zip(outcomes, classifiers)]
     _output(data, models, evaluations, fit, opts)
     return EXIT_PARTIAL if outcomes[0].unreadable else EXIT_OK
 

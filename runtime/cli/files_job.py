@@ -31,13 +31,16 @@ class FileOptions:
     as_json: bool
 
 
-def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> int:
+def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, threads: int, engine: str = DEFAULT_ENGINE,
+                      precision: str = DEFAULT_PRECISION, min_confidence: float | None = None) -> int:
     """`gclf-infer MODEL PATHS...`: classify files, whole or face by face; one row (table) or
-    object (--json) per image, or per face. Returns the exit code."""
+    object (--json) per image, or per face. Returns the exit code. `min_confidence`: the
+    Classifier's (None: the model's recorded threshold, if any)."""
     files = expand_inputs(paths)
     if not files:
         raise BadDataError("no image files found in " + ", ".join(map(str, paths)))
-    clf = Classifier(model, threads=threads or None, engine=engine, precision=precision)
+    clf = Classifier(model, threads=threads or None, engine=engine, precision=precision, min_confidence=min_confidence)
+    click.echo(clf.threshold.describe("--min-confidence"), err=True)
     with_faces = use_face_detection(clf.metadata, opts.faces)
     if not with_faces:
         unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--if-no-face", opts.if_no_face is not None)) if given]
@@ -53,7 +56,7 @@ def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -
     n_ok = n_failed = 0
     width = max(len(str(f)) for f in files)
     if not opts.as_json:
-        click.echo(f"{'image':<{width}}  {'label':<16} confidence")
+        click.echo(f"{'image':<{width}}  {'label':<16} confidence")  # an unsure row: "unsure (woman)"
     for result in clf.predict_files(files, batch_size=opts.batch_size):
         if result.error is not None:
             n_failed += 1
@@ -64,7 +67,7 @@ def _print_whole_images(clf: Classifier, files: list[Path], opts: FileOptions) -
         if opts.as_json:
             click.echo(json.dumps({"path": str(result.path), **_prediction_json(pred)}, allow_nan=False))  # NaN never reaches JSON
         else:
-            click.echo(f"{str(result.path):<{width}}  {pred.label:<16} {pred.confidence:.3f}")
+            click.echo(f"{str(result.path):<{width}}  {_label_text(pred):<16} {pred.confidence:.3f}")
     click.echo(f"{n_ok} classified, {n_failed} skipped ({clf.metadata.variant} model {clf.path.name} on {describe(clf.engine)})", err=True)
     return _exit_code(n_ok, n_failed)
 
@@ -99,10 +102,10 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
             continue
         for i, face in enumerate(result.faces, start=1):
             box = ",".join(map(str, face.box))
-            click.echo(f"{str(result.path):<{width}}  {i:>4}  {box:<19} {face.label:<16} {face.confidence:.3f}")
+            click.echo(f"{str(result.path):<{width}}  {i:>4}  {box:<19} {_label_text(face):<16} {face.confidence:.3f}")
         if not result.faces:
             pred = result.prediction
-            outcome = f"whole image: {pred.label} {pred.confidence:.3f}" if pred is not None else "not classified"
+            outcome = f"whole image: {_label_text(pred)} {pred.confidence:.3f}" if pred is not None else "not classified"
             click.echo(f"{str(result.path):<{width}}  {'-':>4}  no face found ({outcome})")
     fallback = "classified as whole images" if no_face == "whole" else "not classified"
     answers = f"; {dropped_answers(n_dropped)} (not finite, empty, outside the photo or a bad score)" if n_dropped else ""
@@ -115,9 +118,16 @@ def _print_faces(clf: Classifier, files: list[Path], opts: FileOptions, detector
     return _exit_code(n_ok, n_failed)
 
 
+def _label_text(pred: Prediction | FaceResult) -> str:
+    """The table's label: the class, or "unsure (woman)" keeping the most probable class in view."""
+    return f"{pred.label} ({pred.best})" if pred.unsure else pred.label
+
+
 def _prediction_json(pred: Prediction | FaceResult) -> dict:
+    """label, then "best" (the most probable class) only where the label is unsure, its confidence, every probability."""
     return {
         "label": pred.label,
+        **({"best": pred.best} if pred.unsure else {}),
         "confidence": round(pred.confidence, 6),
         "probabilities": {c: round(p, 6) for c, p in pred.probabilities.items()},
     }

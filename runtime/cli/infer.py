@@ -28,6 +28,7 @@ from gclf.runtime.live.carry import DEFAULT_DETECT_EVERY  # light: OpenCV is loa
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @click.option("--engine", type=click.Choice(ENGINES), default=DEFAULT_ENGINE, show_default=True, help="What runs the model: onnxruntime, or OpenVINO (the openvino extra: pip install \".[openvino]\" in a gclf checkout; faster int8 and bf16 on Intel CPUs with AMX). Checked once per model and machine against the reference outputs the model records; `--check MODEL` names the fastest that passed here.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=DEFAULT_PRECISION, show_default=True, help="What an fp32 model is computed in: fp32, or bf16 (--engine openvino; faster on CPUs with AMX or AVX512-BF16, answers a little further from fp32). An int8 model runs as it is.")
+@click.option("--min-confidence", type=click.FloatRange(min=0.0, max=1.0), default=None, metavar="P", help="Answers whose top confidence is below P get the label unsure (the most probable class is kept beside it: JSON \"best\"); 0: every answer is given. Files and live frames, tracks, events and counts alike.  [default: the threshold the model records (gclf.decision), else 0]")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object per image (live: per frame) instead of a table.")
 @click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="FILE.toml", is_eager=True, expose_value=False, callback=lambda ctx, param, value: _load_config(ctx, value), help="Read options from a TOML file (one camera's settings: the options' own names without the dashes, e.g. detect-every = 3, model = \"...\"); an option on the command line wins over the file.")
 @click.option("--camera", type=CameraParam(), default=None, metavar="INDEX|/dev/...|picam[:N]|URL", help="Live: classify frames from camera INDEX (0 is the first) or device path (/dev/video*, /dev/v4l/by-id/...: a USB camera keeps its name), from the Raspberry Pi camera module (picam, picam:N) through picamera2, or from a network camera: rtsp://, rtsps://, http(s):// (MJPEG, or any stream FFmpeg reads), reconnected when it drops. A password or token in the URL is never printed; --camera-url-file or $GCLF_CAMERA_URL keep it off the command line.")
@@ -68,6 +69,7 @@ def main(
     threads: int,
     engine: str,
     precision: str,
+    min_confidence: float | None,
     as_json: bool,
     camera: Camera | None,
     camera_url_file: Path | None,
@@ -146,7 +148,7 @@ def main(
             mqtt_password_file=mqtt_password_file, mqtt_discovery=mqtt_discovery, mqtt_queue_max=mqtt_queue_max,
             metrics_public=metrics_public, rtsp_transport=rtsp_transport, reconnect_max=reconnect_max,
         )
-        return run_live_command(model, live, threads=threads, engine=engine, precision=precision)
+        return run_live_command(model, live, threads=threads, engine=engine, precision=precision, min_confidence=min_confidence)
     given = _given(ctx, LIVE_ONLY)
     if given:
         raise UsageError(f"{', '.join(given)} only apply to live sources (--camera INDEX or --video FILE)")
@@ -155,7 +157,7 @@ def main(
     from gclf.runtime.cli.files_job import FileOptions, run_files_command  # here: --help stays fast
 
     options = FileOptions(faces, face_model, face_margin, if_no_face, batch_size, as_json)
-    return run_files_command(model, list(paths), options, threads=threads, engine=engine, precision=precision)
+    return run_files_command(model, list(paths), options, threads=threads, engine=engine, precision=precision, min_confidence=min_confidence)
 
 
 # Options that only mean something for a live source.

@@ -165,10 +165,12 @@ class LiveParts:
             self.publisher.close()
 
 
-def run_live_command(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> int:
+def run_live_command(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION,
+                     min_confidence: float | None = None) -> int:
     """`gclf-infer --camera/--video`: build the loop, run it, summarise. Returns the exit code;
-    a lost camera raises its error once the summary is printed."""
-    parts = build_live(model, opts, threads=threads, engine=engine, precision=precision)
+    a lost camera raises its error once the summary is printed. `min_confidence`: the
+    Classifier's (None: the model's recorded threshold, if any)."""
+    parts = build_live(model, opts, threads=threads, engine=engine, precision=precision, min_confidence=min_confidence)
     network = parts.network
     # SIGTERM (systemctl stop), SIGINT and SIGHUP end the run as q does: summary, exit 0.
     try:
@@ -176,7 +178,7 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int, engine: st
         with stop_on_signals() as stop:
             summary = run_live(parts.feed, parts.classifier, detector=parts.detector, sinks=parts.sinks, margin=parts.margin,
                                max_frames=opts.max_frames, detect_every=parts.detect_every, stop=stop,
-                               people=PersonTracker(counts=parts.counts) if parts.detector is not None else None,
+                               people=PersonTracker(counts=parts.counts, min_confidence=parts.classifier.min_confidence) if parts.detector is not None else None,
                                source_down=(lambda: network.state.down_since is not None) if network is not None else None)
     finally:
         parts.close_lines()
@@ -199,7 +201,8 @@ def run_live_command(model: Path, opts: LiveOptions, *, threads: int, engine: st
     return EXIT_OK
 
 
-def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION) -> LiveParts:
+def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION,
+               min_confidence: float | None = None) -> LiveParts:
     """Every part of a live run, made once, in the order that fails fastest: the model and its
     detector, the outputs and the browser view, then (last, so nothing above can leave it
     open) the camera or video, its feed, and what needs the source's frame rate.
@@ -209,7 +212,7 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DE
     (the page, the summary, systemd's status) are given it when they are made. It is opened
     with FFmpeg's own timeouts and never with a deadline here: a camera that cannot be
     reached at start is an outage like any other, waited for."""
-    clf, detector, margin = _model_and_detector(model, opts, threads, engine, precision)
+    clf, detector, margin = _model_and_detector(model, opts, threads, engine, precision, min_confidence)
     counts = PeopleCounts() if detector is not None else None
     lines = _json_lines_stream(opts)
     sinks: list[Sink] = []
@@ -241,11 +244,12 @@ def build_live(model: Path, opts: LiveOptions, *, threads: int, engine: str = DE
     return LiveParts(clf, detector, margin, detect_every, source, feed, sinks, counts, web, lines, publisher, network)
 
 
-def _model_and_detector(model: Path, opts: LiveOptions, threads: int, engine: str, precision: str) -> tuple[Classifier, FaceDetector | None, float]:
+def _model_and_detector(model: Path, opts: LiveOptions, threads: int, engine: str, precision: str,
+                        min_confidence: float | None) -> tuple[Classifier, FaceDetector | None, float]:
     """The classifier, the face detector (None: whole frames) and the margin to crop with."""
     # No spinning: onnxruntime's idle threads would otherwise busy-wait on the cores that the
     # capture and preparation threads need (docs/measurements.md, the live loop's figures).
-    clf = Classifier(model, threads=threads or None, spin=False, engine=engine, precision=precision)
+    clf = Classifier(model, threads=threads or None, spin=False, engine=engine, precision=precision, min_confidence=min_confidence)
     if not use_face_detection(clf.metadata, opts.faces):
         if opts.events:
             raise UsageError(f"--events writes a line per person, and {model.name} classifies whole frames, so it sees no people: "
@@ -277,7 +281,7 @@ def _mqtt_publisher(model: Path, opts: LiveOptions, clf: Classifier) -> MqttPubl
 
     settings = broker_settings(opts.mqtt, ca_file=opts.mqtt_ca, password_file=opts.mqtt_password_file)
     return MqttPublisher(settings, camera=opts.camera_name, queue_max=opts.mqtt_queue_max or DEFAULT_QUEUE_MAX,
-                         labels=tuple(clf.class_names), discovery=opts.mqtt_discovery, model=model.name, report=warn)
+                         labels=clf.labels, discovery=opts.mqtt_discovery, model=model.name, report=warn)
 
 
 def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier, lines: TextIO, counts: PeopleCounts | None,
@@ -303,7 +307,7 @@ def _outputs(sinks: list[Sink], model: Path, opts: LiveOptions, clf: Classifier,
     if opts.serve is not None:
         from gclf.runtime.serve.metrics import LiveMetrics, MetricsSink  # here: prometheus_client loads only with --serve
 
-        metrics = LiveMetrics(labels=tuple(clf.class_names), camera=opts.camera_name, model=model.name, version=_gclf_version(),
+        metrics = LiveMetrics(labels=clf.labels, camera=opts.camera_name, model=model.name, version=_gclf_version(),
                               mqtt_stats=publisher.stats if publisher is not None else None)
         sinks.append(MetricsSink(metrics))
         web = make_web_sink(opts.serve, opts.token, opts.token_file, model, clf, counts=counts.snapshot if counts is not None else dict,
@@ -351,6 +355,7 @@ def _describe(parts: LiveParts, model: Path, opts: LiveOptions) -> None:
         what = "whole frames"
     where = parts.source.name + (" (reconnected when it drops)" if parts.network is not None else "")
     click.echo(f"live: {where}, classifying {what} with {model.name} on {describe(parts.classifier.engine)}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
+    click.echo(f"live: {parts.classifier.threshold.describe('--min-confidence')}", err=True)
     if parts.web is not None:
         for line in web_sink_lines(parts.web):
             click.echo(f"live: {line}", err=True)

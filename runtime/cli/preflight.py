@@ -82,7 +82,7 @@ class PreflightContext:
             try:
                 from gclf.runtime.classifier import Classifier  # here: a broken numpy or onnxruntime is a finding, not a crash
 
-                self._classifier = Classifier(self.model, threads=self.threads, spin=False)
+                self._classifier = Classifier(self.model, threads=self.threads, spin=False, min_confidence=self.options.get("min_confidence"))
             except GclfError as exc:
                 self._model_error = str(exc)
             except Exception as exc:  # an import that fails underneath (onnxruntime, numpy)
@@ -250,6 +250,15 @@ def check_model(ctx: PreflightContext) -> list[Finding]:
     return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms")]
 
 
+def check_threshold(ctx: PreflightContext) -> list[Finding]:
+    """Which confidence threshold the run answers `unsure` below, and where it comes from
+    (--min-confidence, else the model's recorded decision, else none)."""
+    clf = ctx.classifier()
+    if clf is None:
+        return []  # no model, or check_model said why it does not load
+    return [Finding("threshold", INFO, clf.threshold.describe("--min-confidence"))]
+
+
 def check_int8_cpu(ctx: PreflightContext) -> list[Finding]:
     """An int8 MODEL: was its parity gate measured on this CPU class, and does it matter?"""
     clf = ctx.classifier()
@@ -395,6 +404,7 @@ CHECKS: list[Callable[[PreflightContext], list[Finding]]] = [
     check_picamera2,
     check_camera,
     check_model,
+    check_threshold,
     check_int8_cpu,
     check_engines,
     check_face_detector,

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from gclf.runtime.errors import GclfError
 from gclf.runtime.faces.detectors import dropped_answers
+from gclf.runtime.labels import UNSURE
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import FaceResult
@@ -38,14 +39,22 @@ class FrameResult:
     def to_json(self) -> dict[str, Any]:
         faces = []
         for i, f in enumerate(self.faces):
-            face: dict[str, Any] = {"box": list(f.box), "label": f.label, "confidence": round(f.confidence, 6)}
+            # "best" (the most probable class) only where the label is unsure: it is the label otherwise.
+            face: dict[str, Any] = {"box": list(f.box), "label": f.label, **_best(f.label, f.best), "confidence": round(f.confidence, 6)}
             if self.detected is not None:
                 face["box_source"] = BOX_DETECTED if self.detected[i] else BOX_CARRIED
             if self.tracks is not None:
                 track = self.tracks[i]
-                face.update(track=track.id, track_label=track.label, track_confidence=round(track.confidence, 4))
+                face.update(track=track.id, track_label=track.label)
+                if track.label == UNSURE:
+                    face["track_best"] = track.top
+                face["track_confidence"] = round(track.confidence, 4)
             faces.append(face)
         return {"timestamp": round(self.timestamp, 3), "frame": self.index, "faces": faces, "fps": round(self.fps, 2)}
+
+
+def _best(label: str, best: str) -> dict[str, str]:
+    return {"best": best} if label == UNSURE else {}
 
 
 # A face's "box_source" in the JSON: found by the detector on this frame, or carried over.

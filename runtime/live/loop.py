@@ -255,7 +255,7 @@ def run_live(
     in between (gclf.runtime.live.carry; 1: detection on every frame).
 
     With a `detector`, each face also gets a track id and its track's answer (`people`, a
-    fresh `PersonTracker` if None; `track_people=False` leaves that out, for measuring its
+    fresh `PersonTracker` with the classifier's `min_confidence` if None; `track_people=False` leaves that out, for measuring its
     cost). Each finished track's event goes to every sink that takes events (`EventSink`),
     and every track still open is ended before the sinks are closed, so its event is written.
 
@@ -264,7 +264,7 @@ def run_live(
     handles it) ends the run with a summary (`interrupted`).
     """
     if people is None and detector is not None and track_people:
-        people = PersonTracker()
+        people = PersonTracker(min_confidence=classifier.min_confidence)
     # Made here, used only by the preparation thread: it keeps the previous frame to track from.
     carrier = BoxCarrier(detector, detect_every) if detector is not None else None
     run = _Run(feed, classifier, sinks, people, stop, source_down, carrier)
@@ -424,7 +424,7 @@ def track_events(
     """
     if isinstance(feed, (str, Path)):
         feed = open_feed(CaptureSource.video(Path(feed)), keep_every_frame=True)
-    people = people or PersonTracker()
+    people = people or PersonTracker(min_confidence=classifier.min_confidence)
     events: queue.Queue[object] = queue.Queue()
     stop = threading.Event()
 

@@ -18,12 +18,15 @@ each track a label from all its frames so far:
   coming in through the same door would continue that track).
 - **The answer.** A track's probabilities are the mean of its frames' probabilities; its
   label the most probable class (track_bench measured mean probabilities against summed
-  log-probabilities and against face-size weights: docs/measurements.md).
+  log-probabilities and against face-size weights: docs/measurements.md). Below the
+  tracker's `min_confidence` (the classifier's threshold) the track's label is `unsure`,
+  decided on the mean, not frame by frame: one person, one answer, sure or not.
 - **Events.** A track that ends (and, at the end of the run, every open track) becomes one
   `TrackEvent`: what an unattended device records instead of a line per frame. Tracks of
   fewer than `min_frames` frames (a detector's false alarm on a frame or two) make none.
 - **Counts.** `PeopleCounts` counts tracks (people) per label: in total, over the last minute and
-  over the last hour, by the time each track was first seen.
+  over the last hour, by the time each track was first seen. An `unsure` track counts under
+  "unsure", apart: never inside a class's count.
 
 Pure Python and numpy-free on purpose: a few boxes per frame cost microseconds here.
 """
@@ -35,6 +38,8 @@ import math
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+
+from gclf.runtime.labels import UNSURE
 
 if TYPE_CHECKING:
     from gclf.runtime.classifier import FaceResult
@@ -62,9 +67,14 @@ class FaceTrack(NamedTuple):
     """What a face on one frame belongs to: its track and the track's answer so far."""
 
     id: int
-    label: str
-    confidence: float  # the track's mean probability of `label`
+    label: str  # the track's most probable class, or UNSURE
+    confidence: float  # the track's mean probability of `best`
     frames: int  # frames the track's answer rests on
+    best: str = ""  # the track's most probable class ("": `label`)
+
+    @property
+    def top(self) -> str:
+        return self.best or self.label
 
 
 @dataclass(frozen=True)
@@ -72,19 +82,25 @@ class TrackEvent:
     """One person's visit: written once, when the track ends."""
 
     track: int
-    label: str
-    confidence: float
+    label: str  # the most probable class over the track's frames, or UNSURE
+    confidence: float  # the mean probability of `best`
     probabilities: Mapping[str, float]  # mean over the track's frames, per class
     first_seen: float  # capture timestamps, seconds since the epoch
     last_seen: float
     frames: int
     largest_box: Box  # the largest box the face had (x, y, width, height, frame pixels)
+    best: str = ""  # the most probable class ("" when built: then `label`)
+
+    def __post_init__(self) -> None:
+        if not self.best:
+            object.__setattr__(self, "best", self.label)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "event": "track",
             "track": self.track,
             "label": self.label,
+            **({"best": self.best} if self.label == UNSURE else {}),
             "confidence": round(self.confidence, 4),
             "probabilities": {c: round(p, 4) for c, p in self.probabilities.items()},
             "first_seen": round(self.first_seen, 3),
@@ -107,10 +123,12 @@ class _Track:
     anchor: tuple[int, float, float] | None = None  # frame number and centre of the last detected box
     largest_box: Box = (0, 0, 0, 0)
 
-    def answer(self) -> tuple[str, float, dict[str, float]]:
+    def answer(self, min_confidence: float = 0.0) -> tuple[str, str, float, dict[str, float]]:
+        """(label, most probable class, its mean probability, mean per class); the label is
+        UNSURE when that mean is below `min_confidence`."""
         mean = {c: s / self.frames for c, s in self.prob_sum.items()}
-        label = max(mean, key=mean.__getitem__)
-        return label, mean[label], mean
+        best = max(mean, key=mean.__getitem__)
+        return (UNSURE if mean[best] < min_confidence else best), best, mean[best], mean
 
     def expected(self, ahead: int = 1) -> tuple[float, float, float, float]:
         """Where the face should be `ahead` frames after the last one counted in `missed`:
@@ -122,7 +140,7 @@ class _Track:
 
 def _probabilities(face: FaceResult) -> dict[str, float]:
     # A result built from a label and confidence alone (no probabilities): that is all there is.
-    return dict(face.probabilities) if face.probabilities else {face.label: face.confidence}
+    return dict(face.probabilities) if face.probabilities else {face.best: face.confidence}
 
 
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -184,10 +202,13 @@ class PeopleCounts:
         return {"at": round(now, 3), "total": dict(total), "last_minute": dict(minute), "last_hour": dict(hour)}
 
     def line(self) -> str:
-        """For the exit summary: `3 tracks (man 2, woman 1)`."""
+        """For the exit summary: `4 tracks (man 2, woman 1; unsure 1)`."""
         total = self.snapshot()["total"]
         n = sum(total.values())
+        unsure = total.pop(UNSURE, 0)
         labels = ", ".join(f"{label} {count}" for label, count in sorted(total.items()))
+        if unsure:
+            labels += ("; " if labels else "") + f"{UNSURE} {unsure}"
         return f"{n} track{'' if n == 1 else 's'}" + (f" ({labels})" if labels else "")
 
 
@@ -196,7 +217,9 @@ class PersonTracker:
 
     `update()` once per processed frame, in order; `finish()` once at the end. Ended tracks'
     events wait in order until `take_ended()` hands them over (the live loop passes them to its
-    event sinks after every frame); confirmed tracks' labels go to `counts`.
+    event sinks after every frame); confirmed tracks' labels go to `counts`. A track whose
+    mean probability of its most probable class is below `min_confidence` (the classifier's
+    threshold; 0: never) is labelled UNSURE.
     """
 
     def __init__(
@@ -205,8 +228,10 @@ class PersonTracker:
         counts: PeopleCounts | None = None,
         max_missed: int = DEFAULT_MAX_MISSED,
         min_frames: int = DEFAULT_MIN_FRAMES,
+        min_confidence: float = 0.0,
     ) -> None:
         self.counts = counts
+        self.min_confidence = min_confidence
         self._ended: list[TrackEvent] = []
         self.max_missed = max_missed
         self.min_frames = min_frames
@@ -241,8 +266,8 @@ class PersonTracker:
             if detected is None or detected[i]:
                 self._anchor(track)
             seen_now.add(track.id)
-            label, confidence, _ = track.answer()
-            views.append(FaceTrack(track.id, label, confidence, track.frames))
+            label, best, confidence, _ = track.answer(self.min_confidence)
+            views.append(FaceTrack(track.id, label, confidence, track.frames, best))
             if self.counts is not None and track.frames >= self.min_frames:
                 self.counts.set_label(track.id, track.first_seen, label, timestamp)
         still_open = []
@@ -318,8 +343,8 @@ class PersonTracker:
     def _end(self, track: _Track) -> None:
         if track.frames < self.min_frames:
             return
-        label, confidence, mean = track.answer()
-        self._ended.append(TrackEvent(track.id, label, confidence, mean, track.first_seen, track.last_seen, track.frames, track.largest_box))
+        label, best, confidence, mean = track.answer(self.min_confidence)
+        self._ended.append(TrackEvent(track.id, label, confidence, mean, track.first_seen, track.last_seen, track.frames, track.largest_box, best))
 
     def take_ended(self) -> list[TrackEvent]:
         """The events of the tracks that ended since the last call, oldest first."""

@@ -4,7 +4,8 @@ in Home Assistant, with no YAML.
 Per camera, on `<prefix>/<component>/<node>/<object>/config` (prefix "homeassistant"; node
 `gclf_<camera>`, both ids of `[a-zA-Z0-9_-]` as discovery requires):
 
-    sensor         <label> last minute, <label> last hour, <label> total   (per label)
+    sensor         <label> last minute, <label> last hour, <label> total   (per label, and for
+                   unsure where the run has a confidence threshold)
     sensor         FPS, events dropped, events waiting                      (diagnostic)
     binary_sensor  camera (connectivity: whether the camera delivers frames)
 
@@ -19,6 +20,7 @@ import json
 import re
 from typing import Any, Sequence
 
+from gclf.runtime.labels import UNSURE
 from gclf.runtime.mqtt.topics import Topics
 
 DEFAULT_PREFIX = "homeassistant"
@@ -85,7 +87,7 @@ def discovery_messages(
                 f"{{{{ value_json.{window}[{key}] | default(0) }}}}",
                 unit_of_measurement=PEOPLE_UNIT,
                 state_class="total_increasing" if window == "total" else "measurement",
-                icon="mdi:account-multiple",
+                icon="mdi:account-question" if label == UNSURE else "mdi:account-multiple",
             ))
     messages.append(entity("sensor", "fps", "FPS", "{{ value_json.fps }}", unit_of_measurement="fps", state_class="measurement",
                            icon="mdi:speedometer", entity_category="diagnostic"))

@@ -102,8 +102,9 @@ class MqttPublisher:
         reconnect_max_s: float = RECONNECT_MAX_S,
         boot: str | None = None,
     ) -> None:
-        """`labels`: the model's classes (every one appears in the counts and gets discovery
-        sensors). `model`: the model's name, for Home Assistant's device. `report`: where
+        """`labels`: the labels the run answers with (the model's classes, and "unsure" where a
+        confidence threshold applies: `Classifier.labels`); every one appears in the counts and
+        gets discovery sensors. `model`: the model's name, for Home Assistant's device. `report`: where
         problems go (default: a warning line on stderr). `boot`: this run's boot id (default:
         random; the events' ids are `camera:boot:seq`)."""
         import_paho()  # before anything is made: a missing extra is the first thing said

@@ -35,6 +35,7 @@ class ModelInfo:
     name: str  # the file's name
     variant: str  # "fp32" or "int8"
     classes: tuple[str, ...]
+    min_confidence: float = 0.0  # answers below it are "unsure" (0: never)
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def latest_json(snapshot: Snapshot | None, model: ModelInfo) -> dict[str, Any]:
     else:
         body = snapshot.result.to_json()
         body.update(dropped=snapshot.dropped, processed=snapshot.seq)
-    body["model"] = {"name": model.name, "variant": model.variant, "classes": list(model.classes)}
+    body["model"] = {"name": model.name, "variant": model.variant, "classes": list(model.classes), "min_confidence": model.min_confidence}
     return body
 
 

@@ -188,5 +188,5 @@ class WebSink:
 def make_web_sink(serve: str, token: str | None, token_file: Path | None, model: Path, clf: Classifier, **kwargs: Any) -> WebSink:
     """The --serve sink, bound and serving (no frame yet), for gclf-infer's options."""
     address = parse_serve_address(serve)
-    info = ModelInfo(model.name, clf.metadata.variant, tuple(clf.class_names))
+    info = ModelInfo(model.name, clf.metadata.variant, tuple(clf.class_names), clf.min_confidence)
     return WebSink(address, token=resolve_token(token, token_file), model=info, report=warn, **kwargs)

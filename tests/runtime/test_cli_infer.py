@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 from gclf.runtime.cli.infer import main
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_BAD_MODEL, EXIT_PARTIAL, EXIT_USAGE
-from gclf_testutil import solid_bgr, write_image_file
+from gclf_testutil import PURPLE_RGB, decision_record, solid_bgr, write_image_file
 
 
 def _infer(*args: str | Path) -> Result:
@@ -129,3 +129,78 @@ def test_results_do_not_depend_on_the_batch_size(tiny_onnx, photos: Path, batch_
 
     assert result.exit_code == EXIT_PARTIAL
     assert result.stdout == reference.stdout
+
+
+# --- unsure: answers below the confidence threshold ------------------------------------------
+
+
+@pytest.fixture
+def red_and_purple(tmp_path: Path) -> Path:
+    folder = tmp_path / "shades"
+    write_image_file(folder / "a_red.png", solid_bgr((255, 0, 0)))
+    write_image_file(folder / "b_purple.png", solid_bgr(PURPLE_RGB))  # "blue" at about 0.59
+    return folder
+
+
+def _by_name(result: Result) -> dict[str, dict]:
+    return {Path(r["path"]).name: r for r in map(json.loads, result.stdout.splitlines())}
+
+
+def test_json_says_unsure_below_the_models_threshold_and_keeps_the_best_class(tiny_onnx, red_and_purple: Path) -> None:
+    result = _infer(tiny_onnx(decision=decision_record(0.7)), red_and_purple, "--json")
+
+    assert result.exit_code == 0, result.output
+    records = _by_name(result)
+    purple, red = records["b_purple.png"], records["a_red.png"]
+    assert list(purple) == ["path", "label", "best", "confidence", "probabilities"]
+    assert (purple["label"], purple["best"]) == ("unsure", "blue")
+    assert purple["confidence"] == purple["probabilities"]["blue"] < 0.7
+    assert red["label"] == "red" and "best" not in red  # a sure answer is as before
+    assert "answers below confidence 0.7 are unsure: the model's recorded decision" in result.stderr
+
+
+def test_the_table_shows_unsure_with_the_best_class(tiny_onnx, red_and_purple: Path) -> None:
+    result = _infer(tiny_onnx(decision=decision_record(0.7)), red_and_purple)
+
+    assert result.exit_code == 0, result.output
+    rows = {Path(line.split()[0]).name: line.split()[1:] for line in result.stdout.splitlines()[1:]}
+    assert rows["b_purple.png"][:2] == ["unsure", "(blue)"]
+    assert 0.5 < float(rows["b_purple.png"][2]) < 0.7
+    assert rows["a_red.png"][0] == "red"
+
+
+def test_min_confidence_0_turns_the_models_threshold_off_and_a_given_one_applies(tiny_onnx, red_and_purple: Path) -> None:
+    model = tiny_onnx(decision=decision_record(0.7))
+
+    off = _infer(model, red_and_purple, "--json", "--min-confidence", "0")
+    strict = _infer(model, red_and_purple, "--json", "--min-confidence", "0.99")
+
+    assert {n: r["label"] for n, r in _by_name(off).items()} == {"a_red.png": "red", "b_purple.png": "blue"}
+    assert "every answer is given, none is unsure (--min-confidence 0)" in off.stderr
+    assert {n: r["label"] for n, r in _by_name(strict).items()} == {"a_red.png": "unsure", "b_purple.png": "unsure"}
+    assert "answers below confidence 0.99 are unsure (--min-confidence 0.99)" in strict.stderr
+
+
+def test_a_model_without_a_decision_answers_always_and_says_so(tiny_onnx, red_and_purple: Path) -> None:
+    result = _infer(tiny_onnx(), red_and_purple, "--json")
+
+    assert _by_name(result)["b_purple.png"]["label"] == "blue"
+    assert "the model records no confidence threshold" in result.stderr
+
+
+def test_min_confidence_comes_from_the_config_file_too(tiny_onnx, red_and_purple: Path, tmp_path: Path) -> None:
+    config = tmp_path / "cam.toml"
+    config.write_text("min-confidence = 0.7\n")
+
+    result = _infer(tiny_onnx(), red_and_purple, "--json", "--config", config)
+
+    assert _by_name(result)["b_purple.png"]["label"] == "unsure"
+    bad = tmp_path / "bad.toml"
+    bad.write_text("min-confidence = 2\n")
+    refused = _infer(tiny_onnx(), red_and_purple, "--config", bad)
+    assert refused.exit_code == EXIT_USAGE and "min-confidence" in refused.stderr
+
+
+def test_min_confidence_outside_0_to_1_is_a_usage_error(tiny_onnx, red_and_purple: Path) -> None:
+    result = _infer(tiny_onnx(), red_and_purple, "--min-confidence", "1.5")
+    assert result.exit_code == EXIT_USAGE and "--min-confidence" in result.stderr

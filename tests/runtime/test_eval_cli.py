@@ -26,7 +26,7 @@ from gclf.runtime.evaluation.calibration import KEY_CALIBRATION, METHODS, Calibr
 from gclf.runtime.evaluation.fit_report import fit_on_part
 from gclf.runtime.evaluation.run import classify_set, list_labelled
 from gclf.runtime.onnx_metadata import read_metadata
-from gclf_testutil import BLOCK, FACES_MODEL, HEAVY, write_image_file
+from gclf_testutil import BLOCK, FACES_MODEL, HEAVY, decision_record, write_image_file
 
 RED, BLUE, BLACK = (40, 40, 220), (220, 40, 40), (0, 0, 0)  # BGR
 
@@ -107,6 +107,27 @@ def test_figures_are_those_of_the_models_answers(model: Path, whole_set: Path) -
         kept = conf >= point["threshold"]
         assert right[kept].mean() >= target["target"] and point["answered"] == int(kept.sum())
         assert all(right[conf >= t].mean() < target["target"] for t in conf[conf < point["threshold"]])
+
+
+def test_the_models_recorded_threshold_is_reported_unless_turned_off(tiny_onnx, whole_set: Path) -> None:
+    recorded = tiny_onnx("decided.onnx", decision=decision_record(0.6))
+    paths, labels, probs = _direct_answers(recorded, whole_set)
+    answered = probs.max(axis=1) >= 0.6
+
+    by_model = _eval(recorded, whole_set, "--json")
+    turned_off = _eval(recorded, whole_set, "--json", "--min-confidence", "0")
+    given = _eval(recorded, whole_set, "--json", "--min-confidence", "0.8")
+    without = _eval(tiny_onnx("plain.onnx"), whole_set, "--json")
+
+    assert by_model.exit_code == EXIT_OK, by_model.output
+    (ev,) = _strict_json(by_model.stdout)["evaluations"]
+    assert ev["min_confidence"]["threshold"] == 0.6 and ev["min_confidence"]["answered"] == int(answered.sum())
+    assert "decided.onnx: answers below confidence 0.6 are unsure: the model's recorded decision" in by_model.stderr
+    assert _strict_json(turned_off.stdout)["evaluations"][0]["min_confidence"] is None
+    assert "every answer is given, none is unsure (--min-confidence 0)" in turned_off.stderr
+    assert _strict_json(given.stdout)["evaluations"][0]["min_confidence"]["threshold"] == 0.8
+    assert _strict_json(without.stdout)["evaluations"][0]["min_confidence"] is None
+    assert "the model records no confidence threshold" in without.stderr
 
 
 def test_the_table_shows_overview_groups_reliability_and_confusion(model: Path, whole_set: Path) -> None:

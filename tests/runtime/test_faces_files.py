@@ -326,3 +326,22 @@ def test_real_faces_in_a_photo_are_found_largest_first(faces_model, tmp_path: Pa
     detector = gclf.runtime.faces.make_detector(face_model)
     api = clf.predict_faces(cv2.imread(str(photo)), color="bgr", detector=detector)
     assert [list(f.box) for f in api] == boxes
+
+
+def test_an_unsure_face_says_so_in_the_table_and_the_json(tiny_onnx, tmp_path: Path, patches_detector) -> None:
+    from gclf_testutil import PURPLE_RGB, decision_record
+
+    model = tiny_onnx("faces.onnx", props_update=FACES_MODEL, decision=decision_record(0.7))
+    purple_bgr = PURPLE_RGB[::-1]
+    write_image_file(tmp_path / "p" / "two.png", _picture([((5, 5, 20, 20), purple_bgr), (LARGE_RED, RED)]))
+
+    table = _infer(model, tmp_path / "p", "--face-margin", "0")
+    as_json = _infer(model, tmp_path / "p", "--face-margin", "0", "--json")
+
+    assert table.exit_code == 0 and as_json.exit_code == 0, table.output + as_json.output
+    rows = [line.split()[1:] for line in table.stdout.splitlines()[1:]]
+    assert [r[:4] for r in rows] == [["1", "40,10,40,40", "red", rows[0][3]], ["2", "5,5,20,20", "unsure", "(blue)"]]
+    (record,) = map(json.loads, as_json.stdout.splitlines())
+    large, small = record["faces"]
+    assert large["label"] == "red" and "best" not in large
+    assert (small["label"], small["best"]) == ("unsure", "blue") and small["confidence"] < 0.7

@@ -137,6 +137,103 @@ def test_counts_per_label_over_the_last_minute_and_hour() -> None:
     assert counts.line() == "3 tracks (blue 2, red 1)"
 
 
+# --- unsure: the track's answer below the confidence threshold ------------------------------
+
+
+def test_a_track_is_unsure_by_its_mean_not_by_its_frames() -> None:
+    tracker = PersonTracker(min_confidence=0.7)
+    # Every frame is sure (0.9 and 0.8), but they disagree: the mean (red 0.55) is not.
+    answers = [("red", 0.9), ("blue", 0.8), ("red", 0.9), ("blue", 0.8)]
+    views = [tracker.update(float(t), [_face((50, 50, 40, 40), label, p)])[0] for t, (label, p) in enumerate(answers)]
+    tracker.finish()
+    (event,) = tracker.take_ended()
+
+    assert (views[-1].label, views[-1].best) == ("unsure", "red")
+    assert (event.label, event.best) == ("unsure", "red")
+    assert event.confidence == pytest.approx(0.55)
+    record = event.to_json()
+    assert (record["label"], record["best"], record["confidence"]) == ("unsure", "red", 0.55)
+
+
+def test_frames_each_below_the_threshold_can_still_make_a_sure_track() -> None:
+    # A frame's own answer is unsure (0.65 < 0.7) now and then; the mean over the track is sure.
+    tracker = PersonTracker(min_confidence=0.7)
+    answers = [0.95, 0.65, 0.95, 0.65, 0.95]
+    for t, p in enumerate(answers):
+        tracker.update(float(t), [FaceResult((50, 50, 40, 40), "unsure" if p < 0.7 else "red", p, {"red": p, "blue": 1 - p}, "red")])
+    tracker.finish()
+    (event,) = tracker.take_ended()
+    assert event.label == "red" and "best" not in event.to_json()
+
+
+def test_without_a_threshold_a_weak_track_keeps_its_label() -> None:
+    tracker = PersonTracker()
+    for t in range(4):
+        tracker.update(float(t), [_face((50, 50, 40, 40), "red", 0.51)])
+    tracker.finish()
+    assert tracker.take_ended()[0].label == "red"
+
+
+def test_unsure_tracks_are_counted_apart_never_inside_a_labels_count() -> None:
+    counts = PeopleCounts()
+    tracker = PersonTracker(counts=counts, min_confidence=0.7)
+    for t in range(3):  # person 1: sure red; person 2, far away: red at 0.6, unsure
+        tracker.update(float(t), [_face((10, 10, 30, 30), "red", 0.9), _face((200, 150, 30, 30), "red", 0.6)])
+    snap = counts.snapshot()
+    assert snap["total"] == {"red": 1, "unsure": 1}
+    assert snap["last_minute"] == {"red": 1, "unsure": 1}
+    counts.set_label(9, 2.0, "blue", 2.0)
+    assert counts.line() == "3 tracks (blue 1, red 1; unsure 1)"  # unsure last, apart
+
+
+def test_a_frames_json_and_picture_mark_an_unsure_face_and_track() -> None:
+    from gclf.runtime.live.annotate import BOX_COLOUR, UNSURE_COLOUR, annotate
+    from gclf.runtime.live.people import FaceTrack
+
+    faces = (FaceResult((20, 20, 80, 80), "unsure", 0.61, {"red": 0.39, "blue": 0.61}, "blue"),
+             FaceResult((180, 100, 80, 80), "red", 0.9, {"red": 0.9, "blue": 0.1}))
+    tracks = (FaceTrack(1, "unsure", 0.6, 5, "blue"), FaceTrack(2, "red", 0.9, 5))
+    result = FrameResult(0, 0.0, faces, 10.0, (True, True), tracks)
+
+    unsure, sure = result.to_json()["faces"]
+    assert (unsure["label"], unsure["best"], unsure["track_label"], unsure["track_best"]) == ("unsure", "blue", "unsure", "blue")
+    assert list(unsure)[:3] == ["box", "label", "best"]
+    assert "best" not in sure and "track_best" not in sure and sure["track_label"] == "red"
+
+    image = annotate(np.zeros((H, W, 3), dtype=np.uint8), result)
+
+    def box_colour(x: int, y: int) -> tuple[int, ...]:
+        return tuple(int(v) for v in image[y + 40, x])  # on the box's left edge, below its label
+
+    assert box_colour(20, 20) == UNSURE_COLOUR
+    assert box_colour(180, 100) == BOX_COLOUR
+
+
+def test_events_counts_and_frames_answer_unsure_by_the_models_threshold(tiny_onnx, tmp_path: Path, square_detector) -> None:
+    from gclf_testutil import decision_record
+
+    # Each frame of this clip is sure (0.78 and up), but a red person's tinted frames say blue,
+    # so the red tracks' mean is about 0.64 and the blue one's 0.73: at 0.7, the reds are unsure.
+    clip = _people_clip(tmp_path / "three.avi", ["red", "blue", "red"])
+    model = tiny_onnx("faces.onnx", props_update=FACES_MODEL, decision=decision_record(0.7))
+
+    events = CliRunner().invoke(main, [str(model), "--video", str(clip), "--headless", "--events"])
+    frames = CliRunner().invoke(main, [str(model), "--video", str(clip), "--headless"])
+    off = CliRunner().invoke(main, [str(model), "--video", str(clip), "--headless", "--events", "--min-confidence", "0"])
+
+    assert events.exit_code == 0 and frames.exit_code == 0 and off.exit_code == 0, events.output + frames.output
+    records = [json.loads(line) for line in events.stdout.splitlines()]
+    assert [(e["label"], e.get("best")) for e in records] == [("unsure", "red"), ("blue", None), ("unsure", "red")]
+    assert all(e["confidence"] < 0.7 for e in records if e["label"] == "unsure")
+    assert "live: answers below confidence 0.7 are unsure: the model's recorded decision" in events.stderr
+    assert "live: 3 tracks (blue 1; unsure 2)" in events.stderr
+    faces = [f for line in frames.stdout.splitlines() for f in json.loads(line)["faces"]]
+    assert {f["label"] for f in faces} == {"red", "blue"}  # no frame on its own is unsure...
+    last = {f["track"]: f for f in faces}  # each track's answer on its last frame: the event's
+    assert [(f["track_label"], f.get("track_best")) for f in last.values()] == [("unsure", "red"), ("blue", None), ("unsure", "red")]
+    assert [e["label"] for e in map(json.loads, off.stdout.splitlines())] == ["red", "blue", "red"]
+
+
 # --- the issue's "done when": three people, one after another ---------------------------------
 
 

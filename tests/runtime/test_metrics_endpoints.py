@@ -107,3 +107,44 @@ def test_healthz_needs_no_token_says_up_while_frames_flow_and_nothing_else() -> 
     assert flowing[2] == b"ok\n" and stalled[2] == b"unavailable\n"  # no frame counts, no model, no names
     assert flowing[1]["cache-control"] == "no-store"
     assert scraped[("gclf_camera_up", ())] == 0  # the scrape saw the stall
+
+
+def test_unsure_is_apart_in_counts_latest_metrics_and_the_page(tiny_onnx) -> None:
+    import json
+
+    import numpy as np
+    from gclf_testutil import PURPLE_RGB, decision_record
+
+    from gclf.runtime.classifier import Classifier
+    from gclf.runtime.live.people import PeopleCounts, PersonTracker
+    from gclf.runtime.serve.sink import make_web_sink
+
+    model = tiny_onnx(decision=decision_record(0.7))
+    clf = Classifier(model)
+    counts = PeopleCounts()
+    tracker = PersonTracker(counts=counts, min_confidence=clf.min_confidence)
+    metrics = LiveMetrics(labels=clf.labels)
+    feed = MetricsSink(metrics)
+    web = make_web_sink("127.0.0.1:0", TOKEN, None, model, clf, counts=counts.snapshot, metrics=metrics)
+    try:
+        prediction = clf.predict(np.full((32, 32, 3), PURPLE_RGB, dtype=np.uint8))  # "blue" at about 0.59
+        for i in range(3):
+            faces = (FaceResult.of((10, 10, 40, 40), prediction),)
+            result = FrameResult(i, 1000.0 + i, faces, 10.0, (True,), tracker.update(1000.0 + i, faces))
+            feed.write(result, None)
+            web.write(result, None)
+        tracker.finish()
+        for event in tracker.take_ended():
+            feed.write_event(event)
+        served = {path: get(web.port, path, token=TOKEN) for path in ("/counts", "/latest", "/metrics", "/")}
+    finally:
+        web.close()
+    assert json.loads(served["/counts"][2])["total"] == {"unsure": 1}
+    latest = json.loads(served["/latest"][2])
+    (face,) = latest["faces"]
+    assert (face["label"], face["best"], face["track_label"], face["track_best"]) == ("unsure", "blue", "unsure", "blue")
+    assert latest["model"]["min_confidence"] == 0.7
+    tracks = {dict(labels)["label"]: v for (name, labels), v in _samples(served["/metrics"][2]).items() if name == "gclf_tracks_total"}
+    assert tracks == {"red": 0, "blue": 0, "unsure": 1}
+    page = served["/"][2].decode()
+    assert 'lab === "unsure"' in page and "li.unsure" in page and "d.model.min_confidence" in page

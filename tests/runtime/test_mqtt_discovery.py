@@ -156,6 +156,23 @@ def test_the_templates_render_what_home_assistant_expects(published: tuple[list[
     assert rendered["woman last minute"] == "1" and rendered["FPS"] == "12.5" and rendered["camera"] == "ON"
 
 
+def test_unsure_gets_its_sensors_beside_the_classes() -> None:
+    configs = {payload["name"]: payload for _, payload in discovery_messages(Topics("door"), ("man", "woman", "unsure"))}
+
+    assert configs["unsure total"]["value_template"] == '{{ value_json.total["unsure"] | default(0) }}'
+    assert configs["unsure last minute"]["icon"] == "mdi:account-question"
+    assert configs["man total"]["icon"] == "mdi:account-multiple"
+
+
+def test_the_counts_message_has_unsure_apart_and_zero_filled() -> None:
+    from gclf.runtime.mqtt.payloads import counts_payload
+
+    payload = counts_payload({"at": 1.0, "total": {"man": 2, "unsure": 1}}, labels=("man", "woman", "unsure"), fps=10.0,
+                             camera_up=True, events_dropped=0, events_waiting=0)
+    assert payload["total"] == {"man": 2, "woman": 0, "unsure": 1}
+    assert payload["last_minute"] == {"man": 0, "woman": 0, "unsure": 0}
+
+
 def test_two_cameras_never_share_an_id() -> None:
     first = discovery_messages(Topics("door"), ("a b", "a_b", "a-b"))
     second = discovery_messages(Topics("door2"), ("a b", "a_b", "a-b"))

@@ -89,6 +89,33 @@ def test_a_live_run_reports_each_person_counts_and_availability(tiny_onnx, tmp_p
     assert GCLF_PASSWORD not in result.output
 
 
+def test_unsure_people_are_published_and_counted_apart_with_their_own_sensors(tiny_onnx, tmp_path: Path, broker: MosquittoBroker,
+                                                                            house: Subscriber, monkeypatch, square_detector) -> None:
+    clip = people_clip(tmp_path / "door.avi", ["red", "blue"], fps=FPS, walk_s=WALK_S, gap_s=0.5)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+
+    # No answer is ever certain: at 1, every person is unsure.
+    result = _infer(tiny_onnx, "--video", clip, "--headless", "--events", "--detect-every", "1", "--min-confidence", "1",
+                    "--name", "door", "--mqtt", f"mqtt://gclf@{broker.host}:{broker.port}", "--mqtt-discovery",
+                    env={PASSWORD_ENV: GCLF_PASSWORD})
+
+    assert result.exit_code == 0, result.output
+    messages = house.wait_for(lambda m: sum(x.topic == "gclf/door/event" for x in m) >= 2 and
+                              any(x.topic == "gclf/door/status" and x.payload == b"offline" for x in m))
+    events = [m.json() for m in messages if m.topic == "gclf/door/event"]
+    assert [(e["label"], e["best"]) for e in events] == [("unsure", "red"), ("unsure", "blue")]
+    counts = [m.json() for m in messages if m.topic == "gclf/door/counts"][-1]
+    assert counts["total"] == {"red": 0, "blue": 0, "unsure": 2}  # never inside a class's count
+    later = Subscriber(broker, "house", HOUSE_PASSWORD, topics=("homeassistant/#",), client_id="home-assistant")
+    try:
+        configs = [m.json() for m in later.wait_for(lambda m: len(m) >= 13)]
+    finally:
+        later.close()
+    unsure = [c for c in configs if c["name"].startswith("unsure ")]
+    assert sorted(c["name"] for c in unsure) == ["unsure last hour", "unsure last minute", "unsure total"]
+    assert {c["value_template"] for c in unsure} >= {'{{ value_json.total["unsure"] | default(0) }}'}
+
+
 def test_a_broker_away_at_the_end_leaves_the_events_on_disk_and_says_so(tiny_onnx, tmp_path: Path, broker: MosquittoBroker,
                                                                        monkeypatch, square_detector) -> None:
     clip = people_clip(tmp_path / "door.avi", ["blue"], fps=FPS, walk_s=1.0, gap_s=0.2)

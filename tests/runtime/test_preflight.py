@@ -190,6 +190,21 @@ def test_the_model_loads_and_runs(tiny_onnx) -> None:
     assert "tiny.onnx: fp32, 2 classes (red, blue), 32x32 px" in finding.text and "one inference" in finding.text
 
 
+def test_check_says_which_confidence_threshold_applies_and_where_it_came_from(tiny_onnx, monkeypatch) -> None:
+    from gclf_testutil import decision_record
+
+    monkeypatch.setattr(preflight, "CHECKS", [preflight.check_model, preflight.check_threshold])
+    model = str(tiny_onnx(decision=decision_record(0.62)))
+
+    recorded = CliRunner().invoke(main, ["--check", model])
+    given = CliRunner().invoke(main, ["--check", model, "--min-confidence", "0"])
+
+    assert recorded.exit_code == 0 and given.exit_code == 0, recorded.output + given.output
+    assert "info     threshold: answers below confidence 0.62 are unsure: the model's recorded decision" in recorded.stdout
+    assert "info     threshold: every answer is given, none is unsure (--min-confidence 0)" in given.stdout
+    assert preflight.check_threshold(PreflightContext()) == []  # no model: nothing to say
+
+
 def test_a_model_that_does_not_load_is_a_problem_and_the_detector_is_not_checked(tmp_path: Path) -> None:
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"not onnx")

@@ -341,7 +341,7 @@ def test_latest_has_the_headless_fields_and_the_pages(served) -> None:
     data = json.loads(body)
     assert HEADLESS_FIELDS <= set(data)
     assert set(data) - HEADLESS_FIELDS == {"dropped", "processed", "model", "camera"}
-    assert data["model"] == {"name": "tiny.onnx", "variant": "fp32", "classes": ["red", "blue"]}
+    assert data["model"] == {"name": "tiny.onnx", "variant": "fp32", "classes": ["red", "blue"], "min_confidence": 0.0}
     assert data["camera"] == {"name": None}  # no camera name given (gclf-infer always gives one); not a network camera
     (face,) = data["faces"]
     assert set(face) == {"box", "label", "confidence"} and face["box"] == [0, 0, 160, 120]

@@ -252,3 +252,39 @@ def test_the_page_says_when_a_network_camera_is_down_and_when_it_is_back(tiny_on
         if browser is not None:
             browser.close()
         run.stop()
+
+
+UNSURE_JS = r"""
+(() => ({labels: document.getElementById("labels").textContent, classes: document.getElementById("classes").textContent,
+         unsure: [...document.querySelectorAll("#labels li.unsure")].map((li) => getComputedStyle(li).backgroundColor)}))()
+"""
+
+
+def test_the_page_shows_an_unsure_answer_with_its_best_class_in_amber(tiny_onnx, tmp_path: Path) -> None:
+    chromium = find_chromium()
+    video = write_colour_video(tmp_path / "colours.avi", 750, fps=25, size=(320, 240), every=25)
+    # No answer is certain: at 1, every frame's answer is unsure.
+    run = start_served_run([str(tiny_onnx()), "--video", str(video), "--realtime", "--serve", "127.0.0.1:0", "--min-confidence", "1"],
+                           env={"GCLF_SERVE_TOKEN": ""})
+    browser = None
+    try:
+        browser = DevTools(chromium, tmp_path / "profile")
+        target = browser.call("Target.createTarget", {"url": run.url})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        seen: list[dict] = []
+        deadline = time.monotonic() + WATCH_S
+        while time.monotonic() < deadline and not (seen and seen[-1]["unsure"]):
+            evaluated = browser.call("Runtime.evaluate", {"expression": UNSURE_JS, "returnByValue": True}, session)
+            if "exceptionDetails" not in evaluated:
+                seen.append(evaluated["result"]["value"])
+            time.sleep(0.2)
+    finally:
+        if browser is not None:
+            browser.close()
+        run.stop()
+
+    assert seen and seen[-1]["unsure"], f"the page never showed an unsure answer; last: {seen[-1:]}"
+    last = seen[-1]
+    assert re.fullmatch(r"unsure \((red|blue) 0\.\d\d\)", last["labels"]), last
+    assert last["unsure"] == ["rgb(122, 82, 0)"]  # amber, as the box in the frame
+    assert last["classes"] == "classes: red, blue; unsure below confidence 1"

@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from gclf.runtime.errors import EXIT_BAD_DATA, EXIT_DIVERGED, EXIT_USAGE, EXIT_WEIGHTS_UNAVAILABLE
 from gclf.train.cli import main
 from gclf.train.synthetic import make_shapes_dataset
+from gclf_testutil import noise_bgr, write_image_file
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +99,18 @@ def test_data_without_class_folders_exits_3(tmp_path: Path) -> None:
 
     _assert_clean_failure(result, EXIT_BAD_DATA)
     assert "at least 2 classes" in result.output
+
+
+@pytest.mark.parametrize("folder", ["unsure", "Unsure"])
+def test_a_class_folder_called_unsure_exits_3_with_one_sentence(tmp_path: Path, folder: str) -> None:
+    for name, seed in (("man", 1), (folder, 2)):
+        write_image_file(tmp_path / "data" / name / "a.png", noise_bgr(seed))
+
+    result = _train("--data", str(tmp_path / "data"), "--out", str(tmp_path / "run"), "--weights", "none")
+
+    _assert_clean_failure(result, EXIT_BAD_DATA)
+    assert f"{folder}: 'unsure' is reserved for answers below the confidence threshold" in result.output
+    assert not (tmp_path / "run").exists() or not any((tmp_path / "run").glob("*.pt"))
 
 
 @pytest.mark.slow

@@ -121,3 +121,15 @@ def test_several_data_folders_are_combined(tmp_path: Path) -> None:
     scan = _scan(tmp_path / "one", tmp_path / "two")
 
     assert scan.class_counts() == {"a": 4, "b": 3}
+
+
+def test_a_class_folder_called_unsure_in_any_case_is_refused_even_presplit(tmp_path: Path) -> None:
+    _fill(tmp_path / "flat" / "a", 2, seed=1)
+    _fill(tmp_path / "flat" / "UNSURE", 2, seed=2)
+    _fill(tmp_path / "split" / "train" / "a", 2, seed=3)
+    _fill(tmp_path / "split" / "train" / "b", 2, seed=4)
+    (tmp_path / "split" / "val" / "unsure").mkdir(parents=True)  # even empty: it would be a class
+
+    for root in (tmp_path / "flat", tmp_path / "split"):
+        with pytest.raises(BadDataError, match="'unsure' is reserved for answers below the confidence threshold"):
+            _scan(root)
