@@ -103,7 +103,7 @@ def _details(fp32: ModelFacts, int8: ModelFacts | None, card: dict, training: di
         "## Model details",
         "",
         f"- Architecture: GoogLeNet (Inception v1), {len(names)} classes in output order: {', '.join(f'`{n}`' for n in names)}",
-        f"- Files: `{fp32.name}` (fp32, sha256 `{fp32.sha256}`)"
+        f"- Files: `{fp32.name}` ({fp32.props.get('gclf.variant', 'fp32')}, sha256 `{fp32.sha256}`)"
         + (f"; `{int8.name}` (int8 QDQ, sha256 `{int8.sha256}`)" if int8 else ""),
         f"- Input: {'face crops' if kind == 'faces' else 'whole images' if kind == 'whole_image' else kind}, {size}",
         f"- Initialisation: {_init(init, training)}",
@@ -203,8 +203,9 @@ def _evaluation(fp32: ModelFacts, int8: ModelFacts | None, card: dict, training:
         lines.append(f"- Test split (held out from the training data's own sources): accuracy {_with_interval(test['accuracy'], int(test['images']))}")
     else:
         lines.append("- Test split: not recorded (the run had no test split, or the model predates the record)")
-    if int8 is not None:
-        lines.extend(_int8_lines(int8))
+    for facts in (fp32, int8):
+        if facts is not None and facts.props.get("gclf.variant") == "int8":
+            lines.extend(_int8_lines(facts))
     for facts in (fp32, int8):
         if facts is not None and facts.record("gclf.calibration"):
             lines.append(_calibration_line(facts))
