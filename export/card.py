@@ -2,7 +2,7 @@
 
 `record_card` writes what the run folder knows (manifest.json, metrics.json, config.json and
 the model's own `gclf.training`) into the fp32 file as `gclf.card` (the format is
-gclf.runtime.model_card's), before the int8 copy is made: the copy inherits it (set_metadata
+gclf.runtime.evaluation.model_card's), before the int8 copy is made: the copy inherits it (set_metadata
 keeps every key it does not own) and its `parent_sha256` is that of the file with the card.
 `write_card` renders MODEL_CARD.md from the files as written, never from objects in memory.
 """
@@ -15,7 +15,7 @@ from typing import Any
 
 from gclf.runtime.atomic import write_text_atomic
 from gclf.runtime.log import Log
-from gclf.runtime.model_card import CARD_FORMAT, CARD_NAME, KEY_CARD, read_model_facts, render_card
+from gclf.runtime.evaluation.model_card import CARD_FORMAT, CARD_NAME, KEY_CARD, read_model_facts, render_card
 from gclf.runtime.onnx_metadata import read_metadata, update_metadata
 
 # gclf-train options worth a reader's eye; paths (--data, --out, a --weights file) are left
@@ -30,7 +30,7 @@ INIT_KINDS = {"imagenet": "imagenet", "random": "random", "gclf-checkpoint": "ch
 
 
 def card_record(run_dir: Path, manifest: dict | None, metrics: dict | None, training: dict) -> dict[str, Any]:
-    """The `gclf.card` record of a run (format: gclf.runtime.model_card)."""
+    """The `gclf.card` record of a run (format: gclf.runtime.evaluation.model_card)."""
     config = _read_json(run_dir / "config.json") or {}
     return {
         "format": CARD_FORMAT,

@@ -14,7 +14,7 @@ from pathlib import Path
 from gclf.runtime.atomic import write_text_atomic
 from gclf.runtime.evaluation.report import group_blocks, markdown_tables, overview_block
 from gclf.runtime.evaluation.summary import Evaluation
-from gclf.runtime.model_card import CARD_NAME, read_model_facts, render_card, upsert_evaluation
+from gclf.runtime.evaluation.model_card import CARD_NAME, read_model_facts, render_card, upsert_evaluation
 
 
 def evaluation_section(evaluation: Evaluation, *, data_name: str, per_class: dict[str, int], model_name: str, model_sha256: str, date: str) -> str:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from gclf.runtime.files import sha256_file
-from gclf.runtime.model_card import CARD_NAME, KEY_CARD, NONE_YET, OTHER_DATA_HEADING, read_model_facts, render_card
+from gclf.runtime.evaluation.model_card import CARD_NAME, KEY_CARD, NONE_YET, OTHER_DATA_HEADING, read_model_facts, render_card
 from gclf.runtime.onnx_metadata import read_metadata, update_metadata
 
 

@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from gclf.runtime.cli.evaluate import main
 from gclf.runtime.errors import EXIT_OK, EXIT_USAGE
 from gclf.runtime.files import sha256_file
-from gclf.runtime.model_card import CARD_NAME, NONE_YET, OTHER_DATA_HEADING, read_model_facts, render_card, section_marker
+from gclf.runtime.evaluation.model_card import CARD_NAME, NONE_YET, OTHER_DATA_HEADING, read_model_facts, render_card, section_marker
 from gclf_testutil import BLOCK, HEAVY, write_image_file
 
 RED, BLUE = (40, 40, 220), (220, 40, 40)  # BGR
@@ -64,7 +64,7 @@ def test_a_card_is_made_from_the_metadata_and_holds_the_outside_results(model: P
     assert f"| accuracy | {100 * acc['value']:.1f}% ({acc['k']}/{acc['n']}, {100 * acc['low']:.1f}-{100 * acc['high']:.1f}%) |" in section
     red = figures["per_class"]["red"]["recall"]
     assert f"| red: recall | {100 * red['value']:.1f}% ({red['k']}/{red['n']}" in section
-    assert f"| ECE (" in section and f"{figures['calibration_error']['ece']:.4f}" in section
+    assert "| ECE (" in section and f"{figures['calibration_error']['ece']:.4f}" in section
     assert "| most confident 50% |" in section
     assert "#### Accuracy by" in section and "| group | n |" in section
     assert f"card: {model.parent / CARD_NAME}" in result.stderr

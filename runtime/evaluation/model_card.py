@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
+from gclf.runtime.evaluation.metrics import wilson_interval
 from gclf.runtime.files import sha256_file
 from gclf.runtime.onnx_metadata import read_metadata
 
@@ -220,8 +221,6 @@ def _evaluation(fp32: ModelFacts, int8: ModelFacts | None, card: dict, training:
 
 
 def _with_interval(accuracy: float, n: int) -> str:
-    from gclf.runtime.evaluation.metrics import wilson_interval  # numpy: loaded only to write a card
-
     k = round(accuracy * n)
     low, high = wilson_interval(k, n)
     return f"{100 * accuracy:.1f}% ({k}/{n} photos, Wilson 95% interval {100 * low:.1f}-{100 * high:.1f}%)"
