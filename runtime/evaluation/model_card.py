@@ -76,6 +76,7 @@ def render_card(fp32: ModelFacts, int8: ModelFacts | None = None, *, bundled_det
     card = fp32.record(KEY_CARD) or {}
     training = fp32.record("gclf.training") or {}
     parts = [
+        *_front_matter(),
         f"# Model card: {fp32.name}",
         "",
         "A GoogLeNet image classifier written by gclf-export. Everything below is read from the model "
@@ -92,6 +93,11 @@ def render_card(fp32: ModelFacts, int8: ModelFacts | None = None, *, bundled_det
         "",
     ]
     return "\n".join(parts)
+
+
+def _front_matter() -> list[str]:
+    """Hugging Face's model-card metadata block (YAML between --- lines), read by hubs."""
+    return ["---", "library_name: onnx", "pipeline_tag: image-classification", "tags: [gclf, googlenet, onnx]", "metrics: [accuracy]", "---", ""]
 
 
 def _details(fp32: ModelFacts, int8: ModelFacts | None, card: dict, training: dict, bundled: bool | None) -> list[str]:

@@ -55,7 +55,7 @@ def test_a_card_is_made_from_the_metadata_and_holds_the_outside_results(model: P
     assert result.exit_code == EXIT_OK, result.output
     assert model.read_bytes() == before  # never a model file
     text = (model.parent / CARD_NAME).read_text()
-    assert text.startswith("# Model card: tiny.onnx") and "## Out-of-scope uses" in text and NONE_YET not in text
+    assert text.startswith("---\nlibrary_name: onnx") and "\n# Model card: tiny.onnx\n" in text and "## Out-of-scope uses" in text and NONE_YET not in text
     section = text[text.index(OTHER_DATA_HEADING):]
     assert re.search(r"- Date: \d{4}-\d\d-\d\d\n", section)
     assert "folder `outside`, 48 photos (blue 24, red 24)" in section
