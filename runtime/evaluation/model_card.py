@@ -80,7 +80,7 @@ def render_card(fp32: ModelFacts, int8: ModelFacts | None = None, *, bundled_det
         f"# Model card: {fp32.name}",
         "",
         "A GoogLeNet image classifier written by gclf-export. Everything below is read from the model "
-        f"file{'s' if int8 else ''} (their `gclf.*` metadata), so it describes exactly {'these files' if int8 else 'this file'}. "
+        f"{'files (their' if int8 else 'file (its'} `gclf.*` metadata), so it describes exactly {'these files' if int8 else 'this file'}. "
         "Sections follow Mitchell et al., *Model Cards for Model Reporting* (2019).",
         "",
         *_details(fp32, int8, card, training, bundled_detector),
