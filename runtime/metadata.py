@@ -12,6 +12,8 @@ Keys (all required unless noted):
 - `gclf.reference_outputs` (optional): JSON object, the logits onnxruntime gave for a few
   generated inputs when the file was exported; engines are checked against them
   (gclf.runtime.parity, which reads and validates it). Files without it load as before.
+- `gclf.card` (optional): JSON object, what gclf-export knew of the training run, for the
+  model card (gclf.runtime.evaluation.model_card documents its fields); never needed to run.
 
 The runtime refuses a file whose metadata is missing or inconsistent; it never falls back to
 defaults, because a wrong mean or channel order fails silently as lower accuracy.
