@@ -14,7 +14,7 @@ from gclf.train.cli import require_training_extra
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("source", type=click.Path(exists=True, path_type=Path))
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for model.onnx / model.int8.onnx [default: the run folder].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None, help="Folder for model.onnx / model.int8.onnx, MODEL_CARD.md and a faces model's detector [default: the run folder].")
 @click.option("--quantize", is_flag=True, help="Also write model.int8.onnx (static QDQ int8, calibrated on training images).")
 @click.option("--calibration-size", type=click.IntRange(min=1), default=CALIBRATION_SIZE, help="Training images used to calibrate int8 (class-balanced).")
 @click.option("--calibration-method", type=click.Choice(["MinMax", "Entropy", "Percentile"]), default="MinMax")
@@ -29,8 +29,9 @@ from gclf.train.cli import require_training_extra
 def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool, int8_weights: str, force: bool) -> None:
     """Export SOURCE (a gclf run folder or checkpoint) to ONNX.
 
-    The model file carries its preprocessing and class names, so it is all a device needs:
-    `gclf-infer RUN_DIR/model.onnx photos/`.
+    The model file carries its preprocessing and class names; beside it go MODEL_CARD.md and,
+    for a model trained on YuNet face crops, that detector's file. The folder is all a device
+    needs: `gclf-infer RUN_DIR/model.onnx photos/`.
     """
     require_training_extra()
     from gclf.export.pipeline import export_run

@@ -36,6 +36,7 @@ from gclf.export.onnx_export import (
     set_metadata,
     to_onnx_model,
 )
+from gclf.export.card import describe_export, write_card
 from gclf.export.quantize import CALIBRATION_SIZE, QuantizeOptions, quantize_int8, saturation_safe
 from gclf.runtime.cpu_class import detect_cpu_class
 
@@ -420,9 +421,12 @@ def export_run(
     out = out or run.checkpoint.parent
     started = time.monotonic()
     fp32 = export_fp32(run, out / FP32_NAME, log)
+    bundled = describe_export(fp32.fp32_path, run.checkpoint.parent, run.manifest, run.metrics, log)  # before the int8 copy: it inherits gclf.card
     fp32_s = time.monotonic() - started
     if not quantize:
+        write_card(fp32.fp32_path, None, log, bundled_detector=bundled)
         return RunExport(run, fp32, fp32_s)
     started = time.monotonic()
     int8 = export_int8(fp32.fp32_path, run, out / INT8_NAME, options, calibration_size, log, force=force)
+    write_card(fp32.fp32_path, out / INT8_NAME, log, bundled_detector=bundled)
     return RunExport(run, fp32, fp32_s, out / INT8_NAME, int8, time.monotonic() - started)

@@ -16,6 +16,8 @@ Keys (all required unless noted):
   `unsure` and how it was chosen: {"min_confidence": float in [0, 1], "chosen_on": str,
   "target_accuracy": float, "coverage": float, "accuracy": float, "photos": int}. Files
   without it answer always (no `unsure`).
+- `gclf.card` (optional): JSON object, what gclf-export knew of the training run, for the
+  model card (gclf.runtime.evaluation.model_card documents its fields); never needed to run.
 
 Class names never include `UNSURE` ("unsure", any case): that label is the runtime's own
 answer for "below the model's confidence threshold", never a class.

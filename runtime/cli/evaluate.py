@@ -57,6 +57,7 @@ class EvalOptions:
     face_model: Path | str | None
     batch_size: int
     threads: int
+    card: bool = False
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,6 +75,7 @@ class EvalOptions:
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P", help="Count answers below confidence P as unsure: report how many are answered and how often those are right; 0: no threshold.  [default: the threshold the model records (gclf.decision), else none]")
 @click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each photo's largest, or classify whole images. Default: what the model's metadata says it was trained on.")
 @click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="Faces models: the face detector.  [default: the one the model was trained with, else yunet once cached, else haar]")
+@click.option("--card", is_flag=True, help="Add the results as a section of the MODEL_CARD.md beside each model (made from the model's metadata where there is none), replacing that data folder's previous section for the model; model files are never rewritten.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per inference call.")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime intra-op threads (0: one per core).")
 @report_errors
@@ -100,6 +102,8 @@ def _check_options(models: Sequence[Path], opts: EvalOptions) -> None:
             raise UsageError(f"--out {opts.out} is the model itself; a calibrated copy goes to a new file")
     elif opts.out is not None:
         raise UsageError("--out is the calibrated copy of --calibrate; add --calibrate")
+    if opts.card and opts.calibrate:
+        raise UsageError("--card records the model as it is, on the whole set; run it without --calibrate")
 
 
 def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
@@ -110,7 +114,7 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
     from gclf.runtime.evaluation.run import classify_set, list_labelled
     from gclf.runtime.evaluation.summary import evaluate
 
-    for folder in ([opts.report] if opts.report else []) + ([opts.out.parent] if opts.out else []):
+    for folder in ([opts.report] if opts.report else []) + ([opts.out.parent] if opts.out else []) + ([m.parent for m in models] if opts.card else []):
         check_writable_folder(folder)  # fail now, not after minutes of inference
     data = list_labelled(data_root, on_folder_error=lambda folder, reason: warn(f"{folder}: cannot read folder ({reason}); its images are left out"))
     if data.loose:
@@ -141,7 +145,17 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
     else:
         evaluations = [evaluated(o, clf) for o, clf in zip(outcomes, classifiers)]
     _output(data, models, evaluations, fit, opts)
+    if opts.card:
+        _add_to_cards(models, evaluations, data)
     return EXIT_PARTIAL if outcomes[0].unreadable else EXIT_OK
+
+
+def _add_to_cards(models: list[Path], evaluations: list, data: LabelledSet) -> None:
+    from gclf.runtime.evaluation.card_section import add_to_card
+
+    for model, evaluation in zip(models, evaluations):
+        card = add_to_card(model, evaluation, data_name=data.root.resolve().name, per_class=data.counts())
+        click.echo(f"card: {card} (section {data.root.resolve().name}, {model.name})", err=True)
 
 
 def _groupings(groups: Path | str | None, data: LabelledSet) -> list[Grouping]:

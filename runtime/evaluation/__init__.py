@@ -14,6 +14,8 @@ What it holds:
 - run: classifying a folder-per-class set through the runtime's own path
 - summary: the figures of one evaluation as a JSON-able dict
 - report: the console table and the Markdown report; plots: the PNGs (matplotlib, optional)
+- model_card: MODEL_CARD.md rendered from model files' metadata (`gclf.card` and the rest);
+  card_section: gclf-eval --card's section of it
 
 What it may import: numpy and the runtime's core modules; matplotlib only inside `plots`,
 where its absence is a one-line note, never an error. No torch, no onnx, no click.

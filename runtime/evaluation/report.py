@@ -150,8 +150,17 @@ def render_markdown(title: str, intro: Sequence[str], blocks_: Sequence[Block], 
     out = [f"# {title}", ""]
     for paragraph in intro:
         out += [paragraph, ""]
+    out += markdown_tables(blocks_, level=2)
+    for alt, name in images:
+        out += [f"![{alt}]({name})", ""]
+    return "\n".join(out)
+
+
+def markdown_tables(blocks_: Sequence[Block], *, level: int) -> list[str]:
+    """The lines of `blocks_` as Markdown tables, each under a heading of `level` (2: ##)."""
+    out = []
     for block in blocks_:
-        out += [f"## {block.title[0].upper()}{block.title[1:]}", ""]
+        out += [f"{'#' * level} {block.title[0].upper()}{block.title[1:]}", ""]
         out.append("| " + " | ".join(_md_cell(c) for c in block.header) + " |")
         out.append("|" + "|".join(" --- " for _ in block.header) + "|")
         out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in block.rows]
@@ -159,6 +168,4 @@ def render_markdown(title: str, intro: Sequence[str], blocks_: Sequence[Block], 
         out += [f"- {note}" for note in block.notes]
         if block.notes:
             out.append("")
-    for alt, name in images:
-        out += [f"![{alt}]({name})", ""]
-    return "\n".join(out)
+    return out
