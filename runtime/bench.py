@@ -440,7 +440,7 @@ def recommend(rows: Sequence[Row]) -> str:
     )
 
 
-# --- int8 across CPU classes (issue 22) --------------------------------------------------------
+# --- int8 across CPU classes --------------------------------------------------------------------
 # Kept apart from the rows above: this section only reads the int8 file's metadata and this CPU.
 
 

@@ -38,7 +38,7 @@ DEFAULT_FACE_MARGIN = 0.0
 
 # What `predict_files(faces=True)` does with a photo in which no face is found: classify the
 # whole image (the default: on photos of people in scenes, largest face else whole image gave
-# 73.7% where whole images alone gave 52.6%, issue 11), or leave it unclassified.
+# 73.7% where whole images alone gave 52.6% on the study's photos), or leave it unclassified.
 NO_FACE_ACTIONS = ("whole", "skip")
 
 

@@ -426,7 +426,7 @@ def test_jsonl_options(tiny_onnx, tmp_path: Path, square_detector) -> None:
 
 
 def test_the_device_options_write_under_7_7_bytes_a_frame(tiny_onnx, tmp_path: Path, fake_picamera2, square_detector) -> None:
-    """Issue 18: the unit's options, a stand-in camera, 300 frames of one face in view: the
+    """The journal budget: the unit's options, a stand-in camera, 300 frames of one face in view: the
     JSON lines and the journal's lines (stderr) together stay under 7.7 bytes per frame."""
     out = tmp_path / "camera.jsonl"
 
