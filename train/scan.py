@@ -246,18 +246,39 @@ def scan_folders(
     """
     if no_face not in ("whole", "skip"):
         raise ValueError(f"no_face must be 'whole' or 'skip', not {no_face!r}")
-    entries: list[tuple[Path, str, str | None]] = []  # (file, class name, split)
+    listed = _list_entries(roots, on_skip)
+    class_names = _class_names(listed.entries, roots)
+    result = ScanResult(class_names, [], presplit=listed.presplit)
+    result.skipped.extend(listed.unreadable)
+    store.use_transform(transform)
+    by_hash = _ingest_entries(listed.entries, result, store, workers=workers, no_face=no_face, on_skip=on_skip, on_no_face=on_no_face)
+    _find_duplicates(result, by_hash)
+    empty = [name for name, n in result.class_counts().items() if n == 0]
+    if empty:
+        raise BadDataError(f"class folder(s) {', '.join(empty)} have no usable images (see skipped files above)")
+    return result
+
+
+@dataclass
+class _Listed:
+    entries: list[tuple[Path, str, str | None]]  # (file, class name, split or None)
+    presplit: bool
+    unreadable: list[tuple[str, str]]  # sub-folders that could not be listed, and why
+
+
+def _list_entries(roots: Sequence[Path], on_skip: Callable[[str, str], None] | None) -> _Listed:
+    """Every image file under the DATA folders with its class folder's name (and split, for
+    pre-split folders); all roots must be laid out alike."""
+    listed = _Listed([], False, [])
     presplit_flags = set()
-    unreadable: list[tuple[str, str]] = []  # sub-folders that could not be listed
 
     def folder_error(folder: Path, reason: str) -> None:
         # Reported at once, so it is seen even if the scan then fails for want of classes.
-        unreadable.append((str(folder), f"cannot read folder ({reason}); its images are skipped"))
+        listed.unreadable.append((str(folder), f"cannot read folder ({reason}); its images are skipped"))
         if on_skip:
-            on_skip(*unreadable[-1])
+            on_skip(*listed.unreadable[-1])
 
-    for root in roots:
-        root = Path(root)
+    for root in map(Path, roots):
         if not root.is_dir():
             raise BadDataError(f"{root}: no such folder")
         presplit = is_presplit(root)
@@ -266,10 +287,14 @@ def scan_folders(
         for split_dir, split in split_dirs:
             for class_dir in _class_folders(split_dir):
                 _refuse_reserved(class_dir)
-                for path in list_images(class_dir, on_error=folder_error):
-                    entries.append((path, class_dir.name, split))
+                listed.entries.extend((path, class_dir.name, split) for path in list_images(class_dir, on_error=folder_error))
     if len(presplit_flags) > 1:
         raise BadDataError("cannot combine pre-split (train/val/test) folders with folder-per-class folders")
+    listed.presplit = presplit_flags == {True}
+    return listed
+
+
+def _class_names(entries: Sequence[tuple[Path, str, str | None]], roots: Sequence[Path]) -> list[str]:
     class_names = sorted({name for _, name, _ in entries})
     if len(class_names) < 2:
         where = ", ".join(map(str, roots))
@@ -277,11 +302,23 @@ def scan_folders(
             f"{where}: found {len(class_names)} class folder(s) with images; gclf needs one sub-folder "
             "per class with at least 2 classes (e.g. DATA/cats/*.jpg and DATA/dogs/*.jpg)" + _loose_images_hint(roots)
         )
-    index = {name: i for i, name in enumerate(class_names)}
-    result = ScanResult(class_names, [], presplit=presplit_flags == {True})
-    result.skipped.extend(unreadable)
+    return class_names
+
+
+def _ingest_entries(
+    entries: Sequence[tuple[Path, str, str | None]],
+    result: ScanResult,
+    store: Any,
+    *,
+    workers: int,
+    no_face: str,
+    on_skip: Callable[[str, str], None] | None,
+    on_no_face: Callable[[str], None] | None,
+) -> dict[str, list[tuple[Path, int]]]:
+    """Decode every entry once into `store` and `result` (skipped files, photos without a
+    face); returns the kept files by content hash, for the duplicate check."""
+    index = {name: i for i, name in enumerate(result.class_names)}
     by_hash: dict[str, list[tuple[Path, int]]] = defaultdict(list)
-    store.use_transform(transform)
     loaded = ingest_files([path for path, _, _ in entries], store, workers=workers)
     for (path, name, split), (digest, payload, reason, found) in zip(entries, loaded):
         if digest is None:
@@ -298,12 +335,7 @@ def scan_folders(
         store.keep(path, digest, payload)
         result.samples.append(Sample(path, index[name], digest, split))
         by_hash[digest].append((path, index[name]))
-    _find_duplicates(result, by_hash)
-    counts = result.class_counts()
-    empty = [name for name, n in counts.items() if n == 0]
-    if empty:
-        raise BadDataError(f"class folder(s) {', '.join(empty)} have no usable images (see skipped files above)")
-    return result
+    return by_hash
 
 
 def _find_duplicates(result: ScanResult, by_hash: dict[str, list[tuple[Path, int]]]) -> None:
