@@ -40,7 +40,8 @@ def run_files_command(model: Path, paths: list[Path], opts: FileOptions, *, thre
     if not files:
         raise BadDataError("no image files found in " + ", ".join(map(str, paths)))
     clf = Classifier(model, threads=threads or None, engine=engine, precision=precision, min_confidence=min_confidence)
-    click.echo(clf.threshold.describe("--min-confidence"), err=True)
+    if clf.threshold.origin != "none":  # a model without a threshold answers as it always did, silently
+        click.echo(clf.threshold.describe("--min-confidence"), err=True)
     with_faces = use_face_detection(clf.metadata, opts.faces)
     if not with_faces:
         unused = [name for name, given in (("--face-model", opts.face_model is not None), ("--if-no-face", opts.if_no_face is not None)) if given]

@@ -355,7 +355,8 @@ def _describe(parts: LiveParts, model: Path, opts: LiveOptions) -> None:
         what = "whole frames"
     where = parts.source.name + (" (reconnected when it drops)" if parts.network is not None else "")
     click.echo(f"live: {where}, classifying {what} with {model.name} on {describe(parts.classifier.engine)}" + ("; q or Esc quits" if opts.windowed else ""), err=True)
-    click.echo(f"live: {parts.classifier.threshold.describe('--min-confidence')}", err=True)
+    if parts.classifier.threshold.origin != "none":
+        click.echo(f"live: {parts.classifier.threshold.describe('--min-confidence')}", err=True)
     if parts.web is not None:
         for line in web_sink_lines(parts.web):
             click.echo(f"live: {line}", err=True)
