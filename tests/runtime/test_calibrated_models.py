@@ -188,3 +188,20 @@ def test_a_malformed_decision_is_a_bad_model(tiny_onnx) -> None:
     for bad, message in (({**good, "min_confidence": 1.5}, "min_confidence"), ({"min_confidence": 0.5}, "missing"), ({**good, "photos": -1}, "photos")):
         with pytest.raises(BadModelError, match=f"gclf.decision.*{message}"):
             Classifier(tiny_onnx("bad.onnx", props_update={KEY_DECISION: json.dumps(bad)}))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_parity_compares_raw_logits_with_the_raw_references(engine: str, tiny_onnx, tmp_path: Path, monkeypatch) -> None:
+    """The recorded reference outputs are logits, uncalibrated; each engine's check compares
+    its own raw logits with them, and the calibration is applied after: a strong temperature
+    changes every probability and still passes."""
+    from gclf.runtime.parity import record_references
+
+    monkeypatch.setenv("GCLF_HOME", str(tmp_path / "home"))
+    model = tiny_onnx()
+    record_references(model)
+    _record(model, _temperature(40.0))
+    clf = Classifier(model, engine=engine)
+    assert clf.parity.passed and clf.parity.against == "recorded" and clf.parity.max_prob_diff < 1e-3
+    rgb = _red_image()
+    assert clf.predict(rgb).confidence == pytest.approx(_expected(clf, rgb, 40.0).max(), abs=1e-5)

@@ -1,0 +1,96 @@
+"""How far an exported model's confidence can be trusted, fitted at export time on the run's
+validation split: a temperature (recorded in the file, applied by every runtime path) and,
+side by side for the log, vector scaling; and the default decision threshold (`gclf.decision`)
+chosen on the calibrated answers.
+
+The logits come from the runtime itself (raw, `Classifier(calibrated=False)`: the pipeline's
+`model_logits`) on the photos as the export's parity checks see them: the training's
+preprocessing and, for a faces model, its face crops. Each file (fp32, int8) is fitted on its
+own outputs: int8 logits differ.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from gclf.runtime.calibration import KEY_CALIBRATION, Calibration
+from gclf.runtime.evaluation.calibration import CalibrationError, fit_calibration
+from gclf.runtime.evaluation.decision import choose_decision
+from gclf.runtime.files import sha256_file
+from gclf.runtime.log import Log
+from gclf.runtime.metadata import FORMAT_VERSION, KEY_DECISION, KEY_FORMAT, Decision
+from gclf.runtime.onnx_metadata import update_metadata
+
+
+@dataclass(frozen=True)
+class ConfidenceFit:
+    """What the export fitted on the validation split for one model file."""
+
+    temperature: Calibration  # recorded in the file
+    vector_scaling: Calibration  # fitted side by side, for the log: can change answers, needs more photos
+    decision: Decision  # the default decision threshold, on the temperature-calibrated answers
+
+
+def fitted_on(model_path: Path, files: Sequence[tuple[Path, int]], *, split_seed: int | None, face_crops: bool, name: str) -> dict:
+    """Where a calibration fitted at export came from, as its record says (`name`: the model
+    file's name once in place; the sha256 is of the file as fitted, before the record)."""
+    names = sorted(p.as_posix() for p, _ in files)
+    return {
+        "description": f"the run's validation split ({len(files)} photos" + (", face crops as in training)" if face_crops else ")"),
+        "data": "validation split",
+        "photos": len(files),
+        "seed": split_seed,  # the run's split seed (gclf-train --seed)
+        "files_sha256": hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest(),
+        "model": {"file": name, "sha256": sha256_file(model_path)},
+    }
+
+
+def fit_confidence(logits: np.ndarray, labels: np.ndarray, source: Mapping[str, object]) -> ConfidenceFit:
+    """Temperature and vector scaling fitted on (logits, labels), and the decision threshold
+    chosen on the temperature-calibrated answers. Raises CalibrationError where they cannot
+    be fitted (one class only)."""
+    temperature = fit_calibration("temperature", logits, labels, fitted_on=source)
+    vector = fit_calibration("vector_scaling", logits, labels, fitted_on=source)
+    probs = temperature.apply(logits)
+    decision = choose_decision(probs.max(axis=1), probs.argmax(axis=1) == labels, chosen_on=f"{source['description']}, temperature applied")
+    return ConfidenceFit(temperature, vector, decision)
+
+
+def log_fit(fit: ConfidenceFit, variant: str, log: Log) -> None:
+    for cal in (fit.temperature, fit.vector_scaling):
+        f = cal.fit_figures
+        log(
+            f"{variant} calibration, {cal.describe()}, on {cal.fitted_on['photos']} validation photos: "
+            f"ECE {f['ece_before']:.4f} -> {f['ece_after']:.4f}, NLL {f['nll_before']:.4f} -> {f['nll_after']:.4f}"
+            + ("  (recorded)" if cal is fit.temperature else "  (not recorded: measured beside it)")
+        )
+    d = fit.decision
+    log(f"{variant} default decision threshold {d.min_confidence:.3f}: answers {d.coverage:.1%} of the validation photos, right {d.accuracy:.1%} of the time")
+
+
+def record_confidence(path: Path, fit: ConfidenceFit) -> None:
+    """Record the temperature and the decision threshold in the model file (metadata only,
+    atomically; format version 2, so a runtime that would ignore the calibration refuses)."""
+    update_metadata(path, {KEY_FORMAT: FORMAT_VERSION, KEY_CALIBRATION: fit.temperature.to_json(), KEY_DECISION: fit.decision.to_json()})
+
+
+def calibrate_file(
+    path: Path, files: Sequence[tuple[Path, int]], logits: np.ndarray, variant: str, log: Log, *, split_seed: int | None, face_crops: bool,
+    name: str,
+) -> ConfidenceFit | None:
+    """Fit on `files` (the validation split) and `logits`, `path`'s own raw outputs for them;
+    log, and record in `path`. None, said in one line, where there is nothing to fit on."""
+    labels = np.array([y for _, y in files], dtype=np.int64)
+    try:
+        fit = fit_confidence(logits, labels, fitted_on(path, files, split_seed=split_seed, face_crops=face_crops, name=name))
+    except CalibrationError as exc:
+        log(f"warning: {name} records no calibration: {exc}")
+        return None
+    log_fit(fit, variant, log)
+    record_confidence(path, fit)
+    return fit
