@@ -27,6 +27,10 @@ from gclf.runtime.metadata import FORMAT_VERSION, KEY_DECISION, KEY_FORMAT, Deci
 from gclf.runtime.onnx_metadata import update_metadata
 
 
+# Below this many validation photos a fitted temperature is a rough estimate, and the log says so.
+FEW_PHOTOS = 200
+
+
 @dataclass(frozen=True)
 class ConfidenceFit:
     """What the export fitted on the validation split for one model file."""
@@ -92,5 +96,7 @@ def calibrate_file(
         log(f"warning: {name} records no calibration: {exc}")
         return None
     log_fit(fit, variant, log)
+    if len(files) < FEW_PHOTOS:
+        log(f"warning: {name}'s calibration is fitted on only {len(files)} validation photos: a rough estimate (gclf-eval --calibrate refits it on more)")
     record_confidence(path, fit)
     return fit
