@@ -135,13 +135,13 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
     def evaluated(o):
         return evaluate(o, groupings=groupings, min_group=opts.min_group_size, min_confidence=opts.min_confidence)
 
-    fit = decision = None
-    if opts.calibrate:
-        fit, decision = _calibrate(models[0], data_root, outcomes[0], opts)
+    fitted = _calibrate(models[0], data_root, outcomes[0], opts) if opts.calibrate else None
+    if fitted is not None:
+        fit = fitted[0]
         evaluations = [evaluated(fit.report)] + [evaluated(fit.calibrated_report(m)) for m in CALIBRATION_METHODS]
     else:
         evaluations = [evaluated(o) for o in outcomes]
-    _output(data, models, evaluations, (fit, decision) if fit is not None and decision is not None else None, opts)
+    _output(data, models, evaluations, fitted, opts)
     return EXIT_PARTIAL if outcomes[0].unreadable else EXIT_OK
 
 
