@@ -226,8 +226,9 @@ def calibrate_model(
     path: Path, run: RunFiles, variant: str, log: Log, cropper: FaceCropper | None = None, *, name: str | None = None
 ) -> ConfidenceFit | None:
     """Fit `path`'s calibration and decision threshold on the run's validation split, with its
-    own raw outputs, and record them in it (gclf.export.confidence); `name`: the file's name
-    once in place, where `path` is a temporary file."""
+    own raw outputs, and record them in it (gclf.export.confidence). `cropper`: the run's face
+    crop where the caller has it (made here otherwise); `name`: the file's name once in
+    place, where `path` is a temporary file."""
     name = name or path.name
     from gclf.runtime.onnx_metadata import read_metadata as read_props
 
@@ -236,11 +237,13 @@ def calibrate_model(
     if not val:
         log(f"warning: the run has no validation split: {name} records no calibration (its answers are the raw softmax)")
         return None
-    cropper = cropper if cropper is not None else face_cropper_for(metadata, run, log)
+    own = cropper is None and metadata.face_crop is not None
+    cropper = face_cropper_for(metadata, run, log) if own else cropper
     logits = model_logits(path, val, cropper)
     seed = (run.manifest or {}).get("seed")
     fit = calibrate_file(path, val, logits, variant, log, split_seed=seed, face_crops=cropper is not None, name=name)
-    log_dropped_answers(cropper, f"the {variant} calibration's validation face crops", log)
+    if own:  # a cropper passed in is the caller's to report
+        log_dropped_answers(cropper, f"the {variant} calibration's validation face crops", log)
     return fit
 
 
@@ -472,7 +475,7 @@ def export_int8(
         _write_int8_metadata(tmp, sets.metadata, quant)
         record_reference_outputs(tmp, log)
         confidence = calibrate_model(tmp, run, "int8", log, sets.cropper, name=dest.name) if calibrate else None
-    log_dropped_answers(sets.cropper, "the calibration and parity face crops", log)
+    log_dropped_answers(sets.cropper, "the calibration, parity" + (" and validation" if calibrate else "") + " face crops", log)
     safety = "saturation-safe: the same answers on every CPU class" if quant["saturation_safe"] else f"8-bit weights: parity holds on {quant['parity_cpu_class']} CPUs"
     log(f"wrote {dest} (int8 QDQ, {chosen.remedy}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
     return Int8Export(dest, quant, chosen.parity, chosen.passed, not chosen.passed, chosen.remedy, confidence)
