@@ -18,13 +18,13 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from gclf.runtime.calibration import KEY_CALIBRATION, Calibration
+from gclf.runtime.calibration import Calibration
 from gclf.runtime.evaluation.calibration import CalibrationError, fit_calibration
 from gclf.runtime.evaluation.decision import choose_decision
+from gclf.runtime.evaluation.fit_report import write_calibrated_copy
 from gclf.runtime.files import sha256_file
 from gclf.runtime.log import Log
-from gclf.runtime.metadata import FORMAT_VERSION, KEY_DECISION, KEY_FORMAT, Decision
-from gclf.runtime.onnx_metadata import update_metadata
+from gclf.runtime.metadata import Decision
 
 
 # Below this many validation photos a fitted temperature is a rough estimate, and the log says so.
@@ -78,9 +78,9 @@ def log_fit(fit: ConfidenceFit, variant: str, log: Log) -> None:
 
 
 def record_confidence(path: Path, fit: ConfidenceFit) -> None:
-    """Record the temperature and the decision threshold in the model file (metadata only,
-    atomically; format version 2, so a runtime that would ignore the calibration refuses)."""
-    update_metadata(path, {KEY_FORMAT: FORMAT_VERSION, KEY_CALIBRATION: fit.temperature.to_json(), KEY_DECISION: fit.decision.to_json()})
+    """Record the temperature and the decision threshold in the model file, in place (metadata
+    only, atomically; format version 2, so a runtime that would ignore the calibration refuses)."""
+    write_calibrated_copy(path, path, fit.temperature, fit.decision)
 
 
 def calibrate_file(

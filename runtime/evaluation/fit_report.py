@@ -83,8 +83,9 @@ def fit_on_part(outcomes: Outcomes, *, data_root: Path, model_sha256: str, seed:
 
 
 def write_calibrated_copy(source: Path, dest: Path, calibration: Calibration, decision: Decision | None = None) -> None:
-    """Copy the model file `source` to `dest` with `calibration` recorded under
-    KEY_CALIBRATION (replacing any recorded one), `decision` under KEY_DECISION, and the
+    """Copy the model file `source` to `dest` (or rewrite it, where they are one file) with
+    `calibration` recorded under KEY_CALIBRATION (replacing any recorded one), `decision`
+    under KEY_DECISION, and the
     metadata format version that makes older runtimes refuse the file rather than ignore the
     calibration; every other byte as it was (no onnx import, atomic write)."""
     from gclf.runtime.onnx_metadata import update_metadata
