@@ -18,10 +18,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from gclf.runtime.calibration import Calibration
-from gclf.runtime.evaluation.calibration import CalibrationError, fit_calibration
+from gclf.runtime.calibration import Calibration, log_probabilities, softmax
+from gclf.runtime.evaluation.calibration import CalibrationError, fit_calibration, nll
 from gclf.runtime.evaluation.decision import choose_decision
 from gclf.runtime.evaluation.fit_report import write_calibrated_copy
+from gclf.runtime.evaluation.reliability import expected_calibration_error
 from gclf.runtime.files import sha256_file
 from gclf.runtime.log import Log
 from gclf.runtime.metadata import Decision
@@ -38,6 +39,9 @@ class ConfidenceFit:
     temperature: Calibration  # recorded in the file
     vector_scaling: Calibration  # fitted side by side, for the log: can change answers, needs more photos
     decision: Decision  # the default decision threshold, on the temperature-calibrated answers
+    # method -> ECE and NLL before and after on the test split, which nothing was fitted on
+    # (`held_out_figures`); None where the run has no test split.
+    held_out: Mapping[str, Mapping[str, float]] | None = None
 
 
 def fitted_on(model_path: Path, files: Sequence[tuple[Path, int]], *, split_seed: int | None, face_crops: bool, name: str) -> dict:
@@ -75,6 +79,30 @@ def log_fit(fit: ConfidenceFit, variant: str, log: Log) -> None:
         )
     d = fit.decision
     log(f"{variant} default decision threshold {d.min_confidence:.3f}: answers {d.coverage:.1%} of the validation photos, right {d.accuracy:.1%} of the time")
+
+
+def held_out_figures(fit: ConfidenceFit, logits: np.ndarray, labels: np.ndarray) -> dict[str, dict[str, float]]:
+    """Each fitted method's ECE and NLL before and after on photos it was not fitted on: how
+    far the validation split's calibration carries to other photos."""
+    z, y = np.asarray(logits, dtype=np.float64), np.asarray(labels, dtype=np.int64)
+    figures = {}
+    for cal in (fit.temperature, fit.vector_scaling):
+        after = cal.apply(z)
+        figures[cal.method] = {
+            "ece_before": expected_calibration_error(softmax(z), y),
+            "ece_after": expected_calibration_error(after, y),
+            "nll_before": nll(z, y),
+            "nll_after": nll(log_probabilities(after), y),
+        }
+    return figures
+
+
+def log_held_out(figures: Mapping[str, Mapping[str, float]], photos: int, variant: str, log: Log) -> None:
+    for method, f in figures.items():
+        log(
+            f"{variant} calibration, {method.replace('_', ' ')}, on the {photos} test photos (nothing fitted on them): "
+            f"ECE {f['ece_before']:.4f} -> {f['ece_after']:.4f}, NLL {f['nll_before']:.4f} -> {f['nll_after']:.4f}"
+        )
 
 
 def record_confidence(path: Path, fit: ConfidenceFit) -> None:

@@ -37,7 +37,7 @@ from gclf.export.onnx_export import (
     set_metadata,
     to_onnx_model,
 )
-from gclf.export.confidence import ConfidenceFit, calibrate_file
+from gclf.export.confidence import ConfidenceFit, calibrate_file, held_out_figures, log_held_out
 from gclf.export.quantize import CALIBRATION_SIZE, QuantizeOptions, quantize_int8, saturation_safe
 from gclf.runtime.cpu_class import detect_cpu_class
 
@@ -226,7 +226,8 @@ def calibrate_model(
     path: Path, run: RunFiles, variant: str, log: Log, cropper: FaceCropper | None = None, *, name: str | None = None
 ) -> ConfidenceFit | None:
     """Fit `path`'s calibration and decision threshold on the run's validation split, with its
-    own raw outputs, and record them in it (gclf.export.confidence). `cropper`: the run's face
+    own raw outputs, and record them in it (gclf.export.confidence); measure the fitted methods
+    on the test split, which nothing is fitted on, for the log. `cropper`: the run's face
     crop where the caller has it (made here otherwise); `name`: the file's name once in
     place, where `path` is a temporary file."""
     name = name or path.name
@@ -242,8 +243,12 @@ def calibrate_model(
     logits = model_logits(path, val, cropper)
     seed = (run.manifest or {}).get("seed")
     fit = calibrate_file(path, val, logits, variant, log, split_seed=seed, face_crops=cropper is not None, name=name)
+    test = split_files(run.manifest, "test", metadata.class_names)
+    if fit is not None and test:  # measured, never fitted on: does the validation fit carry over?
+        fit = replace(fit, held_out=held_out_figures(fit, model_logits(path, test, cropper), np.array([y for _, y in test])))
+        log_held_out(fit.held_out, len(test), variant, log)
     if own:  # a cropper passed in is the caller's to report
-        log_dropped_answers(cropper, f"the {variant} calibration's validation face crops", log)
+        log_dropped_answers(cropper, f"the {variant} calibration's face crops", log)
     return fit
 
 
@@ -475,7 +480,7 @@ def export_int8(
         _write_int8_metadata(tmp, sets.metadata, quant)
         record_reference_outputs(tmp, log)
         confidence = calibrate_model(tmp, run, "int8", log, sets.cropper, name=dest.name) if calibrate else None
-    log_dropped_answers(sets.cropper, "the calibration, parity" + (" and validation" if calibrate else "") + " face crops", log)
+    log_dropped_answers(sets.cropper, "the calibration, parity" + (" and validation" if calibrate else "") + " face crops", log)  # one cropper for all
     safety = "saturation-safe: the same answers on every CPU class" if quant["saturation_safe"] else f"8-bit weights: parity holds on {quant['parity_cpu_class']} CPUs"
     log(f"wrote {dest} (int8 QDQ, {chosen.remedy}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
     return Int8Export(dest, quant, chosen.parity, chosen.passed, not chosen.passed, chosen.remedy, confidence)

@@ -198,10 +198,20 @@ def test_each_file_records_a_temperature_fitted_on_its_own_validation_logits(col
     assert source["model"]["file"] == "model.int8.onnx" and clf32.calibration.fitted_on["model"]["file"] == "model.onnx"
     # Temperature and vector scaling are both fitted and logged with ECE and NLL; the decision
     # threshold is chosen on the calibrated answers and recorded.
-    assert sum("calibration, temperature" in line and "ECE" in line and "NLL" in line for line in lines) == 2
-    assert sum("calibration, vector scaling" in line for line in lines) == 2
+    on_val = [line for line in lines if "validation photos: ECE" in line and "NLL" in line]
+    assert sum("calibration, temperature" in line for line in on_val) == 2 and sum("calibration, vector scaling" in line for line in on_val) == 2
     for clf, fit in ((clf32, fit32), (clf8, int8.confidence)):
         assert clf.metadata.decision == fit.decision and fit.decision.photos == 30 and "95%" in fit.decision.rule
+    # Both methods are also measured on the test split, which nothing was fitted on.
+    from gclf.runtime.evaluation.calibration import nll
+
+    test = [(Path(p), ("red", "blue").index(label)) for p, label in run.manifest["splits"]["test"]]
+    raw_test = model_logits(fp32, test)
+    t32 = fit32.temperature.parameters["temperature"]
+    assert fit32.held_out["temperature"]["nll_after"] == pytest.approx(nll(raw_test / t32, [y for _, y in test]))
+    assert fit32.held_out["temperature"]["nll_before"] == pytest.approx(nll(raw_test, [y for _, y in test]))
+    assert set(int8.confidence.held_out) == {"temperature", "vector_scaling"}
+    assert sum("on the 40 test photos (nothing fitted on them)" in line for line in lines) == 4
     x = load_batch([p for p, _ in val[:4]], clf8.spec)
     got = [p.confidence for p in clf8.predict_input(x)]
     assert got == pytest.approx(int8.confidence.temperature.apply(clf8.logits(x)).max(axis=1))
