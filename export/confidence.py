@@ -28,8 +28,9 @@ from gclf.runtime.log import Log
 from gclf.runtime.metadata import Decision
 
 
-# Below this many validation photos a fitted temperature is a rough estimate, and the log says so.
-FEW_PHOTOS = 200
+# Below this many validation photos a fitted temperature is a rough estimate, and the log says
+# so: on a stand-in faces run, one fitted on 230 made the test split's NLL worse.
+FEW_PHOTOS = 500
 
 
 @dataclass(frozen=True)
