@@ -24,9 +24,10 @@ from gclf.train.cli import require_training_extra
     help="7bit: weights in [-64, 64], so x86 AVX2 CPUs (no VNNI) give the same int8 answers as VNNI and ARM ones (docs/int8.md). "
     "8bit: full range; its parity then holds only on CPUs like the exporting one.",
 )
+@click.option("--no-calibrate", "no_calibrate", is_flag=True, help="Record no confidence calibration and no default decision threshold: the runtime then answers with the raw softmax (by default each file records a temperature and a threshold fitted on the run's validation split).")
 @click.option("--force", is_flag=True, help="Write the int8 model even if it fails the parity gate (agreement >= 99%, accuracy drop <= 0.5 points).")
 @report_errors
-def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool, int8_weights: str, force: bool) -> None:
+def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, calibration_method: str, per_channel: bool, int8_weights: str, no_calibrate: bool, force: bool) -> None:
     """Export SOURCE (a gclf run folder or checkpoint) to ONNX.
 
     The model file carries its preprocessing and class names; beside it go MODEL_CARD.md and,
@@ -38,7 +39,7 @@ def main(source: Path, out: Path | None, quantize: bool, calibration_size: int, 
     from gclf.export.quantize import QuantizeOptions
 
     try:
-        export_run(source, out=out, quantize=quantize, calibration_size=calibration_size, options=QuantizeOptions(calibration_method, per_channel, reduce_range=int8_weights == "7bit"), force=force, log=click.echo)
+        export_run(source, out=out, quantize=quantize, calibration_size=calibration_size, options=QuantizeOptions(calibration_method, per_channel, reduce_range=int8_weights == "7bit"), force=force, calibrate=not no_calibrate, log=click.echo)
     except QualityGateError as exc:
         raise QualityGateError(f"{exc}, or pass --force to write the best attempt anyway") from None
 

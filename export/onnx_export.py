@@ -10,21 +10,24 @@ import numpy as np
 import onnx
 import torch
 
-from gclf.runtime.metadata import KEY_CLASSES, KEY_FORMAT, KEY_PREPROCESS, KEY_QUANTIZATION, KEY_REFERENCE, KEY_TRAINING, KEY_VARIANT, ModelMetadata
+from gclf.runtime.calibration import KEY_CALIBRATION
+from gclf.runtime.metadata import KEY_CLASSES, KEY_DECISION, KEY_FORMAT, KEY_PREPROCESS, KEY_QUANTIZATION, KEY_REFERENCE, KEY_TRAINING, KEY_VARIANT, ModelMetadata
 
 OPSET = 18
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 MAX_LOGIT_DIFF = 1e-4  # torch vs onnxruntime, absolute, on real images
 # The metadata keys `ModelMetadata` writes, and set_metadata replaces.
-OWNED_KEYS = frozenset({KEY_FORMAT, KEY_PREPROCESS, KEY_CLASSES, KEY_VARIANT, KEY_TRAINING, KEY_QUANTIZATION, KEY_REFERENCE})
+# A calibration and a decision threshold are owned too: each file fits its own (an int8 copy
+# answers a little differently from its parent), so neither is ever inherited unseen.
+OWNED_KEYS = frozenset({KEY_FORMAT, KEY_PREPROCESS, KEY_CLASSES, KEY_VARIANT, KEY_TRAINING, KEY_QUANTIZATION, KEY_REFERENCE, KEY_CALIBRATION, KEY_DECISION})
 
 
 
 def set_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     """Replace the keys `ModelMetadata` owns (OWNED_KEYS) in `metadata_props` with `metadata`,
-    keeping every other key: what was recorded beside them (`gclf.card`, a calibration) travels
-    from an fp32 file into the int8 copy made from it."""
+    keeping every other key: what was recorded beside them (`gclf.card`) travels from an fp32
+    file into the int8 copy made from it."""
     props = metadata.to_props()
     kept = [p for p in model.metadata_props if p.key not in OWNED_KEYS]
     del model.metadata_props[:]

@@ -12,13 +12,14 @@ import random
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import onnx
 
+from gclf.runtime.calibration import softmax
 from gclf.runtime.decode import decode_image
-from gclf.runtime.errors import ExportCheckError, QualityGateError, UsageError
+from gclf.runtime.errors import ExportCheckError, ImageDecodeError, QualityGateError, UsageError
 from gclf.runtime.faces.crops import FaceCropper
 from gclf.runtime.faces.detectors import dropped_answers
 from gclf.runtime.faces.spec import FaceCropSpec
@@ -37,6 +38,7 @@ from gclf.export.onnx_export import (
     to_onnx_model,
 )
 from gclf.export.card import describe_export, write_card
+from gclf.export.confidence import ConfidenceFit, calibrate_file, held_out_figures, log_held_out
 from gclf.export.quantize import CALIBRATION_SIZE, QuantizeOptions, quantize_int8, saturation_safe
 from gclf.runtime.cpu_class import detect_cpu_class
 
@@ -189,24 +191,66 @@ def export_fp32(run: RunFiles, dest: Path, log: Log) -> ExportResult:
     return ExportResult(dest, diff)
 
 
-def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]], face_crop: FaceCropper | None = None) -> np.ndarray:
-    """Softmax probabilities (N, C) per file, through the runtime itself; with `face_crop` on
-    each file's face crop, as the training saw it."""
+def model_logits(model_path: Path, files: Sequence[tuple[Path, int]], face_crop: FaceCropper | None = None) -> np.ndarray:
+    """Raw logits (N, C) per file, through the runtime itself with no recorded calibration
+    applied (parity checks and calibration fits compare raw outputs); each file as the
+    training saw it (`face_crop`: its face crop)."""
     from gclf.runtime.classifier import Classifier
 
-    clf = Classifier(model_path)
-    if face_crop is not None:
-        rows = []
-        for start in range(0, len(files), 32):
+    clf = Classifier(model_path, calibrated=False)
+    rows = []
+    for start in range(0, len(files), 32):
+        try:
             batch = load_batch([p for p, _ in files[start : start + 32]], clf.spec, face_crop)
-            rows.extend(list(pred.probabilities.values()) for pred in clf.predict_input(batch))
-        return np.asarray(rows, dtype=np.float64)
-    probs = []
-    for result in clf.predict_files([p for p, _ in files], batch_size=32):
-        if result.prediction is None:
-            raise ExportCheckError(f"cannot evaluate: {result.error}")
-        probs.append(list(result.prediction.probabilities.values()))  # in the model's class order
-    return np.asarray(probs, dtype=np.float64)
+        except ImageDecodeError as exc:
+            raise ExportCheckError(f"cannot evaluate: {exc}") from None
+        rows.append(clf.logits(batch).astype(np.float64))
+    return np.concatenate(rows) if rows else np.zeros((0, len(clf.class_names)))
+
+
+def predict_probabilities(model_path: Path, files: Sequence[tuple[Path, int]], face_crop: FaceCropper | None = None) -> np.ndarray:
+    """Softmax probabilities (N, C) of `model_logits`: the raw model's, so an int8 file and
+    its fp32 parent are compared like with like whatever calibration either records."""
+    return softmax(model_logits(model_path, files, face_crop))
+
+
+def face_cropper_for(metadata: ModelMetadata, run: RunFiles, log: Log) -> FaceCropper | None:
+    """The run's face crop for a model whose metadata says it was trained on face crops."""
+    if metadata.face_crop is None:
+        return None
+    from gclf.train.checkpoint import load_gclf_checkpoint
+
+    return run_face_cropper(load_gclf_checkpoint(run.checkpoint), log)  # the run's detector file
+
+
+def calibrate_model(
+    path: Path, run: RunFiles, variant: str, log: Log, cropper: FaceCropper | None = None, *, name: str | None = None
+) -> ConfidenceFit | None:
+    """Fit `path`'s calibration and decision threshold on the run's validation split, with its
+    own raw outputs, and record them in it (gclf.export.confidence); measure the fitted methods
+    on the test split, which nothing is fitted on, for the log. `cropper`: the run's face
+    crop where the caller has it (made here otherwise); `name`: the file's name once in
+    place, where `path` is a temporary file."""
+    name = name or path.name
+    from gclf.runtime.onnx_metadata import read_metadata as read_props
+
+    metadata = ModelMetadata.from_props(read_props(path), source=str(path))
+    val = split_files(run.manifest, "val", metadata.class_names)
+    if not val:
+        log(f"warning: the run has no validation split: {name} records no calibration (its answers are the raw softmax)")
+        return None
+    own = cropper is None and metadata.face_crop is not None
+    cropper = face_cropper_for(metadata, run, log) if own else cropper
+    logits = model_logits(path, val, cropper)
+    seed = (run.manifest or {}).get("seed")
+    fit = calibrate_file(path, val, logits, variant, log, split_seed=seed, face_crops=cropper is not None, name=name)
+    test = split_files(run.manifest, "test", metadata.class_names)
+    if fit is not None and test:  # measured, never fitted on: does the validation fit carry over?
+        fit = replace(fit, held_out=held_out_figures(fit, model_logits(path, test, cropper), np.array([y for _, y in test])))
+        log_held_out(fit.held_out, len(test), variant, log)
+    if own:  # a cropper passed in is the caller's to report
+        log_dropped_answers(cropper, f"the {variant} calibration's face crops", log)
+    return fit
 
 
 # The parity gate: an int8 file is written only if it is this close to its fp32 parent.
@@ -252,6 +296,159 @@ def remedies(options: QuantizeOptions) -> list[tuple[str, QuantizeOptions]]:
     return tries
 
 
+@dataclass(frozen=True)
+class Int8Sets:
+    """The photos of an int8 export: its calibration images (the training split) and the
+    split its parity with fp32 is checked on (test, else validation)."""
+
+    metadata: ModelMetadata  # the fp32 parent's
+    calibration: list[tuple[Path, int]]  # label -1: a calibration_override image
+    check: list[tuple[Path, int]]
+    check_name: str  # "test" or "validation"
+    cropper: FaceCropper | None  # the training's face crop, None for whole-image models
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([y for _, y in self.check])
+
+    @property
+    def per_class(self) -> dict[str, int]:
+        return {c: sum(1 for _, y in self.calibration if y == i) for i, c in enumerate(self.metadata.class_names)}
+
+
+@dataclass(frozen=True)
+class Int8Attempt:
+    """One remedy quantized into the temporary file and measured against fp32."""
+
+    remedy: str
+    options: QuantizeOptions
+    quantization: dict  # its gclf.quantization record, before parity and gate are added
+    parity: dict  # measure_parity's figures
+    problems: tuple[str, ...]  # why it fails the gate; empty: it passes
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> dict:
+        """The attempt as the record's gate lists it."""
+        return {"remedy": self.remedy, **self.parity, "passed": self.passed}
+
+
+@dataclass(frozen=True)
+class Int8Export:
+    """What `export_int8` wrote."""
+
+    path: Path
+    quantization: Mapping[str, Any]  # the gclf.quantization record written into the file
+    parity: Mapping[str, Any]  # int8 vs fp32 on the check split (measure_parity's figures)
+    gate_passed: bool
+    forced: bool  # written by --force although it fails the gate
+    remedy: str  # the remedy written (remedies()'s name)
+    confidence: ConfidenceFit | None = None  # the int8 file's own calibration and decision threshold
+
+
+def pick_int8_sets(fp32_path: Path, run: RunFiles, calibration_size: int, log: Log, override: Sequence[Path] | None) -> Int8Sets:
+    """Choose the calibration images (a class-balanced training-split sample, or `override`)
+    and the check split; refuse a split where they overlap."""
+    metadata = read_metadata(onnx.load(str(fp32_path)), str(fp32_path))
+    train = split_files(run.manifest, "train", metadata.class_names)
+    if not train:
+        raise UsageError("an int8 copy needs the run's manifest.json beside the checkpoint (calibration uses training-split images)")
+    check, check_name = split_files(run.manifest, "test", metadata.class_names), "test"
+    if not check:
+        check, check_name = split_files(run.manifest, "val", metadata.class_names), "validation"
+        log("warning: the run has no test split; int8 parity is checked on the validation split")
+    calib = balanced_sample(train, calibration_size, seed=0) if override is None else [(Path(p), -1) for p in override]
+    overlap = {str(p) for p, _ in calib} & {str(p) for p, _ in check}
+    if overlap:
+        raise ExportCheckError(f"calibration and {check_name} images overlap ({len(overlap)} files); the split is broken")
+    sets = Int8Sets(metadata, calib, check, check_name, face_cropper_for(metadata, run, log))  # the parent says whether training cropped faces
+    counts = ", ".join(f"{c} {n}" for c, n in sets.per_class.items())
+    log(f"calibrating int8 on {len(calib)} training-split images ({counts}); disjoint from the {len(check)} {check_name} images: yes")
+    if sets.cropper is not None:
+        log(f"calibration and parity images are face crops, as in training: {sets.cropper.spec.describe()}")
+    return sets
+
+
+def quantization_base(fp32_path: Path, sets: Int8Sets) -> dict:
+    """The part of the gclf.quantization record every remedy shares."""
+    return {
+        "format": "QDQ",
+        "activation_type": "QUInt8",
+        "weight_type": "QInt8",
+        "calibration_count": len(sets.calibration),
+        "calibration_per_class": sets.per_class,
+        "calibration_files_sha256": hashlib.sha256("\n".join(sorted(str(p) for p, _ in sets.calibration)).encode()).hexdigest(),
+        "parent_file": fp32_path.name,
+        "parent_sha256": sha256_file(fp32_path),
+        "parity_split": sets.check_name,
+        # int8 sums differ between CPU classes (gclf.runtime.cpu_class): the gate's verdict
+        # holds where it ran, and everywhere if the file is saturation-safe.
+        "parity_cpu_class": detect_cpu_class(),
+    }
+
+
+def quantize_remedy(fp32_path: Path, path: Path, opts: QuantizeOptions, sets: Int8Sets, base: dict) -> dict:
+    """Quantize `fp32_path` into `path` with `opts`; write and return its quantization record."""
+    quantize_int8(fp32_path, path, [p for p, _ in sets.calibration], sets.metadata.spec, INPUT_NAME, opts, load=lambda p: load_image(p, sets.cropper))
+    quant = {
+        **base, "method": opts.method, "per_channel": opts.per_channel, "reduce_range": opts.reduce_range,
+        "first_conv_and_classifier_float": opts.keep_ends_float, "saturation_safe": saturation_safe(path),
+        "concat_scales_shared": opts.share_concat_scales,
+    }
+    _write_int8_metadata(path, sets.metadata, quant)
+    return quant
+
+
+def measure_remedy(name: str, opts: QuantizeOptions, fp32_path: Path, tmp: Path, sets: Int8Sets, base: dict, p32: np.ndarray, log: Log) -> Int8Attempt:
+    """Quantize one remedy into `tmp` and measure it against fp32's probabilities `p32`."""
+    quant = quantize_remedy(fp32_path, tmp, opts, sets, base)
+    parity = measure_parity(p32, predict_probabilities(tmp, sets.check, sets.cropper), sets.labels)
+    problems = tuple(gate_failures(parity))
+    log(
+        f"int8 ({name}) vs fp32 on {len(sets.check)} {sets.check_name} images, {base['parity_cpu_class']} CPU: top-1 agreement {parity['top1_agreement'] * 100:.2f}%, "
+        f"accuracy fp32 {parity['fp32_accuracy'] * 100:.2f}% / int8 {parity['int8_accuracy'] * 100:.2f}%, "
+        f"top-class probability shift max {parity['max_abs_top_prob_diff']:.3f} mean {parity['mean_abs_top_prob_diff']:.4f}"
+        + ("" if not problems else f"  -> fails the gate: {'; '.join(problems)}")
+    )
+    return Int8Attempt(name, opts, quant, parity, problems)
+
+
+def choose_attempt(attempts: list[Int8Attempt], *, force: bool, dest: Path, requantize: Callable[[Int8Attempt], None], log: Log) -> Int8Attempt:
+    """The attempt that passed the gate; with `force`, else, the best one (its file made again
+    by `requantize` where a later attempt overwrote it); else QualityGateError."""
+    passed = next((a for a in attempts if a.passed), None)
+    if passed is not None:
+        return passed
+    if not force:
+        raise QualityGateError(
+            f"the int8 model is not as good as fp32 after {len(attempts)} attempt(s) "
+            f"(gate: agreement >= {MIN_TOP1_AGREEMENT * 100:.0f}%, accuracy drop <= {MAX_ACCURACY_DROP * 100:.1f} points); "
+            f"{dest.name} was not written. Check the calibration images"
+        )
+    best = max(attempts, key=lambda a: (a.parity["top1_agreement"], a.parity["int8_accuracy"]))
+    if best is not attempts[-1]:
+        requantize(best)
+    log(f"warning: forced: writing the best attempt ({best.remedy}) although it fails the parity gate")
+    return best
+
+
+def final_quantization(chosen: Int8Attempt, attempts: list[Int8Attempt], check_name: str) -> dict:
+    """The gclf.quantization record written: the chosen remedy's, its parity and the gate."""
+    quant = {**chosen.quantization, **chosen.parity}
+    quant["test_count" if check_name == "test" else "val_count"] = chosen.parity["images"]
+    quant["gate"] = {
+        "min_top1_agreement": MIN_TOP1_AGREEMENT,
+        "max_accuracy_drop": MAX_ACCURACY_DROP,
+        "passed": chosen.passed,
+        "forced": not chosen.passed,
+        "remedy": chosen.remedy,
+        "attempts": [a.summary() for a in attempts],
+    }
+    return quant
+
+
 def export_int8(
     fp32_path: Path,
     run: RunFiles,
@@ -262,110 +459,32 @@ def export_int8(
     *,
     force: bool = False,
     calibration_override: Sequence[Path] | None = None,
-) -> dict:
-    """Quantize, check against fp32 on the test split, and write `dest` only if it passes.
+    calibrate: bool = True,
+) -> Int8Export:
+    """Quantize, check against fp32 on the test split, and write `dest` only if it passes;
+    with `calibrate`, fit and record its own calibration on the validation split.
 
     `calibration_override` replaces the training-split sample (tests use it to make a
     deliberately bad calibration set); users calibrate on the training split.
     """
-    fp32 = onnx.load(str(fp32_path))
-    metadata = read_metadata(fp32, str(fp32_path))
-    train = split_files(run.manifest, "train", metadata.class_names)
-    if not train:
-        raise UsageError("an int8 copy needs the run's manifest.json beside the checkpoint (calibration uses training-split images)")
-    test = split_files(run.manifest, "test", metadata.class_names)
-    check_name = "test"
-    if not test:
-        test, check_name = split_files(run.manifest, "val", metadata.class_names), "validation"
-        log("warning: the run has no test split; int8 parity is checked on the validation split")
-    calib = balanced_sample(train, calibration_size, seed=0) if calibration_override is None else [(Path(p), -1) for p in calibration_override]
-    calib_names = sorted(str(p) for p, _ in calib)
-    overlap = set(calib_names) & {str(p) for p, _ in test}
-    if overlap:
-        raise ExportCheckError(f"calibration and {check_name} images overlap ({len(overlap)} files); the split is broken")
-    per_class = {c: sum(1 for _, y in calib if y == i) for i, c in enumerate(metadata.class_names)}
-    log(f"calibrating int8 on {len(calib)} training-split images ({', '.join(f'{c} {n}' for c, n in per_class.items())}); disjoint from the {len(test)} {check_name} images: yes")
-    labels = np.array([y for _, y in test])
-    cropper = None
-    if metadata.face_crop is not None:  # the fp32 parent says whether training cropped faces
-        from gclf.train.checkpoint import load_gclf_checkpoint
-
-        cropper = run_face_cropper(load_gclf_checkpoint(run.checkpoint), log)  # the run's detector file
-    if cropper is not None:
-        log(f"calibration and parity images are face crops, as in training: {cropper.spec.describe()}")
-    p32 = predict_probabilities(fp32_path, test, cropper)
-    base = {
-        "format": "QDQ",
-        "activation_type": "QUInt8",
-        "weight_type": "QInt8",
-        "calibration_count": len(calib),
-        "calibration_per_class": per_class,
-        "calibration_files_sha256": hashlib.sha256("\n".join(calib_names).encode()).hexdigest(),
-        "parent_file": fp32_path.name,
-        "parent_sha256": sha256_file(fp32_path),
-        "parity_split": check_name,
-        # int8 sums differ between CPU classes (gclf.runtime.cpu_class): the gate's verdict
-        # holds where it ran, and everywhere if the file is saturation-safe.
-        "parity_cpu_class": detect_cpu_class(),
-    }
-
-    def quantize_to(path: Path, opts: QuantizeOptions) -> dict:
-        quantize_int8(fp32_path, path, [p for p, _ in calib], metadata.spec, INPUT_NAME, opts, load=lambda p: load_image(p, cropper))
-        quant = {
-            **base, "method": opts.method, "per_channel": opts.per_channel, "reduce_range": opts.reduce_range,
-            "first_conv_and_classifier_float": opts.keep_ends_float, "saturation_safe": saturation_safe(path),
-            "concat_scales_shared": opts.share_concat_scales,
-        }
-        _write_int8_metadata(path, metadata, quant)
-        return quant
-
+    sets = pick_int8_sets(fp32_path, run, calibration_size, log, calibration_override)
+    p32 = predict_probabilities(fp32_path, sets.check, sets.cropper)
+    base = quantization_base(fp32_path, sets)
     with atomic_path(dest) as tmp:
-        attempts, chosen = [], None
+        attempts: list[Int8Attempt] = []
         for name, opts in remedies(options):
-            quant = quantize_to(tmp, opts)
-            parity = measure_parity(p32, predict_probabilities(tmp, test, cropper), labels)
-            problems = gate_failures(parity)
-            attempts.append({"remedy": name, **parity, "passed": not problems})
-            log(
-                f"int8 ({name}) vs fp32 on {len(test)} {check_name} images, {base['parity_cpu_class']} CPU: top-1 agreement {parity['top1_agreement'] * 100:.2f}%, "
-                f"accuracy fp32 {parity['fp32_accuracy'] * 100:.2f}% / int8 {parity['int8_accuracy'] * 100:.2f}%, "
-                f"top-class probability shift max {parity['max_abs_top_prob_diff']:.3f} mean {parity['mean_abs_top_prob_diff']:.4f}"
-                + ("" if not problems else f"  -> fails the gate: {'; '.join(problems)}")
-            )
-            if not problems:
-                chosen = (name, opts, quant, parity)
+            attempts.append(measure_remedy(name, opts, fp32_path, tmp, sets, base, p32, log))
+            if attempts[-1].passed:
                 break
-        if chosen is None:
-            if not force:
-                raise QualityGateError(
-                    f"the int8 model is not as good as fp32 after {len(attempts)} attempt(s) "
-                    f"(gate: agreement >= {MIN_TOP1_AGREEMENT * 100:.0f}%, accuracy drop <= {MAX_ACCURACY_DROP * 100:.1f} points); "
-                    f"{dest.name} was not written. Check the calibration images"
-                )
-            best = max(attempts, key=lambda a: (a["top1_agreement"], a["int8_accuracy"]))
-            name = best["remedy"]
-            opts = dict(remedies(options))[name]
-            quant = quantize_to(tmp, opts) if attempts[-1]["remedy"] != name else quant
-            parity = {k: v for k, v in best.items() if k not in ("remedy", "passed")}
-            chosen = (name, opts, quant, parity)
-            log(f"warning: forced: writing the best attempt ({name}) although it fails the parity gate")
-        name, opts, quant, parity = chosen
-        quant.update(parity)
-        quant["test_count" if check_name == "test" else "val_count"] = parity["images"]
-        quant["gate"] = {
-            "min_top1_agreement": MIN_TOP1_AGREEMENT,
-            "max_accuracy_drop": MAX_ACCURACY_DROP,
-            "passed": not gate_failures(parity),
-            "forced": bool(gate_failures(parity)),
-            "remedy": name,
-            "attempts": attempts,
-        }
-        _write_int8_metadata(tmp, metadata, quant)
+        chosen = choose_attempt(attempts, force=force, dest=dest, requantize=lambda a: quantize_remedy(fp32_path, tmp, a.options, sets, base), log=log)
+        quant = final_quantization(chosen, attempts, sets.check_name)
+        _write_int8_metadata(tmp, sets.metadata, quant)
         record_reference_outputs(tmp, log)
-    log_dropped_answers(cropper, "the calibration and parity face crops", log)
+        confidence = calibrate_model(tmp, run, "int8", log, sets.cropper, name=dest.name) if calibrate else None
+    log_dropped_answers(sets.cropper, "the calibration, parity" + (" and validation" if calibrate else "") + " face crops", log)  # one cropper for all
     safety = "saturation-safe: the same answers on every CPU class" if quant["saturation_safe"] else f"8-bit weights: parity holds on {quant['parity_cpu_class']} CPUs"
-    log(f"wrote {dest} (int8 QDQ, {name}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
-    return quant
+    log(f"wrote {dest} (int8 QDQ, {chosen.remedy}, {safety}, {dest.stat().st_size / 1e6:.1f} MB)")
+    return Int8Export(dest, quant, chosen.parity, chosen.passed, not chosen.passed, chosen.remedy, confidence)
 
 
 def record_reference_outputs(path: Path, log: Log) -> None:
@@ -396,8 +515,9 @@ class RunExport:
     fp32: ExportResult
     fp32_s: float  # seconds the fp32 export and its checks took
     int8_path: Path | None = None
-    int8: dict | None = None  # the int8 model's quantization record (export_int8's), None without quantize
+    int8: Int8Export | None = None  # the int8 copy (export_int8's), None without quantize
     int8_s: float = 0.0
+    fp32_confidence: ConfidenceFit | None = None  # the fp32 file's calibration and decision threshold, None with calibrate=False
 
 
 def export_run(
@@ -408,10 +528,15 @@ def export_run(
     calibration_size: int = CALIBRATION_SIZE,
     options: QuantizeOptions = QuantizeOptions(),
     force: bool = False,
+    calibrate: bool = True,
     log: Log = print,
 ) -> RunExport:
     """gclf-export's job: SOURCE (a run folder or checkpoint) -> OUT/model.onnx, and with
     `quantize` OUT/model.int8.onnx calibrated on `calibration_size` training images.
+
+    With `calibrate` (the default) each file records a temperature and a default decision
+    threshold fitted on the run's validation split with its own outputs (gclf.export.confidence);
+    without it, the runtime answers with their raw softmax.
 
     OUT defaults to the checkpoint's folder. The one place that runs "fp32, then int8", for
     gclf-export, the quick start and the studies alike; a failed int8 parity gate raises
@@ -422,11 +547,14 @@ def export_run(
     started = time.monotonic()
     fp32 = export_fp32(run, out / FP32_NAME, log)
     bundled = describe_export(fp32.fp32_path, run.checkpoint.parent, run.manifest, run.metrics, log)  # before the int8 copy: it inherits gclf.card
+    fp32_confidence = calibrate_model(fp32.fp32_path, run, "fp32", log) if calibrate else None
+    if not calibrate:
+        log("no calibration (--no-calibrate): the runtime answers with the raw softmax and no default decision threshold")
     fp32_s = time.monotonic() - started
     if not quantize:
         write_card(fp32.fp32_path, None, log, bundled_detector=bundled)
-        return RunExport(run, fp32, fp32_s)
+        return RunExport(run, fp32, fp32_s, fp32_confidence=fp32_confidence)
     started = time.monotonic()
-    int8 = export_int8(fp32.fp32_path, run, out / INT8_NAME, options, calibration_size, log, force=force)
+    int8 = export_int8(fp32.fp32_path, run, out / INT8_NAME, options, calibration_size, log, force=force, calibrate=calibrate)
     write_card(fp32.fp32_path, out / INT8_NAME, log, bundled_detector=bundled)
-    return RunExport(run, fp32, fp32_s, out / INT8_NAME, int8, time.monotonic() - started)
+    return RunExport(run, fp32, fp32_s, out / INT8_NAME, int8, time.monotonic() - started, fp32_confidence)

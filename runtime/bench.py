@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from gclf.runtime.classifier import Classifier, softmax
+from gclf.runtime.classifier import Classifier
 from gclf.runtime import cpu_class
 from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, ENGINES, describe, open_engine
 from gclf.runtime.errors import EngineRefusedError, GclfError, MissingDependencyError, install_hint
@@ -265,7 +265,7 @@ def stage_breakdown(model: Path, files: Sequence[Path], threads: int) -> dict[st
         t3 = time.perf_counter()
         logits = clf.logits(x)
         t4 = time.perf_counter()
-        clf.prediction(softmax(logits)[0])
+        clf.prediction(clf.probabilities(logits)[0])
         t5 = time.perf_counter()
         for key, a, b in zip(times, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
             times[key].append((b - a) * 1000)

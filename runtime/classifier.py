@@ -15,6 +15,7 @@ from typing import Iterable, Iterator, Mapping, Sequence, Union
 
 import numpy as np
 
+from gclf.runtime.calibration import Calibration, softmax
 from gclf.runtime.decode import decode_image
 from gclf.runtime.engine import DEFAULT_ENGINE, DEFAULT_PRECISION, describe, open_engine
 from gclf.runtime.errors import BadModelError, ImageDecodeError, UsageError
@@ -44,7 +45,7 @@ class Prediction:
     is below the classifier's `min_confidence`; `best` is always the most probable class."""
 
     label: str
-    confidence: float  # softmax probability of `best`, in [0, 1]
+    confidence: float  # probability of `best`, in [0, 1] (calibrated where the model records a calibration)
     probabilities: Mapping[str, float]  # every class name -> its probability, in the model's class order
     best: str = ""  # the most probable class; "" when built: then `label`
 
@@ -66,7 +67,7 @@ class FaceResult:
 
     box: Box  # x, y, width, height as detected (without the crop margin); the whole frame without detection
     label: str  # the most probable class, or UNSURE (see Prediction)
-    confidence: float  # softmax probability of `best`
+    confidence: float  # probability of `best` (calibrated where the model records a calibration)
     # Empty where a result is built from a label and confidence alone (three fields, as the
     # live loop's results had before probabilities were added).
     probabilities: Mapping[str, float] = field(default_factory=lambda: _NO_PROBABILITIES)
@@ -110,12 +111,6 @@ class FileResult:
         return "whole_image" if self.prediction is not None else "none"
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def _dim(value: object) -> int | None:
     return value if isinstance(value, int) else None  # symbolic dims come back as str/None
 
@@ -124,7 +119,8 @@ class Classifier:
     """A loaded gclf model. Reads its preprocessing and class names from the file itself."""
 
     def __init__(self, model_path: str | os.PathLike, *, threads: int | None = None, spin: bool = True,
-                 engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION, min_confidence: float | None = None) -> None:
+                 engine: str = DEFAULT_ENGINE, precision: str = DEFAULT_PRECISION, min_confidence: float | None = None,
+                 calibrated: bool = True) -> None:
         """`engine`: "onnxruntime" (the default) or "openvino" (gclf.runtime.engine);
         `precision`: "fp32" (default) or "bf16" (OpenVINO, fp32 files) for what an fp32 file
         is computed in (an int8 file runs as it is). The first time an engine meets this model
@@ -138,7 +134,11 @@ class Classifier:
 
         `spin=False` stops onnxruntime's threads from busy-waiting for work between runs:
         slower for back-to-back batches, but leaves the cores to other threads of the process
-        (the live loop's capture and preparation threads)."""
+        (the live loop's capture and preparation threads).
+
+        `calibrated=False` answers with the plain softmax of the logits even where the model
+        records a calibration (gclf-eval fits a new one on those); by default every answer
+        applies it (`self.calibration`, None where there is none or `calibrated` is False)."""
         self.path = Path(model_path)
         if not self.path.exists():
             raise BadModelError(f"{self.path}: no such model file")
@@ -152,6 +152,7 @@ class Classifier:
         self.engine = open_engine(self.path, data, engine=engine, precision=precision, threads=threads, spin=spin)
         self.metadata = ModelMetadata.from_props(self.engine.metadata_props(), source=str(self.path))
         self.threshold: Threshold = resolve_threshold(min_confidence, self.metadata)
+        self.calibration: Calibration | None = self.metadata.calibration if calibrated else None
         self._check_graph()
         self._default_detector: FaceDetector | None = None  # made on the first predict_faces
         self.parity = verify_engine(
@@ -215,13 +216,17 @@ class Classifier:
         NaN ever reaches a result, a table or a JSON line."""
         with self._memory_for(len(batch)):
             logits = self.logits(batch)
-            finite = np.isfinite(logits).all(axis=1)
-            if not finite.all():
-                raise BadModelError(
-                    f"{self.path}: the model's output is not a number (NaN or infinity) for {int((~finite).sum())} of "
-                    f"{len(finite)} inputs; the file is damaged or was exported from a diverged training"
-                )
-            return [self.prediction(p) for p in softmax(logits)]
+            _check_finite(logits, self.path, "the model's output")
+            return [self.prediction(p) for p in self.probabilities(logits)]
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """(N, C) logits -> (N, C) probabilities as this classifier answers: the model's
+        recorded calibration applied (whatever the engine), else the plain softmax."""
+        if self.calibration is None:
+            return softmax(logits)
+        probs = self.calibration.apply(logits)
+        _check_finite(probs, self.path, f"the recorded calibration ({self.calibration.describe()})")
+        return probs
 
     @contextlib.contextmanager
     def _memory_for(self, n_inputs: int) -> Iterator[None]:
@@ -239,7 +244,7 @@ class Classifier:
             ) from None
 
     def prediction(self, probabilities: np.ndarray) -> Prediction:
-        """One row of softmax probabilities -> its `Prediction` (`UNSURE` below the threshold)."""
+        """One row of probabilities (`probabilities`'s) -> its `Prediction` (`UNSURE` below the threshold)."""
         top = int(np.argmax(probabilities))
         probs = MappingProxyType({c: float(p) for c, p in zip(self.class_names, probabilities)})
         best, confidence = self.class_names[top], float(probabilities[top])
@@ -410,6 +415,17 @@ class _Serialised:
     def detect(self, bgr: np.ndarray) -> Sequence[Sequence[float]]:
         with self._lock:
             return self._detector.detect(bgr)
+
+
+def _check_finite(values: np.ndarray, path: Path, what: str) -> None:
+    """NaN or infinity (damaged weights, a diverged training, a calibration that overflows)
+    is a `BadModelError` naming the model, never a number in a result."""
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        raise BadModelError(
+            f"{path}: {what} is not a number (NaN or infinity) for {int((~finite).sum())} of "
+            f"{len(finite)} inputs; the file is damaged or was exported from a diverged training"
+        )
 
 
 def _largest_first(face: FaceResult) -> int:

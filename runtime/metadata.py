@@ -1,7 +1,9 @@
 """What a gclf ONNX file says about itself, stored as JSON strings in `metadata_props`.
 
 Keys (all required unless noted):
-- `gclf.format_version`: "1"
+- `gclf.format_version`: "2" for a file that records a calibration, else "1". A gclf that
+  knows only "1" refuses a "2" file in one sentence instead of answering with the raw softmax
+  its writer did not mean; this gclf refuses any version newer than FORMAT_VERSION likewise.
 - `gclf.preprocess`: the `PreprocessSpec` as JSON
 - `gclf.class_names`: JSON list of class names, in output order
 - `gclf.variant`: "fp32" or "int8"
@@ -12,10 +14,12 @@ Keys (all required unless noted):
 - `gclf.reference_outputs` (optional): JSON object, the logits onnxruntime gave for a few
   generated inputs when the file was exported; engines are checked against them
   (gclf.runtime.parity, which reads and validates it). Files without it load as before.
-- `gclf.decision` (optional): JSON object, the confidence below which the model's answer is
-  `unsure` and how it was chosen: {"min_confidence": float in [0, 1], "chosen_on": str,
-  "target_accuracy": float, "coverage": float, "accuracy": float, "photos": int}. Files
-  without it answer always (no `unsure`).
+  They are raw logits: a recorded calibration is applied after the engine, never inside it.
+- `gclf.calibration` (optional): JSON object, the calibration every runtime path applies to
+  the logits (gclf.runtime.calibration.Calibration: temperature or vector scaling, and what
+  it was fitted on). Without it the answers are the plain softmax.
+- `gclf.decision` (optional): JSON object, the default decision threshold (`Decision`):
+  answers whose confidence is below "min_confidence" are unsure; with how it was chosen.
 - `gclf.card` (optional): JSON object, what gclf-export knew of the training run, for the
   model card (gclf.runtime.evaluation.model_card documents its fields); never needed to run.
 
@@ -32,13 +36,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+from gclf.runtime.calibration import KEY_CALIBRATION, Calibration
 from gclf.runtime.errors import BadModelError
 from gclf.runtime.labels import UNSURE, is_unsure
 from gclf.runtime.log import warn
 from gclf.runtime.faces.spec import FaceCropSpec
 from gclf.runtime.preprocess import PreprocessSpec
 
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # the newest this gclf reads and writes
+PLAIN_FORMAT_VERSION = "1"  # what a file without a calibration is written as (every gclf reads it)
 KEY_FORMAT = "gclf.format_version"
 KEY_PREPROCESS = "gclf.preprocess"
 KEY_CLASSES = "gclf.class_names"
@@ -55,6 +61,45 @@ KEY_FACE_CROP = "face_crop"  # in `gclf.training`: the detector that cropped the
 
 
 @dataclass(frozen=True)
+class Decision:
+    """The default decision threshold a model records (KEY_DECISION): an answer whose
+    confidence is below `min_confidence` is unsure. The other fields say how it was chosen."""
+
+    min_confidence: float  # in [0, 1], on the probabilities the runtime answers (calibrated where recorded)
+    chosen_on: str  # the photos it was chosen on, in words
+    target_accuracy: float  # the accuracy the answers given were to reach there
+    coverage: float  # the share of those photos answered at min_confidence
+    accuracy: float  # how often those answers were right
+    photos: int  # how many photos it was chosen on
+    rule: str = ""  # the rule that chose it, in words
+
+    def __post_init__(self) -> None:
+        shares = {k: getattr(self, k) for k in ("min_confidence", "target_accuracy", "coverage", "accuracy")}
+        bad = [k for k, v in shares.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
+        if bad:
+            raise BadModelError(f"{KEY_DECISION}: {', '.join(bad)} must be numbers from 0 to 1")
+        if isinstance(self.photos, bool) or not isinstance(self.photos, int) or self.photos < 0:
+            raise BadModelError(f"{KEY_DECISION}: photos must be a count, got {self.photos!r}")
+        if not isinstance(self.chosen_on, str) or not isinstance(self.rule, str):
+            raise BadModelError(f"{KEY_DECISION}: chosen_on and rule must be text")
+
+    def to_dict(self) -> dict[str, Any]:
+        record = {k: getattr(self, k) for k in ("min_confidence", "chosen_on", "target_accuracy", "coverage", "accuracy", "photos")}
+        return {**record, "rule": self.rule} if self.rule else record
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> "Decision":
+        needed = ("min_confidence", "chosen_on", "target_accuracy", "coverage", "accuracy", "photos")
+        missing = [k for k in needed if k not in record]
+        if missing:
+            raise BadModelError(f"{KEY_DECISION} is missing {', '.join(missing)}")
+        return cls(**{k: record[k] for k in needed}, rule=record.get("rule", ""))
+
+
+@dataclass(frozen=True)
 class ModelMetadata:
     spec: PreprocessSpec
     class_names: tuple[str, ...]
@@ -62,7 +107,8 @@ class ModelMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     quantization: dict[str, Any] | None = None
     reference_outputs: str | None = None  # KEY_REFERENCE's JSON text, as the file holds it
-    decision: dict[str, Any] | None = None  # KEY_DECISION's object: the recorded confidence threshold
+    calibration: Calibration | None = None  # applied to the logits by every runtime path
+    decision: Decision | None = None  # the default decision threshold
 
     def __post_init__(self) -> None:
         problems = _problems(self)
@@ -90,13 +136,18 @@ class ModelMetadata:
 
     @property
     def min_confidence(self) -> float | None:
-        """The recorded threshold (`gclf.decision`'s "min_confidence"): answers whose top
-        confidence is below it are `UNSURE`; None for a model that records no decision."""
-        return None if self.decision is None else float(self.decision["min_confidence"])
+        """The recorded default decision threshold, None where the model records none."""
+        return None if self.decision is None else float(self.decision.min_confidence)
+
+    @property
+    def format_version(self) -> str:
+        """What `to_props` writes: "2" where a calibration is recorded (a runtime that would
+        ignore it refuses the file instead), else "1"."""
+        return FORMAT_VERSION if self.calibration is not None else PLAIN_FORMAT_VERSION
 
     def to_props(self) -> dict[str, str]:
         props = {
-            KEY_FORMAT: FORMAT_VERSION,
+            KEY_FORMAT: self.format_version,
             KEY_PREPROCESS: self.spec.to_json(),
             KEY_CLASSES: json.dumps(list(self.class_names)),
             KEY_VARIANT: self.variant,
@@ -106,8 +157,10 @@ class ModelMetadata:
             props[KEY_QUANTIZATION] = json.dumps(self.quantization, sort_keys=True)
         if self.reference_outputs is not None:
             props[KEY_REFERENCE] = self.reference_outputs
+        if self.calibration is not None:
+            props[KEY_CALIBRATION] = self.calibration.to_json()
         if self.decision is not None:
-            props[KEY_DECISION] = json.dumps(self.decision, sort_keys=True)
+            props[KEY_DECISION] = self.decision.to_json()
         return props
 
     @classmethod
@@ -118,8 +171,7 @@ class ModelMetadata:
                 f"{source} has no gclf metadata: it was not written by gclf-export "
                 "(a gclf model carries its preprocessing and class names inside the file)"
             )
-        if props[KEY_FORMAT] != FORMAT_VERSION:
-            raise BadModelError(f"{source}: gclf metadata version {props[KEY_FORMAT]!r} is not supported (expected {FORMAT_VERSION})")
+        check_format_version(props[KEY_FORMAT], source)
         missing = [k for k in (KEY_PREPROCESS, KEY_CLASSES, KEY_VARIANT, KEY_TRAINING) if k not in props]
         if missing:
             raise BadModelError(f"{source}: gclf metadata is missing {', '.join(missing)}")
@@ -128,15 +180,30 @@ class ModelMetadata:
             classes = _json(props[KEY_CLASSES], KEY_CLASSES, list)
             training = _json(props[KEY_TRAINING], KEY_TRAINING, dict)
             quant = _json(props[KEY_QUANTIZATION], KEY_QUANTIZATION, dict) if KEY_QUANTIZATION in props else None
-            decision = _json(props[KEY_DECISION], KEY_DECISION, dict) if KEY_DECISION in props else None
+            calibration = Calibration.from_dict(_json(props[KEY_CALIBRATION], KEY_CALIBRATION, dict)) if KEY_CALIBRATION in props else None
+            decision = Decision.from_dict(_json(props[KEY_DECISION], KEY_DECISION, dict)) if KEY_DECISION in props else None
             return cls(spec=spec, class_names=tuple(classes), variant=props[KEY_VARIANT], training=training, quantization=quant,
-                       reference_outputs=props.get(KEY_REFERENCE), decision=decision)
+                       reference_outputs=props.get(KEY_REFERENCE), calibration=calibration, decision=decision)
         except BadModelError as exc:
             raise BadModelError(f"{source}: {exc}") from None
         except (ArithmeticError, RecursionError, TypeError, ValueError) as exc:
             # Values no check above foresaw (a number too large for a float, ...): the file is
             # untrusted input, so one sentence naming it, never a traceback.
             raise BadModelError(f"{source}: gclf metadata holds a value gclf cannot use ({type(exc).__name__}: {_short(exc)})") from None
+
+
+def check_format_version(version: str, source: str) -> None:
+    """Refuse a `gclf.format_version` this gclf cannot read: one newer than FORMAT_VERSION
+    (it may record something this gclf would silently ignore, such as a calibration) asks for
+    a newer gclf; anything else that is not a known version is not gclf metadata."""
+    if version in (PLAIN_FORMAT_VERSION, FORMAT_VERSION):
+        return
+    if version.isascii() and version.isdigit() and len(version) < 10 and int(version) > int(FORMAT_VERSION):
+        raise BadModelError(
+            f"{source} was written by a newer gclf (metadata format version {version}; this gclf reads versions "
+            f"{PLAIN_FORMAT_VERSION} to {FORMAT_VERSION}): upgrade gclf to run it"
+        )
+    raise BadModelError(f"{source}: gclf metadata version {version[:40]!r} is not supported (this gclf reads versions {PLAIN_FORMAT_VERSION} to {FORMAT_VERSION})")
 
 
 def _json(text: str, key: str, kind: type) -> Any:
@@ -171,6 +238,8 @@ def _problems(meta: ModelMetadata) -> list[str]:
         problems.append(f"variant must be one of {list(VARIANTS)}, got {meta.variant!r}")
     if (meta.variant == "int8") != (meta.quantization is not None):
         problems.append("int8 files (and only they) carry quantization metadata")
+    if meta.calibration is not None and meta.calibration.n_classes not in (None, len(names)):
+        problems.append(f"{KEY_CALIBRATION} scales {meta.calibration.n_classes} classes and the model has {len(names)}")
     crop = meta.training.get(KEY_FACE_CROP)
     if crop is not None:
         try:
@@ -179,35 +248,7 @@ def _problems(meta: ModelMetadata) -> list[str]:
             problems.append(f"training.{KEY_FACE_CROP} is not a face-crop record ({exc})")
         if meta.training.get("input_kind") != "faces":
             problems.append(f"training.{KEY_FACE_CROP} is recorded for a model whose input_kind is not faces")
-    if meta.decision is not None:
-        problems.extend(decision_problems(meta.decision))
     return problems
-
-
-# gclf.decision's keys besides "min_confidence", and what each must be when present.
-_DECISION_SHARES = ("target_accuracy", "coverage", "accuracy")
-
-
-def decision_problems(decision: Mapping[str, Any]) -> list[str]:
-    """What is wrong with a `gclf.decision` object (empty: nothing)."""
-    problems = []
-    if "min_confidence" not in decision:
-        problems.append(f"{KEY_DECISION} has no min_confidence")
-    for key in ("min_confidence", *_DECISION_SHARES):
-        value = decision.get(key)
-        if key in decision and not (_is_number(value) and 0.0 <= value <= 1.0):
-            problems.append(f"{KEY_DECISION}'s {key} must be a number from 0 to 1, got {value!r}"[:300])
-    photos = decision.get("photos")
-    if "photos" in decision and not (isinstance(photos, int) and not isinstance(photos, bool) and photos >= 0):
-        problems.append(f"{KEY_DECISION}'s photos must be a whole number of at least 0, got {photos!r}"[:300])
-    if "chosen_on" in decision and not isinstance(decision["chosen_on"], str):
-        problems.append(f"{KEY_DECISION}'s chosen_on must be a string")
-    return problems
-
-
-def _is_number(value: object) -> bool:
-    # NaN and infinities fail the range checks that follow; a huge int compares exactly.
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def use_face_detection(metadata: ModelMetadata, override: bool | None, *, warn: Callable[[str], None] = warn) -> bool:

@@ -64,7 +64,8 @@ def main(out: Path, per_class: int, max_epochs: int, image_size: int) -> None:
 
     click.echo("[3/4] exporting to ONNX (fp32) and int8")
     exported = export_run(result.run_dir, quantize=True, log=lambda line: click.echo("      " + line))
-    run, fp32, quant = exported.run, exported.fp32, exported.int8 or {}
+    run, fp32 = exported.run, exported.fp32
+    parity = exported.int8.parity if exported.int8 is not None else {}
     stage_s["export"], stage_s["int8"] = exported.fp32_s, exported.int8_s
     mark = time.monotonic()
 
@@ -83,7 +84,7 @@ def main(out: Path, per_class: int, max_epochs: int, image_size: int) -> None:
     click.echo(f"  run folder   {result.run_dir} (manifest, history, metrics, summary.md and plots, best.pt)")
     click.echo(f"  models       model.onnx ({fp32.fp32_path.stat().st_size / 1e6:.1f} MB), model.int8.onnx ({exported.int8_path.stat().st_size / 1e6:.1f} MB)")
     click.echo(f"  init         {result.init_description}, {len(result.history)} epochs, best epoch {result.best_epoch}")
-    click.echo(f"  test split   PyTorch {report.get('accuracy', float('nan')) * 100:.1f}% | int8 runtime {correct}/{len(test)} = {correct / max(len(test), 1) * 100:.1f}% (agreement with fp32 {quant.get('top1_agreement', float('nan')) * 100:.1f}%)")
+    click.echo(f"  test split   PyTorch {report.get('accuracy', float('nan')) * 100:.1f}% | int8 runtime {correct}/{len(test)} = {correct / max(len(test), 1) * 100:.1f}% (agreement with fp32 {parity.get('top1_agreement', float('nan')) * 100:.1f}%)")
     click.echo(f"  torch vs ONNX max |logit difference| {fp32.max_logit_diff:.1e}")
     click.echo(f"  time         {time.monotonic() - started:.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in stage_s.items()) + ")")
     click.echo(f"\nNext: gclf-infer {result.run_dir / 'model.int8.onnx'} {data / CLASSES[0]}")

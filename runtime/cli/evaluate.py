@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from gclf.runtime.evaluation.groups import Grouping
     from gclf.runtime.evaluation.report import Block, Column
     from gclf.runtime.evaluation.run import LabelledSet
+    from gclf.runtime.metadata import Decision
 
 UTKFACE = "utkface"
 CALIBRATION_METHODS = ("temperature", "vector_scaling")  # gclf.runtime.evaluation.calibration.METHODS, without importing numpy for --help
@@ -121,7 +122,11 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
         warn(f"{len(data.loose)} image{'s' if len(data.loose) > 1 else ''} directly in {data_root} {'are' if len(data.loose) > 1 else 'is'} in no class folder and left out")
     groupings = _groupings(opts.groups, data)
     # Every model is loaded before any is run: a bad second file fails now, not after the first's minutes.
-    classifiers = [Classifier(model, threads=opts.threads or None, min_confidence=opts.min_confidence) for model in models]
+    # Measured as the runtime answers (a recorded calibration applied), but a calibration is
+    # fitted on the raw logits: one fitted on calibrated answers would stack on the old one.
+    classifiers = [Classifier(model, threads=opts.threads or None, min_confidence=opts.min_confidence, calibrated=not opts.calibrate) for model in models]
+    for clf in classifiers:
+        _say_calibration(clf, opts.calibrate)
     if len(classifiers) == 2 and classifiers[0].class_names != classifiers[1].class_names:
         raise UsageError(f"{models[0].name} and {models[1].name} have different classes; side by side needs the same ones")
     outcomes = []
@@ -137,14 +142,13 @@ def run_eval(models: list[Path], data_root: Path, opts: EvalOptions) -> int:
         threshold = clf.min_confidence if clf.threshold.active else None
         return evaluate(o, groupings=groupings, min_group=opts.min_group_size, min_confidence=threshold)
 
-    fit = None
-    if opts.calibrate:
-        fit = _calibrate(models[0], data_root, outcomes[0], opts)
-        first = classifiers[0]
+    fitted = _calibrate(models[0], data_root, outcomes[0], opts) if opts.calibrate else None
+    if fitted is not None:
+        fit, first = fitted[0], classifiers[0]
         evaluations = [evaluated(fit.report, first)] + [evaluated(fit.calibrated_report(m), first) for m in CALIBRATION_METHODS]
     else:
         evaluations = [evaluated(o, clf) for o, clf in zip(outcomes, classifiers)]
-    _output(data, models, evaluations, fit, opts)
+    _output(data, models, evaluations, fitted, opts)
     if opts.card:
         _add_to_cards(models, evaluations, data)
     return EXIT_PARTIAL if outcomes[0].unreadable else EXIT_OK
@@ -172,17 +176,18 @@ def _groupings(groups: Path | str | None, data: LabelledSet) -> list[Grouping]:
     return [csv_grouping(Path(groups), data.root, list(data.paths))]
 
 
-def _calibrate(model: Path, data_root: Path, outcomes, opts: EvalOptions) -> FitReport:
-    from gclf.runtime.evaluation.fit_report import fit_on_part, write_calibrated_copy
+def _calibrate(model: Path, data_root: Path, outcomes, opts: EvalOptions) -> tuple[FitReport, Decision]:
+    from gclf.runtime.evaluation.fit_report import decide_on_fit, fit_on_part, write_calibrated_copy
     from gclf.runtime.files import sha256_file
 
     fit = fit_on_part(outcomes, data_root=data_root, model_sha256=sha256_file(model), seed=opts.seed, fit_share=opts.fit_share)
+    decision = decide_on_fit(fit, opts.calibration_method)
     assert opts.out is not None  # checked in _check_options
-    write_calibrated_copy(model, opts.out, fit.fitted[opts.calibration_method])
-    return fit
+    write_calibrated_copy(model, opts.out, fit.fitted[opts.calibration_method], decision)
+    return fit, decision
 
 
-def _calibration_block(fit: FitReport, opts: EvalOptions, report_ece: dict[str, float]) -> Block:
+def _calibration_block(fit: FitReport, decision: Decision, opts: EvalOptions, report_ece: dict[str, float]) -> Block:
     from gclf.runtime.evaluation.fit_report import describe
     from gclf.runtime.evaluation.report import Block
 
@@ -198,30 +203,33 @@ def _calibration_block(fit: FitReport, opts: EvalOptions, report_ece: dict[str, 
         rows,
         [
             f"fitted on {fit.fit_share:.0%} of each class (seed {fit.seed}), measured on the other {n_report} photos, which nothing was fitted on; "
-            "the tables below are of that report part"
+            "the tables below are of that report part",
+            f"default decision threshold written to {opts.out}: {decision.min_confidence:.3f} (on the fit part it answers "
+            f"{decision.coverage:.1%}, right {decision.accuracy:.1%} of the time; rule: {decision.rule})",
         ],
     )
 
 
-def _output(data: LabelledSet, models: list[Path], evaluations: list, fit: FitReport | None, opts: EvalOptions) -> None:
+def _output(data: LabelledSet, models: list[Path], evaluations: list, fitted: tuple[FitReport, Decision] | None, opts: EvalOptions) -> None:
     from gclf.runtime.evaluation.report import blocks, heading, render_markdown, render_text
 
-    if fit is None:
+    if fitted is None:
         columns: list[Column] = [(heading(e), e) for e in evaluations]
     else:  # the calibration block above the tables gives each method's parameters
-        columns = list(zip((f"{models[0].name} as is", *CALIBRATION_METHODS), evaluations))
+        columns = list(zip((f"{models[0].name} as is (raw softmax)", *CALIBRATION_METHODS), evaluations))
     all_blocks = blocks(columns)
     calibration_json = None
-    if fit is not None:
+    if fitted is not None:
+        fit, decision = fitted
         ece = {"as is": evaluations[0].reliability.ece, **{m: e.reliability.ece for m, e in zip(CALIBRATION_METHODS, evaluations[1:])}}
-        all_blocks.insert(0, _calibration_block(fit, opts, ece))
+        all_blocks.insert(0, _calibration_block(fit, decision, opts, ece))
         calibration_json = {
             "seed": fit.seed,
             "fit_share": fit.fit_share,
             "fit_photos": fit.fit.n,
             "report_photos": fit.report.n,
             "fitted": {m: c.to_dict() for m, c in fit.fitted.items()},
-            "written": {"method": opts.calibration_method, "path": str(opts.out)},
+            "written": {"method": opts.calibration_method, "path": str(opts.out), "decision": decision.to_dict()},
             "note": "every evaluation is of the report part, which nothing was fitted on",
         }
     counts = ", ".join(f"{name} {n}" for name, n in data.counts().items())

@@ -247,7 +247,8 @@ def check_model(ctx: PreflightContext) -> list[Finding]:
     meta = clf.metadata
     classes = ", ".join(clf.class_names[:4]) + (", ..." if len(clf.class_names) > 4 else "")
     kind = meta.input_kind or "whole_image (not recorded)"
-    return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}; one inference {ms:.1f} ms")]
+    calibration = f"calibrated ({meta.calibration.describe()})" if meta.calibration is not None else "uncalibrated (raw softmax)"
+    return [Finding("model", OK, f"{ctx.model.name}: {meta.variant}, {len(clf.class_names)} classes ({classes}), {spec.input_width}x{spec.input_height} px, {kind}, {calibration}; one inference {ms:.1f} ms")]
 
 
 def check_threshold(ctx: PreflightContext) -> list[Finding]:

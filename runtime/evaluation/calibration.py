@@ -1,6 +1,8 @@
 """Fitting a model's confidence to how often it is right: a temperature (one number), or a
 scale and bias per class (vector scaling), fitted by minimising the negative log-likelihood
-of labelled answers; applying them; and the record a calibrated model file carries.
+of labelled answers. Applying them, and the record a calibrated model file carries, are the
+runtime core's (gclf.runtime.calibration: every runtime path applies a recorded one); they
+are re-exported here for the fitting code's callers.
 
 Both act on logits. Log-probabilities serve as well: softmax is unchanged by adding a
 constant to a row, and log softmax(z) is z minus such a constant, so softmax(log p / T) =
@@ -19,21 +21,27 @@ the calibrator is fitted on one part and measured on the other, never on what it
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from gclf.runtime.errors import EXIT_BAD_DATA, BadModelError, GclfError
+from gclf.runtime.calibration import (  # noqa: F401  (re-exported: the fitting code's callers use them from here)
+    KEY_CALIBRATION,
+    METHODS,
+    TEMPERATURE_RANGE,
+    Calibration,
+    apply_temperature,
+    apply_vector_scaling,
+    log_probabilities,
+    softmax,
+)
+from gclf.runtime.errors import EXIT_BAD_DATA, GclfError
 from gclf.runtime.evaluation.reliability import DEFAULT_BINS, expected_calibration_error
 
-KEY_CALIBRATION = "gclf.calibration"  # the model metadata key holding a `Calibration` as JSON
-METHODS = ("temperature", "vector_scaling")
 # The temperature is searched in [1/100, 100]: far beyond any useful value (a fit at the edge
 # means the answers are all right, or all wrong, and says so in the record's NLL).
-LOG_T_RANGE = (-math.log(100.0), math.log(100.0))
+LOG_T_RANGE = (math.log(TEMPERATURE_RANGE[0]), math.log(TEMPERATURE_RANGE[1]))
 _L2 = 1e-4  # vector scaling's pull towards (scale 1, bias 0): fixes the free shift of the biases
 
 
@@ -43,20 +51,6 @@ class CalibrationError(GclfError):
     exit_code = EXIT_BAD_DATA
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
-    """Probabilities -> logits that give them back under softmax (their logarithms); an exact
-    zero becomes the log of the smallest normal float, so every logit is finite."""
-    p = np.asarray(probabilities, dtype=np.float64)
-    return np.log(np.maximum(p, np.finfo(np.float64).tiny))
-
-
 def nll(logits: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
     """Mean negative log-likelihood of the true classes under softmax(logits)."""
     z = np.asarray(logits, dtype=np.float64)
@@ -64,14 +58,6 @@ def nll(logits: np.ndarray, labels: Sequence[int] | np.ndarray) -> float:
     shifted = z - z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(shifted).sum(axis=1))
     return float(np.mean(log_norm - shifted[np.arange(y.size), y]))
-
-
-def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
-    return softmax(np.asarray(logits, dtype=np.float64) / temperature)
-
-
-def apply_vector_scaling(logits: np.ndarray, scale: Sequence[float] | np.ndarray, bias: Sequence[float] | np.ndarray) -> np.ndarray:
-    return softmax(np.asarray(logits, dtype=np.float64) * np.asarray(scale) + np.asarray(bias))
 
 
 def _check_fit_data(logits: np.ndarray, labels: np.ndarray) -> None:
@@ -165,82 +151,6 @@ def fit_vector_scaling(logits: np.ndarray, labels: Sequence[int] | np.ndarray, *
         if improvement < 1e-12:
             break
     return theta[:c].copy(), theta[c:].copy()
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """A fitted calibration and where it came from: what a calibrated model file records
-    under KEY_CALIBRATION, as JSON (`to_dict`)."""
-
-    method: str  # one of METHODS
-    parameters: Mapping[str, Any]  # {"temperature": T} or {"scale": [...], "bias": [...]}
-    fitted_on: Mapping[str, Any] = field(default_factory=dict)  # description, n, seed, ...
-    fit_figures: Mapping[str, float] = field(default_factory=dict)  # ECE/NLL before and after, on the fit part
-
-    def __post_init__(self) -> None:
-        problem = _problem(self.method, self.parameters)
-        if problem:
-            raise BadModelError(f"{KEY_CALIBRATION} is not a usable calibration: {problem}")
-
-    @property
-    def n_classes(self) -> int | None:
-        return len(self.parameters["scale"]) if self.method == "vector_scaling" else None
-
-    def apply(self, logits: np.ndarray) -> np.ndarray:
-        """(N, C) logits (or log-probabilities) -> calibrated (N, C) probabilities."""
-        if self.method == "temperature":
-            return apply_temperature(logits, float(self.parameters["temperature"]))
-        if np.shape(logits)[1] != self.n_classes:
-            raise BadModelError(f"{KEY_CALIBRATION} has {self.n_classes} classes and the model {np.shape(logits)[1]}")
-        return apply_vector_scaling(logits, self.parameters["scale"], self.parameters["bias"])
-
-    def to_dict(self) -> dict:
-        return {
-            "method": self.method,
-            "input": "logits (log-probabilities give the same result)",
-            "parameters": dict(self.parameters),
-            "fitted_on": dict(self.fitted_on),
-            "fit_figures": dict(self.fit_figures),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> "Calibration":
-        if not isinstance(record, Mapping) or not isinstance(record.get("parameters"), Mapping):
-            raise BadModelError(f"{KEY_CALIBRATION} must be a JSON object with method and parameters")
-        return cls(
-            method=record.get("method"),  # type: ignore[arg-type]  # checked in __post_init__
-            parameters=dict(record["parameters"]),
-            fitted_on=dict(record.get("fitted_on") or {}),
-            fit_figures=dict(record.get("fit_figures") or {}),
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> "Calibration":
-        try:
-            return cls.from_dict(json.loads(text))
-        except json.JSONDecodeError as exc:
-            raise BadModelError(f"{KEY_CALIBRATION} is not valid JSON ({exc})") from None
-
-
-def _finite_numbers(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(isinstance(v, (int, float)) and math.isfinite(v) for v in value)
-
-
-def _problem(method: Any, parameters: Mapping[str, Any]) -> str | None:
-    if method == "temperature":
-        t = parameters.get("temperature")
-        if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
-            return f"temperature must be a positive number, got {t!r}"
-        return None
-    if method == "vector_scaling":
-        scale, bias = parameters.get("scale"), parameters.get("bias")
-        if not (_finite_numbers(scale) and _finite_numbers(bias) and len(scale) == len(bias)):
-            return "vector_scaling needs lists scale and bias of finite numbers, one per class"
-        return None
-    return f"method must be one of {list(METHODS)}, got {method!r}"
 
 
 def fit_calibration(

@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from gclf.runtime.evaluation.calibration import KEY_CALIBRATION, METHODS, Calibration, fit_calibration, log_probabilities, split_fit_report
+from gclf.runtime.evaluation.decision import choose_decision
 from gclf.runtime.evaluation.outcomes import Outcomes
+from gclf.runtime.metadata import FORMAT_VERSION, KEY_DECISION, KEY_FORMAT, Decision
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,19 @@ class FitReport:
         return self.report.with_probabilities(probs, describe(cal))
 
 
+def decide_on_fit(fit: FitReport, method: str) -> Decision:
+    """The default decision threshold (gclf.runtime.evaluation.decision's rule), chosen on the
+    fit part's answered photos with `method`'s calibration applied, as the copy will answer."""
+    answered = fit.fit.answered
+    probs = fit.fitted[method].apply(log_probabilities(fit.fit.probabilities[answered]))
+    correct = probs.argmax(axis=1) == fit.fit.labels[answered]
+    description = fit.fitted[method].fitted_on.get("description", "the fit part")
+    return choose_decision(probs.max(axis=1), correct, chosen_on=f"{description}, {method} applied")
+
+
 def describe(cal: Calibration) -> str:
     """"temperature 1.412" or "vector scaling (scale ...; bias ...)": for tables."""
-    if cal.method == "temperature":
-        return f"temperature {cal.parameters['temperature']:.3f}"
-    scale = ", ".join(f"{v:.3f}" for v in cal.parameters["scale"])
-    bias = ", ".join(f"{v:+.3f}" for v in cal.parameters["bias"])
-    return f"vector scaling (scale {scale}; bias {bias})"
+    return cal.describe()
 
 
 def files_sha256(outcomes: Outcomes, root: Path) -> str:
@@ -74,9 +82,15 @@ def fit_on_part(outcomes: Outcomes, *, data_root: Path, model_sha256: str, seed:
     return FitReport(fit, report, fitted, seed, fit_share)
 
 
-def write_calibrated_copy(source: Path, dest: Path, calibration: Calibration) -> None:
-    """Copy the model file `source` to `dest` with `calibration` recorded under
-    KEY_CALIBRATION; every other byte as it was (no onnx import, atomic write)."""
+def write_calibrated_copy(source: Path, dest: Path, calibration: Calibration, decision: Decision | None = None) -> None:
+    """Copy the model file `source` to `dest` (or rewrite it, where they are one file) with
+    `calibration` recorded under KEY_CALIBRATION (replacing any recorded one), `decision`
+    under KEY_DECISION, and the
+    metadata format version that makes older runtimes refuse the file rather than ignore the
+    calibration; every other byte as it was (no onnx import, atomic write)."""
     from gclf.runtime.onnx_metadata import update_metadata
 
-    update_metadata(source, {KEY_CALIBRATION: calibration.to_json()}, dest)
+    update = {KEY_FORMAT: FORMAT_VERSION, KEY_CALIBRATION: calibration.to_json()}
+    if decision is not None:
+        update[KEY_DECISION] = decision.to_json()
+    update_metadata(source, update, dest)

@@ -83,7 +83,9 @@ def classify_set(
     A faces model (by its metadata, or `faces` where given) detects faces with the detector
     it records, or `face_model`; a photo's answer is its largest face's, and a photo without a face has
     none (no_face="skip", never the whole image: the figures are of the faces path). A file
-    that cannot be read is left out and listed in `unreadable`."""
+    that cannot be read is left out and listed in `unreadable`. The probabilities are those
+    `clf` answers with: its model's recorded calibration applied unless it was loaded with
+    calibrated=False (the outcomes' `calibration` says which)."""
     model = clf.path
     labels = label_indices(data, clf.class_names, model.name)
     faces = use_face_detection(clf.metadata, faces)
@@ -118,4 +120,5 @@ def classify_set(
         faces=faces,
         detector=detector.name if detector is not None else None,
         unreadable=tuple(unreadable),
+        calibration=f"recorded {clf.calibration.describe()}" if clf.calibration is not None else None,
     )

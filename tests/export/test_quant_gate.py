@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from gclf.export.pipeline import RunFiles, export_int8, gate_failures, measure_parity, remedies
+from gclf.export.pipeline import RunFiles, export_int8, gate_failures, load_batch, measure_parity, remedies
 from gclf.export.quantize import QuantizeOptions
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.errors import QualityGateError
@@ -119,7 +119,7 @@ def test_good_calibration_passes_the_gate(colour_run, tmp_path: Path) -> None:
     assert meta["gate"]["passed"] and not meta["gate"]["forced"] and meta["gate"]["remedy"] == "as requested"
     assert meta["top1_agreement"] >= 0.99 and meta["fp32_accuracy"] == 1.0
     assert meta["calibration_count"] == 16 and meta["calibration_per_class"] == {"red": 8, "blue": 8}
-    assert quant["parity_split"] == "test" and "disjoint" in lines[0]
+    assert quant.quantization["parity_split"] == "test" and quant.gate_passed and "disjoint" in lines[0]
     # saturation-safe by default (7-bit weights), and the gate says where it ran
     from gclf.runtime.cpu_class import detect_cpu_class
 
@@ -155,3 +155,83 @@ def test_force_writes_the_best_attempt_and_records_the_failure(colour_run, tmp_p
     assert meta["gate"]["forced"] and not meta["gate"]["passed"]
     assert meta["top1_agreement"] == max(a["top1_agreement"] for a in meta["gate"]["attempts"])
     assert len(meta["gate"]["attempts"]) == len(remedies(QuantizeOptions()))
+
+
+# --- each file's own calibration and decision threshold, fitted on the validation split ---------
+
+
+@pytest.fixture
+def colour_run_with_val(tmp_path: Path) -> tuple[Path, RunFiles]:
+    fp32 = _colour_cnn(tmp_path / "model.onnx")
+    splits = {"train": _colour_images(tmp_path / "train", 16, 0), "val": _colour_images(tmp_path / "val", 30, 2), "test": _colour_images(tmp_path / "test", 40, 1)}
+    return fp32, RunFiles(tmp_path / "best.pt", {"seed": 7, "splits": splits}, None)
+
+
+def _val_files(run: RunFiles) -> list[tuple[Path, int]]:
+    return [(Path(p), ("red", "blue").index(label)) for p, label in run.manifest["splits"]["val"]]
+
+
+def test_each_file_records_a_temperature_fitted_on_its_own_validation_logits(colour_run_with_val, tmp_path: Path) -> None:
+    from gclf.export.pipeline import calibrate_model, model_logits, record_reference_outputs
+    from gclf.runtime.evaluation.calibration import fit_temperature
+    from gclf.runtime.onnx_metadata import read_metadata as read_props
+
+    fp32, run = colour_run_with_val
+    record_reference_outputs(fp32, lambda _: None)  # as export_fp32 does before calibrating
+    val = _val_files(run)
+    labels = np.array([y for _, y in val])
+    raw32 = model_logits(fp32, val)
+    lines: list[str] = []
+    fit32 = calibrate_model(fp32, run, "fp32", lines.append)
+    dest = tmp_path / "out" / "model.int8.onnx"
+    int8 = export_int8(fp32, run, dest, QuantizeOptions(), 16, lines.append)
+
+    clf32, clf8 = Classifier(fp32), Classifier(dest)  # each loads: its parity check compares raw logits with raw references
+    assert read_props(fp32)["gclf.format_version"] == read_props(dest)["gclf.format_version"] == "2"
+    assert clf32.calibration == fit32.temperature and clf8.calibration == int8.confidence.temperature
+    assert fit32.temperature.parameters["temperature"] == pytest.approx(fit_temperature(raw32, labels))
+    raw8 = model_logits(dest, val)
+    assert not np.allclose(raw8, raw32)  # int8 logits differ, so it fits its own
+    assert int8.confidence.temperature.parameters["temperature"] == pytest.approx(fit_temperature(raw8, labels))
+    source = clf8.calibration.fitted_on
+    assert (source["data"], source["photos"], source["seed"]) == ("validation split", 30, 7)
+    assert source["model"]["file"] == "model.int8.onnx" and clf32.calibration.fitted_on["model"]["file"] == "model.onnx"
+    # Temperature and vector scaling are both fitted and logged with ECE and NLL; the decision
+    # threshold is chosen on the calibrated answers and recorded.
+    on_val = [line for line in lines if "validation photos: ECE" in line and "NLL" in line]
+    assert sum("calibration, temperature" in line for line in on_val) == 2 and sum("calibration, vector scaling" in line for line in on_val) == 2
+    for clf, fit in ((clf32, fit32), (clf8, int8.confidence)):
+        assert clf.metadata.decision == fit.decision and fit.decision.photos == 30 and "95%" in fit.decision.rule
+    # Both methods are also measured on the test split, which nothing was fitted on.
+    from gclf.runtime.evaluation.calibration import nll
+
+    test = [(Path(p), ("red", "blue").index(label)) for p, label in run.manifest["splits"]["test"]]
+    raw_test = model_logits(fp32, test)
+    t32 = fit32.temperature.parameters["temperature"]
+    assert fit32.held_out["temperature"]["nll_after"] == pytest.approx(nll(raw_test / t32, [y for _, y in test]))
+    assert fit32.held_out["temperature"]["nll_before"] == pytest.approx(nll(raw_test, [y for _, y in test]))
+    assert set(int8.confidence.held_out) == {"temperature", "vector_scaling"}
+    assert sum("on the 40 test photos (nothing fitted on them)" in line for line in lines) == 4
+    x = load_batch([p for p, _ in val[:4]], clf8.spec)
+    got = [p.confidence for p in clf8.predict_input(x)]
+    assert got == pytest.approx(int8.confidence.temperature.apply(clf8.logits(x)).max(axis=1))
+
+
+def test_without_calibrate_the_int8_file_records_none(colour_run_with_val, tmp_path: Path) -> None:
+    from gclf.runtime.onnx_metadata import read_metadata as read_props
+
+    fp32, run = colour_run_with_val
+    dest = tmp_path / "model.int8.onnx"
+    int8 = export_int8(fp32, run, dest, QuantizeOptions(), 16, lambda _: None, calibrate=False)
+    props = read_props(dest)
+    assert int8.confidence is None and "gclf.calibration" not in props and "gclf.decision" not in props
+    assert props["gclf.format_version"] == "1" and Classifier(dest).calibration is None
+
+
+def test_no_validation_split_means_no_calibration_said_in_one_line(colour_run, tmp_path: Path) -> None:
+    from gclf.export.pipeline import calibrate_model
+
+    fp32, run = colour_run  # its validation split is empty
+    lines: list[str] = []
+    assert calibrate_model(fp32, run, "fp32", lines.append) is None
+    assert lines == ["warning: the run has no validation split: model.onnx records no calibration (its answers are the raw softmax)"]

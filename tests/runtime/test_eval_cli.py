@@ -270,12 +270,44 @@ def test_calibrate_writes_a_copy_recording_where_its_calibration_came_from(model
     assert written.fitted_on["files_sha256"] == hashlib.sha256("\n".join(names).encode()).hexdigest()
     assert (written.fitted_on["seed"], written.fitted_on["fit_share"], written.fitted_on["n"]) == (3, 0.5, 40)
     assert written.fitted_on["model"]["sha256"] == hashlib.sha256(model.read_bytes()).hexdigest()
-    # The copy is the same model: it loads, answers the same, and its graph is unchanged.
-    assert Classifier(out).predict(data.paths[0]) == clf.predict(data.paths[0])
+    # The copy is the same model answering calibrated: the same label, the calibrated
+    # probabilities; raw, exactly the model's answer; its graph is unchanged.
+    copy = Classifier(out)
+    got, raw = copy.predict(data.paths[0]), clf.predict(data.paths[0])
+    assert got.label == raw.label and got.confidence == pytest.approx(written.apply(np.log([list(raw.probabilities.values())]))[0].max())
+    assert got.confidence != pytest.approx(raw.confidence, abs=1e-3)
+    assert Classifier(out, calibrated=False).predict(data.paths[0]) == raw
+    assert read_metadata(out)["gclf.format_version"] == "2"
     assert onnx.load(str(out)).graph.SerializeToString() == onnx.load(str(model)).graph.SerializeToString()
+    # The default decision threshold, chosen on the fit part as the copy answers.
+    decision = copy.metadata.decision
+    assert decision is not None and decision.to_dict() == cal["written"]["decision"] and decision.photos == 40
+    assert "95%" in decision.rule and decision.coverage >= 0.85 - 1e-9
     table = _eval(model, whole_set, "--calibrate", "--out", out, "--calibration-method", "vector_scaling")
     assert table.exit_code == EXIT_OK and "\ncalibration\n" in table.stdout and "which nothing was fitted on; the tables below are of that report part" in table.stdout
     assert Calibration.from_json(read_metadata(out)[KEY_CALIBRATION]).method == "vector_scaling"
+
+
+def test_an_evaluation_measures_the_recorded_calibration_and_recalibrating_fits_on_raw_logits(model: Path, whole_set: Path, tmp_path: Path) -> None:
+    first, second = tmp_path / "first.onnx", tmp_path / "second.onnx"
+    assert _eval(model, whole_set, "--calibrate", "--out", first).exit_code == EXIT_OK
+    recorded = Classifier(first).calibration
+
+    measured = _eval(first, whole_set, "--json")
+    assert measured.exit_code == EXIT_OK
+    assert f"first.onnx applies its recorded calibration ({recorded.describe()})" in measured.stderr
+    assert _strict_json(measured.stdout)["evaluations"][0]["calibration"] == f"recorded {recorded.describe()}"
+    plain = _eval(model, whole_set)
+    assert "tiny.onnx records no calibration: its answers are the plain softmax" in plain.stderr
+    # Fitting again on the calibrated copy fits on its raw logits: the same temperature as on
+    # the model itself (not one stacked on the first), and replaces the record.
+    again = _eval(first, whole_set, "--calibrate", "--out", second, "--seed", "5", "--json")
+    assert again.exit_code == EXIT_OK and "fitting on its raw logits, the copy's replaces it" in again.stderr
+    direct = _eval(model, whole_set, "--calibrate", "--out", tmp_path / "direct.onnx", "--seed", "5")
+    assert direct.exit_code == EXIT_OK
+    t_again = Classifier(second).calibration.parameters["temperature"]
+    assert t_again == pytest.approx(Classifier(tmp_path / "direct.onnx").calibration.parameters["temperature"])
+    assert Classifier(second).calibration.fitted_on["seed"] == 5
 
 
 def test_calibration_is_fitted_on_the_fit_part_only(model: Path, whole_set: Path) -> None:

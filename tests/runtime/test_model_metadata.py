@@ -116,7 +116,7 @@ def test_input_size_disagreeing_with_the_graph_is_refused(tiny_onnx) -> None:
         ({KEY_PREPROCESS: "{"}, "preprocessing spec is not valid JSON"),
         ({KEY_CLASSES: '{"red": 0, "blue": 1}'}, "gclf.class_names must be a JSON list"),
         ({KEY_VARIANT: None}, "missing gclf.variant"),
-        ({KEY_FORMAT: "2"}, "version '2' is not supported"),
+        ({KEY_FORMAT: "9"}, "was written by a newer gclf"),
         ({KEY_VARIANT: "int8"}, "quantization metadata"),
         ({KEY_PREPROCESS: json.dumps({**PreprocessSpec(input_height=32, input_width=32).to_dict(), "channel_order": "BGR"})}, "channel_order"),
     ],

@@ -188,6 +188,16 @@ def test_the_model_loads_and_runs(tiny_onnx) -> None:
 
     assert finding.status == OK
     assert "tiny.onnx: fp32, 2 classes (red, blue), 32x32 px" in finding.text and "one inference" in finding.text
+    assert "uncalibrated (raw softmax)" in finding.text
+
+
+def test_the_model_finding_names_its_recorded_calibration(tiny_onnx) -> None:
+    from gclf.runtime.onnx_metadata import update_metadata
+
+    model = tiny_onnx()
+    update_metadata(model, {"gclf.format_version": "2", "gclf.calibration": '{"method": "temperature", "parameters": {"temperature": 1.5}}'})
+    finding = _one(preflight.check_model(PreflightContext(model=model, threads=1)))
+    assert finding.status == OK and "calibrated (temperature 1.500)" in finding.text
 
 
 def test_check_says_which_confidence_threshold_applies_and_where_it_came_from(tiny_onnx, monkeypatch) -> None:

@@ -115,6 +115,26 @@ def test_int8_model_records_its_quantization(tiny_run) -> None:
     assert "wrote" in tiny_run.export_output and "model.int8.onnx" in tiny_run.export_output
 
 
+def test_each_exported_file_records_a_calibration_fitted_on_the_validation_split(tiny_run, tmp_path: Path) -> None:
+    n_val = len(_json(tiny_run.run_dir / "manifest.json")["splits"]["val"])
+    for path, variant in ((tiny_run.fp32, "fp32"), (tiny_run.int8, "int8")):
+        meta = Classifier(path).metadata
+        assert meta.calibration is not None and meta.calibration.method == "temperature", tiny_run.export_output
+        assert (meta.calibration.fitted_on["data"], meta.calibration.fitted_on["photos"]) == ("validation split", n_val)
+        assert meta.calibration.fitted_on["model"]["file"] == path.name
+        assert meta.decision is not None and meta.decision.photos == n_val
+        assert f"{variant} calibration, temperature" in tiny_run.export_output and f"{variant} calibration, vector scaling" in tiny_run.export_output
+        # (each file fitting on its own logits: tests/export/test_quant_gate.py)
+    assert "fitted on only" in tiny_run.export_output  # a toy's validation split is a handful of photos, and the log says so
+    from click.testing import CliRunner
+
+    from gclf.export.cli import main as export_main
+
+    raw = CliRunner().invoke(export_main, [str(tiny_run.run_dir), "--out", str(tmp_path), "--no-calibrate"])
+    assert raw.exit_code == 0, raw.output
+    assert Classifier(tmp_path / "model.onnx").metadata.calibration is None and "raw softmax" in raw.output
+
+
 def _some_inputs(tiny_run, count: int) -> np.ndarray:
     paths = sorted(list_images(tiny_run.data))[:: max(1, (2 * tiny_run.per_class) // count)][:count]
     spec = PreprocessSpec(input_height=tiny_run.image_size, input_width=tiny_run.image_size)
