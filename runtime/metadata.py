@@ -77,11 +77,12 @@ class Decision:
         shares = {k: getattr(self, k) for k in ("min_confidence", "target_accuracy", "coverage", "accuracy")}
         bad = [k for k, v in shares.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1]
         if bad:
-            raise BadModelError(f"{KEY_DECISION}: {', '.join(bad)} must be numbers from 0 to 1")
+            raise BadModelError(f"{KEY_DECISION}: {', '.join(bad)} must be {'a number' if len(bad) == 1 else 'numbers'} from 0 to 1"[:300])
         if isinstance(self.photos, bool) or not isinstance(self.photos, int) or self.photos < 0:
-            raise BadModelError(f"{KEY_DECISION}: photos must be a count, got {self.photos!r}")
-        if not isinstance(self.chosen_on, str) or not isinstance(self.rule, str):
-            raise BadModelError(f"{KEY_DECISION}: chosen_on and rule must be text")
+            raise BadModelError(f"{KEY_DECISION}: photos must be a whole number of at least 0, got {self.photos!r}"[:300])
+        for name in ("chosen_on", "rule"):
+            if not isinstance(getattr(self, name), str):
+                raise BadModelError(f"{KEY_DECISION}: {name} must be a string")
 
     def to_dict(self) -> dict[str, Any]:
         record = {k: getattr(self, k) for k in ("min_confidence", "chosen_on", "target_accuracy", "coverage", "accuracy", "photos")}

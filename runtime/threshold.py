@@ -14,7 +14,7 @@ from typing import Literal
 
 from gclf.runtime.errors import UsageError
 from gclf.runtime.labels import UNSURE
-from gclf.runtime.metadata import ModelMetadata
+from gclf.runtime.metadata import Decision, ModelMetadata
 
 # Where a threshold came from: given by the user, recorded in the model, or neither (off).
 Origin = Literal["given", "model", "none"]
@@ -26,7 +26,7 @@ class Threshold:
 
     min_confidence: float
     origin: Origin
-    decision: dict | None = None  # the model's record, when the threshold is the model's
+    decision: Decision | None = None  # the model's record, when the threshold is the model's
 
     @property
     def active(self) -> bool:
@@ -48,17 +48,13 @@ class Threshold:
         return f"answers below confidence {self.min_confidence:g} are {UNSURE}: the model's recorded decision ({_record(self.decision)}; {option} 0 turns it off)"
 
 
-def _record(decision: dict | None) -> str:
+def _record(decision: Decision | None) -> str:
     """The model's decision in words: how the threshold was chosen and what it promised."""
-    d = decision or {}
-    parts = []
-    if isinstance(d.get("chosen_on"), str):
-        parts.append(f"chosen on {d['chosen_on']}")
-    if d.get("photos") is not None:
-        parts.append(f"{d['photos']} photos")
-    for key, name in (("target_accuracy", "target accuracy"), ("accuracy", "accuracy"), ("coverage", "coverage")):
-        if d.get(key) is not None:
-            parts.append(f"{name} {d[key]:.3f}")
+    if decision is None:
+        return "no details recorded"
+    parts = [f"chosen on {decision.chosen_on}", f"{decision.photos} photos"]
+    for value, name in ((decision.target_accuracy, "target accuracy"), (decision.accuracy, "accuracy"), (decision.coverage, "coverage")):
+        parts.append(f"{name} {value:.3f}")
     return ", ".join(parts) or "no details recorded"
 
 

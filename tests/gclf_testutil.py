@@ -83,7 +83,7 @@ def build_tiny_onnx(
     import onnx  # a test-only dependency of the runtime's tests; torch is never needed here
     from onnx import TensorProto, helper, numpy_helper
 
-    from gclf.runtime.metadata import ModelMetadata
+    from gclf.runtime.metadata import Decision, ModelMetadata
     from gclf.runtime.preprocess import PreprocessSpec
 
     gh, gw = graph_hw or input_hw
@@ -107,7 +107,7 @@ def build_tiny_onnx(
     if with_metadata:
         spec = PreprocessSpec(input_height=input_hw[0], input_width=input_hw[1])
         props = ModelMetadata(spec=spec, class_names=tuple(class_names), variant="fp32", training=dict(TINY_TRAINING_SUMMARY),
-                              decision=dict(decision) if decision is not None else None).to_props()
+                              decision=Decision.from_dict(decision) if decision is not None else None).to_props()
         for key, value in props.items():
             model.metadata_props.add(key=key, value=value)
     if props_update:

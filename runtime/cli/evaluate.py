@@ -162,6 +162,17 @@ def _add_to_cards(models: list[Path], evaluations: list, data: LabelledSet) -> N
         click.echo(f"card: {card} (section {data.root.resolve().name}, {model.name})", err=True)
 
 
+def _say_calibration(clf, fitting: bool) -> None:
+    """One line on stderr: whether the answers measured are calibrated, and how."""
+    recorded = clf.metadata.calibration
+    if recorded is None:
+        click.echo(f"{clf.path.name} records no calibration: its answers are the plain softmax", err=True)
+    elif fitting:
+        click.echo(f"{clf.path.name} records a calibration ({recorded.describe()}); fitting on its raw logits, the copy's replaces it", err=True)
+    else:
+        click.echo(f"{clf.path.name} applies its recorded calibration ({recorded.describe()}), as the runtime does", err=True)
+
+
 def _groupings(groups: Path | str | None, data: LabelledSet) -> list[Grouping]:
     from gclf.runtime.evaluation.groups import csv_grouping, utkface_groupings
 

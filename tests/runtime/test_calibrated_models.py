@@ -25,7 +25,7 @@ from gclf_testutil import FACES_MODEL, SquareDetector, solid_bgr, write_image_fi
 import importlib.util
 
 needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason='OpenVINO is not installed (pip install ".[openvino]")')
-ENGINES = ["onnxruntime", pytest.param("openvino", marks=needs_openvino)]
+ENGINES = ["onnxruntime", pytest.param("openvino", marks=[needs_openvino, pytest.mark.own_process])]
 TEMPERATURE = 2.5
 RED_RGB = (230, 30, 20)
 

@@ -15,7 +15,7 @@ import pytest
 from gclf.runtime import UNSURE
 from gclf.runtime.classifier import Classifier
 from gclf.runtime.errors import EXIT_BAD_MODEL, BadModelError, UsageError
-from gclf.runtime.metadata import KEY_DECISION, ModelMetadata
+from gclf.runtime.metadata import KEY_DECISION, Decision, ModelMetadata
 from gclf.runtime.preprocess import PreprocessSpec
 from gclf.runtime.threshold import resolve_threshold
 from gclf_testutil import PURPLE_RGB, decision_record
@@ -28,6 +28,8 @@ def _solid(rgb: tuple[int, int, int]) -> np.ndarray:
 
 
 def _meta(**kw) -> ModelMetadata:
+    if isinstance(kw.get("decision"), dict):
+        kw["decision"] = Decision.from_dict(kw["decision"])
     return ModelMetadata(spec=PreprocessSpec(), class_names=kw.pop("class_names", ("man", "woman")), **kw)
 
 
@@ -46,7 +48,7 @@ def test_the_decision_round_trips_and_gives_its_threshold() -> None:
 @pytest.mark.parametrize(
     "decision, words",
     [
-        ({"chosen_on": "validation"}, "has no min_confidence"),
+        ({"chosen_on": "validation"}, "is missing min_confidence"),
         (decision_record(1.5), "min_confidence must be a number from 0 to 1"),
         (decision_record("0.6"), "min_confidence must be a number from 0 to 1"),
         (decision_record(True), "min_confidence must be a number from 0 to 1"),
