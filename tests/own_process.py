@@ -82,6 +82,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     report = TestReport(item.nodeid, item.location, {k: 1 for k in item.keywords}, outcome, longrepr, "call", duration=seconds)
     item.ihook.pytest_runtest_logreport(report=report)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    # What the protocol's teardown would do: close the modules and classes the next test does
+    # not share (their fixtures were set up by the test before this one).
+    item.session._setupstate.teardown_exact(nextitem)
     return True
 
 
