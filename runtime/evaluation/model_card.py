@@ -216,6 +216,8 @@ def _evaluation(fp32: ModelFacts, int8: ModelFacts | None, card: dict, training:
     for facts in (fp32, int8):
         if facts is not None and facts.record("gclf.calibration"):
             lines.append(_calibration_line(facts))
+        if facts is not None and facts.record("gclf.decision"):
+            lines.append(_decision_line(facts))
     lines += [
         "",
         "The test split comes from the same folders as the training photos: photos of other people, other cameras "
@@ -253,6 +255,15 @@ def _calibration_line(facts: ModelFacts) -> str:
     figures = cal.get("fit_figures") or {}
     ece = f"; ECE on the fit part {figures['ece_before']:.4f} -> {figures['ece_after']:.4f}" if {"ece_before", "ece_after"} <= figures.keys() else ""
     return f"- Calibration recorded in `{facts.name}`: {cal.get('method')} ({params}), fitted on {fitted}{ece}"
+
+
+def _decision_line(facts: ModelFacts) -> str:
+    d = facts.record("gclf.decision") or {}
+    if not d.get("min_confidence"):
+        return (f"- Decision threshold recorded in `{facts.name}`: none needed on {d.get('chosen_on')} ({d.get('photos')} photos: "
+                f"every answer together was right {100 * d.get('accuracy', float('nan')):.1f}% of the time); every answer is given unless `--min-confidence P` says otherwise")
+    return (f"- Decision threshold recorded in `{facts.name}`: answers below confidence {d['min_confidence']:.3f} are `unsure`; on {d.get('chosen_on')} "
+            f"({d.get('photos')} photos) it answered {100 * d.get('coverage', float('nan')):.1f}% of them, right {100 * d.get('accuracy', float('nan')):.1f}% of the time")
 
 
 # --- "Evaluations on other data": one sub-section per data folder and model --------------------

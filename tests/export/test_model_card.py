@@ -72,6 +72,18 @@ def test_the_card_reports_a_calibration_the_file_records(tiny_run, tmp_path: Pat
     assert "Calibration" not in render_card(read_model_facts(plain))
 
 
+def test_the_card_reports_the_decision_threshold_the_file_records(tiny_run, tmp_path: Path) -> None:
+    model = shutil.copy(tiny_run.fp32, tmp_path / "model.onnx")
+    decision = {"min_confidence": 0.72, "chosen_on": "the run's validation split", "target_accuracy": 0.95, "coverage": 0.88, "accuracy": 0.951, "photos": 230}
+    update_metadata(model, {"gclf.decision": json.dumps(decision)})
+
+    text = render_card(read_model_facts(model))
+
+    assert "answers below confidence 0.720 are `unsure`; on the run's validation split (230 photos) it answered 88.0% of them, right 95.1% of the time" in text
+    update_metadata(model, {"gclf.decision": json.dumps({**decision, "min_confidence": 0.0, "coverage": 1.0})})
+    assert "none needed on the run's validation split" in render_card(read_model_facts(model))
+
+
 def test_a_model_without_a_card_record_still_gets_a_card(tiny_onnx) -> None:
     text = render_card(read_model_facts(tiny_onnx("old.onnx")))
 
