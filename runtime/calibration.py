@@ -6,6 +6,9 @@ gclf-export); this is what every runtime path needs to answer as the file says.
   sounds.
 - Vector scaling multiplies class c's logit by w_c and adds b_c: can move the threshold
   between classes, so it can change answers.
+- Equal recall divides every logit by a temperature T, then adds b_c: the biases are chosen so
+  that every class is recognised equally often on the fit photos (the same share of men read as
+  men as of women read as women). It moves the threshold between classes on purpose.
 
 Both act on logits; log-probabilities serve as well (softmax is unchanged by adding a constant
 to a row, and log softmax(z) is z minus such a constant; see `log_probabilities`).
@@ -26,7 +29,7 @@ import numpy as np
 from gclf.runtime.errors import BadModelError
 
 KEY_CALIBRATION = "gclf.calibration"  # the model metadata key holding a `Calibration` as JSON
-METHODS = ("temperature", "vector_scaling")
+METHODS = ("temperature", "vector_scaling", "equal_recall")
 # Fitting searches the temperature in [1/100, 100] (far beyond any useful value); a record
 # outside it was not written by gclf.
 TEMPERATURE_RANGE = (0.01, 100.0)
@@ -64,7 +67,7 @@ class Calibration:
     under KEY_CALIBRATION, as JSON (`to_dict`)."""
 
     method: str  # one of METHODS
-    parameters: Mapping[str, Any]  # {"temperature": T} or {"scale": [...], "bias": [...]}
+    parameters: Mapping[str, Any]  # {"temperature": T}, {"scale": [...], "bias": [...]} or {"temperature": T, "bias": [...]}
     fitted_on: Mapping[str, Any] = field(default_factory=dict)  # description, n, seed, ...
     fit_figures: Mapping[str, float] = field(default_factory=dict)  # ECE/NLL before and after, on the fit photos
 
@@ -75,8 +78,10 @@ class Calibration:
 
     @property
     def n_classes(self) -> int | None:
-        """The classes a vector scaling was fitted for; None for a temperature (any count)."""
-        return len(self.parameters["scale"]) if self.method == "vector_scaling" else None
+        """The classes a per-class calibration was fitted for; None for a temperature (any count)."""
+        if self.method == "temperature":
+            return None
+        return len(self.parameters["bias"])
 
     def apply(self, logits: np.ndarray) -> np.ndarray:
         """(N, C) logits (or log-probabilities) -> calibrated (N, C) probabilities."""
@@ -84,12 +89,18 @@ class Calibration:
             return apply_temperature(logits, float(self.parameters["temperature"]))
         if np.shape(logits)[1] != self.n_classes:
             raise BadModelError(f"{KEY_CALIBRATION} has {self.n_classes} classes and the model {np.shape(logits)[1]}")
+        if self.method == "equal_recall":
+            t = float(self.parameters["temperature"])
+            return apply_vector_scaling(logits, np.full(self.n_classes, 1.0 / t), self.parameters["bias"])
         return apply_vector_scaling(logits, self.parameters["scale"], self.parameters["bias"])
 
     def describe(self) -> str:
         """"temperature 1.412" or "vector scaling (scale ...; bias ...)": for tables and logs."""
         if self.method == "temperature":
             return f"temperature {self.parameters['temperature']:.3f}"
+        if self.method == "equal_recall":
+            bias = ", ".join(f"{v:+.3f}" for v in self.parameters["bias"])
+            return f"equal recall (temperature {self.parameters['temperature']:.3f}; bias {bias})"
         scale = ", ".join(f"{v:.3f}" for v in self.parameters["scale"])
         bias = ", ".join(f"{v:+.3f}" for v in self.parameters["bias"])
         return f"vector scaling (scale {scale}; bias {bias})"
@@ -139,11 +150,14 @@ def _finite_numbers(value: Any, limit: float) -> bool:
 
 
 def _problem(method: Any, parameters: Mapping[str, Any]) -> str | None:
-    if method == "temperature":
+    if method in ("temperature", "equal_recall"):
         t = parameters.get("temperature")
         low, high = TEMPERATURE_RANGE
         if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t) or not low * (1 - 1e-9) <= t <= high * (1 + 1e-9):
             return f"temperature must be a number from {low:g} to {high:g}, got {t!r}"
+        bias = parameters.get("bias")
+        if method == "equal_recall" and not (_finite_numbers(bias, MAX_ABS_VECTOR_PARAMETER) and len(bias) >= 2):
+            return f"equal_recall needs a list bias of finite numbers (at most {MAX_ABS_VECTOR_PARAMETER:g} in size), one per class"
         return None
     if method == "vector_scaling":
         scale, bias = parameters.get("scale"), parameters.get("bias")

@@ -45,6 +45,8 @@ class Threshold:
             return f"answers below confidence {self.min_confidence:g} are {UNSURE} ({option} {self.min_confidence:g})"
         if self.origin == "none":
             return f"every answer is given: the model records no confidence threshold (set one with {option})"
+        if not self.active:
+            return f"every answer is given: the model's recorded decision needs no threshold ({_record(self.decision)}; {option} P sets one)"
         return f"answers below confidence {self.min_confidence:g} are {UNSURE}: the model's recorded decision ({_record(self.decision)}; {option} 0 turns it off)"
 
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from gclf.runtime.metadata import Decision
 
 UTKFACE = "utkface"
-CALIBRATION_METHODS = ("temperature", "vector_scaling")  # gclf.runtime.evaluation.calibration.METHODS, without importing numpy for --help
+CALIBRATION_METHODS = ("temperature", "vector_scaling", "equal_recall")  # gclf.runtime.evaluation.calibration.METHODS, without importing numpy for --help
 REPORT_MD = "report.md"
 REPORT_JSON = "evaluation.json"
 
@@ -72,7 +72,7 @@ class EvalOptions:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="NEW.onnx", help="With --calibrate: the calibrated copy (MODEL itself is never rewritten).")
 @click.option("--seed", type=int, default=0, show_default=True, help="With --calibrate: seed of the split into fit and report parts.")
 @click.option("--fit-share", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.5, show_default=True, help="With --calibrate: the share of each class's photos the calibration is fitted on.")
-@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="temperature", show_default=True, help="With --calibrate: the calibration written to --out (both are measured): one temperature (never changes an answer), or a scale and bias per class (can move the threshold between classes).")
+@click.option("--calibration-method", type=click.Choice(CALIBRATION_METHODS), default="temperature", show_default=True, help="With --calibrate: the calibration written to --out (all are measured): one temperature (never changes an answer), a scale and bias per class (can move the threshold between classes), or a temperature and the per-class biases that make every class's recall equal on the fit part (closes a gap between classes, may cost a little accuracy).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1), default=None, metavar="P", help="Count answers below confidence P as unsure: report how many are answered and how often those are right; 0: no threshold.  [default: the threshold the model records (gclf.decision), else none]")
 @click.option("--faces/--no-faces", "faces", default=None, help="Detect faces and classify each photo's largest, or classify whole images. Default: what the model's metadata says it was trained on.")
 @click.option("--face-model", type=FaceModelParam(), default=None, metavar="haar|yunet|PATH", help="Faces models: the face detector.  [default: the one the model was trained with, else yunet once cached, else haar]")

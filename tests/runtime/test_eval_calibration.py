@@ -16,10 +16,12 @@ from gclf.runtime.evaluation.calibration import (
     CalibrationError,
     apply_temperature,
     fit_calibration,
+    fit_equal_recall,
     fit_temperature,
     fit_vector_scaling,
     log_probabilities,
     nll,
+    recalls,
     softmax,
     split_fit_report,
 )
@@ -91,6 +93,34 @@ def test_vector_scaling_recovers_a_shifted_decision_threshold() -> None:
     assert nll(shifted * scale + bias, labels) < nll(shifted / t, labels) - 0.01
 
 
+def test_equal_recall_closes_a_gap_between_classes_on_photos_it_was_not_fitted_on() -> None:
+    # The second class is under-called by 1.2 logits: far fewer of its photos are recognised.
+    rng = np.random.default_rng(7)
+    logits, labels = _calibrated_sample(rng, 6000, c=2)
+    shifted = logits - np.array([0.0, 1.2])
+    fit, held_out = slice(0, 3000), slice(3000, None)
+    before = recalls(shifted[held_out], labels[held_out], 2)
+    assert before[0] - before[1] > 0.15
+
+    t, bias = fit_equal_recall(shifted[fit], labels[fit])
+    after = recalls(shifted[held_out] / t + bias, labels[held_out], 2)
+
+    assert abs(after[0] - after[1]) < 0.03 and bias[1] > bias[0] and bias.sum() == pytest.approx(0.0)
+    assert t == pytest.approx(fit_temperature(shifted[fit], labels[fit]))
+    cal = fit_calibration("equal_recall", shifted[fit], labels[fit], fitted_on={})
+    assert np.argmax(cal.apply(shifted[held_out]), axis=1).tolist() == np.argmax(shifted[held_out] / t + bias, axis=1).tolist()
+    assert cal.describe().startswith("equal recall (temperature")
+
+
+def test_equal_recall_leaves_balanced_classes_as_they_are() -> None:
+    rng = np.random.default_rng(8)
+    logits, labels = _calibrated_sample(rng, 4000, c=3)
+    t, bias = fit_equal_recall(logits, labels)
+    r = recalls(logits / t + bias, labels, 3)
+    assert np.nanmax(r) - np.nanmin(r) <= np.nanmax(recalls(logits, labels, 3)) - np.nanmin(recalls(logits, labels, 3))
+    assert np.abs(bias).max() < 0.5
+
+
 def test_fit_calibration_records_both_methods_and_refuses_unusable_data() -> None:
     rng = np.random.default_rng(5)
     logits, labels = _calibrated_sample(rng, 500)
@@ -113,6 +143,8 @@ def test_fit_calibration_records_both_methods_and_refuses_unusable_data() -> Non
         {"method": "temperature", "parameters": {"temperature": "1.2"}},
         {"method": "vector_scaling", "parameters": {"scale": [1.0, 1.0], "bias": [0.0]}},
         {"method": "platt", "parameters": {}},
+        {"method": "equal_recall", "parameters": {"temperature": 1.0}},
+        {"method": "equal_recall", "parameters": {"temperature": 1.0, "bias": [0.0, float("inf")]}},
         {"method": "temperature"},
     ],
 )

@@ -257,7 +257,7 @@ def test_calibrate_writes_a_copy_recording_where_its_calibration_came_from(model
     record = _strict_json(result.stdout)
     cal = record["calibration"]
     assert (cal["fit_photos"], cal["report_photos"]) == (40, 40)
-    assert [e["photos"] for e in record["evaluations"]] == [40, 40, 40]  # every figure is of the report part
+    assert [e["photos"] for e in record["evaluations"]] == [40, 40, 40, 40]  # as is and each method: every figure is of the report part
     assert [e["calibration"] for e in record["evaluations"]][0] is None
     written = Calibration.from_json(read_metadata(out)[KEY_CALIBRATION])
     assert written.method == "temperature" and written.to_dict() == cal["fitted"]["temperature"]
@@ -415,3 +415,15 @@ def test_calibrating_on_photos_of_one_class_is_bad_data(model: Path, tmp_path: P
     result = _eval(model, tmp_path / "data", "--calibrate", "--out", tmp_path / "c.onnx")
     assert result.exit_code == EXIT_BAD_DATA and "all of one class" in result.stderr
     assert not (tmp_path / "c.onnx").exists()
+
+
+def test_calibrate_can_write_the_equal_recall_calibration(model: Path, whole_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "equal.onnx"
+
+    result = _eval(model, whole_set, "--calibrate", "--out", out, "--calibration-method", "equal_recall")
+
+    assert result.exit_code == EXIT_OK, result.output
+    assert "equal_recall" in result.stdout and "written to" in result.stdout
+    written = Calibration.from_json(read_metadata(out)[KEY_CALIBRATION])
+    assert written.method == "equal_recall" and len(written.parameters["bias"]) == 2
+    assert Classifier(out).calibration == written  # the runtime answers with it

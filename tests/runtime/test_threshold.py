@@ -99,6 +99,8 @@ def test_each_origin_says_where_the_threshold_came_from() -> None:
     assert "(--min-confidence 0.8)" in resolve_threshold(0.8, recorded).describe("--min-confidence")
     assert "none is unsure (--min-confidence 0)" in resolve_threshold(0, recorded).describe("--min-confidence")
     assert "records no confidence threshold" in resolve_threshold(None, _meta()).describe("--min-confidence")
+    none_needed = resolve_threshold(None, _meta(decision=decision_record(0.0))).describe("--min-confidence")
+    assert none_needed.startswith("every answer is given: the model's recorded decision needs no threshold") and "below confidence 0 " not in none_needed
 
 
 @pytest.mark.parametrize("value", [-0.1, 1.01, float("nan")])
