@@ -37,8 +37,23 @@ DECODE_WORKERS = 2  # threads decoding and resizing files ahead of inference (Op
 
 
 
+class _Answer:
+    """What a Prediction and a FaceResult share: `best` defaults to `label`, and `unsure`."""
+
+    label: str
+    best: str
+
+    def __post_init__(self) -> None:
+        if not self.best:
+            object.__setattr__(self, "best", self.label)
+
+    @property
+    def unsure(self) -> bool:
+        return self.label == UNSURE
+
+
 @dataclass(frozen=True)
-class Prediction:
+class Prediction(_Answer):
     """The model's answer for one image.
 
     `label` is the most probable class, or `UNSURE` ("unsure") when that class's probability
@@ -49,20 +64,12 @@ class Prediction:
     probabilities: Mapping[str, float]  # every class name -> its probability, in the model's class order
     best: str = ""  # the most probable class; "" when built: then `label`
 
-    def __post_init__(self) -> None:
-        if not self.best:
-            object.__setattr__(self, "best", self.label)
-
-    @property
-    def unsure(self) -> bool:
-        return self.label == UNSURE
-
 
 _NO_PROBABILITIES: Mapping[str, float] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
-class FaceResult:
+class FaceResult(_Answer):
     """One face (or a whole frame) and the model's answer for it."""
 
     box: Box  # x, y, width, height as detected (without the crop margin); the whole frame without detection
@@ -72,14 +79,6 @@ class FaceResult:
     # live loop's results had before probabilities were added).
     probabilities: Mapping[str, float] = field(default_factory=lambda: _NO_PROBABILITIES)
     best: str = ""  # the most probable class; "" when built: then `label`
-
-    def __post_init__(self) -> None:
-        if not self.best:
-            object.__setattr__(self, "best", self.label)
-
-    @property
-    def unsure(self) -> bool:
-        return self.label == UNSURE
 
     @classmethod
     def of(cls, box: Box, prediction: Prediction) -> "FaceResult":
