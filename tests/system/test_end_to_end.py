@@ -173,7 +173,9 @@ def test_gclf_infer_runs_the_exported_models(tiny_run, variant: str) -> None:
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert sorted(r["path"] for r in records) == sorted(str(p) for p in list_images(tiny_run.data))
-    assert all(r["label"] in CLASSES and set(r["probabilities"]) == set(CLASSES) for r in records)
+    # A class, or unsure below the threshold the export recorded (then "best" names the class).
+    assert all(r.get("best", r["label"]) in CLASSES and r["label"] in (*CLASSES, "unsure") for r in records)
+    assert all(set(r["probabilities"]) == set(CLASSES) for r in records)
     assert f"({variant} model {model.name} on onnxruntime " in result.stderr  # the summary names the engine
 
 
