@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import http.client
 import json
+import re
 import socket
 import sys
 import time
@@ -697,10 +698,18 @@ def test_refused_requests_are_counted_not_logged_one_by_one(served, caplog) -> N
             assert raw_request(sink.port, b"GET /latest HTTP/1.1\r\nHost: 127.0.0.1\r\n" + bad_body).startswith(b"HTTP/1.1 400 ")
             assert raw_request(sink.port, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
             assert get(sink.port, "/favicon.ico")[0] == 404  # a browser's own request: not counted
-        wait_until(lambda: reports, "the summary")
+        # One summary line per window (0.5 s here): a loaded machine may spread the requests
+        # over a few windows, never a line per request; the windows add up to every refusal.
+        wait_until(lambda: _refused_totals(reports)[0] >= 150, "the summaries")
     assert [r for r in caplog.records if r.name.startswith("tornado")] == []
-    assert len(reports) == 1, reports
-    assert "150 requests refused (25 forbidden, 25 not found, 100 bad requests)" in reports[0], reports
+    assert len(reports) < 20 and all(r.startswith("--serve: in the last ") for r in reports), reports
+    assert _refused_totals(reports) == (150, 25, 25, 100), reports
+
+
+def _refused_totals(reports: list[str]) -> tuple[int, int, int, int]:
+    """(refused, forbidden, not found, bad requests) summed over the summary lines."""
+    patterns = (r"(\d+) requests? refused", r"(\d+) forbidden", r"(\d+) not found", r"(\d+) bad requests?")
+    return tuple(sum(int(m) for line in reports for m in re.findall(p, line)) for p in patterns)  # type: ignore[return-value]
 
 
 def test_healthz_saying_unavailable_is_not_a_refusal() -> None:
