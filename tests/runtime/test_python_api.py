@@ -30,7 +30,9 @@ FACES_MODEL = {"gclf.training": json.dumps({"input_kind": "faces"})}  # tiny_onn
 
 
 def _readme_example() -> str:
-    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    readme = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    reference = (README.parent / "docs" / "cli.md").read_text().split("## The Python API", 1)[1].split("\n## ", 1)[0]
+    section = readme + reference  # the README's example and the reference it links to
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert len(blocks) == 1, "the README's Python API section should hold one python example"
     return blocks[0]
@@ -179,9 +181,11 @@ def test_importing_the_api_loads_nothing_heavy_until_a_name_is_used() -> None:
 def test_every_type_the_readme_tells_users_to_pass_or_receive_is_exported() -> None:
     import gclf.runtime
 
-    section = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    readme = README.read_text().split("## Python API", 1)[1].split("\n## ", 1)[0]
+    reference = (README.parent / "docs" / "cli.md").read_text().split("## The Python API", 1)[1].split("\n## ", 1)[0]
+    section = readme + reference  # the README's example and the reference it links to
     named = set(re.findall(r"\b(?:[A-Z][a-z]+)+(?:Detector|Result|Error|Spec|Classifier|Prediction)\b|\bClassifier\b|\bPrediction\b|\bdefault_face_model\b", section))
-    assert {"Classifier", "HaarFaceDetector", "YuNetFaceDetector", "FileResult"} <= named  # the README's own words
+    assert {"Classifier", "HaarFaceDetector", "YuNetFaceDetector", "FileResult"} <= named  # the docs' own words
     missing = sorted(n for n in named - {"ValueError"} if n not in gclf.runtime.__all__)  # a builtin
     assert missing == [], f"the README's Python API names {missing}, which gclf.runtime does not export"
     for name in named - {"ValueError"}:

@@ -3,7 +3,8 @@
 The README's bash blocks (all but the install commands, which .ci/run runs itself) are run on a
 tiny generated photo set, with these stand-ins, each the smallest change that lets a machine
 with no camera, no network and two cores run them in a test:
-- `photos/`, `new-photos/` and `clip.mp4` are generated (two classes of shapes, a short video);
+- `photos/`, `labelled-photos/`, `new-photos/` and `clip.mp4` are generated (two classes of
+  shapes, other shapes of the same classes, a short video);
 - `--camera 0` is that video in the camera's place (`--video`), `--serve 8080` a free port;
 - training gets `--device cpu --image-size 32 --max-epochs 1 --batch-size 4 --weights none
   --quiet` on top (options given win over a recipe's, so a recipe runs its stages just as fast),
@@ -77,7 +78,7 @@ def stand_in(line: str, where: Path) -> list[str]:
             out += ["--face-crop", "haar"]
             i += 2
             continue
-        word = {"photos/": str(where / "photos"), "new-photos/": str(where / "new-photos"), "clip.mp4": str(where / "clip.avi"),
+        word = {"photos/": str(where / "photos"), "labelled-photos/": str(where / "labelled-photos"), "new-photos/": str(where / "new-photos"), "clip.mp4": str(where / "clip.avi"),
                 "annotated.mp4": str(where / "annotated.mp4")}.get(word, word)
         if word.startswith("runs/"):
             word = str(where / word)
@@ -93,7 +94,7 @@ def stand_in(line: str, where: Path) -> list[str]:
 def test_the_readme_has_the_examples_this_test_runs() -> None:
     commands = readme_commands(README.read_text(encoding="utf-8"))
     programs = {c.split()[0] for c in commands}
-    assert {"gclf-train", "gclf-export", "gclf-infer"} <= programs
+    assert {"gclf-train", "gclf-export", "gclf-infer", "gclf-eval"} <= programs
     assert any("--recipe" in c for c in commands) and any("--camera" in c for c in commands)
     assert not any("pip install" in c for c in commands)
 
@@ -101,6 +102,7 @@ def test_the_readme_has_the_examples_this_test_runs() -> None:
 @pytest.mark.slow
 def test_every_readme_example_runs_as_written(tmp_path: Path) -> None:
     make_shapes_dataset(tmp_path / "photos", per_class=6, min_side=32, max_side=64)
+    make_shapes_dataset(tmp_path / "labelled-photos", per_class=6, seed=1, min_side=32, max_side=64)
     for i in range(3):
         write_image_file(tmp_path / "new-photos" / f"{i}.png", np.random.default_rng(i).integers(0, 256, (40, 48, 3), dtype=np.uint8))
     _clip(tmp_path / "clip.avi")
