@@ -254,7 +254,8 @@ def test_reconnecting_many_times_leaves_no_threads_or_descriptors_behind(mjpeg_s
     finally:
         source.close()
     assert source.state.outages >= 25
-    assert after == baseline, f"threads and descriptors: {baseline} before 25 reconnections, {after} after"
+    # No growth (a leak would add one per reconnection); fewer is another test's thread ending.
+    assert after[0] <= baseline[0] and after[1] <= baseline[1], f"threads and descriptors: {baseline} before 25 reconnections, {after} after"
 
 
 def test_check_stream_reads_one_frame_or_says_why_not(rtsp_server) -> None:
