@@ -253,40 +253,74 @@ def write_colour_video(path: Path, n_frames: int, *, fps: float, size: tuple[int
 # --- attacks -------------------------------------------------------------------------------------
 
 
-class IdleFlood(threading.Thread):
-    """`n` connections to 127.0.0.1:`port` that send nothing, each opened again as soon as the
-    server closes it (an attacker holding as many as it can): one thread, non-blocking sockets.
+class _Flood(threading.Thread):
+    """What the floods share: non-blocking connects to 127.0.0.1:`port`, watched by one selector
+    in one thread (`_flood`, each flood's own loop), all closed when it stops.
 
-    `held`: how many are open now as this side sees them (the kernel completes connects the
-    server has not accepted yet); `reopened`: connections the server closed and we reopened."""
+    `held`: open now as this side sees them (the kernel completes connects the server has not
+    accepted yet); `failed`: connects refused or failing at once."""
 
-    def __init__(self, port: int, n: int) -> None:
+    def __init__(self, port: int) -> None:
         super().__init__(daemon=True)
-        self.port, self.n = port, n
+        self.port = port
         self.held = 0
-        self.reopened = 0
-        self.failed = 0  # connects refused or timed out
+        self.failed = 0
         self.stop_event = threading.Event()
 
-    def _open(self, sel) -> None:
-        import selectors
-
+    def _connect(self, source: str | None = None) -> socket.socket | None:
+        """A socket connecting (from loopback address `source`, if given), or None if it failed."""
         sock = socket.socket()
         sock.setblocking(False)
         try:
+            if source is not None:
+                sock.bind((source, 0))
             sock.connect(("127.0.0.1", self.port))
         except BlockingIOError:
             pass
         except OSError:
             self.failed += 1
             sock.close()
-            return
-        sel.register(sock, selectors.EVENT_READ)
+            return None
+        return sock
 
     def run(self) -> None:
         import selectors
 
         sel = selectors.DefaultSelector()
+        try:
+            self._flood(sel)
+        finally:
+            for key in list(sel.get_map().values()):
+                key.fileobj.close()
+            sel.close()
+
+    def _flood(self, sel) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(TIMEOUT_S)
+
+
+class IdleFlood(_Flood):
+    """`n` connections to 127.0.0.1:`port` that send nothing, each opened again as soon as the
+    server closes it (an attacker holding as many as it can).
+
+    `reopened`: connections the server closed and we reopened; `held` and `failed`: `_Flood`'s."""
+
+    def __init__(self, port: int, n: int) -> None:
+        super().__init__(port)
+        self.n = n
+        self.reopened = 0
+
+    def _open(self, sel) -> None:
+        import selectors
+
+        sock = self._connect()
+        if sock is not None:
+            sel.register(sock, selectors.EVENT_READ)
+
+    def _flood(self, sel) -> None:
         for _ in range(self.n):
             self._open(sel)
         while not self.stop_event.is_set():
@@ -304,57 +338,37 @@ class IdleFlood(threading.Thread):
                     self.reopened += 1
                     self._open(sel)
             self.held = len(sel.get_map())
-        for key in list(sel.get_map().values()):
-            key.fileobj.close()
-        sel.close()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(TIMEOUT_S)
 
 
 FLOOD_SOURCES = tuple(f"127.0.0.{i}" for i in range(2, 8))  # six loopback addresses; Linux routes all of 127/8 to lo
 
 
-class SpeakingFlood(threading.Thread):
+class SpeakingFlood(_Flood):
     """Connections to 127.0.0.1:`port` opened at about `rate` a second, round robin from
     `sources` (each a loopback address of its own), each sending one byte and then nothing,
     held until the server closes them: a flood that per-address caps alone cannot stop and
-    whose connections are never silent. One thread, non-blocking sockets.
+    whose connections are never silent.
 
     `opened`: connections started; `closed_by_server`: those the server closed (or reset);
-    `failed`: connects refused or failing at once; `held`: open now as this side sees them."""
+    `held` and `failed`: `_Flood`'s."""
 
     def __init__(self, port: int, rate: float, sources: tuple[str, ...] = FLOOD_SOURCES, *, max_held: int = 4000) -> None:
-        super().__init__(daemon=True)
-        self.port, self.rate, self.sources, self.max_held = port, rate, sources, max_held
+        super().__init__(port)
+        self.rate, self.sources, self.max_held = rate, sources, max_held
         self.opened = 0
         self.closed_by_server = 0
-        self.failed = 0
-        self.held = 0
-        self.stop_event = threading.Event()
 
     def _open(self, sel, source: str) -> None:
         import selectors
 
-        sock = socket.socket()
-        sock.setblocking(False)
-        try:
-            sock.bind((source, 0))
-            sock.connect(("127.0.0.1", self.port))
-        except BlockingIOError:
-            pass
-        except OSError:
-            self.failed += 1
-            sock.close()
-            return
-        self.opened += 1
-        sel.register(sock, selectors.EVENT_WRITE, data="connecting")
+        sock = self._connect(source)
+        if sock is not None:
+            self.opened += 1
+            sel.register(sock, selectors.EVENT_WRITE, data="connecting")
 
-    def run(self) -> None:
+    def _flood(self, sel) -> None:
         import selectors
 
-        sel = selectors.DefaultSelector()
         start = time.monotonic()
         while not self.stop_event.is_set():
             due = int((time.monotonic() - start) * self.rate) - self.opened - self.failed
@@ -384,13 +398,6 @@ class SpeakingFlood(threading.Thread):
                 sock.close()
                 self.closed_by_server += 1
             self.held = len(sel.get_map())
-        for key in list(sel.get_map().values()):
-            key.fileobj.close()
-        sel.close()
-
-    def stop(self) -> None:
-        self.stop_event.set()
-        self.join(TIMEOUT_S)
 
 
 def timed_get(port: int, path: str, *, token: str | None = None) -> tuple[int, float]:
